@@ -1,0 +1,79 @@
+//! The one response/request body type the server speaks: either bytes we made, or a
+//! body streaming from the other side (never buffered).
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// A body we produced (JSON, HTML, metrics) or one we stream through.
+#[derive(Debug)]
+pub enum Body {
+    /// Bytes held in memory; `None` once sent.
+    Full(Option<Bytes>),
+    /// A body streaming from a peer, passed on frame by frame.
+    Stream(Incoming),
+}
+
+impl Body {
+    pub fn empty() -> Self {
+        Body::Full(None)
+    }
+
+    pub fn from_static(s: &'static str) -> Self {
+        Body::Full(Some(Bytes::from_static(s.as_bytes())))
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Self {
+        Body::Full(Some(Bytes::from(s)))
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Self {
+        Body::Full(Some(Bytes::from(v)))
+    }
+}
+
+impl From<Incoming> for Body {
+    fn from(b: Incoming) -> Self {
+        Body::Stream(b)
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Full(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+            Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(bytes) => bytes.as_ref().is_none_or(|b| b.is_empty()),
+            Body::Stream(incoming) => incoming.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Stream(incoming) => incoming.size_hint(),
+        }
+    }
+}

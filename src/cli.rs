@@ -1,0 +1,180 @@
+//! What each subcommand does; `main.rs` only parses arguments.
+
+use crate::config::{AuthMode, Config};
+use crate::App;
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// `tollgate run`: start, serve until SIGTERM/SIGINT, drain, exit 0.
+pub fn run(config_path: &Path) -> ExitCode {
+    init_tracing();
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        let running = match App::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e:#}");
+                return ExitCode::from(1);
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        running.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// `tollgate check`: validate and print the route table.
+pub fn check(config_path: &Path) -> ExitCode {
+    match Config::load(config_path) {
+        Ok(config) => {
+            print!("{}", route_table(&config));
+            println!("{}: ok", config_path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The routes as an aligned text table.
+pub fn route_table(config: &Config) -> String {
+    let mut rows = vec![[
+        "ROUTE".to_string(),
+        "HOST".to_string(),
+        "PATH_PREFIX".to_string(),
+        "AUTH".to_string(),
+        "SCOPES".to_string(),
+        "TIMEOUT".to_string(),
+        "UPSTREAM".to_string(),
+    ]];
+    for r in &config.routes {
+        rows.push([
+            r.name.clone(),
+            r.host.clone().unwrap_or_else(|| "*".to_string()),
+            format!(
+                "{}{}",
+                r.path_prefix,
+                if r.strip_prefix { " (stripped)" } else { "" }
+            ),
+            match r.auth {
+                AuthMode::Bearer => "bearer".to_string(),
+                AuthMode::None => "none".to_string(),
+            },
+            if r.scopes.is_empty() {
+                "-".to_string()
+            } else {
+                r.scopes.join(" ")
+            },
+            humantime::format_duration(r.timeout).to_string(),
+            r.upstreams
+                .iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `tollgate hash-password`: argon2id PHC string of the password on stdin.
+pub fn hash_password() -> ExitCode {
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("cannot read the password from stdin: {e}");
+        return ExitCode::from(1);
+    }
+    let password = input
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&input);
+    if password.is_empty() {
+        eprintln!("the password is empty");
+        return ExitCode::from(1);
+    }
+    match crate::secrets::hash_password(password) {
+        Ok(phc) => {
+            println!("{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot hash the password: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `tollgate gen-secret`: a new client secret and its hash, as two TOML lines.
+pub fn gen_secret() -> ExitCode {
+    let secret = crate::secrets::random_token();
+    println!("client_secret = \"{secret}\"");
+    println!(
+        "secret_hash = \"{}\"",
+        crate::secrets::fast_secret_hash(&secret)
+    );
+    ExitCode::SUCCESS
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,272 @@
+//! Typed configuration, parsed once at start-up from `gateway.toml`.
+//!
+//! `load(path)` reads the file; `from_str` holds the logic. Each section (and each
+//! `[[routes]]` / `[[clients]]` entry) is deserialized on its own so that one mistake does
+//! not hide the next: every problem is collected and reported with the file name and the
+//! key path, e.g. ``gateway.toml: [[routes]] "mail".upstream: not an http(s) URL``.
+
+pub mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::parse_duration;
+
+/// The whole gateway configuration, validated.
+pub struct Config {
+    /// The file this came from (for messages) and the directory relative paths resolve against.
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub oauth: OAuthConfig,
+    pub users: UsersConfig,
+    pub clients: Vec<ClientConfig>,
+    pub verify: VerifyConfig,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`.
+pub struct ServerConfig {
+    /// Public plain-HTTP listener (HTTP/1.1 and HTTP/2 prior knowledge).
+    pub listen: SocketAddr,
+    /// Internal listener: `/verify`, `/metrics`, `/healthz`, `/readyz`.
+    pub internal_listen: SocketAddr,
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: an HTTPS listener terminating TLS with rustls.
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// `[oauth]`: the authorization server's settings.
+pub struct OAuthConfig {
+    /// Public base URL without a trailing slash.
+    pub issuer: String,
+    pub store: StoreSpec,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub code_ttl: Duration,
+    pub allow_implicit: bool,
+    pub allow_password_grant: bool,
+    /// Every scope the server can grant, with its consent text.
+    pub scopes: BTreeMap<String, String>,
+}
+
+/// Where tokens, codes and grants are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    Memory,
+    Sqlite(PathBuf),
+    Redis(String),
+}
+
+/// `[users]`: where resource owners' passwords are checked.
+pub enum UsersConfig {
+    /// A TOML file of `[[users]]` with argon2id hashes.
+    File(PathBuf),
+    /// An LDAP directory; the table is interpreted by the LDAP directory module.
+    Ldap(toml::Table),
+}
+
+/// One registered OAuth client.
+pub struct ClientConfig {
+    pub id: String,
+    /// Shown on the consent page; the id when absent.
+    pub name: String,
+    /// `None` for a public client (PKCE required).
+    pub secret_hash: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub introspect: bool,
+}
+
+/// The grants a client may be registered for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+    Password,
+    Implicit,
+}
+
+impl GrantType {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "authorization_code" => Self::AuthorizationCode,
+            "refresh_token" => Self::RefreshToken,
+            "client_credentials" => Self::ClientCredentials,
+            "password" => Self::Password,
+            "implicit" => Self::Implicit,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+            Self::Password => "password",
+            Self::Implicit => "implicit",
+        }
+    }
+}
+
+/// `[verify]`: how the guard checks bearer tokens.
+pub struct VerifyConfig {
+    pub source: VerifySource,
+    /// Longest time an active result is reused; never past the token's own `exp`.
+    pub cache_ttl: Duration,
+    /// How long an inactive result is reused.
+    pub negative_cache_ttl: Duration,
+    /// Most cached results kept.
+    pub cache_capacity: u64,
+}
+
+/// Which verifier the guard uses.
+pub enum VerifySource {
+    /// This process's own token store, no network hop.
+    Local,
+    /// An RFC 7662 introspection endpoint.
+    Remote(RemoteVerifyConfig),
+}
+
+/// Where and as whom to call a remote RFC 7662 endpoint.
+pub struct RemoteVerifyConfig {
+    pub url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Longest wait for one introspection answer before the guard answers 503.
+    pub timeout: Duration,
+}
+
+/// A secret string. It has no `Debug` or `Display` so it cannot end up in a log line.
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Unique name; the `route` label in metrics.
+    pub name: String,
+    /// Matched on whole path segments.
+    pub path_prefix: String,
+    /// Lower-case host name without port; `None` matches any host.
+    pub host: Option<String>,
+    /// One or more upstream base URLs (round-robin).
+    pub upstreams: Vec<http::Uri>,
+    pub strip_prefix: bool,
+    /// No response headers within this time → 504.
+    pub timeout: Duration,
+    pub auth: AuthMode,
+    /// All are required of the token.
+    pub scopes: Vec<String>,
+}
+
+/// Whether a route needs a bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Bearer,
+    None,
+}
+
+/// Why the configuration could not be used. Every problem names the file and key path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: not valid TOML: {message}")]
+    Syntax { file: String, message: String },
+    #[error("{}", render_problems(.file, .problems))]
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One thing wrong with one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path as a user would look for it, e.g. `[[routes]] "mail".upstream`.
+    pub key: String,
+    pub why: String,
+}
+
+fn render_problems(file: &str, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{file}: {}: {}", p.key, p.why))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfigError {
+    /// How many distinct problems this error reports.
+    pub fn problem_count(&self) -> usize {
+        match self {
+            ConfigError::Read { .. } | ConfigError::Syntax { .. } => 1,
+            ConfigError::Invalid { problems, .. } => problems.len(),
+        }
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        Self::from_str(&text, path)
+    }
+
+    /// Parses `text` as if it were the file at `path` (which names messages and anchors
+    /// relative paths).
+    pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        validate::parse(text, path)
+    }
+
+    /// The directory that relative paths in this config are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.source.parent().unwrap_or_else(|| Path::new("."))
+    }
+
+    pub fn client(&self, id: &str) -> Option<&ClientConfig> {
+        self.clients.iter().find(|c| c.id == id)
+    }
+}
+
+impl fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSpec::Memory => f.write_str("memory"),
+            StoreSpec::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            StoreSpec::Redis(url) => f.write_str(url),
+        }
+    }
+}

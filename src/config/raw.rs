@@ -1,0 +1,120 @@
+//! The serde mirror of `gateway.toml`, exactly as the contract spells it.
+//!
+//! No logic lives here: every struct rejects unknown keys and every value stays as
+//! written (durations and URLs are strings). `config.rs` turns this into typed config
+//! and collects every problem it finds, naming the key path.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `[server]`: the listeners.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Public plain-HTTP listener; default `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Internal listener for `/verify`, `/metrics`, `/healthz`, `/readyz`; default `127.0.0.1:9090`.
+    pub internal_listen: Option<String>,
+    /// Optional HTTPS listener.
+    pub tls: Option<RawTls>,
+}
+
+/// `[server.tls]`: HTTPS listener with a PEM chain and key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub listen: String,
+    pub cert: String,
+    pub key: String,
+}
+
+/// `[oauth]`: the authorization server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth {
+    pub issuer: Option<String>,
+    pub store: Option<String>,
+    pub access_token_ttl: Option<String>,
+    pub refresh_token_ttl: Option<String>,
+    pub code_ttl: Option<String>,
+    pub allow_implicit: Option<bool>,
+    pub allow_password_grant: Option<bool>,
+    /// Scope name → consent text.
+    pub scopes: Option<BTreeMap<String, String>>,
+}
+
+/// `[users]`: where resource owners' passwords are checked.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsers {
+    pub source: Option<String>,
+    pub file: Option<String>,
+    pub ldap: Option<toml::Table>,
+}
+
+/// One `[[clients]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub id: String,
+    pub name: Option<String>,
+    pub secret_hash: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub introspect: bool,
+}
+
+/// `[verify]`: how the guard checks bearer tokens.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    pub source: Option<String>,
+    pub url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// Read the remote client secret from this file instead (trailing newline dropped).
+    pub client_secret_file: Option<String>,
+    pub cache_ttl: Option<String>,
+    pub negative_cache_ttl: Option<String>,
+    pub cache_capacity: Option<u64>,
+    /// How long a remote introspection call may take before the guard answers 503.
+    pub timeout: Option<String>,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub path_prefix: String,
+    pub host: Option<String>,
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    pub timeout: Option<String>,
+    pub auth: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// `upstream = "http://…"` or `upstream = ["http://a", "http://b"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawUpstream {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RawUpstream {
+    pub fn urls(&self) -> Vec<&str> {
+        match self {
+            RawUpstream::One(u) => vec![u.as_str()],
+            RawUpstream::Many(us) => us.iter().map(String::as_str).collect(),
+        }
+    }
+}

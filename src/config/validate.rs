@@ -1,0 +1,551 @@
+//! Raw TOML → typed [`Config`], collecting every problem with its key path.
+
+use super::raw::{RawClient, RawOAuth, RawRoute, RawServer, RawUsers, RawVerify};
+use super::*;
+use serde::de::DeserializeOwned;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_INTERNAL_LISTEN: &str = "127.0.0.1:9090";
+const DEFAULT_ISSUER: &str = "http://127.0.0.1:8080";
+const DEFAULT_STORE: &str = "sqlite:data/tollgate.db";
+const SECTIONS: &[&str] = &["server", "oauth", "users", "clients", "verify", "routes"];
+
+/// Accumulates problems while the typed config is built.
+struct Checker<'a> {
+    base: &'a Path,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, key: impl Into<String>, why: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            why: why.into(),
+        });
+    }
+
+    /// Deserializes one table, recording the serde message under `key` on failure.
+    fn section<T: DeserializeOwned>(&mut self, key: &str, value: Option<toml::Value>) -> Option<T> {
+        let value = value.unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+        match value.try_into::<T>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problem(key, e.message().trim().to_string());
+                None
+            }
+        }
+    }
+
+    /// Deserializes each entry of an array of tables on its own.
+    fn entries<T: DeserializeOwned>(
+        &mut self,
+        section: &str,
+        value: Option<toml::Value>,
+    ) -> Vec<T> {
+        let items = match value {
+            None => return Vec::new(),
+            Some(toml::Value::Array(items)) => items,
+            Some(_) => {
+                self.problem(format!("[[{section}]]"), "must be an array of tables");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let label = entry_label(section, i, &item);
+            if let Some(t) = self.section::<T>(&label, Some(item)) {
+                out.push(t);
+            }
+        }
+        out
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&str>, default: &str) -> Duration {
+        let text = value.unwrap_or(default);
+        match parse_duration(text) {
+            Some(d) => d,
+            None => {
+                self.problem(
+                    key,
+                    format!("{text:?} is not a duration like \"30s\", \"5m\", \"1h\", \"30d\""),
+                );
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, key: &str, value: &str) -> SocketAddr {
+        value.parse().unwrap_or_else(|_| {
+            self.problem(
+                key,
+                format!("{value:?} is not an address like \"127.0.0.1:8080\""),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.base.join(p)
+    }
+}
+
+/// Names an array entry by its `name` or `id` when it has one, else by position.
+fn entry_label(section: &str, index: usize, item: &toml::Value) -> String {
+    let named = item
+        .get("name")
+        .or_else(|| item.get("id"))
+        .and_then(|v| v.as_str());
+    match named {
+        Some(name) => format!("[[{section}]] {name:?}"),
+        None => format!("[[{section}]] #{}", index + 1),
+    }
+}
+
+/// Parses durations such as `"30s"`, `"5m"`, `"1h"`, `"30d"`, `"250ms"`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    humantime::parse_duration(text.trim()).ok()
+}
+
+pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let mut table: toml::Table =
+        text.parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                file: file.clone(),
+                message: e.to_string().trim().replace('\n', " "),
+            })?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut ck = Checker {
+        base,
+        problems: Vec::new(),
+    };
+    for key in table.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            ck.problems.push(Problem {
+                key: key.clone(),
+                why: format!("unknown section (expected one of {})", SECTIONS.join(", ")),
+            });
+        }
+    }
+    let raw_server: Option<RawServer> = ck.section("[server]", table.remove("server"));
+    let raw_oauth: Option<RawOAuth> = ck.section("[oauth]", table.remove("oauth"));
+    let raw_users: Option<RawUsers> = ck.section("[users]", table.remove("users"));
+    let raw_verify: Option<RawVerify> = ck.section("[verify]", table.remove("verify"));
+    let raw_clients: Vec<RawClient> = ck.entries("clients", table.remove("clients"));
+    let raw_routes: Vec<RawRoute> = ck.entries("routes", table.remove("routes"));
+
+    let server = server(&mut ck, raw_server.unwrap_or_default());
+    let oauth = oauth(&mut ck, raw_oauth.unwrap_or_default());
+    let users = users(&mut ck, raw_users.unwrap_or_default());
+    let verify = verify(&mut ck, raw_verify.unwrap_or_default());
+    let clients = clients(&mut ck, raw_clients, &oauth);
+    let routes = routes(&mut ck, raw_routes);
+
+    if !ck.problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            file,
+            problems: ck.problems,
+        });
+    }
+    Ok(Config {
+        source: path.to_path_buf(),
+        server,
+        oauth,
+        users,
+        clients,
+        verify,
+        routes,
+    })
+}
+
+fn server(ck: &mut Checker, raw: RawServer) -> ServerConfig {
+    let listen = ck.socket_addr(
+        "[server].listen",
+        raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
+    );
+    let internal_listen = ck.socket_addr(
+        "[server].internal_listen",
+        raw.internal_listen
+            .as_deref()
+            .unwrap_or(DEFAULT_INTERNAL_LISTEN),
+    );
+    let tls = raw.tls.map(|t| TlsConfig {
+        listen: ck.socket_addr("[server.tls].listen", &t.listen),
+        cert: ck.path(&t.cert),
+        key: ck.path(&t.key),
+    });
+    ServerConfig {
+        listen,
+        internal_listen,
+        tls,
+    }
+}
+
+fn oauth(ck: &mut Checker, raw: RawOAuth) -> OAuthConfig {
+    let issuer = raw.issuer.unwrap_or_else(|| DEFAULT_ISSUER.to_string());
+    if !is_http_url(&issuer) {
+        ck.problem(
+            "[oauth].issuer",
+            format!("{issuer:?} is not an http(s) URL"),
+        );
+    }
+    let store_text = raw.store.unwrap_or_else(|| DEFAULT_STORE.to_string());
+    let store = if store_text == "memory" {
+        StoreSpec::Memory
+    } else if let Some(p) = store_text.strip_prefix("sqlite:") {
+        StoreSpec::Sqlite(ck.path(p))
+    } else if store_text.starts_with("redis://") || store_text.starts_with("rediss://") {
+        StoreSpec::Redis(store_text.clone())
+    } else {
+        ck.problem(
+            "[oauth].store",
+            format!(
+                "{store_text:?} is not \"memory\", \"sqlite:PATH\" or \"redis://HOST:PORT/DB\""
+            ),
+        );
+        StoreSpec::Memory
+    };
+    let scopes = raw.scopes.unwrap_or_default();
+    for name in scopes.keys() {
+        if !is_scope_token(name) {
+            ck.problem(
+                format!("[oauth.scopes].{name:?}"),
+                "not a valid scope name (RFC 6749 §3.3)",
+            );
+        }
+    }
+    OAuthConfig {
+        issuer: issuer.trim_end_matches('/').to_string(),
+        store,
+        access_token_ttl: ck.duration(
+            "[oauth].access_token_ttl",
+            raw.access_token_ttl.as_deref(),
+            "1h",
+        ),
+        refresh_token_ttl: ck.duration(
+            "[oauth].refresh_token_ttl",
+            raw.refresh_token_ttl.as_deref(),
+            "30d",
+        ),
+        code_ttl: ck.duration("[oauth].code_ttl", raw.code_ttl.as_deref(), "60s"),
+        allow_implicit: raw.allow_implicit.unwrap_or(false),
+        allow_password_grant: raw.allow_password_grant.unwrap_or(false),
+        scopes,
+    }
+}
+
+fn users(ck: &mut Checker, raw: RawUsers) -> UsersConfig {
+    match raw.source.as_deref().unwrap_or("file") {
+        "file" => UsersConfig::File(ck.path(raw.file.as_deref().unwrap_or("users.toml"))),
+        "ldap" => match raw.ldap {
+            Some(table) => UsersConfig::Ldap(table),
+            None => {
+                ck.problem("[users.ldap]", "required when [users].source = \"ldap\"");
+                UsersConfig::Ldap(toml::Table::new())
+            }
+        },
+        other => {
+            ck.problem(
+                "[users].source",
+                format!("{other:?} is not \"file\" or \"ldap\""),
+            );
+            UsersConfig::File(PathBuf::new())
+        }
+    }
+}
+
+fn verify(ck: &mut Checker, raw: RawVerify) -> VerifyConfig {
+    let source = match raw.source.as_deref().unwrap_or("local") {
+        "local" => VerifySource::Local,
+        "remote" => VerifySource::Remote(remote_verify(ck, &raw)),
+        other => {
+            ck.problem(
+                "[verify].source",
+                format!("{other:?} is not \"local\" or \"remote\""),
+            );
+            VerifySource::Local
+        }
+    };
+    let cache_capacity = raw.cache_capacity.unwrap_or(100_000);
+    VerifyConfig {
+        source,
+        cache_ttl: ck.duration("[verify].cache_ttl", raw.cache_ttl.as_deref(), "30s"),
+        negative_cache_ttl: ck.duration(
+            "[verify].negative_cache_ttl",
+            raw.negative_cache_ttl.as_deref(),
+            "5s",
+        ),
+        cache_capacity,
+    }
+}
+
+fn remote_verify(ck: &mut Checker, raw: &RawVerify) -> RemoteVerifyConfig {
+    let url = raw.url.clone().unwrap_or_default();
+    if !is_http_url(&url) {
+        ck.problem(
+            "[verify].url",
+            "an http(s) URL is required when source = \"remote\"",
+        );
+    }
+    let client_id = raw.client_id.clone().unwrap_or_default();
+    if client_id.is_empty() {
+        ck.problem("[verify].client_id", "required when source = \"remote\"");
+    }
+    let secret = match (&raw.client_secret, &raw.client_secret_file) {
+        (Some(s), None) => s.clone(),
+        (None, Some(f)) => match std::fs::read_to_string(ck.path(f)) {
+            Ok(s) => s.trim_end_matches(['\r', '\n']).to_string(),
+            Err(e) => {
+                ck.problem(
+                    "[verify].client_secret_file",
+                    format!("cannot read {f:?}: {e}"),
+                );
+                String::new()
+            }
+        },
+        (Some(_), Some(_)) => {
+            ck.problem(
+                "[verify].client_secret",
+                "set client_secret or client_secret_file, not both",
+            );
+            String::new()
+        }
+        (None, None) => {
+            ck.problem(
+                "[verify].client_secret",
+                "required when source = \"remote\"",
+            );
+            String::new()
+        }
+    };
+    RemoteVerifyConfig {
+        url,
+        client_id,
+        client_secret: Secret::new(secret),
+        timeout: ck.duration("[verify].timeout", raw.timeout.as_deref(), "5s"),
+    }
+}
+
+fn clients(ck: &mut Checker, raw: Vec<RawClient>, oauth: &OAuthConfig) -> Vec<ClientConfig> {
+    let mut out: Vec<ClientConfig> = Vec::new();
+    for c in raw {
+        let key = format!("[[clients]] {:?}", c.id);
+        if c.id.is_empty() || !c.id.chars().all(|ch| ch.is_ascii_graphic() && ch != ':') {
+            ck.problem(
+                format!("{key}.id"),
+                "must be non-empty printable ASCII without ':'",
+            );
+        }
+        if out.iter().any(|o| o.id == c.id) {
+            ck.problem(format!("{key}.id"), "another client has the same id");
+        }
+        let mut grant_types = Vec::new();
+        for g in &c.grant_types {
+            match GrantType::parse(g) {
+                Some(gt) => grant_types.push(gt),
+                None => ck.problem(
+                    format!("{key}.grant_types"),
+                    format!("{g:?} is not a grant type"),
+                ),
+            }
+        }
+        for s in &c.scopes {
+            if !oauth.scopes.contains_key(s) {
+                ck.problem(
+                    format!("{key}.scopes"),
+                    format!("{s:?} is not listed in [oauth.scopes]"),
+                );
+            }
+        }
+        for u in &c.redirect_uris {
+            if !is_redirect_uri(u) {
+                ck.problem(
+                    format!("{key}.redirect_uris"),
+                    format!("{u:?} is not an absolute URL without a fragment"),
+                );
+            }
+        }
+        let needs_redirect = grant_types
+            .iter()
+            .any(|g| matches!(g, GrantType::AuthorizationCode | GrantType::Implicit));
+        if needs_redirect && c.redirect_uris.is_empty() {
+            ck.problem(
+                format!("{key}.redirect_uris"),
+                "required for authorization_code or implicit clients",
+            );
+        }
+        let machine_grant = grant_types
+            .iter()
+            .any(|g| matches!(g, GrantType::ClientCredentials | GrantType::Password));
+        if c.secret_hash.is_none() && (machine_grant || c.introspect) {
+            ck.problem(
+                format!("{key}.secret_hash"),
+                "required for client_credentials, password or introspect (a public client cannot authenticate)",
+            );
+        }
+        out.push(ClientConfig {
+            name: c.name.unwrap_or_else(|| c.id.clone()),
+            id: c.id,
+            secret_hash: c.secret_hash,
+            redirect_uris: c.redirect_uris,
+            grant_types,
+            scopes: c.scopes,
+            introspect: c.introspect,
+        });
+    }
+    out
+}
+
+fn routes(ck: &mut Checker, raw: Vec<RawRoute>) -> Vec<RouteConfig> {
+    let mut out: Vec<RouteConfig> = Vec::new();
+    for r in raw {
+        let key = format!("[[routes]] {:?}", r.name);
+        if r.name.is_empty()
+            || r.name.starts_with('_')
+            || !r
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            ck.problem(
+                format!("{key}.name"),
+                "use letters, digits, '-', '_' and '.', not starting with '_'",
+            );
+        }
+        if out.iter().any(|o| o.name == r.name) {
+            ck.problem(format!("{key}.name"), "another route has the same name");
+        }
+        if let Err(why) = check_path_prefix(&r.path_prefix) {
+            ck.problem(format!("{key}.path_prefix"), why);
+        }
+        let host = r.host.as_deref().map(|h| h.trim().to_ascii_lowercase());
+        if let Some(h) = &host {
+            if h.is_empty() || h.contains(['/', ':', ' ', '@']) {
+                ck.problem(
+                    format!("{key}.host"),
+                    format!("{h:?} is not a host name (no port, no path)"),
+                );
+            }
+        }
+        let prefix = normalise_prefix(&r.path_prefix);
+        if out
+            .iter()
+            .any(|o| o.host == host && o.path_prefix == prefix)
+        {
+            ck.problem(
+                format!("{key}.path_prefix"),
+                "another route has the same host and path_prefix",
+            );
+        }
+        let urls = r.upstream.urls();
+        if urls.is_empty() {
+            ck.problem(
+                format!("{key}.upstream"),
+                "at least one upstream URL is required",
+            );
+        }
+        let mut upstreams = Vec::new();
+        for u in urls {
+            match parse_upstream(u) {
+                Some(uri) => upstreams.push(uri),
+                None => ck.problem(
+                    format!("{key}.upstream"),
+                    format!("{u:?} is not an http(s) URL"),
+                ),
+            }
+        }
+        let auth = match r.auth.as_deref().unwrap_or("bearer") {
+            "bearer" => AuthMode::Bearer,
+            "none" => AuthMode::None,
+            other => {
+                ck.problem(
+                    format!("{key}.auth"),
+                    format!("{other:?} is not \"bearer\" or \"none\""),
+                );
+                AuthMode::Bearer
+            }
+        };
+        if auth == AuthMode::None && !r.scopes.is_empty() {
+            ck.problem(format!("{key}.scopes"), "scopes need auth = \"bearer\"");
+        }
+        for s in &r.scopes {
+            if !is_scope_token(s) {
+                ck.problem(
+                    format!("{key}.scopes"),
+                    format!("{s:?} is not a valid scope name"),
+                );
+            }
+        }
+        let timeout = ck.duration(&format!("{key}.timeout"), r.timeout.as_deref(), "30s");
+        if timeout.is_zero() {
+            ck.problem(format!("{key}.timeout"), "must be longer than zero");
+        }
+        out.push(RouteConfig {
+            name: r.name,
+            path_prefix: prefix,
+            host,
+            upstreams,
+            strip_prefix: r.strip_prefix,
+            timeout,
+            auth,
+            scopes: r.scopes,
+        });
+    }
+    out
+}
+
+fn check_path_prefix(p: &str) -> Result<(), &'static str> {
+    if !p.starts_with('/') {
+        return Err("must start with '/'");
+    }
+    if p.contains(['?', '#', '%', '\\']) || p.contains("//") {
+        return Err("must be a plain path: no '?', '#', '%', '\\' or '//'");
+    }
+    if p.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err("must not contain '.' or '..' segments");
+    }
+    Ok(())
+}
+
+/// `/api/mail/` and `/api/mail` mean the same prefix; keep the form without the slash.
+fn normalise_prefix(p: &str) -> String {
+    let trimmed = p.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+fn parse_upstream(u: &str) -> Option<http::Uri> {
+    let uri: http::Uri = u.parse().ok()?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http") | Some("https"));
+    let has_query = uri.query().is_some();
+    if !scheme_ok || uri.host().is_none() || has_query {
+        return None;
+    }
+    Some(uri)
+}
+
+fn is_http_url(u: &str) -> bool {
+    u.parse::<http::Uri>()
+        .map(|uri| matches!(uri.scheme_str(), Some("http") | Some("https")) && uri.host().is_some())
+        .unwrap_or(false)
+}
+
+fn is_redirect_uri(u: &str) -> bool {
+    !u.contains('#')
+        && u.parse::<http::Uri>()
+            .map(|uri| uri.scheme().is_some() && uri.authority().is_some())
+            .unwrap_or(false)
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+pub fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+#[cfg(test)]
+mod tests;

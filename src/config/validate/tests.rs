@@ -1,0 +1,193 @@
+use super::*;
+
+fn parse_str(text: &str) -> Result<Config, ConfigError> {
+    Config::from_str(text, Path::new("/etc/tollgate/gateway.toml"))
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match parse_str(text) {
+        Ok(_) => panic!("expected the config to be refused"),
+        Err(e) => e.to_string().lines().map(str::to_string).collect(),
+    }
+}
+
+const MINIMAL_ROUTE: &str = r#"
+[[routes]]
+name = "mail"
+path_prefix = "/api/mail"
+upstream = "http://127.0.0.1:3000"
+"#;
+
+#[test]
+fn empty_file_gives_documented_defaults() {
+    let c = parse_str("").expect("empty config is valid");
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.internal_listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(c.oauth.issuer, "http://127.0.0.1:8080");
+    assert_eq!(
+        c.oauth.store,
+        StoreSpec::Sqlite(PathBuf::from("/etc/tollgate/data/tollgate.db"))
+    );
+    assert_eq!(c.oauth.access_token_ttl, Duration::from_secs(3600));
+    assert_eq!(c.oauth.refresh_token_ttl, Duration::from_secs(30 * 86400));
+    assert_eq!(c.oauth.code_ttl, Duration::from_secs(60));
+    assert!(!c.oauth.allow_implicit && !c.oauth.allow_password_grant);
+    assert!(matches!(c.verify.source, VerifySource::Local));
+    assert_eq!(c.verify.cache_ttl, Duration::from_secs(30));
+    assert_eq!(c.verify.negative_cache_ttl, Duration::from_secs(5));
+    assert_eq!(c.verify.cache_capacity, 100_000);
+    assert!(matches!(&c.users, UsersConfig::File(p) if p == Path::new("/etc/tollgate/users.toml")));
+}
+
+#[test]
+fn route_defaults_and_relative_paths() {
+    let c = parse_str(MINIMAL_ROUTE).expect("valid");
+    let r = &c.routes[0];
+    assert_eq!(r.timeout, Duration::from_secs(30));
+    assert!(!r.strip_prefix);
+    assert_eq!(r.upstreams.len(), 1);
+    let c = parse_str(
+        "[[routes]]\nname=\"a\"\npath_prefix=\"/a/\"\nupstream=[\"http://x:1\",\"https://y\"]\n",
+    )
+    .expect("valid");
+    assert_eq!(c.routes[0].path_prefix, "/a");
+    assert_eq!(c.routes[0].auth, AuthMode::Bearer);
+    assert_eq!(c.routes[0].upstreams.len(), 2);
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key_path() {
+    let p = problems("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("/etc/tollgate/gateway.toml: [server]: unknown field `lisen`"),
+        "{p:?}"
+    );
+
+    let p = problems(&format!("{MINIMAL_ROUTE}timout = \"5s\"\n"));
+    assert!(
+        p[0].contains("[[routes]] \"mail\": unknown field `timout`"),
+        "{p:?}"
+    );
+
+    let p = problems("[sever]\n");
+    assert!(p[0].contains("sever: unknown section"), "{p:?}");
+}
+
+#[test]
+fn every_mistake_is_reported_not_just_the_first() {
+    let text = r#"
+[server]
+listen = "not-an-address"
+
+[verify]
+cache_ttl = "soon"
+
+[[routes]]
+name = "mail"
+path_prefix = "api/mail"
+upstream = "ftp://example.com"
+"#;
+    let p = problems(text);
+    assert_eq!(p.len(), 4, "{p:?}");
+    assert!(p.iter().any(|l| l.contains("[server].listen")));
+    assert!(p.iter().any(|l| l.contains("[verify].cache_ttl")));
+    assert!(p
+        .iter()
+        .any(|l| l.contains("[[routes]] \"mail\".path_prefix: must start with '/'")));
+    assert!(p.iter().any(
+        |l| l.contains("[[routes]] \"mail\".upstream: \"ftp://example.com\" is not an http(s) URL")
+    ));
+}
+
+#[test]
+fn bad_route_values_are_refused() {
+    let cases = [
+        ("auth = \"basic\"", ".auth"),
+        ("timeout = \"0s\"", ".timeout: must be longer than zero"),
+        ("host = \"api.example.com:8080\"", ".host"),
+    ];
+    for (line, want) in cases {
+        let p = problems(&format!("{MINIMAL_ROUTE}{line}\n"));
+        assert!(p.iter().any(|l| l.contains(want)), "{line}: {p:?}");
+    }
+    let p = problems(&format!(
+        "{MINIMAL_ROUTE}auth = \"none\"\nscopes = [\"email\"]\n"
+    ));
+    assert!(p[0].contains("scopes need auth = \"bearer\""), "{p:?}");
+    let p = problems(&format!("{MINIMAL_ROUTE}{MINIMAL_ROUTE}"));
+    assert!(
+        p.iter()
+            .any(|l| l.contains("another route has the same name")),
+        "{p:?}"
+    );
+    let dotted = MINIMAL_ROUTE.replace("/api/mail", "/api/../admin");
+    assert!(problems(&dotted)[0].contains("'..' segments"));
+}
+
+#[test]
+fn remote_verify_needs_url_and_credentials() {
+    let p = problems("[verify]\nsource = \"remote\"\n");
+    assert_eq!(p.len(), 3, "{p:?}");
+    let ok = parse_str(
+        "[verify]\nsource = \"remote\"\nurl = \"http://127.0.0.1:9/verify\"\nclient_id = \"gw\"\nclient_secret = \"s\"\n",
+    )
+    .expect("valid");
+    assert!(
+        matches!(ok.verify.source, VerifySource::Remote(ref r) if r.client_secret.expose() == "s")
+    );
+}
+
+#[test]
+fn clients_are_checked_against_scopes_grants_and_redirects() {
+    let text = r#"
+[oauth.scopes]
+email = "Read your email"
+
+[[clients]]
+id = "app"
+grant_types = ["authorization_code", "teleport", "client_credentials"]
+scopes = ["email", "admin"]
+redirect_uris = ["https://app.example/cb#frag"]
+"#;
+    let p = problems(text);
+    assert!(
+        p.iter()
+            .any(|l| l.contains("\"teleport\" is not a grant type")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("\"admin\" is not listed in [oauth.scopes]")),
+        "{p:?}"
+    );
+    assert!(p.iter().any(|l| l.contains("without a fragment")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|l| l.contains(".secret_hash: required for client_credentials")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn durations_accept_the_documented_forms() {
+    for (text, secs) in [("30s", 30), ("5m", 300), ("1h", 3600), ("30d", 2_592_000)] {
+        assert_eq!(
+            parse_duration(text),
+            Some(Duration::from_secs(secs)),
+            "{text}"
+        );
+    }
+    assert_eq!(parse_duration("soon"), None);
+    assert_eq!(parse_duration("30"), None);
+}
+
+#[test]
+fn syntax_errors_name_the_file() {
+    let e = parse_str("[server\n").err().expect("invalid TOML");
+    assert!(
+        e.to_string()
+            .starts_with("/etc/tollgate/gateway.toml: not valid TOML"),
+        "{e}"
+    );
+}

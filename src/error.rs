@@ -1,0 +1,176 @@
+//! The one place where a gateway error becomes an HTTP response.
+//!
+//! The status mapping is an exhaustive `match`: a new variant forces a decision. Client
+//! mistakes get a precise 4xx; our own or the upstream's failures get a short generic body,
+//! and their cause chain goes to the log, never to the client.
+
+use crate::body::Body;
+use crate::gateway::guard::{CHALLENGE_INVALID, CHALLENGE_MISSING};
+use crate::gateway::route::PathError;
+use crate::metrics::GuardOutcome;
+use crate::verify::VerifyError;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use std::sync::Arc;
+
+/// Whose fault an error is: decides the log level and how much the client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    Client,
+    Upstream,
+    Internal,
+}
+
+/// Everything that can stop a request on its way through the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no route matches the request")]
+    NoRoute,
+    #[error("request path cannot be routed")]
+    BadPath(#[from] PathError),
+    #[error("request has no bearer token")]
+    MissingToken,
+    #[error("bearer token is malformed")]
+    MalformedToken,
+    #[error("bearer token is not active")]
+    InvalidToken,
+    #[error("bearer token lacks a required scope")]
+    InsufficientScope { challenge: HeaderValue },
+    #[error("token verifier unavailable")]
+    VerifierUnavailable(#[source] Arc<VerifyError>),
+    #[error("cannot connect to upstream {upstream}")]
+    UpstreamConnect {
+        upstream: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("upstream {upstream} sent no response headers within {timeout_ms} ms")]
+    UpstreamTimeout { upstream: String, timeout_ms: u128 },
+    #[error("upstream {upstream} failed")]
+    UpstreamFailed {
+        upstream: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("cannot build the upstream request")]
+    BadUpstreamRequest(#[source] http::Error),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::BadPath(_) => StatusCode::BAD_REQUEST,
+            GatewayError::MissingToken
+            | GatewayError::MalformedToken
+            | GatewayError::InvalidToken => StatusCode::UNAUTHORIZED,
+            GatewayError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            GatewayError::VerifierUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamFailed { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::BadUpstreamRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn source_kind(&self) -> ErrorSource {
+        match self {
+            GatewayError::NoRoute
+            | GatewayError::BadPath(_)
+            | GatewayError::MissingToken
+            | GatewayError::MalformedToken
+            | GatewayError::InvalidToken
+            | GatewayError::InsufficientScope { .. }
+            | GatewayError::BadUpstreamRequest(_) => ErrorSource::Client,
+            GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamFailed { .. } => ErrorSource::Upstream,
+            GatewayError::VerifierUnavailable(_) => ErrorSource::Internal,
+        }
+    }
+
+    /// The guard decision this error records, if it came from the guard.
+    pub fn guard_outcome(&self) -> Option<GuardOutcome> {
+        match self {
+            GatewayError::MissingToken => Some(GuardOutcome::Missing),
+            GatewayError::MalformedToken | GatewayError::InvalidToken => {
+                Some(GuardOutcome::Invalid)
+            }
+            GatewayError::InsufficientScope { .. } => Some(GuardOutcome::InsufficientScope),
+            GatewayError::VerifierUnavailable(_) => Some(GuardOutcome::VerifierError),
+            GatewayError::NoRoute
+            | GatewayError::BadPath(_)
+            | GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamFailed { .. }
+            | GatewayError::BadUpstreamRequest(_) => None,
+        }
+    }
+
+    /// The `error` code in the JSON body.
+    fn code(&self) -> &'static str {
+        match self {
+            GatewayError::NoRoute => "not_found",
+            GatewayError::BadPath(_) | GatewayError::BadUpstreamRequest(_) => "invalid_request",
+            GatewayError::MissingToken | GatewayError::MalformedToken => "unauthorized",
+            GatewayError::InvalidToken => "invalid_token",
+            GatewayError::InsufficientScope { .. } => "insufficient_scope",
+            GatewayError::VerifierUnavailable(_) => "temporarily_unavailable",
+            GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamFailed { .. } => {
+                "bad_gateway"
+            }
+            GatewayError::UpstreamTimeout { .. } => "gateway_timeout",
+        }
+    }
+
+    /// Logs what the operator needs and answers what the client may know.
+    pub fn into_response(self) -> Response<Body> {
+        match self.source_kind() {
+            ErrorSource::Client => tracing::debug!(error = %self, "request refused"),
+            ErrorSource::Upstream | ErrorSource::Internal => {
+                tracing::warn!(error = %error_chain(&self), "request failed")
+            }
+        }
+        let description = match &self {
+            GatewayError::BadPath(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        let body = serde_json::json!({ "error": self.code(), "error_description": description });
+        let mut response = json_response(self.status(), body.to_string());
+        let challenge = match self {
+            GatewayError::MissingToken | GatewayError::MalformedToken => {
+                Some(CHALLENGE_MISSING.clone())
+            }
+            GatewayError::InvalidToken => Some(CHALLENGE_INVALID.clone()),
+            GatewayError::InsufficientScope { challenge } => Some(challenge),
+            _ => None,
+        };
+        if let Some(c) = challenge {
+            response.headers_mut().insert(WWW_AUTHENTICATE, c);
+        }
+        response
+    }
+}
+
+/// A JSON response with `Cache-Control: no-store`.
+pub fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// "outer: inner: innermost", for logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

@@ -1,0 +1,327 @@
+//! The proxy: route → authenticate → prepare → forward → finish.
+//!
+//! Each phase returns `Result<_, GatewayError>`; only [`Gateway::handle`] turns an error
+//! into a response (through `error.rs`). The gateway never imports the authorization
+//! server: it reaches tokens only through the [`VerifyCache`] in front of a `TokenVerifier`.
+
+pub mod guard;
+pub mod headers;
+pub mod route;
+pub mod upstream;
+
+use crate::body::Body;
+use crate::config::{AuthMode, RouteConfig};
+use crate::error::GatewayError;
+use crate::metrics::{GuardOutcome, Metrics, RouteMetrics, NO_ROUTE};
+use crate::verify::cache::VerifyCache;
+use crate::verify::{Principal, Verdict};
+use headers::ForwardedFor;
+use http::header::HOST;
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use route::RouteTable;
+use std::sync::Arc;
+use std::time::Instant;
+use upstream::{Target, UpstreamClient, UpstreamPool};
+
+/// What the gateway knows of the client connection a request came on.
+pub struct ConnInfo {
+    /// The peer IP as an `X-Forwarded-For` element, rendered once per connection.
+    pub client_ip: HeaderValue,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub proto: &'static HeaderValue,
+}
+
+/// One configured route with everything its requests need, resolved at start-up.
+pub struct Route {
+    pub config: RouteConfig,
+    pool: UpstreamPool,
+    metrics: RouteMetrics,
+    scope_challenge: HeaderValue,
+}
+
+/// The routing and proxying half of the public listener.
+pub struct Gateway {
+    table: RouteTable,
+    routes: Vec<Route>,
+    client: UpstreamClient,
+    verifier: Option<Arc<VerifyCache>>,
+    no_route_metrics: RouteMetrics,
+}
+
+/// A request that passed routing, with its normalised path.
+struct Routed<'a> {
+    route: &'a Route,
+    path: String,
+}
+
+impl Gateway {
+    /// `verifier` may be `None` only if no route needs bearer tokens.
+    pub fn new(
+        routes: &[RouteConfig],
+        verifier: Option<Arc<VerifyCache>>,
+        metrics: &Metrics,
+    ) -> Self {
+        let table = RouteTable::new(
+            routes
+                .iter()
+                .map(|r| (r.host.as_deref(), r.path_prefix.as_str())),
+        );
+        let routes = routes
+            .iter()
+            .map(|r| Route {
+                pool: UpstreamPool::new(&r.upstreams),
+                metrics: metrics.route(&r.name),
+                scope_challenge: guard::insufficient_scope_challenge(&r.scopes),
+                config: r.clone(),
+            })
+            .collect();
+        Self {
+            table,
+            routes,
+            client: upstream::client(),
+            verifier,
+            no_route_metrics: metrics.route(NO_ROUTE),
+        }
+    }
+
+    /// Serves one request end to end; never fails (errors become responses here).
+    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        let routed = match self.route(&req) {
+            Ok(r) => r,
+            Err(e) => {
+                let response = e.into_response();
+                self.no_route_metrics.count_status(response.status());
+                self.no_route_metrics
+                    .duration
+                    .observe(started.elapsed().as_secs_f64());
+                return response;
+            }
+        };
+        let metrics = &routed.route.metrics;
+        let response = match self.serve(routed.route, &routed.path, req, conn).await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(outcome) = e.guard_outcome() {
+                    metrics.guard(outcome);
+                }
+                e.into_response()
+            }
+        };
+        metrics.count_status(response.status());
+        metrics.duration.observe(started.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn serve(
+        &self,
+        route: &Route,
+        path: &str,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Result<Response<Body>, GatewayError> {
+        let principal = self.authenticate(route, &req).await?;
+        if principal.is_some() {
+            route.metrics.guard(GuardOutcome::Allowed);
+        }
+        self.forward(route, path, req, conn, principal.as_deref())
+            .await
+    }
+
+    /// Finds the route for the request's host and normalised path.
+    fn route(&self, req: &Request<Incoming>) -> Result<Routed<'_>, GatewayError> {
+        let raw_path = req.uri().path();
+        let path = route::normalise_path(raw_path)?;
+        let host = request_host(req).map(route::normalise_host);
+        let index = self
+            .table
+            .find(host.as_deref(), &path)
+            .ok_or(GatewayError::NoRoute)?;
+        let route = &self.routes[index];
+        let forwarded = if route.config.strip_prefix {
+            route::strip_prefix(&route.config.path_prefix, &path).to_string()
+        } else {
+            path.into_owned()
+        };
+        Ok(Routed {
+            route,
+            path: forwarded,
+        })
+    }
+
+    /// Checks the bearer token and the route's scopes; `None` on an open route.
+    async fn authenticate(
+        &self,
+        route: &Route,
+        req: &Request<Incoming>,
+    ) -> Result<Option<Arc<Principal>>, GatewayError> {
+        if route.config.auth == AuthMode::None {
+            return Ok(None);
+        }
+        let token = match guard::extract(req.headers()) {
+            guard::Credential::Missing => return Err(GatewayError::MissingToken),
+            guard::Credential::Malformed => return Err(GatewayError::MalformedToken),
+            guard::Credential::Bearer(t) => t,
+        };
+        // Config validation refuses bearer routes without a verifier; fail closed regardless.
+        let verifier = self.verifier.as_ref().ok_or(GatewayError::InvalidToken)?;
+        let principal = match verifier.verify(token).await {
+            Ok(Verdict::Active(p)) => p,
+            Ok(Verdict::Inactive) => return Err(GatewayError::InvalidToken),
+            Err(e) => return Err(GatewayError::VerifierUnavailable(e)),
+        };
+        // Scopes are checked on every request, cached verdict or not.
+        if !guard::has_all_scopes(&principal.scopes, &route.config.scopes) {
+            return Err(GatewayError::InsufficientScope {
+                challenge: route.scope_challenge.clone(),
+            });
+        }
+        Ok(Some(principal))
+    }
+
+    /// Rewrites the request for a target and sends it, retrying another target when a
+    /// body-less request could not connect.
+    async fn forward(
+        &self,
+        route: &Route,
+        path: &str,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+        principal: Option<&Principal>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let upgrade = headers::is_upgrade_request(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let forwarded = ForwardedFor {
+            client_ip: &conn.client_ip,
+            proto: conn.proto,
+            host: parts
+                .headers
+                .get(HOST)
+                .cloned()
+                .or_else(|| authority_header(&parts.uri)),
+        };
+        headers::prepare_request(
+            &mut parts.headers,
+            forwarded,
+            principal.map(|p| &p.headers),
+            upgrade,
+        );
+        parts.version = Version::HTTP_11;
+        let body = Body::from(body);
+        // A retry needs the request again; only body-less requests on multi-target routes
+        // are worth the copy.
+        let retry_parts = (route.pool.len() > 1 && http_body::Body::is_end_stream(&body))
+            .then(|| clone_parts(&parts));
+        let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
+        parts.uri = upstream_uri(target, &parts.uri, path)?;
+        let first = self
+            .send(route, target, Request::from_parts(parts, body))
+            .await;
+        let mut response = match (first, retry_parts) {
+            (Err(GatewayError::UpstreamConnect { .. }), Some(mut parts)) => {
+                let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
+                parts.uri = upstream_uri(target, &parts.uri, path)?;
+                self.send(route, target, Request::from_parts(parts, Body::empty()))
+                    .await?
+            }
+            (result, _) => result?,
+        };
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        headers::prepare_response(response.headers_mut(), switching && upgrade);
+        if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(splice_upgraded(client_upgrade, upstream_upgrade));
+        }
+        Ok(response.map(Body::from))
+    }
+
+    /// One attempt at one target, bounded by the route's timeout.
+    async fn send(
+        &self,
+        route: &Route,
+        target: &Target,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        let started = Instant::now();
+        let result = tokio::time::timeout(route.config.timeout, self.client.request(req)).await;
+        route
+            .metrics
+            .upstream_duration
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Err(_elapsed) => Err(GatewayError::UpstreamTimeout {
+                upstream: target.label.clone(),
+                timeout_ms: route.config.timeout.as_millis(),
+            }),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(source)) if source.is_connect() => {
+                target.mark_down();
+                Err(GatewayError::UpstreamConnect {
+                    upstream: target.label.clone(),
+                    source,
+                })
+            }
+            Ok(Err(source)) => Err(GatewayError::UpstreamFailed {
+                upstream: target.label.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// The upstream URI: the request's own path-and-query when nothing changed, else rebuilt.
+fn upstream_uri(
+    target: &Target,
+    original: &http::Uri,
+    path: &str,
+) -> Result<http::Uri, GatewayError> {
+    let unchanged = original.path() == path && !target.has_base_path();
+    let uri = match original.path_and_query() {
+        Some(pq) if unchanged => target.uri_with(pq.clone()),
+        _ => target.uri(path, original.query()),
+    };
+    uri.map_err(GatewayError::BadUpstreamRequest)
+}
+
+fn request_host(req: &Request<Incoming>) -> Option<&str> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+}
+
+fn authority_header(uri: &http::Uri) -> Option<HeaderValue> {
+    uri.authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+}
+
+fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone())
+        .version(parts.version);
+    if let Some(h) = builder.headers_mut() {
+        *h = parts.headers.clone();
+    }
+    let (parts, ()) = builder.body(()).unwrap_or_default().into_parts();
+    parts
+}
+
+/// Copies bytes both ways between an upgraded client and upstream connection.
+async fn splice_upgraded(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    }
+}

@@ -1,0 +1,29 @@
+//! tollgate: one binary that proxies HTTP APIs by TOML routes, guards them with OAuth 2.0
+//! bearer tokens, and hosts the authorization server that issues those tokens.
+//!
+//! The module map follows the data path and depends downward only:
+//!
+//! - [`app`] wires state and listeners; [`server`] accepts (TLS in [`server::tls`]) and
+//!   serves HTTP/1.1 + HTTP/2.
+//! - [`gateway`] is the proxy: [`gateway::route`] (pure matching), [`gateway::guard`]
+//!   (RFC 6750), [`gateway::headers`] (pure rewriting), [`gateway::upstream`] (pool).
+//! - [`verify`] is the `TokenVerifier` seam between the guard and whoever issued the token;
+//!   [`verify::cache`] puts a moka cache with call coalescing in front of it.
+//! - [`config`] parses `gateway.toml` once; [`error`] turns every error into a response;
+//!   [`metrics`] owns the Prometheus names; [`clock`] makes expiry testable.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod body;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod metrics;
+pub mod secrets;
+pub mod server;
+pub mod verify;
+
+pub use app::{App, Running};
+pub use config::Config;

@@ -1,0 +1,42 @@
+//! The `tollgate` command line: run, check, hash-password, gen-secret.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "OAuth 2.0 gateway: a reverse proxy that checks bearer tokens, and the server that issues them"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Configuration file (for `tollgate` without a subcommand).
+    #[arg(short, long, default_value = "gateway.toml", global = true)]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the gateway (the default).
+    Run,
+    /// Validate the configuration and print the route table.
+    Check,
+    /// Read a password on stdin and print its argon2id PHC string.
+    HashPassword,
+    /// Print a new client secret and the secret_hash to put in [[clients]].
+    GenSecret,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => tollgate::cli::run(&cli.config),
+        Command::Check => tollgate::cli::check(&cli.config),
+        Command::HashPassword => tollgate::cli::hash_password(),
+        Command::GenSecret => tollgate::cli::gen_secret(),
+    }
+}

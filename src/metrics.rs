@@ -1,0 +1,254 @@
+//! Prometheus metrics with the contract's names and labels, and the `/metrics` text.
+//!
+//! Label handles are resolved once (at start-up, or once per route and status code) so
+//! the request path only bumps atomics; it never formats a label or takes a map lock.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::sync::OnceLock;
+
+/// Route label for requests that matched no route.
+pub const NO_ROUTE: &str = "_none";
+/// Route label for the authorization server's own endpoints.
+pub const OAUTH_ROUTE: &str = "_oauth";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Every metric family the process exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    guard_decisions: IntCounterVec,
+    pub cache: CacheMetrics,
+    introspection_duration: HistogramVec,
+    pub tokens_issued: IntCounterVec,
+    pub token_endpoint_errors: IntCounterVec,
+    pub logins: IntCounterVec,
+    open_connections: IntGaugeVec,
+}
+
+/// `tollgate_verify_cache_total` by result.
+pub struct CacheMetrics {
+    pub hit: IntCounter,
+    pub miss: IntCounter,
+    pub negative_hit: IntCounter,
+    pub coalesced: IntCounter,
+}
+
+/// The guard's possible decisions, the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardOutcome {
+    Allowed,
+    Missing,
+    Invalid,
+    InsufficientScope,
+    VerifierError,
+}
+
+impl GuardOutcome {
+    const ALL: [GuardOutcome; 5] = [
+        Self::Allowed,
+        Self::Missing,
+        Self::Invalid,
+        Self::InsufficientScope,
+        Self::VerifierError,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Missing => "missing",
+            Self::Invalid => "invalid",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::VerifierError => "verifier_error",
+        }
+    }
+}
+
+/// The handles one route (or pseudo-route) uses on every request.
+pub struct RouteMetrics {
+    name: String,
+    requests: IntCounterVec,
+    by_status: Box<[OnceLock<IntCounter>]>,
+    pub duration: Histogram,
+    pub upstream_duration: Histogram,
+    guard: [IntCounter; 5],
+}
+
+impl RouteMetrics {
+    /// Counts one finished request; the status's handle is resolved on its first use.
+    pub fn count_status(&self, status: http::StatusCode) {
+        let code = status.as_u16();
+        let slot = usize::from(code.saturating_sub(100)).min(self.by_status.len() - 1);
+        self.by_status[slot]
+            .get_or_init(|| {
+                self.requests
+                    .with_label_values(&[&self.name, status.as_str()])
+            })
+            .inc();
+    }
+
+    pub fn guard(&self, outcome: GuardOutcome) {
+        self.guard[outcome as usize].inc();
+    }
+}
+
+/// A connection gauge for one listener, decremented when dropped.
+pub struct ConnectionGuard(IntGauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "tollgate_requests_total",
+                "Requests answered, by route and status",
+            ),
+            &["route", "status"],
+        )
+        .expect("static metric definition is valid");
+        let request_duration = histogram(
+            "tollgate_request_duration_seconds",
+            "Time from request head to response head",
+            &["route"],
+        );
+        let upstream_duration = histogram(
+            "tollgate_upstream_duration_seconds",
+            "Time the upstream took to send response headers",
+            &["route"],
+        );
+        let guard_decisions = counter(
+            "tollgate_guard_decisions_total",
+            "Bearer guard decisions",
+            &["route", "outcome"],
+        );
+        let cache_vec = counter(
+            "tollgate_verify_cache_total",
+            "Token verification cache lookups",
+            &["result"],
+        );
+        let cache = CacheMetrics {
+            hit: cache_vec.with_label_values(&["hit"]),
+            miss: cache_vec.with_label_values(&["miss"]),
+            negative_hit: cache_vec.with_label_values(&["negative_hit"]),
+            coalesced: cache_vec.with_label_values(&["coalesced"]),
+        };
+        let introspection_duration = histogram(
+            "tollgate_introspection_duration_seconds",
+            "Time to verify a token that was not cached",
+            &["verifier"],
+        );
+        let tokens_issued = counter(
+            "tollgate_tokens_issued_total",
+            "Access tokens issued",
+            &["grant_type"],
+        );
+        let token_endpoint_errors = counter(
+            "tollgate_token_endpoint_errors_total",
+            "Errors answered by the token endpoint",
+            &["error"],
+        );
+        let logins = counter("tollgate_logins_total", "Login attempts", &["result"]);
+        let open_connections = IntGaugeVec::new(
+            Opts::new("tollgate_open_connections", "Open client connections"),
+            &["listener"],
+        )
+        .expect("static metric definition is valid");
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+            Box::new(requests.clone()),
+            Box::new(request_duration.clone()),
+            Box::new(upstream_duration.clone()),
+            Box::new(guard_decisions.clone()),
+            Box::new(cache_vec),
+            Box::new(introspection_duration.clone()),
+            Box::new(tokens_issued.clone()),
+            Box::new(token_endpoint_errors.clone()),
+            Box::new(logins.clone()),
+            Box::new(open_connections.clone()),
+        ];
+        for c in collectors {
+            registry
+                .register(c)
+                .expect("each metric is registered once");
+        }
+        Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            guard_decisions,
+            cache,
+            introspection_duration,
+            tokens_issued,
+            token_endpoint_errors,
+            logins,
+            open_connections,
+        }
+    }
+
+    /// Resolves the per-request handles of one route.
+    pub fn route(&self, name: &str) -> RouteMetrics {
+        RouteMetrics {
+            name: name.to_string(),
+            requests: self.requests.clone(),
+            by_status: (100..=600).map(|_| OnceLock::new()).collect(),
+            duration: self.request_duration.with_label_values(&[name]),
+            upstream_duration: self.upstream_duration.with_label_values(&[name]),
+            guard: GuardOutcome::ALL
+                .map(|o| self.guard_decisions.with_label_values(&[name, o.label()])),
+        }
+    }
+
+    pub fn introspection(&self, verifier: &str) -> Histogram {
+        self.introspection_duration.with_label_values(&[verifier])
+    }
+
+    /// Counts an open connection on `listener` until the returned guard is dropped.
+    pub fn connection_opened(&self, listener: &str) -> ConnectionGuard {
+        let gauge = self.open_connections.with_label_values(&[listener]);
+        gauge.inc();
+        ConnectionGuard(gauge)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("static metric definition is valid")
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid")
+}

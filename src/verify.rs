@@ -1,0 +1,97 @@
+//! How the guard learns whether a bearer token is active: the [`TokenVerifier`] trait,
+//! the verified [`Principal`], and the remote RFC 7662 verifier.
+//!
+//! The gateway only ever sees this trait; the local verifier (the authorization server's
+//! own store) and the remote one (any introspection endpoint) are interchangeable.
+//! A verifier that cannot answer returns an error, which the guard turns into 503: an
+//! outage must never look like "token inactive", nor let a request through.
+
+pub mod cache;
+mod remote;
+
+use futures_util::future::BoxFuture;
+use http::HeaderValue;
+use std::sync::Arc;
+
+pub use remote::RemoteVerifier;
+
+/// The identity behind an active token, as introspection reports it.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub sub: String,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub scopes: Vec<String>,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: Option<u64>,
+    /// Prepared identity header values, so forwarding a request copies, not re-encodes.
+    pub headers: IdentityHeaders,
+}
+
+/// `X-Auth-Subject`, `X-Auth-Client-Id`, `X-Auth-Scope` values for a principal.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub subject: HeaderValue,
+    pub client_id: HeaderValue,
+    pub scope: HeaderValue,
+}
+
+/// What a verifier says of a token.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    Active(Arc<Principal>),
+    Inactive,
+}
+
+/// Why a verifier could not answer. Every variant means "try again later" (503).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("introspection endpoint unreachable")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("introspection endpoint answered {status}")]
+    Status { status: u16 },
+    #[error("introspection answer is not RFC 7662 JSON")]
+    BadAnswer(#[source] reqwest::Error),
+    #[error("token store unavailable: {0}")]
+    Store(String),
+}
+
+/// Checks a bearer token. Implementations must be cheap to share across tasks.
+pub trait TokenVerifier: Send + Sync + 'static {
+    /// Looks the token up. `Ok(Inactive)` only when the source positively says so.
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Verdict, VerifyError>>;
+
+    /// The `verifier` metric label: `local` or `remote`.
+    fn kind(&self) -> &'static str;
+}
+
+// === impl Principal ===
+
+impl Principal {
+    /// Builds a principal, or `None` if a field cannot travel in an HTTP header.
+    pub fn new(
+        sub: String,
+        client_id: String,
+        username: Option<String>,
+        scopes: Vec<String>,
+        exp: Option<u64>,
+    ) -> Option<Self> {
+        let headers = IdentityHeaders {
+            subject: HeaderValue::from_str(&sub).ok()?,
+            client_id: HeaderValue::from_str(&client_id).ok()?,
+            scope: HeaderValue::from_str(&scopes.join(" ")).ok()?,
+        };
+        Some(Self {
+            sub,
+            client_id,
+            username,
+            scopes,
+            exp,
+            headers,
+        })
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}

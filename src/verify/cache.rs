@@ -1,0 +1,183 @@
+//! The verification cache in front of any [`TokenVerifier`].
+//!
+//! Keyed by the SHA-256 of the token (the raw token is never kept), an active result lives
+//! for `min(cache_ttl, exp − now)` so a cached entry never outlives its token, an inactive
+//! one for `negative_cache_ttl`. Concurrent misses for one token share a single call to
+//! the verifier (moka's entry API runs one initializer per key). Errors are not cached:
+//! the next request asks again.
+
+use super::{TokenVerifier, Verdict, VerifyError};
+use crate::clock::Clock;
+use crate::config::VerifyConfig;
+use moka::future::Cache;
+use moka::Expiry;
+use prometheus::Histogram;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// SHA-256 of a token: the cache key here and the lookup key in the token store.
+pub type TokenHash = [u8; 32];
+
+/// Hashes a token the way the cache and the token store key it.
+pub fn token_hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A verifier with a cache and call coalescing in front.
+pub struct VerifyCache {
+    cache: Cache<TokenHash, Verdict>,
+    verifier: Arc<dyn TokenVerifier>,
+    metrics: Arc<crate::metrics::Metrics>,
+    introspection: Histogram,
+}
+
+/// Per-entry lifetimes, see the module comment.
+struct VerdictExpiry {
+    ttl: Duration,
+    negative_ttl: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl VerdictExpiry {
+    fn lifetime(&self, verdict: &Verdict) -> Duration {
+        match verdict {
+            Verdict::Active(p) => match p.exp {
+                Some(exp) => {
+                    let left = Duration::from_secs(exp.saturating_sub(self.clock.now_unix()));
+                    left.min(self.ttl)
+                }
+                None => self.ttl,
+            },
+            Verdict::Inactive => self.negative_ttl,
+        }
+    }
+}
+
+impl Expiry<TokenHash, Verdict> for VerdictExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &TokenHash,
+        value: &Verdict,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(self.lifetime(value))
+    }
+}
+
+// === impl VerifyCache ===
+
+impl VerifyCache {
+    pub fn new(
+        cfg: &VerifyConfig,
+        verifier: Arc<dyn TokenVerifier>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        let expiry = VerdictExpiry {
+            ttl: cfg.cache_ttl,
+            negative_ttl: cfg.negative_cache_ttl,
+            clock,
+        };
+        let cache = Cache::builder()
+            .max_capacity(cfg.cache_capacity)
+            .expire_after(expiry)
+            .build();
+        let introspection = metrics.introspection(verifier.kind());
+        Self {
+            cache,
+            verifier,
+            metrics,
+            introspection,
+        }
+    }
+
+    /// The verdict for `token`, from the cache when it is there.
+    pub async fn verify(&self, token: &str) -> Result<Verdict, Arc<VerifyError>> {
+        let key = token_hash(token);
+        if let Some(verdict) = self.cache.get(&key).await {
+            let counter = match verdict {
+                Verdict::Active(_) => &self.metrics.cache.hit,
+                Verdict::Inactive => &self.metrics.cache.negative_hit,
+            };
+            counter.inc();
+            return Ok(verdict);
+        }
+        let entry = self
+            .cache
+            .entry(key)
+            .or_try_insert_with(async {
+                let started = Instant::now();
+                let result = self.verifier.verify(token).await;
+                self.introspection.observe(started.elapsed().as_secs_f64());
+                result
+            })
+            .await?;
+        if entry.is_fresh() {
+            self.metrics.cache.miss.inc();
+        } else {
+            self.metrics.cache.coalesced.inc();
+        }
+        Ok(entry.into_value())
+    }
+
+    /// Drops whatever is cached for this token hash (revocation in this process).
+    pub async fn forget(&self, hash: &TokenHash) {
+        self.cache.invalidate(hash).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::verify::Principal;
+
+    fn expiry(now: u64) -> VerdictExpiry {
+        VerdictExpiry {
+            ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(5),
+            clock: Arc::new(ManualClock::new(now)),
+        }
+    }
+
+    fn active(exp: Option<u64>) -> Verdict {
+        let p = Principal::new("a".into(), "c".into(), None, vec![], exp).expect("plain ASCII");
+        Verdict::Active(Arc::new(p))
+    }
+
+    #[test]
+    fn active_entry_lives_cache_ttl_when_token_lives_longer() {
+        assert_eq!(
+            expiry(1000).lifetime(&active(Some(5000))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            expiry(1000).lifetime(&active(None)),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn active_entry_never_outlives_token_exp() {
+        assert_eq!(
+            expiry(1000).lifetime(&active(Some(1007))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(expiry(1000).lifetime(&active(Some(900))), Duration::ZERO);
+    }
+
+    #[test]
+    fn inactive_entry_lives_negative_ttl() {
+        assert_eq!(
+            expiry(1000).lifetime(&Verdict::Inactive),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn same_token_same_hash_and_different_tokens_differ() {
+        assert_eq!(token_hash("abc"), token_hash("abc"));
+        assert_ne!(token_hash("abc"), token_hash("abd"));
+    }
+}

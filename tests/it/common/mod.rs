@@ -1,0 +1,436 @@
+//! Spawners for real servers on loopback: an echoing upstream, an RFC 7662 introspection
+//! server that counts its calls, and tollgate itself. Every server binds 127.0.0.1:0.
+#![allow(dead_code)]
+
+pub mod raw;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tollgate::{App, Config, Running};
+
+pub type BoxBody =
+    http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+fn full(body: impl Into<Bytes>) -> BoxBody {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Serves `handler` on a fresh loopback port until the returned handle is dropped.
+pub async fn serve<F, Fut>(handler: F) -> ServerHandle
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<BoxBody>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("bound");
+    let handler = Arc::new(handler);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(req).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    ServerHandle { addr, task }
+}
+
+/// A running test server; stops (closes its listener) when dropped.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// ---------------------------------------------------------------- upstream
+
+/// An upstream API that answers every request with a JSON echo of what it received.
+///
+/// Special paths: `/slow` waits until `release()` before answering (for 504s),
+/// `/stream` sends one chunk, waits for `release()`, then sends the last one,
+/// `/ws` accepts an `Upgrade` and echoes bytes on the upgraded connection.
+pub struct Upstream {
+    pub server: ServerHandle,
+    pub hits: Arc<AtomicUsize>,
+    pub gate: Arc<Notify>,
+    pub name: &'static str,
+}
+
+impl Upstream {
+    pub async fn echo() -> Upstream {
+        Self::named("upstream").await
+    }
+
+    pub async fn named(name: &'static str) -> Upstream {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Notify::new());
+        let (h, g) = (hits.clone(), gate.clone());
+        let server = serve(move |req| {
+            h.fetch_add(1, Ordering::SeqCst);
+            echo_response(req, g.clone(), name)
+        })
+        .await;
+        Upstream {
+            server,
+            hits,
+            gate,
+            name,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub fn release(&self) {
+        self.gate.notify_one();
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn echo_response(
+    mut req: Request<Incoming>,
+    gate: Arc<Notify>,
+    name: &'static str,
+) -> Response<BoxBody> {
+    match req.uri().path() {
+        "/slow" => {
+            gate.notified().await;
+        }
+        "/stream" => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<
+                Result<http_body::Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>,
+            >(4);
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(Ok(http_body::Frame::data(Bytes::from_static(
+                        b"first-chunk;",
+                    ))))
+                    .await;
+                gate.notified().await;
+                let _ = tx
+                    .send(Ok(http_body::Frame::data(Bytes::from_static(
+                        b"last-chunk",
+                    ))))
+                    .await;
+            });
+            let body = http_body_util::StreamBody::new(tokio_stream_from(rx));
+            return Response::new(BodyExt::boxed(body));
+        }
+        "/ws" => {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(upgraded) = on_upgrade.await {
+                    let mut io = TokioIo::new(upgraded);
+                    let (mut r, mut w) = tokio::io::split(&mut io);
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+            return Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .body(full(Bytes::new()))
+                .expect("valid response");
+        }
+        _ => {}
+    }
+    let mut headers: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in req.headers() {
+        headers
+            .entry(k.as_str().to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let echo = json!({
+        "upstream": name,
+        "method": method,
+        "path": path,
+        "query": query,
+        "headers": headers,
+        "body_len": body.len(),
+        "body": String::from_utf8_lossy(&body),
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("connection", "keep-alive, x-upstream-hop")
+        .header("x-upstream-hop", "secret")
+        .header("keep-alive", "timeout=5")
+        .body(full(echo.to_string()))
+        .expect("valid response")
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+// ---------------------------------------------------------------- introspection
+
+/// Credentials the gateway presents to [`Introspector`].
+pub const INTROSPECT_ID: &str = "gateway";
+pub const INTROSPECT_SECRET: &str = "gateway-secret";
+
+/// An RFC 7662 endpoint at `/introspect` with a fixed token table and a call counter.
+pub struct Introspector {
+    pub server: ServerHandle,
+    calls: Arc<AtomicUsize>,
+    tokens: Arc<Mutex<HashMap<String, Value>>>,
+    failing: Arc<AtomicBool>,
+}
+
+impl Introspector {
+    /// `delay` holds every answer back, so concurrent requests overlap in flight.
+    pub async fn spawn(delay: Duration) -> Introspector {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let tokens: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+        let failing = Arc::new(AtomicBool::new(false));
+        let (c, t, f) = (calls.clone(), tokens.clone(), failing.clone());
+        let server = serve(move |req| {
+            let (c, t, f) = (c.clone(), t.clone(), f.clone());
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                introspect(req, &t, &f, delay).await
+            }
+        })
+        .await;
+        Introspector {
+            server,
+            calls,
+            tokens,
+            failing,
+        }
+    }
+
+    /// Adds an active token with these scopes for user `sub`, expiring in an hour.
+    pub fn active(&self, token: &str, sub: &str, scope: &str) -> &Self {
+        self.insert(token, json!({"active": true, "sub": sub, "username": sub, "client_id": "mail-app", "scope": scope, "exp": now() + 3600, "token_type": "Bearer"}))
+    }
+
+    pub fn insert(&self, token: &str, answer: Value) -> &Self {
+        self.tokens
+            .lock()
+            .expect("not poisoned")
+            .insert(token.to_string(), answer);
+        self
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// From now on answer 500.
+    pub fn fail(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/introspect", self.server.url())
+    }
+}
+
+async fn introspect(
+    req: Request<Incoming>,
+    tokens: &Mutex<HashMap<String, Value>>,
+    failing: &AtomicBool,
+    delay: Duration,
+) -> Response<BoxBody> {
+    use base64::Engine;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{INTROSPECT_ID}:{INTROSPECT_SECRET}"))
+    );
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .is_some_and(|v| v == expected.as_str());
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if failing.load(Ordering::SeqCst) {
+        return Response::builder()
+            .status(500)
+            .body(full("boom"))
+            .expect("valid");
+    }
+    if !authorized {
+        return Response::builder()
+            .status(401)
+            .body(full("{\"error\":\"invalid_client\"}"))
+            .expect("valid");
+    }
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let token = form.get("token").cloned().unwrap_or_default();
+    let answer = tokens
+        .lock()
+        .expect("not poisoned")
+        .get(&token)
+        .cloned()
+        .unwrap_or_else(|| json!({"active": false}));
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(full(answer.to_string()))
+        .expect("valid")
+}
+
+// ---------------------------------------------------------------- the gateway
+
+/// tollgate running in this process with a config written for the test.
+pub struct TestGateway {
+    pub running: Option<Running>,
+    pub public: SocketAddr,
+    pub internal: SocketAddr,
+    pub tls: Option<SocketAddr>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    /// Starts tollgate with `body` appended to a config whose listeners are on port 0.
+    pub async fn spawn(body: &str) -> TestGateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn_in(dir, body).await
+    }
+
+    /// Like `spawn`, in a directory the caller prepared (certificates, users file).
+    pub async fn spawn_in(dir: tempfile::TempDir, body: &str) -> TestGateway {
+        let text = if body.contains("[server]") {
+            body.to_string()
+        } else {
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n\n{body}"
+            )
+        };
+        let path: PathBuf = dir.path().join("gateway.toml");
+        std::fs::write(&path, &text).expect("write config");
+        let config = Config::load(&path)
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{text}"));
+        let running = App::start(config).await.expect("tollgate starts");
+        TestGateway {
+            public: running.public_addr,
+            internal: running.internal_addr,
+            tls: running.tls_addr,
+            running: Some(running),
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.public, path)
+    }
+
+    pub fn internal_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.internal, path)
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.internal_url("/metrics"))
+            .await
+            .expect("metrics reachable")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// A `[verify]` section pointing at `introspector`.
+pub fn remote_verify(introspector: &Introspector, extra: &str) -> String {
+    format!(
+        "[verify]\nsource = \"remote\"\nurl = \"{}\"\nclient_id = \"{INTROSPECT_ID}\"\nclient_secret = \"{INTROSPECT_SECRET}\"\n{extra}\n",
+        introspector.url()
+    )
+}
+
+/// A `[[routes]]` entry.
+pub fn route(name: &str, prefix: &str, upstream: &str, extra: &str) -> String {
+    format!("[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"{upstream}\"\n{extra}\n")
+}
+
+/// A plain HTTP/1.1 client (no cookie jar, no redirects).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client builds")
+}
+
+/// Reads a counter or gauge sample like `tollgate_requests_total{route="mail",status="200"}`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l[series.len()..].trim().parse().ok())
+}
