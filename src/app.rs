@@ -3,13 +3,17 @@
 
 use crate::body::Body;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{AuthMode, Config, VerifySource};
+use crate::config::{Config, UsersConfig, VerifySource};
+use crate::directory::file::FileDirectory;
+use crate::directory::UserDirectory;
+use crate::oauth::OAuthServer;
+use crate::store::TokenStore;
 use crate::error::json_response;
 use crate::gateway::{ConnInfo, Gateway};
 use crate::metrics::Metrics;
 use crate::server::{self, Handler, Listener};
 use crate::verify::cache::VerifyCache;
-use crate::verify::{RemoteVerifier, TokenVerifier};
+use crate::verify::{LocalVerifier, RemoteVerifier, TokenVerifier};
 use anyhow::Context;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -32,14 +36,19 @@ pub struct Running {
     tasks: JoinSet<()>,
 }
 
-/// The public listener: the proxy (and, with the authorization server, `/oauth/*`).
+/// How often expired codes, tokens and sessions are deleted from the store.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The public listener: the authorization server's paths, and the proxy for the rest.
 struct PublicService {
     gateway: Gateway,
+    oauth: Arc<OAuthServer>,
 }
 
-/// The internal listener: metrics and health.
+/// The internal listener: introspection, metrics and health.
 struct InternalService {
     metrics: Arc<Metrics>,
+    oauth: Arc<OAuthServer>,
 }
 
 impl App {
@@ -47,11 +56,27 @@ impl App {
     pub async fn start(config: Config) -> anyhow::Result<Running> {
         let metrics = Arc::new(Metrics::new());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let verifier = build_verifier(&config, clock.clone(), metrics.clone())?;
-        let gateway = Gateway::new(&config.routes, verifier, &metrics);
-        let public = Arc::new(PublicService { gateway });
+        let store = crate::store::open(&config.oauth.store).with_context(|| {
+            format!("{}: [oauth].store = \"{}\"", config.source.display(), config.oauth.store)
+        })?;
+        let directory = open_directory(&config)?;
+        let cache = build_verifier(&config, store.clone(), clock.clone(), metrics.clone())?;
+        let gateway = Gateway::new(&config.routes, cache.clone(), &metrics);
+        let oauth = Arc::new(OAuthServer::new(
+            &config,
+            store.clone(),
+            directory,
+            clock.clone(),
+            metrics.clone(),
+            Some(cache),
+        ));
+        let public = Arc::new(PublicService {
+            gateway,
+            oauth: oauth.clone(),
+        });
         let internal = Arc::new(InternalService {
             metrics: metrics.clone(),
+            oauth,
         });
 
         let public_listener = bind("public", config.server.listen, None).await?;
@@ -86,8 +111,9 @@ impl App {
             stop.clone(),
         ));
         if let Some(listener) = tls_listener {
-            tasks.spawn(server::serve(listener, public, metrics.clone(), stop));
+            tasks.spawn(server::serve(listener, public, metrics.clone(), stop.clone()));
         }
+        tasks.spawn(sweep(store, clock, stop));
         tracing::info!(%public_addr, %internal_addr, tls_addr = ?tls_addr, "tollgate is listening");
         Ok(Running {
             public_addr,
@@ -110,31 +136,53 @@ async fn bind(
         .with_context(|| format!("cannot listen on {addr} ({name} listener)"))
 }
 
+/// The guard's verifier: the local store or a remote RFC 7662 endpoint, behind the cache.
 fn build_verifier(
     config: &Config,
+    store: Arc<dyn TokenStore>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
-) -> anyhow::Result<Option<Arc<VerifyCache>>> {
-    let needs_verifier = config.routes.iter().any(|r| r.auth == AuthMode::Bearer);
+) -> anyhow::Result<Arc<VerifyCache>> {
     let verifier: Arc<dyn TokenVerifier> = match &config.verify.source {
         VerifySource::Remote(remote) => Arc::new(
-            RemoteVerifier::new(remote, clock.clone())
-                .context("cannot build the introspection client")?,
+            RemoteVerifier::new(remote, clock.clone()).context("cannot build the introspection client")?,
         ),
-        VerifySource::Local if needs_verifier => {
-            anyhow::bail!(
-                "{}: [verify].source = \"local\" needs the authorization server's token store",
-                config.source.display()
-            )
-        }
-        VerifySource::Local => return Ok(None),
+        VerifySource::Local => Arc::new(LocalVerifier::new(store, clock.clone())),
     };
-    Ok(Some(Arc::new(VerifyCache::new(
-        &config.verify,
-        verifier,
-        clock,
-        metrics,
-    ))))
+    Ok(Arc::new(VerifyCache::new(&config.verify, verifier, clock, metrics)))
+}
+
+fn open_directory(config: &Config) -> anyhow::Result<Arc<dyn UserDirectory>> {
+    match &config.users {
+        UsersConfig::File { path, required } => {
+            if !required && !path.exists() {
+                tracing::info!(path = %path.display(), "no users file: password logins will fail");
+                return Ok(Arc::new(FileDirectory::empty()));
+            }
+            let directory = FileDirectory::load(path)
+                .with_context(|| format!("{}: [users].file", config.source.display()))?;
+            Ok(Arc::new(directory))
+        }
+        UsersConfig::Ldap(_) => anyhow::bail!(
+            "{}: [users].source = \"ldap\" is not available in this build yet",
+            config.source.display()
+        ),
+    }
+}
+
+/// Deletes expired records every [`SWEEP_EVERY`] until shutdown.
+async fn sweep(store: Arc<dyn TokenStore>, clock: Arc<dyn Clock>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        match store.sweep(clock.now_unix()).await {
+            Ok(n) if n > 0 => tracing::debug!(deleted = n, "swept expired records"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "sweeping the store failed"),
+        }
+    }
 }
 
 // === impl Running ===
@@ -151,6 +199,9 @@ impl Running {
 
 impl Handler for PublicService {
     async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        if OAuthServer::owns(req.uri().path()) {
+            return self.oauth.handle(req, conn.proto == &crate::gateway::headers::PROTO_HTTPS).await;
+        }
         self.gateway.handle(req, conn).await
     }
 }
@@ -167,6 +218,10 @@ impl Handler for InternalService {
                     HeaderValue::from_static("text/plain; version=0.0.4"),
                 );
                 response
+            }
+            (_, "/verify") => self.oauth.handle_verify(req).await,
+            (&Method::GET, path) if path.starts_with("/demo/mail/") || path == "/demo/mail" => {
+                crate::demo::mail(path, req.headers())
             }
             (&Method::GET, "/healthz") | (&Method::GET, "/readyz") => {
                 json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_string())

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use validate::parse_duration;
+pub use validate::{is_scope_token, parse_duration};
 
 /// The whole gateway configuration, validated.
 pub struct Config {
@@ -70,13 +70,15 @@ pub enum StoreSpec {
 
 /// `[users]`: where resource owners' passwords are checked.
 pub enum UsersConfig {
-    /// A TOML file of `[[users]]` with argon2id hashes.
-    File(PathBuf),
+    /// A TOML file of `[[users]]` with argon2id hashes. `required` is false only when the
+    /// config has no `[users]` section at all (then a missing file means "no users").
+    File { path: PathBuf, required: bool },
     /// An LDAP directory; the table is interpreted by the LDAP directory module.
     Ldap(toml::Table),
 }
 
 /// One registered OAuth client.
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub id: String,
     /// Shown on the consent page; the id when absent.

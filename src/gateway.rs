@@ -46,7 +46,7 @@ pub struct Gateway {
     table: RouteTable,
     routes: Vec<Route>,
     client: UpstreamClient,
-    verifier: Option<Arc<VerifyCache>>,
+    verifier: Arc<VerifyCache>,
     no_route_metrics: RouteMetrics,
 }
 
@@ -60,7 +60,7 @@ impl Gateway {
     /// `verifier` may be `None` only if no route needs bearer tokens.
     pub fn new(
         routes: &[RouteConfig],
-        verifier: Option<Arc<VerifyCache>>,
+        verifier: Arc<VerifyCache>,
         metrics: &Metrics,
     ) -> Self {
         let table = RouteTable::new(
@@ -165,9 +165,7 @@ impl Gateway {
             guard::Credential::Malformed => return Err(GatewayError::MalformedToken),
             guard::Credential::Bearer(t) => t,
         };
-        // Config validation refuses bearer routes without a verifier; fail closed regardless.
-        let verifier = self.verifier.as_ref().ok_or(GatewayError::InvalidToken)?;
-        let principal = match verifier.verify(token).await {
+        let principal = match self.verifier.verify(token).await {
             Ok(Verdict::Active(p)) => p,
             Ok(Verdict::Inactive) => return Err(GatewayError::InvalidToken),
             Err(e) => return Err(GatewayError::VerifierUnavailable(e)),

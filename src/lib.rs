@@ -18,11 +18,15 @@ pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
+pub mod directory;
 pub mod error;
 pub mod gateway;
 pub mod metrics;
+pub mod oauth;
 pub mod secrets;
 pub mod server;
+pub mod store;
 pub mod verify;
 
 pub use app::{App, Running};

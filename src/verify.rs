@@ -7,12 +7,14 @@
 //! outage must never look like "token inactive", nor let a request through.
 
 pub mod cache;
+pub mod local;
 mod remote;
 
 use futures_util::future::BoxFuture;
 use http::HeaderValue;
 use std::sync::Arc;
 
+pub use local::LocalVerifier;
 pub use remote::RemoteVerifier;
 
 /// The identity behind an active token, as introspection reports it.
@@ -52,8 +54,8 @@ pub enum VerifyError {
     Status { status: u16 },
     #[error("introspection answer is not RFC 7662 JSON")]
     BadAnswer(#[source] reqwest::Error),
-    #[error("token store unavailable: {0}")]
-    Store(String),
+    #[error("token store unavailable")]
+    Store(#[source] crate::store::StoreError),
 }
 
 /// Checks a bearer token. Implementations must be cheap to share across tasks.

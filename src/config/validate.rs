@@ -129,6 +129,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     let raw_server: Option<RawServer> = ck.section("[server]", table.remove("server"));
     let raw_oauth: Option<RawOAuth> = ck.section("[oauth]", table.remove("oauth"));
+    let table_had_users = table.contains_key("users");
     let raw_users: Option<RawUsers> = ck.section("[users]", table.remove("users"));
     let raw_verify: Option<RawVerify> = ck.section("[verify]", table.remove("verify"));
     let raw_clients: Vec<RawClient> = ck.entries("clients", table.remove("clients"));
@@ -136,7 +137,8 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 
     let server = server(&mut ck, raw_server.unwrap_or_default());
     let oauth = oauth(&mut ck, raw_oauth.unwrap_or_default());
-    let users = users(&mut ck, raw_users.unwrap_or_default());
+    let users_required = table_had_users;
+    let users = users(&mut ck, raw_users.unwrap_or_default(), users_required);
     let verify = verify(&mut ck, raw_verify.unwrap_or_default());
     let clients = clients(&mut ck, raw_clients, &oauth);
     let routes = routes(&mut ck, raw_routes);
@@ -234,9 +236,12 @@ fn oauth(ck: &mut Checker, raw: RawOAuth) -> OAuthConfig {
     }
 }
 
-fn users(ck: &mut Checker, raw: RawUsers) -> UsersConfig {
+fn users(ck: &mut Checker, raw: RawUsers, required: bool) -> UsersConfig {
     match raw.source.as_deref().unwrap_or("file") {
-        "file" => UsersConfig::File(ck.path(raw.file.as_deref().unwrap_or("users.toml"))),
+        "file" => UsersConfig::File {
+            path: ck.path(raw.file.as_deref().unwrap_or("users.toml")),
+            required,
+        },
         "ldap" => match raw.ldap {
             Some(table) => UsersConfig::Ldap(table),
             None => {
@@ -249,7 +254,10 @@ fn users(ck: &mut Checker, raw: RawUsers) -> UsersConfig {
                 "[users].source",
                 format!("{other:?} is not \"file\" or \"ldap\""),
             );
-            UsersConfig::File(PathBuf::new())
+            UsersConfig::File {
+                path: PathBuf::new(),
+                required,
+            }
         }
     }
 }

@@ -1,0 +1,294 @@
+//! The authorization server: routes `/oauth/*` and the RFC 8414 metadata on the public
+//! listener, and `/verify` on the internal one.
+//!
+//! This module owns the HTTP side (bodies, cookies, responses); the rules live in
+//! [`protocol`] and [`authorize`], which never touch hyper. It reaches tokens only through
+//! the [`TokenStore`] and passwords only through the [`UserDirectory`].
+
+pub mod authorize;
+mod browser;
+mod introspect;
+mod metadata;
+pub mod pages;
+pub mod protocol;
+mod revoke;
+pub mod session;
+mod token;
+
+use crate::body::Body;
+use crate::clock::Clock;
+use crate::config::{ClientConfig, Config};
+use crate::directory::UserDirectory;
+use crate::error::json_response;
+use crate::metrics::Metrics;
+use crate::secrets::{secret_hash_kind, verify_secret, SecretHashKind};
+use crate::store::TokenStore;
+use crate::verify::cache::VerifyCache;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use protocol::{ErrorCode, OAuthError, Params};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest form body accepted on any OAuth endpoint.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+/// How long a login session lasts.
+const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+
+/// Server settings taken from `[oauth]`.
+pub struct Settings {
+    pub issuer: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub code_ttl: Duration,
+    pub allow_implicit: bool,
+    pub allow_password_grant: bool,
+    pub scopes: BTreeMap<String, String>,
+}
+
+/// The authorization server's shared state.
+pub struct OAuthServer {
+    settings: Settings,
+    clients: HashMap<String, ClientConfig>,
+    store: Arc<dyn TokenStore>,
+    directory: Arc<dyn UserDirectory>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    /// The guard's cache, so revocation here takes effect at once.
+    cache: Option<Arc<VerifyCache>>,
+}
+
+/// A request with its body read (bounded) and what the handlers need of its connection.
+pub struct OAuthRequest {
+    pub method: Method,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub form: Bytes,
+    /// Came over TLS: cookies get `Secure`.
+    pub secure: bool,
+}
+
+/// How a client authenticated at the token, revoke or introspection endpoint.
+pub struct AuthenticatedClient<'a> {
+    pub client: &'a ClientConfig,
+    /// True when the credentials came in an `Authorization: Basic` header.
+    pub via_basic: bool,
+}
+
+impl OAuthServer {
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn TokenStore>,
+        directory: Arc<dyn UserDirectory>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        cache: Option<Arc<VerifyCache>>,
+    ) -> Self {
+        let o = &config.oauth;
+        Self {
+            settings: Settings {
+                issuer: o.issuer.clone(),
+                access_token_ttl: o.access_token_ttl,
+                refresh_token_ttl: o.refresh_token_ttl,
+                code_ttl: o.code_ttl,
+                allow_implicit: o.allow_implicit,
+                allow_password_grant: o.allow_password_grant,
+                scopes: o.scopes.clone(),
+            },
+            clients: config.clients.iter().map(|c| (c.id.clone(), c.clone())).collect(),
+            store,
+            directory,
+            clock,
+            metrics,
+            cache,
+        }
+    }
+
+    /// True for the paths this server answers on the public listener.
+    pub fn owns(path: &str) -> bool {
+        path.starts_with("/oauth/") || path == "/.well-known/oauth-authorization-server"
+    }
+
+    /// Serves one public-listener request under `/oauth/` or the metadata path.
+    pub async fn handle(&self, req: Request<Incoming>, secure: bool) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let req = match read(req, secure).await {
+            Ok(r) => r,
+            Err(response) => return *response,
+        };
+        match (&req.method, path.as_str()) {
+            (&Method::GET, "/.well-known/oauth-authorization-server") => self.metadata(),
+            (&Method::GET, "/oauth/authorize") => self.authorize(&req).await,
+            (&Method::GET, "/oauth/login") => self.login_page(&req).await,
+            (&Method::POST, "/oauth/login") => self.login_submit(&req).await,
+            (&Method::GET, "/oauth/consent") => self.consent_page(&req).await,
+            (&Method::POST, "/oauth/consent") => self.consent_submit(&req).await,
+            (&Method::GET, "/oauth/logout") => self.logout(&req).await,
+            (&Method::POST, "/oauth/token") => self.token(&req).await,
+            (&Method::POST, "/oauth/revoke") => self.revoke(&req).await,
+            (_, "/oauth/token") | (_, "/oauth/revoke") => method_not_allowed("POST"),
+            (_, "/oauth/authorize") | (_, "/.well-known/oauth-authorization-server") | (_, "/oauth/logout") => {
+                method_not_allowed("GET")
+            }
+            (_, "/oauth/login") | (_, "/oauth/consent") => method_not_allowed("GET, POST"),
+            _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.to_string()),
+        }
+    }
+
+    /// Serves `POST /verify` on the internal listener.
+    pub async fn handle_verify(&self, req: Request<Incoming>) -> Response<Body> {
+        if req.method() != Method::POST {
+            return method_not_allowed("POST");
+        }
+        match read(req, false).await {
+            Ok(r) => self.introspect(&r).await,
+            Err(response) => *response,
+        }
+    }
+
+    fn client(&self, id: &str) -> Option<&ClientConfig> {
+        self.clients.get(id)
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_unix()
+    }
+
+    /// RFC 6749 §2.3.1: Basic (form-encoded id and secret) or `client_id`/`client_secret`
+    /// in the body, never both. Public clients present only `client_id`.
+    async fn authenticate_client(&self, req: &OAuthRequest, form: &Params) -> Result<AuthenticatedClient<'_>, OAuthError> {
+        let basic = basic_credentials(&req.headers)?;
+        let via_basic = basic.is_some();
+        let (id, secret) = match (basic, form.get("client_id"), form.get("client_secret")) {
+            (Some(_), _, Some(_)) => {
+                return Err(OAuthError::new(ErrorCode::InvalidRequest, "use one client authentication method"))
+            }
+            (Some((id, _)), Some(form_id), None) if form_id != id => {
+                return Err(OAuthError::new(ErrorCode::InvalidRequest, "client_id differs from the Basic credentials"))
+            }
+            (Some((id, secret)), _, None) => (id, Some(secret)),
+            (None, Some(id), secret) => (id.to_string(), secret.map(str::to_string)),
+            (None, None, _) => return Err(OAuthError::new(ErrorCode::InvalidClient, "client authentication is required")),
+        };
+        let bad = OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
+        let client = self.client(&id).ok_or(bad.clone())?;
+        match (&client.secret_hash, secret) {
+            (None, None) => Ok(AuthenticatedClient { client, via_basic }),
+            (Some(hash), Some(secret)) if self.secret_ok(&secret, hash).await => Ok(AuthenticatedClient { client, via_basic }),
+            _ => Err(bad),
+        }
+    }
+
+    /// Checks a client secret; argon2 hashes run on the blocking pool.
+    async fn secret_ok(&self, secret: &str, hash: &str) -> bool {
+        match secret_hash_kind(hash) {
+            Some(SecretHashKind::Sha256) => verify_secret(secret, hash),
+            Some(SecretHashKind::Argon2) => {
+                let (secret, hash) = (secret.to_string(), hash.to_string());
+                tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
+                    .await
+                    .unwrap_or(false)
+            }
+            None => false,
+        }
+    }
+
+    /// An RFC 6749 §5.2 error response, counted in metrics when `count` is set.
+    fn oauth_error(&self, error: &OAuthError, via_basic: bool, count: bool) -> Response<Body> {
+        if count {
+            self.metrics.token_endpoint_errors.with_label_values(&[error.code.as_str()]).inc();
+        }
+        if error.code == ErrorCode::ServerError {
+            tracing::error!(description = error.description, "authorization server error");
+        }
+        let status = StatusCode::from_u16(error.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut response = json_response(status, error.to_json());
+        response.headers_mut().insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if error.code == ErrorCode::InvalidClient && via_basic {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="tollgate""#));
+        }
+        response
+    }
+
+    /// Drops cached verdicts of tokens just revoked, so the guard refuses them at once.
+    async fn forget(&self, hashes: &[[u8; 32]]) {
+        if let Some(cache) = &self.cache {
+            for h in hashes {
+                cache.forget(h).await;
+            }
+        }
+    }
+}
+
+/// Reads the body of a form POST (bounded); other methods get an empty body.
+async fn read(req: Request<Incoming>, secure: bool) -> Result<OAuthRequest, Box<Response<Body>>> {
+    let (parts, body) = req.into_parts();
+    let form = if parts.method == Method::POST {
+        let is_form = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            let e = OAuthError::new(ErrorCode::InvalidRequest, "the body must be application/x-www-form-urlencoded");
+            return Err(Box::new(json_response(StatusCode::BAD_REQUEST, e.to_json())));
+        }
+        match Limited::new(body, MAX_FORM_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                let e = OAuthError::new(ErrorCode::InvalidRequest, "the body is too large or was cut off");
+                return Err(Box::new(json_response(StatusCode::PAYLOAD_TOO_LARGE, e.to_json())));
+            }
+        }
+    } else {
+        Bytes::new()
+    };
+    Ok(OAuthRequest {
+        method: parts.method,
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts.headers,
+        form,
+        secure,
+    })
+}
+
+/// Decodes `Authorization: Basic` into a form-decoded (id, secret) pair.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = OAuthError::new(ErrorCode::InvalidClient, "malformed Basic credentials");
+    let text = value.to_str().map_err(|_| bad.clone())?;
+    let Some((scheme, encoded)) = text.split_once(' ') else {
+        return Err(bad);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad);
+    }
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad.clone())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad.clone())?;
+    let (id, secret) = decoded.split_once(':').ok_or(bad.clone())?;
+    let id = form_decode(id).ok_or(bad.clone())?;
+    let secret = form_decode(secret).ok_or(bad)?;
+    Ok(Some((id, secret)))
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value (RFC 6749 §2.3.1).
+fn form_decode(s: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={s}")).ok()?;
+    pairs.into_iter().next().map(|(_, v)| v)
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"invalid_request"}"#.to_string());
+    r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    r
+}

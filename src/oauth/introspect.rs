@@ -1,0 +1,54 @@
+//! `POST /verify` on the internal listener: RFC 7662 introspection for resource servers
+//! and other gateways. Callers authenticate as clients registered with `introspect = true`.
+//! Only live access tokens are reported active; anything else is `{"active":false}`.
+
+use super::protocol::{ErrorCode, OAuthError};
+use super::token::{form_params, store_error};
+use super::{OAuthRequest, OAuthServer};
+use crate::body::Body;
+use crate::error::json_response;
+use crate::store::RecordKind;
+use crate::verify::cache::token_hash;
+use http::{Response, StatusCode};
+use serde_json::json;
+
+impl OAuthServer {
+    pub(super) async fn introspect(&self, req: &OAuthRequest) -> Response<Body> {
+        let mut via_basic = false;
+        let result = async {
+            let form = form_params(req)?;
+            let authed = self.authenticate_client(req, &form).await?;
+            via_basic = authed.via_basic;
+            if !authed.client.introspect {
+                return Err(OAuthError::new(ErrorCode::InvalidClient, "this client may not introspect tokens"));
+            }
+            let token = form.require("token", "token is required")?;
+            let record = self.store.get(token_hash(token)).await.map_err(store_error)?;
+            let now = self.now();
+            Ok(match record.filter(|r| r.kind == RecordKind::Access && r.is_live(now)) {
+                None => json!({ "active": false }),
+                Some(r) => {
+                    let mut answer = json!({
+                        "active": true,
+                        "scope": r.scopes.join(" "),
+                        "client_id": r.client_id,
+                        "sub": r.sub,
+                        "exp": r.expires_at,
+                        "iat": r.issued_at,
+                        "token_type": "Bearer",
+                        "iss": self.settings.issuer,
+                    });
+                    if let Some(username) = r.username {
+                        answer["username"] = json!(username);
+                    }
+                    answer
+                }
+            })
+        }
+        .await;
+        match result {
+            Ok(answer) => json_response(StatusCode::OK, answer.to_string()),
+            Err(e) => self.oauth_error(&e, via_basic, false),
+        }
+    }
+}

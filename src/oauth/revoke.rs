@@ -1,0 +1,49 @@
+//! `POST /oauth/revoke` (RFC 7009). Revoking an access token revokes that token; revoking
+//! a refresh token revokes its whole grant, access tokens included (§2.1). Unknown tokens
+//! get 200 too (§2.2): the client learns nothing it did not know.
+
+use super::protocol::{ErrorCode, OAuthError};
+use super::token::{form_params, store_error};
+use super::{OAuthRequest, OAuthServer};
+use crate::body::Body;
+use crate::error::json_response;
+use crate::store::RecordKind;
+use crate::verify::cache::token_hash;
+use http::{Response, StatusCode};
+
+impl OAuthServer {
+    pub(super) async fn revoke(&self, req: &OAuthRequest) -> Response<Body> {
+        let mut via_basic = false;
+        let result = async {
+            let form = form_params(req)?;
+            let authed = self.authenticate_client(req, &form).await?;
+            via_basic = authed.via_basic;
+            if form.duplicated().is_some() {
+                return Err(OAuthError::new(ErrorCode::InvalidRequest, "a parameter was sent more than once"));
+            }
+            let token = form.require("token", "token is required")?;
+            let hash = token_hash(token);
+            let Some(record) = self.store.get(hash).await.map_err(store_error)? else {
+                return Ok(());
+            };
+            if record.client_id != authed.client.id {
+                return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "the token was issued to another client"));
+            }
+            match record.kind {
+                RecordKind::Refresh => self.revoke_grant(&record.grant_id).await,
+                RecordKind::Access => {
+                    self.store.revoke(hash).await.map_err(store_error)?;
+                    self.forget(&[hash]).await;
+                }
+                // Codes and sessions are not tokens a client can revoke here.
+                RecordKind::Code | RecordKind::Session => {}
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => json_response(StatusCode::OK, "{}".to_string()),
+            Err(e) => self.oauth_error(&e, via_basic, false),
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! `POST /oauth/token` (RFC 6749 §4.1.3, §4.3, §4.4, §6; RFC 7636 §4.6; RFC 9700 §2.2.2).
+//!
+//! Codes and refresh tokens are single-use: the store's atomic `consume` decides the one
+//! winner, and a second use revokes the whole grant (what the first use issued included).
+
+use super::protocol::{grant_scopes, pkce_matches, ErrorCode, OAuthError, Params};
+use super::{AuthenticatedClient, OAuthRequest, OAuthServer};
+use crate::body::Body;
+use crate::config::{ClientConfig, GrantType};
+use crate::error::json_response;
+use crate::secrets::random_token;
+use crate::store::{Record, RecordKind, RecordState};
+use crate::verify::cache::token_hash;
+use http::header::{HeaderValue, PRAGMA};
+use http::{Response, StatusCode};
+use serde::Serialize;
+
+/// What to issue for one successful grant.
+pub(super) struct Issue<'a> {
+    pub grant_type: GrantType,
+    pub grant_id: String,
+    pub client: &'a ClientConfig,
+    pub sub: String,
+    pub username: Option<String>,
+    /// Scopes of the access token.
+    pub scopes: Vec<String>,
+    /// `Some` to issue a refresh token carrying these (the grant's full) scopes.
+    pub refresh_scopes: Option<Vec<String>>,
+    /// The scope the client asked for, to decide whether `scope` must be echoed.
+    pub requested_scope: Option<String>,
+}
+
+/// RFC 6749 §5.1 success body.
+#[derive(Debug, Serialize)]
+pub(super) struct TokenAnswer {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+const INVALID_GRANT: OAuthError = OAuthError::new(ErrorCode::InvalidGrant, "the grant is invalid, expired, revoked or was issued to another client");
+
+impl OAuthServer {
+    pub(super) async fn token(&self, req: &OAuthRequest) -> Response<Body> {
+        let mut via_basic = false;
+        let result = async {
+            let form = form_params(req)?;
+            let authed = self.authenticate_client(req, &form).await?;
+            via_basic = authed.via_basic;
+            if form.duplicated().is_some() {
+                return Err(OAuthError::new(ErrorCode::InvalidRequest, "a parameter was sent more than once"));
+            }
+            self.grant(&authed, &form).await
+        }
+        .await;
+        match result {
+            Ok(answer) => {
+                let mut response = json_response(StatusCode::OK, serde_json::to_string(&answer).unwrap_or_default());
+                response.headers_mut().insert(PRAGMA, HeaderValue::from_static("no-cache"));
+                response
+            }
+            Err(e) => self.oauth_error(&e, via_basic, true),
+        }
+    }
+
+    async fn grant(&self, authed: &AuthenticatedClient<'_>, form: &Params) -> Result<TokenAnswer, OAuthError> {
+        let client = authed.client;
+        let grant_type = form.require("grant_type", "grant_type is required")?;
+        let grant = GrantType::parse(grant_type)
+            .filter(|g| *g != GrantType::Implicit)
+            .ok_or(OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type"))?;
+        if grant == GrantType::Password && !self.settings.allow_password_grant {
+            return Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "the password grant is switched off"));
+        }
+        if !client.grant_types.contains(&grant) {
+            return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "this client may not use this grant type"));
+        }
+        let issue = match grant {
+            GrantType::AuthorizationCode => self.exchange_code(client, form).await?,
+            GrantType::RefreshToken => self.refresh(client, form).await?,
+            GrantType::ClientCredentials => client_credentials(client, form)?,
+            GrantType::Password => self.password(client, form).await?,
+            GrantType::Implicit => return Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type")),
+        };
+        self.issue(issue).await
+    }
+
+    async fn exchange_code<'c>(&self, client: &'c ClientConfig, form: &Params) -> Result<Issue<'c>, OAuthError> {
+        let code = form.require("code", "code is required")?;
+        let hash = token_hash(code);
+        let record = self.store.get(hash).await.map_err(store_error)?;
+        let record = record.filter(|r| r.kind == RecordKind::Code).ok_or(INVALID_GRANT)?;
+        if record.state == RecordState::Used {
+            self.revoke_grant(&record.grant_id).await;
+            return Err(OAuthError::new(ErrorCode::InvalidGrant, "the code was already used; its tokens are revoked"));
+        }
+        if !record.is_live(self.now()) || record.client_id != client.id {
+            return Err(INVALID_GRANT);
+        }
+        let redirect_ok = match (&record.redirect_uri, form.get("redirect_uri")) {
+            (Some(want), Some(got)) => want == got,
+            (Some(_), None) => false,
+            (None, Some(got)) => client.redirect_uris.iter().any(|r| r == got),
+            (None, None) => true,
+        };
+        if !redirect_ok {
+            return Err(OAuthError::new(ErrorCode::InvalidGrant, "redirect_uri does not match the authorization request"));
+        }
+        let pkce_ok = match (&record.code_challenge, form.get("code_verifier")) {
+            (Some(challenge), Some(verifier)) => pkce_matches(verifier, challenge),
+            // A verifier for a code issued without a challenge is a downgrade attempt.
+            (None, Some(_)) | (Some(_), None) => false,
+            (None, None) => true,
+        };
+        if !pkce_ok {
+            return Err(OAuthError::new(ErrorCode::InvalidGrant, "code_verifier does not match the code_challenge"));
+        }
+        let before = self.store.consume(hash).await.map_err(store_error)?;
+        if before.is_none_or(|r| r.state != RecordState::Active) {
+            self.revoke_grant(&record.grant_id).await;
+            return Err(OAuthError::new(ErrorCode::InvalidGrant, "the code was already used; its tokens are revoked"));
+        }
+        let refresh = client.grant_types.contains(&GrantType::RefreshToken).then(|| record.scopes.clone());
+        Ok(Issue {
+            grant_type: GrantType::AuthorizationCode,
+            grant_id: record.grant_id,
+            client,
+            sub: record.sub,
+            username: record.username,
+            requested_scope: None,
+            scopes: record.scopes,
+            refresh_scopes: refresh,
+        })
+    }
+
+    async fn refresh<'c>(&self, client: &'c ClientConfig, form: &Params) -> Result<Issue<'c>, OAuthError> {
+        let token = form.require("refresh_token", "refresh_token is required")?;
+        let hash = token_hash(token);
+        let record = self.store.get(hash).await.map_err(store_error)?;
+        let record = record
+            .filter(|r| r.kind == RecordKind::Refresh && r.client_id == client.id)
+            .ok_or(INVALID_GRANT)?;
+        if record.state == RecordState::Used {
+            self.revoke_grant(&record.grant_id).await;
+            return Err(OAuthError::new(ErrorCode::InvalidGrant, "the refresh token was already used; the grant is revoked"));
+        }
+        if !record.is_live(self.now()) {
+            return Err(INVALID_GRANT);
+        }
+        let scopes = grant_scopes(form.get("scope"), &record.scopes)?;
+        let before = self.store.consume(hash).await.map_err(store_error)?;
+        if before.is_none_or(|r| r.state != RecordState::Active) {
+            self.revoke_grant(&record.grant_id).await;
+            return Err(OAuthError::new(ErrorCode::InvalidGrant, "the refresh token was already used; the grant is revoked"));
+        }
+        Ok(Issue {
+            grant_type: GrantType::RefreshToken,
+            grant_id: record.grant_id,
+            client,
+            sub: record.sub,
+            username: record.username,
+            requested_scope: form.get("scope").map(str::to_string),
+            scopes,
+            refresh_scopes: Some(record.scopes),
+        })
+    }
+
+    async fn password<'c>(&self, client: &'c ClientConfig, form: &Params) -> Result<Issue<'c>, OAuthError> {
+        let username = form.require("username", "username is required")?;
+        let password = form.require("password", "password is required")?;
+        let scopes = grant_scopes(form.get("scope"), &client.scopes)?;
+        let user = match self.check_password(username, password).await {
+            super::browser::LoginResult::Success(user) => user,
+            super::browser::LoginResult::Failure => {
+                return Err(OAuthError::new(ErrorCode::InvalidGrant, "wrong username or password"))
+            }
+            super::browser::LoginResult::Unavailable => {
+                return Err(OAuthError::new(ErrorCode::TemporarilyUnavailable, "the sign-in service is unavailable"))
+            }
+        };
+        Ok(Issue {
+            grant_type: GrantType::Password,
+            grant_id: random_token(),
+            client,
+            sub: user.username.clone(),
+            username: Some(user.username),
+            requested_scope: form.get("scope").map(str::to_string),
+            refresh_scopes: client.grant_types.contains(&GrantType::RefreshToken).then(|| scopes.clone()),
+            scopes,
+        })
+    }
+
+    /// Stores and returns an access token (and a refresh token when asked).
+    pub(super) async fn issue(&self, issue: Issue<'_>) -> Result<TokenAnswer, OAuthError> {
+        let now = self.now();
+        let access_ttl = self.settings.access_token_ttl.as_secs();
+        let access_token = random_token();
+        let base = Record {
+            kind: RecordKind::Access,
+            state: RecordState::Active,
+            grant_id: issue.grant_id,
+            client_id: issue.client.id.clone(),
+            sub: issue.sub,
+            username: issue.username,
+            scopes: issue.scopes.clone(),
+            issued_at: now,
+            expires_at: now + access_ttl,
+            redirect_uri: None,
+            code_challenge: None,
+            name: None,
+            email: None,
+            csrf: None,
+        };
+        let refresh_token = match issue.refresh_scopes {
+            Some(scopes) => {
+                let token = random_token();
+                let record = Record {
+                    kind: RecordKind::Refresh,
+                    scopes,
+                    expires_at: now + self.settings.refresh_token_ttl.as_secs(),
+                    ..base.clone()
+                };
+                self.store.insert(token_hash(&token), record).await.map_err(store_error)?;
+                Some(token)
+            }
+            None => None,
+        };
+        self.store.insert(token_hash(&access_token), base).await.map_err(store_error)?;
+        self.metrics.tokens_issued.with_label_values(&[issue.grant_type.as_str()]).inc();
+        let granted = issue.scopes.join(" ");
+        let echo_scope = issue.requested_scope.as_deref().map(normalise_scope_text) != Some(granted.clone());
+        Ok(TokenAnswer {
+            access_token,
+            token_type: "Bearer",
+            expires_in: access_ttl,
+            refresh_token,
+            scope: echo_scope.then_some(granted),
+        })
+    }
+
+    pub(super) async fn revoke_grant(&self, grant_id: &str) {
+        match self.store.revoke_grant(grant_id).await {
+            Ok(hashes) => self.forget(&hashes).await,
+            Err(e) => tracing::error!(error = %e, "cannot revoke a grant"),
+        }
+    }
+}
+
+fn client_credentials<'c>(client: &'c ClientConfig, form: &Params) -> Result<Issue<'c>, OAuthError> {
+    let scopes = grant_scopes(form.get("scope"), &client.scopes)?;
+    Ok(Issue {
+        grant_type: GrantType::ClientCredentials,
+        grant_id: random_token(),
+        client,
+        sub: client.id.clone(),
+        username: None,
+        requested_scope: form.get("scope").map(str::to_string),
+        scopes,
+        refresh_scopes: None,
+    })
+}
+
+/// Parses the form body of a token/revoke/introspection request.
+pub(super) fn form_params(req: &OAuthRequest) -> Result<Params, OAuthError> {
+    let text = std::str::from_utf8(&req.form)
+        .map_err(|_| OAuthError::new(ErrorCode::InvalidRequest, "the body is not UTF-8"))?;
+    Params::parse(text)
+}
+
+fn normalise_scope_text(s: &str) -> String {
+    s.split(' ').filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+pub(super) fn store_error(e: crate::store::StoreError) -> OAuthError {
+    tracing::error!(error = %crate::error::error_chain(&e), "token store failed");
+    OAuthError::new(ErrorCode::ServerError, "the token store is unavailable")
+}

@@ -1,0 +1,132 @@
+//! The token database behind the [`TokenStore`] trait: authorization codes, access and
+//! refresh tokens, and login sessions, each kept under the SHA-256 of its secret value
+//! (the value itself is never stored).
+//!
+//! Every record belongs to a *grant*: the chain of codes and tokens that one user approval
+//! (or one client_credentials/password request) started. Revoking a grant revokes the whole
+//! chain, which is how code replay and refresh-token reuse are answered (RFC 9700 §2.2.2,
+//! §4.14). The trait is small on purpose so that a Redis implementation maps one-to-one:
+//! `insert` is a SET with TTL, `consume` an atomic compare-and-set, `revoke_grant` a walk of
+//! a per-grant set.
+
+pub mod memory;
+pub mod sqlite;
+
+use crate::config::StoreSpec;
+use crate::verify::cache::TokenHash;
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// What a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Code,
+    Access,
+    Refresh,
+    Session,
+}
+
+/// Where a record is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    Active,
+    /// A single-use record (code, refresh token) that has been used once.
+    Used,
+    Revoked,
+}
+
+/// One code, token or session. Fields a kind does not use stay empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub kind: RecordKind,
+    pub state: RecordState,
+    /// The grant this record belongs to (for sessions: the session's own id).
+    pub grant_id: String,
+    pub client_id: String,
+    /// User login name, or the client id for client_credentials tokens.
+    pub sub: String,
+    /// Set for tokens issued to a user; absent for client_credentials.
+    pub username: Option<String>,
+    pub scopes: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub issued_at: u64,
+    pub expires_at: u64,
+    /// Codes: the redirect URI the authorization request named (None if it named none).
+    pub redirect_uri: Option<String>,
+    /// Codes: the PKCE S256 challenge.
+    pub code_challenge: Option<String>,
+    /// Sessions: the user's display name and email, for the consent page.
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// Sessions: the CSRF token every form of this session carries.
+    pub csrf: Option<String>,
+}
+
+impl Record {
+    /// True when the record may still be used at `now`.
+    pub fn is_live(&self, now: u64) -> bool {
+        self.state == RecordState::Active && self.expires_at > now
+    }
+}
+
+/// Why the store could not do what was asked. Always our fault (500/503), never the client's.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store's worker thread failed")]
+    Worker(#[from] tokio::task::JoinError),
+    #[error("store {0:?} is not available in this build")]
+    Unsupported(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The token database. All methods are cheap to call concurrently; implementations keep
+/// blocking IO off the async workers.
+pub trait TokenStore: Send + Sync + 'static {
+    /// Stores a record under `hash` (replacing any record there).
+    fn insert(&self, hash: TokenHash, record: Record) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// The record under `hash`, whatever its state, unless it has been swept.
+    fn get(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>>;
+
+    /// Atomically marks an `Active` record `Used` and returns it as it was *before*; so
+    /// exactly one caller ever sees `Active` for a single-use record.
+    fn consume(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>>;
+
+    /// Marks one record revoked; returns it as it was before.
+    fn revoke(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>>;
+
+    /// Revokes every record of a grant; returns the hashes it revoked (for cache eviction).
+    fn revoke_grant<'a>(&'a self, grant_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<TokenHash>>>;
+
+    /// Removes a record (sessions at logout).
+    fn delete(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Deletes records that expired before `now`; returns how many.
+    fn sweep(&self, now: u64) -> BoxFuture<'_, StoreResult<u64>>;
+}
+
+/// Opens the store the config names.
+pub fn open(spec: &StoreSpec) -> StoreResult<Arc<dyn TokenStore>> {
+    match spec {
+        StoreSpec::Memory => Ok(Arc::new(memory::MemoryStore::default())),
+        StoreSpec::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
+        StoreSpec::Redis(url) => Err(StoreError::Unsupported(url.clone())),
+    }
+}
+
+#[cfg(test)]
+pub mod conformance;

@@ -1,0 +1,77 @@
+//! The behaviour every `TokenStore` must have; each implementation's tests run this.
+
+use super::*;
+use crate::verify::cache::token_hash;
+
+pub fn record(kind: RecordKind, grant: &str, expires_at: u64) -> Record {
+    Record {
+        kind,
+        state: RecordState::Active,
+        grant_id: grant.to_string(),
+        client_id: "mail-app".to_string(),
+        sub: "alice".to_string(),
+        username: Some("alice".to_string()),
+        scopes: vec!["email".to_string(), "email.send".to_string()],
+        issued_at: 1_000,
+        expires_at,
+        redirect_uri: Some("http://127.0.0.1:7000/redirect".to_string()),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_string()),
+        name: Some("Alice Liddell".to_string()),
+        email: None,
+        csrf: Some("csrf".to_string()),
+    }
+}
+
+/// Runs every rule against `store`, which must start empty.
+pub async fn run(store: &dyn TokenStore) {
+    let code = token_hash("code-1");
+    let access = token_hash("access-1");
+    let refresh = token_hash("refresh-1");
+    let other = token_hash("access-other-grant");
+
+    // insert / get round-trips every field.
+    let code_record = record(RecordKind::Code, "g1", 5_000);
+    store.insert(code, code_record.clone()).await.expect("insert");
+    assert_eq!(store.get(code).await.expect("get"), Some(code_record.clone()));
+    assert_eq!(store.get(token_hash("nope")).await.expect("get"), None);
+
+    // consume: exactly one caller sees Active.
+    let first = store.consume(code).await.expect("consume").expect("present");
+    assert_eq!(first.state, RecordState::Active);
+    let second = store.consume(code).await.expect("consume").expect("present");
+    assert_eq!(second.state, RecordState::Used);
+    assert_eq!(store.consume(token_hash("nope")).await.expect("consume"), None);
+
+    // revoke_grant revokes the whole chain and nothing else.
+    store.insert(access, record(RecordKind::Access, "g1", 5_000)).await.expect("insert");
+    store.insert(refresh, record(RecordKind::Refresh, "g1", 9_000)).await.expect("insert");
+    store.insert(other, record(RecordKind::Access, "g2", 5_000)).await.expect("insert");
+    let mut revoked = store.revoke_grant("g1").await.expect("revoke_grant");
+    revoked.sort();
+    let mut want = vec![code, access, refresh];
+    want.sort();
+    assert_eq!(revoked, want);
+    for h in [code, access, refresh] {
+        assert_eq!(store.get(h).await.expect("get").expect("present").state, RecordState::Revoked);
+    }
+    assert_eq!(store.get(other).await.expect("get").expect("present").state, RecordState::Active);
+
+    // A revoked single-use record cannot be consumed back to life.
+    let again = store.consume(refresh).await.expect("consume").expect("present");
+    assert_eq!(again.state, RecordState::Revoked);
+    assert_eq!(store.get(refresh).await.expect("get").expect("present").state, RecordState::Revoked);
+
+    // revoke one record.
+    let before = store.revoke(other).await.expect("revoke").expect("present");
+    assert_eq!(before.state, RecordState::Active);
+    assert!(!store.get(other).await.expect("get").expect("present").is_live(1_000));
+
+    // delete and sweep.
+    store.delete(other).await.expect("delete");
+    assert_eq!(store.get(other).await.expect("get"), None);
+    let swept = store.sweep(6_000).await.expect("sweep");
+    assert_eq!(swept, 2, "code and access expired at 5000");
+    assert_eq!(store.get(access).await.expect("get"), None);
+    assert!(store.get(refresh).await.expect("get").is_some());
+    assert_eq!(store.revoke_grant("g2").await.expect("revoke_grant"), Vec::<TokenHash>::new());
+}

@@ -1,0 +1,307 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! Schema migrations are embedded and applied at open (tracked in `PRAGMA user_version`).
+//! Every call runs on tokio's blocking pool so SQLite's file IO never stalls the async
+//! workers; one connection behind a mutex keeps `consume` atomic without extra locking.
+
+use super::{Record, RecordKind, RecordState, StoreError, StoreResult, TokenStore};
+use crate::verify::cache::TokenHash;
+use futures_util::future::BoxFuture;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE records (
+    hash           BLOB PRIMARY KEY,
+    kind           TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    grant_id       TEXT NOT NULL,
+    client_id      TEXT NOT NULL,
+    sub            TEXT NOT NULL,
+    username       TEXT,
+    scope          TEXT NOT NULL,
+    issued_at      INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    redirect_uri   TEXT,
+    code_challenge TEXT,
+    name           TEXT,
+    email          TEXT,
+    csrf           TEXT
+) WITHOUT ROWID;
+CREATE INDEX records_grant ON records(grant_id);
+CREATE INDEX records_expiry ON records(expires_at);
+"#];
+
+const COLUMNS: &str = "kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at, \
+                       redirect_uri, code_challenge, name, email, csrf";
+
+/// A SQLite-backed [`TokenStore`].
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    fn with<T, F>(&self, f: F) -> BoxFuture<'_, StoreResult<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                // A panic inside a transaction rolls it back, so the connection stays usable.
+                let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+                f(&mut guard)
+            })
+            .await?
+        })
+    }
+}
+
+fn migrate(conn: &Connection) -> StoreResult<()> {
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {}; COMMIT;", i + 1))?;
+    }
+    Ok(())
+}
+
+fn kind_str(k: RecordKind) -> &'static str {
+    match k {
+        RecordKind::Code => "code",
+        RecordKind::Access => "access",
+        RecordKind::Refresh => "refresh",
+        RecordKind::Session => "session",
+    }
+}
+
+fn state_str(s: RecordState) -> &'static str {
+    match s {
+        RecordState::Active => "active",
+        RecordState::Used => "used",
+        RecordState::Revoked => "revoked",
+    }
+}
+
+fn parse_kind(s: &str) -> StoreResult<RecordKind> {
+    Ok(match s {
+        "code" => RecordKind::Code,
+        "access" => RecordKind::Access,
+        "refresh" => RecordKind::Refresh,
+        "session" => RecordKind::Session,
+        other => return Err(StoreError::Corrupt(format!("unknown kind {other:?}"))),
+    })
+}
+
+fn parse_state(s: &str) -> StoreResult<RecordState> {
+    Ok(match s {
+        "active" => RecordState::Active,
+        "used" => RecordState::Used,
+        "revoked" => RecordState::Revoked,
+        other => return Err(StoreError::Corrupt(format!("unknown state {other:?}"))),
+    })
+}
+
+fn read(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<Record>> {
+    type Row = (String, String, String, String, String, Option<String>, String, i64, i64);
+    type Extra = (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+    let row: Option<(Row, Extra)> = conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM records WHERE hash = ?1"),
+            params![&hash[..]],
+            |r| {
+                Ok((
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
+                    (r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?),
+                ))
+            },
+        )
+        .optional()?;
+    let Some(((kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at), extra)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Record {
+        kind: parse_kind(&kind)?,
+        state: parse_state(&state)?,
+        grant_id,
+        client_id,
+        sub,
+        username,
+        scopes: scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        issued_at: issued_at as u64,
+        expires_at: expires_at as u64,
+        redirect_uri: extra.0,
+        code_challenge: extra.1,
+        name: extra.2,
+        email: extra.3,
+        csrf: extra.4,
+    }))
+}
+
+fn set_state(conn: &Connection, hash: &TokenHash, state: RecordState) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE records SET state = ?2 WHERE hash = ?1",
+        params![&hash[..], state_str(state)],
+    )?;
+    Ok(())
+}
+
+impl TokenStore for SqliteStore {
+    fn insert(&self, hash: TokenHash, r: Record) -> BoxFuture<'_, StoreResult<()>> {
+        self.with(move |conn| {
+            conn.execute(
+                &format!("INSERT OR REPLACE INTO records (hash, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+                params![
+                    &hash[..],
+                    kind_str(r.kind),
+                    state_str(r.state),
+                    r.grant_id,
+                    r.client_id,
+                    r.sub,
+                    r.username,
+                    r.scopes.join(" "),
+                    r.issued_at as i64,
+                    r.expires_at as i64,
+                    r.redirect_uri,
+                    r.code_challenge,
+                    r.name,
+                    r.email,
+                    r.csrf,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
+        self.with(move |conn| read(conn, &hash))
+    }
+
+    fn consume(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let before = read(&tx, &hash)?;
+            if before.as_ref().is_some_and(|r| r.state == RecordState::Active) {
+                set_state(&tx, &hash, RecordState::Used)?;
+            }
+            tx.commit()?;
+            Ok(before)
+        })
+    }
+
+    fn revoke(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let before = read(&tx, &hash)?;
+            if before.is_some() {
+                set_state(&tx, &hash, RecordState::Revoked)?;
+            }
+            tx.commit()?;
+            Ok(before)
+        })
+    }
+
+    fn revoke_grant<'a>(&'a self, grant_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<TokenHash>>> {
+        let grant_id = grant_id.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let hashes = {
+                let mut stmt = tx.prepare("SELECT hash FROM records WHERE grant_id = ?1")?;
+                let rows = stmt.query_map(params![grant_id], |r| r.get::<_, Vec<u8>>(0))?;
+                rows.filter_map(|h| h.ok().and_then(|h| TokenHash::try_from(h.as_slice()).ok()))
+                    .collect::<Vec<_>>()
+            };
+            tx.execute(
+                "UPDATE records SET state = 'revoked' WHERE grant_id = ?1",
+                params![grant_id],
+            )?;
+            tx.commit()?;
+            Ok(hashes)
+        })
+    }
+
+    fn delete(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<()>> {
+        self.with(move |conn| {
+            conn.execute("DELETE FROM records WHERE hash = ?1", params![&hash[..]])?;
+            Ok(())
+        })
+    }
+
+    fn sweep(&self, now: u64) -> BoxFuture<'_, StoreResult<u64>> {
+        self.with(move |conn| {
+            let n = conn.execute("DELETE FROM records WHERE expires_at <= ?1", params![now as i64])?;
+            Ok(n as u64)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+    use crate::verify::cache::token_hash;
+
+    #[tokio::test]
+    async fn sqlite_store_meets_the_contract() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("sub/dir/t.db")).expect("opens");
+        conformance::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopening_and_migrations_run_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let rec = conformance::record(RecordKind::Refresh, "g", 9_999_999_999);
+        {
+            let store = SqliteStore::open(&path).expect("opens");
+            store.insert(token_hash("r"), rec.clone()).await.expect("insert");
+        }
+        let store = SqliteStore::open(&path).expect("reopens");
+        assert_eq!(store.get(token_hash("r")).await.expect("get"), Some(rec));
+        let conn = store.conn.lock().expect("not poisoned");
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("pragma");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).expect("pragma");
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn only_hashes_are_stored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path).expect("opens");
+        let secret = "the-raw-token-value-that-must-not-be-stored";
+        store
+            .insert(token_hash(secret), conformance::record(RecordKind::Access, "g", 9_999_999_999))
+            .await
+            .expect("insert");
+        drop(store);
+        let bytes = std::fs::read(&path).expect("db file");
+        let wal = std::fs::read(dir.path().join("t.db-wal")).unwrap_or_default();
+        let needle = secret.as_bytes();
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+        assert!(!wal.windows(needle.len()).any(|w| w == needle));
+    }
+}
