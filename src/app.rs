@@ -3,15 +3,15 @@
 
 use crate::body::Body;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, UsersConfig, VerifySource};
+use crate::config::{Config, UserSource, VerifySource};
 use crate::directory::file::FileDirectory;
 use crate::directory::UserDirectory;
-use crate::oauth::OAuthServer;
-use crate::store::TokenStore;
 use crate::error::json_response;
 use crate::gateway::{ConnInfo, Gateway};
 use crate::metrics::Metrics;
+use crate::oauth::OAuthServer;
 use crate::server::{self, Handler, Listener};
+use crate::store::TokenStore;
 use crate::verify::cache::VerifyCache;
 use crate::verify::{LocalVerifier, RemoteVerifier, TokenVerifier};
 use anyhow::Context;
@@ -57,7 +57,11 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = crate::store::open(&config.oauth.store).with_context(|| {
-            format!("{}: [oauth].store = \"{}\"", config.source.display(), config.oauth.store)
+            format!(
+                "{}: [oauth].store = \"{}\"",
+                config.source.display(),
+                config.oauth.store
+            )
         })?;
         let directory = open_directory(&config)?;
         let cache = build_verifier(&config, store.clone(), clock.clone(), metrics.clone())?;
@@ -111,7 +115,12 @@ impl App {
             stop.clone(),
         ));
         if let Some(listener) = tls_listener {
-            tasks.spawn(server::serve(listener, public, metrics.clone(), stop.clone()));
+            tasks.spawn(server::serve(
+                listener,
+                public,
+                metrics.clone(),
+                stop.clone(),
+            ));
         }
         tasks.spawn(sweep(store, clock, stop));
         tracing::info!(%public_addr, %internal_addr, tls_addr = ?tls_addr, "tollgate is listening");
@@ -145,16 +154,22 @@ fn build_verifier(
 ) -> anyhow::Result<Arc<VerifyCache>> {
     let verifier: Arc<dyn TokenVerifier> = match &config.verify.source {
         VerifySource::Remote(remote) => Arc::new(
-            RemoteVerifier::new(remote, clock.clone()).context("cannot build the introspection client")?,
+            RemoteVerifier::new(remote, clock.clone())
+                .context("cannot build the introspection client")?,
         ),
         VerifySource::Local => Arc::new(LocalVerifier::new(store, clock.clone())),
     };
-    Ok(Arc::new(VerifyCache::new(&config.verify, verifier, clock, metrics)))
+    Ok(Arc::new(VerifyCache::new(
+        &config.verify,
+        verifier,
+        clock,
+        metrics,
+    )))
 }
 
 fn open_directory(config: &Config) -> anyhow::Result<Arc<dyn UserDirectory>> {
-    match &config.users {
-        UsersConfig::File { path, required } => {
+    match &config.users.source {
+        UserSource::File { path, required } => {
             if !required && !path.exists() {
                 tracing::info!(path = %path.display(), "no users file: password logins will fail");
                 return Ok(Arc::new(FileDirectory::empty()));
@@ -163,10 +178,11 @@ fn open_directory(config: &Config) -> anyhow::Result<Arc<dyn UserDirectory>> {
                 .with_context(|| format!("{}: [users].file", config.source.display()))?;
             Ok(Arc::new(directory))
         }
-        UsersConfig::Ldap(_) => anyhow::bail!(
-            "{}: [users].source = \"ldap\" is not available in this build yet",
-            config.source.display()
-        ),
+        UserSource::Ldap(ldap) => {
+            let directory = crate::directory::ldap::LdapDirectory::new(ldap.clone())
+                .with_context(|| format!("{}: [users.ldap]", config.source.display()))?;
+            Ok(Arc::new(directory))
+        }
     }
 }
 
@@ -180,7 +196,9 @@ async fn sweep(store: Arc<dyn TokenStore>, clock: Arc<dyn Clock>, mut stop: watc
         match store.sweep(clock.now_unix()).await {
             Ok(n) if n > 0 => tracing::debug!(deleted = n, "swept expired records"),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "sweeping the store failed"),
+            Err(e) => {
+                tracing::warn!(error = %crate::error::error_chain(&e), "sweeping the store failed")
+            }
         }
     }
 }
@@ -200,7 +218,9 @@ impl Running {
 impl Handler for PublicService {
     async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         if OAuthServer::owns(req.uri().path()) {
-            return self.oauth.handle(req, conn.proto == &crate::gateway::headers::PROTO_HTTPS).await;
+            let secure = conn.proto == &crate::gateway::headers::PROTO_HTTPS;
+            let peer = conn.client_ip.to_str().unwrap_or("");
+            return self.oauth.handle(req, secure, peer).await;
         }
         self.gateway.handle(req, conn).await
     }

@@ -6,6 +6,7 @@
 //! key path, e.g. ``gateway.toml: [[routes]] "mail".upstream: not an http(s) URL``.
 
 pub mod raw;
+mod users;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -68,13 +69,66 @@ pub enum StoreSpec {
     Redis(String),
 }
 
-/// `[users]`: where resource owners' passwords are checked.
-pub enum UsersConfig {
+/// `[users]`: where passwords are checked, and how guessing is slowed down.
+pub struct UsersConfig {
+    pub source: UserSource,
+    pub throttle: ThrottleConfig,
+}
+
+/// `[users.throttle]`: failures are counted per username and per client IP in a sliding
+/// window; past the limit, attempts are refused for `ban`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    pub max_failures_per_user: u32,
+    pub max_failures_per_ip: u32,
+    pub window: Duration,
+    pub ban: Duration,
+}
+
+/// How `[users.ldap]` finds the user's DN.
+#[derive(Clone)]
+pub enum LdapBind {
+    /// Bind directly as `user_dn` with `{username}` filled in (RFC 4514-escaped).
+    Template { user_dn: String },
+    /// Bind as a service account, search `base_dn` with `filter` (`{username}` RFC
+    /// 4515-escaped), then bind as the one entry found.
+    Search {
+        bind_dn: String,
+        bind_password: Secret,
+        base_dn: String,
+        filter: String,
+    },
+}
+
+/// `[users.ldap]`.
+#[derive(Clone)]
+pub struct LdapConfig {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    pub bind: LdapBind,
+    /// Upgrade an `ldap://` connection with StartTLS.
+    pub starttls: bool,
+    /// PEM CA certificates to trust for `ldaps://`/StartTLS (else the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// Attribute holding the canonical login name (becomes `sub`); default `uid`.
+    pub username_attribute: String,
+    /// Attributes for the consent page and `/verify`; defaults `cn` and `mail`.
+    pub name_attribute: String,
+    pub email_attribute: String,
+    pub connect_timeout: Duration,
+    /// Longest time one LDAP operation may take.
+    pub timeout: Duration,
+    /// Idle service-account connections kept open.
+    pub pool_size: usize,
+}
+
+/// Where resource owners' passwords are checked.
+pub enum UserSource {
     /// A TOML file of `[[users]]` with argon2id hashes. `required` is false only when the
     /// config has no `[users]` section at all (then a missing file means "no users").
     File { path: PathBuf, required: bool },
-    /// An LDAP directory; the table is interpreted by the LDAP directory module.
-    Ldap(toml::Table),
+    /// An LDAP directory.
+    Ldap(LdapConfig),
 }
 
 /// One registered OAuth client.
@@ -153,6 +207,7 @@ pub struct RemoteVerifyConfig {
 }
 
 /// A secret string. It has no `Debug` or `Display` so it cannot end up in a log line.
+#[derive(Clone)]
 pub struct Secret(String);
 
 impl Secret {

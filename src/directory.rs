@@ -2,6 +2,7 @@
 //! users-file implementation. No file or LDAP type leaks past this boundary.
 
 pub mod file;
+pub mod ldap;
 
 use futures_util::future::BoxFuture;
 
@@ -22,12 +23,19 @@ pub enum DirectoryError {
     File { path: String, reason: String },
     #[error("password check failed to run")]
     Worker(#[from] tokio::task::JoinError),
+    #[error("LDAP directory unavailable")]
+    Ldap(#[source] ldap3::LdapError),
+    #[error("the LDAP service account (bind_dn) was refused by the directory")]
+    ServiceBind,
 }
 
 /// Checks usernames and passwords.
 pub trait UserDirectory: Send + Sync + 'static {
     /// `Ok(Some(user))` only for a right password; `Ok(None)` for a wrong password or an
     /// unknown user (indistinguishable to the caller, and taking about the same time).
-    fn authenticate<'a>(&'a self, username: &'a str, password: &'a str)
-        -> BoxFuture<'a, Result<Option<User>, DirectoryError>>;
+    fn authenticate<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<Option<User>, DirectoryError>>;
 }

@@ -58,11 +58,7 @@ struct Routed<'a> {
 
 impl Gateway {
     /// `verifier` may be `None` only if no route needs bearer tokens.
-    pub fn new(
-        routes: &[RouteConfig],
-        verifier: Arc<VerifyCache>,
-        metrics: &Metrics,
-    ) -> Self {
+    pub fn new(routes: &[RouteConfig], verifier: Arc<VerifyCache>, metrics: &Metrics) -> Self {
         let table = RouteTable::new(
             routes
                 .iter()
@@ -134,7 +130,11 @@ impl Gateway {
     fn route(&self, req: &Request<Incoming>) -> Result<Routed<'_>, GatewayError> {
         let raw_path = req.uri().path();
         let path = route::normalise_path(raw_path)?;
-        let host = request_host(req).map(route::normalise_host);
+        let host = if self.table.needs_host() {
+            request_host(req).map(route::normalise_host)
+        } else {
+            None
+        };
         let index = self
             .table
             .find(host.as_deref(), &path)

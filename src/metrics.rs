@@ -30,6 +30,8 @@ pub struct Metrics {
     pub tokens_issued: IntCounterVec,
     pub token_endpoint_errors: IntCounterVec,
     pub logins: IntCounterVec,
+    /// `tollgate_login_bans_total{kind="user"|"ip"}`: bans imposed by brute-force protection.
+    pub login_bans: IntCounterVec,
     open_connections: IntGaugeVec,
 }
 
@@ -163,12 +165,17 @@ impl Metrics {
             &["error"],
         );
         let logins = counter("tollgate_logins_total", "Login attempts", &["result"]);
+        let login_bans = counter(
+            "tollgate_login_bans_total",
+            "Bans imposed after repeated login failures",
+            &["kind"],
+        );
         let open_connections = IntGaugeVec::new(
             Opts::new("tollgate_open_connections", "Open client connections"),
             &["listener"],
         )
         .expect("static metric definition is valid");
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_duration.clone()),
@@ -178,6 +185,7 @@ impl Metrics {
             Box::new(tokens_issued.clone()),
             Box::new(token_endpoint_errors.clone()),
             Box::new(logins.clone()),
+            Box::new(login_bans.clone()),
             Box::new(open_connections.clone()),
         ];
         for c in collectors {
@@ -196,6 +204,7 @@ impl Metrics {
             tokens_issued,
             token_endpoint_errors,
             logins,
+            login_bans,
             open_connections,
         }
     }

@@ -13,6 +13,7 @@ pub mod pages;
 pub mod protocol;
 mod revoke;
 pub mod session;
+mod throttle;
 mod token;
 
 use crate::body::Body;
@@ -62,6 +63,7 @@ pub struct OAuthServer {
     metrics: Arc<Metrics>,
     /// The guard's cache, so revocation here takes effect at once.
     cache: Option<Arc<VerifyCache>>,
+    throttle: crate::config::ThrottleConfig,
 }
 
 /// A request with its body read (bounded) and what the handlers need of its connection.
@@ -72,6 +74,8 @@ pub struct OAuthRequest {
     pub form: Bytes,
     /// Came over TLS: cookies get `Secure`.
     pub secure: bool,
+    /// The client's IP, for brute-force counting.
+    pub peer: String,
 }
 
 /// How a client authenticated at the token, revoke or introspection endpoint.
@@ -101,12 +105,17 @@ impl OAuthServer {
                 allow_password_grant: o.allow_password_grant,
                 scopes: o.scopes.clone(),
             },
-            clients: config.clients.iter().map(|c| (c.id.clone(), c.clone())).collect(),
+            clients: config
+                .clients
+                .iter()
+                .map(|c| (c.id.clone(), c.clone()))
+                .collect(),
             store,
             directory,
             clock,
             metrics,
             cache,
+            throttle: config.users.throttle,
         }
     }
 
@@ -116,9 +125,9 @@ impl OAuthServer {
     }
 
     /// Serves one public-listener request under `/oauth/` or the metadata path.
-    pub async fn handle(&self, req: Request<Incoming>, secure: bool) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, secure: bool, peer: &str) -> Response<Body> {
         let path = req.uri().path().to_string();
-        let req = match read(req, secure).await {
+        let req = match read(req, secure, peer).await {
             Ok(r) => r,
             Err(response) => return *response,
         };
@@ -133,11 +142,14 @@ impl OAuthServer {
             (&Method::POST, "/oauth/token") => self.token(&req).await,
             (&Method::POST, "/oauth/revoke") => self.revoke(&req).await,
             (_, "/oauth/token") | (_, "/oauth/revoke") => method_not_allowed("POST"),
-            (_, "/oauth/authorize") | (_, "/.well-known/oauth-authorization-server") | (_, "/oauth/logout") => {
-                method_not_allowed("GET")
-            }
+            (_, "/oauth/authorize")
+            | (_, "/.well-known/oauth-authorization-server")
+            | (_, "/oauth/logout") => method_not_allowed("GET"),
             (_, "/oauth/login") | (_, "/oauth/consent") => method_not_allowed("GET, POST"),
-            _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.to_string()),
+            _ => json_response(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"not_found"}"#.to_string(),
+            ),
         }
     }
 
@@ -146,7 +158,7 @@ impl OAuthServer {
         if req.method() != Method::POST {
             return method_not_allowed("POST");
         }
-        match read(req, false).await {
+        match read(req, false, "").await {
             Ok(r) => self.introspect(&r).await,
             Err(response) => *response,
         }
@@ -162,25 +174,42 @@ impl OAuthServer {
 
     /// RFC 6749 §2.3.1: Basic (form-encoded id and secret) or `client_id`/`client_secret`
     /// in the body, never both. Public clients present only `client_id`.
-    async fn authenticate_client(&self, req: &OAuthRequest, form: &Params) -> Result<AuthenticatedClient<'_>, OAuthError> {
+    async fn authenticate_client(
+        &self,
+        req: &OAuthRequest,
+        form: &Params,
+    ) -> Result<AuthenticatedClient<'_>, OAuthError> {
         let basic = basic_credentials(&req.headers)?;
         let via_basic = basic.is_some();
         let (id, secret) = match (basic, form.get("client_id"), form.get("client_secret")) {
             (Some(_), _, Some(_)) => {
-                return Err(OAuthError::new(ErrorCode::InvalidRequest, "use one client authentication method"))
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "use one client authentication method",
+                ))
             }
             (Some((id, _)), Some(form_id), None) if form_id != id => {
-                return Err(OAuthError::new(ErrorCode::InvalidRequest, "client_id differs from the Basic credentials"))
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "client_id differs from the Basic credentials",
+                ))
             }
             (Some((id, secret)), _, None) => (id, Some(secret)),
             (None, Some(id), secret) => (id.to_string(), secret.map(str::to_string)),
-            (None, None, _) => return Err(OAuthError::new(ErrorCode::InvalidClient, "client authentication is required")),
+            (None, None, _) => {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidClient,
+                    "client authentication is required",
+                ))
+            }
         };
         let bad = OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
         let client = self.client(&id).ok_or(bad.clone())?;
         match (&client.secret_hash, secret) {
             (None, None) => Ok(AuthenticatedClient { client, via_basic }),
-            (Some(hash), Some(secret)) if self.secret_ok(&secret, hash).await => Ok(AuthenticatedClient { client, via_basic }),
+            (Some(hash), Some(secret)) if self.secret_ok(&secret, hash).await => {
+                Ok(AuthenticatedClient { client, via_basic })
+            }
             _ => Err(bad),
         }
     }
@@ -202,18 +231,27 @@ impl OAuthServer {
     /// An RFC 6749 §5.2 error response, counted in metrics when `count` is set.
     fn oauth_error(&self, error: &OAuthError, via_basic: bool, count: bool) -> Response<Body> {
         if count {
-            self.metrics.token_endpoint_errors.with_label_values(&[error.code.as_str()]).inc();
+            self.metrics
+                .token_endpoint_errors
+                .with_label_values(&[error.code.as_str()])
+                .inc();
         }
         if error.code == ErrorCode::ServerError {
-            tracing::error!(description = error.description, "authorization server error");
+            tracing::error!(
+                description = error.description,
+                "authorization server error"
+            );
         }
         let status = StatusCode::from_u16(error.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
         let mut response = json_response(status, error.to_json());
-        response.headers_mut().insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
+        response
+            .headers_mut()
+            .insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
         if error.code == ErrorCode::InvalidClient && via_basic {
-            response
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="tollgate""#));
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="tollgate""#),
+            );
         }
         response
     }
@@ -229,23 +267,42 @@ impl OAuthServer {
 }
 
 /// Reads the body of a form POST (bounded); other methods get an empty body.
-async fn read(req: Request<Incoming>, secure: bool) -> Result<OAuthRequest, Box<Response<Body>>> {
+async fn read(
+    req: Request<Incoming>,
+    secure: bool,
+    peer: &str,
+) -> Result<OAuthRequest, Box<Response<Body>>> {
     let (parts, body) = req.into_parts();
     let form = if parts.method == Method::POST {
         let is_form = parts
             .headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+            .is_some_and(|v| {
+                v.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
         if !is_form {
-            let e = OAuthError::new(ErrorCode::InvalidRequest, "the body must be application/x-www-form-urlencoded");
-            return Err(Box::new(json_response(StatusCode::BAD_REQUEST, e.to_json())));
+            let e = OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "the body must be application/x-www-form-urlencoded",
+            );
+            return Err(Box::new(json_response(
+                StatusCode::BAD_REQUEST,
+                e.to_json(),
+            )));
         }
         match Limited::new(body, MAX_FORM_BYTES).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => {
-                let e = OAuthError::new(ErrorCode::InvalidRequest, "the body is too large or was cut off");
-                return Err(Box::new(json_response(StatusCode::PAYLOAD_TOO_LARGE, e.to_json())));
+                let e = OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "the body is too large or was cut off",
+                );
+                return Err(Box::new(json_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    e.to_json(),
+                )));
             }
         }
     } else {
@@ -257,6 +314,7 @@ async fn read(req: Request<Incoming>, secure: bool) -> Result<OAuthRequest, Box<
         headers: parts.headers,
         form,
         secure,
+        peer: peer.to_string(),
     })
 }
 
@@ -288,7 +346,11 @@ fn form_decode(s: &str) -> Option<String> {
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let mut r = json_response(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"invalid_request"}"#.to_string());
-    r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    let mut r = json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        r#"{"error":"invalid_request"}"#.to_string(),
+    );
+    r.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
     r
 }

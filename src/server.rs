@@ -109,6 +109,7 @@ pub async fn serve<H: Handler>(
             conn,
             gauge: metrics.connection_opened(listener.name),
             tls: listener.tls.clone(),
+            shutdown: shutdown.clone(),
         };
         let watcher = graceful.watcher();
         tokio::spawn(async move { task.run(stream, watcher).await });
@@ -129,6 +130,7 @@ struct Connection<H> {
     conn: Arc<ConnInfo>,
     gauge: crate::metrics::ConnectionGuard,
     tls: Option<TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl<H: Handler> Connection<H> {
@@ -139,6 +141,7 @@ impl<H: Handler> Connection<H> {
             conn,
             gauge,
             tls,
+            mut shutdown,
         } = self;
         let service = service_fn(move |req| {
             let handler = handler.clone();
@@ -150,17 +153,25 @@ impl<H: Handler> Connection<H> {
                 let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 watcher.watch(served).await
             }
-            Some(acceptor) => match tls::handshake(&acceptor, stream).await {
-                Ok(stream) => {
-                    let served =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(served).await
+            Some(acceptor) => {
+                let handshake = tokio::select! {
+                    done = tls::handshake(&acceptor, stream) => done,
+                    // A client still in its handshake has no request in flight: the drain
+                    // does not wait for it.
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                };
+                match handshake {
+                    Ok(stream) => {
+                        let served =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(served).await
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        Ok(())
+                    }
                 }
-                Err(e) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    Ok(())
-                }
-            },
+            }
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended with an error");

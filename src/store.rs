@@ -115,9 +115,31 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Removes a record (sessions at logout).
     fn delete(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<()>>;
 
-    /// Deletes records that expired before `now`; returns how many.
+    /// Deletes records that expired before `now`, failures older than a day and bans that
+    /// ended; returns how many records it deleted.
     fn sweep(&self, now: u64) -> BoxFuture<'_, StoreResult<u64>>;
+
+    /// Notes one failed login for `key` (e.g. `user:alice`, `ip:10.0.0.1`) at `at` and
+    /// returns how many failures `key` has at or after `since` (a sliding window).
+    fn add_failure<'a>(
+        &'a self,
+        key: &'a str,
+        at: u64,
+        since: u64,
+    ) -> BoxFuture<'a, StoreResult<u32>>;
+
+    /// Forgets `key`'s failures (after a successful login).
+    fn clear_failures<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Refuses `key` until `until` (seconds since the epoch).
+    fn ban<'a>(&'a self, key: &'a str, until: u64) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// When `key`'s ban ends, if it has one (it may be in the past).
+    fn banned_until<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<Option<u64>>>;
 }
+
+/// Failures older than this are swept whatever the configured window.
+pub const FAILURE_RETENTION_SECS: u64 = 24 * 3600;
 
 /// Opens the store the config names.
 pub fn open(spec: &StoreSpec) -> StoreResult<Arc<dyn TokenStore>> {

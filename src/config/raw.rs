@@ -49,7 +49,39 @@ pub struct RawOAuth {
 pub struct RawUsers {
     pub source: Option<String>,
     pub file: Option<String>,
-    pub ldap: Option<toml::Table>,
+    pub ldap: Option<RawLdap>,
+    pub throttle: Option<RawThrottle>,
+}
+
+/// `[users.ldap]`: bind against a directory, by DN template or search-then-bind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLdap {
+    pub url: String,
+    pub user_dn: Option<String>,
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<String>,
+    pub bind_password_file: Option<String>,
+    pub base_dn: Option<String>,
+    pub filter: Option<String>,
+    pub starttls: Option<bool>,
+    pub ca_file: Option<String>,
+    pub username_attribute: Option<String>,
+    pub name_attribute: Option<String>,
+    pub email_attribute: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub timeout: Option<String>,
+    pub pool_size: Option<usize>,
+}
+
+/// `[users.throttle]`: brute-force protection for password checks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThrottle {
+    pub max_failures_per_user: Option<u32>,
+    pub max_failures_per_ip: Option<u32>,
+    pub window: Option<String>,
+    pub ban: Option<String>,
 }
 
 /// One `[[clients]]` entry.

@@ -11,13 +11,13 @@ const DEFAULT_STORE: &str = "sqlite:data/tollgate.db";
 const SECTIONS: &[&str] = &["server", "oauth", "users", "clients", "verify", "routes"];
 
 /// Accumulates problems while the typed config is built.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     base: &'a Path,
     problems: Vec<Problem>,
 }
 
 impl Checker<'_> {
-    fn problem(&mut self, key: impl Into<String>, why: impl Into<String>) {
+    pub(super) fn problem(&mut self, key: impl Into<String>, why: impl Into<String>) {
         self.problems.push(Problem {
             key: key.into(),
             why: why.into(),
@@ -60,7 +60,7 @@ impl Checker<'_> {
         out
     }
 
-    fn duration(&mut self, key: &str, value: Option<&str>, default: &str) -> Duration {
+    pub(super) fn duration(&mut self, key: &str, value: Option<&str>, default: &str) -> Duration {
         let text = value.unwrap_or(default);
         match parse_duration(text) {
             Some(d) => d,
@@ -84,7 +84,7 @@ impl Checker<'_> {
         })
     }
 
-    fn path(&self, p: &str) -> PathBuf {
+    pub(super) fn path(&self, p: &str) -> PathBuf {
         self.base.join(p)
     }
 }
@@ -138,7 +138,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let server = server(&mut ck, raw_server.unwrap_or_default());
     let oauth = oauth(&mut ck, raw_oauth.unwrap_or_default());
     let users_required = table_had_users;
-    let users = users(&mut ck, raw_users.unwrap_or_default(), users_required);
+    let users = super::users::users(&mut ck, raw_users.unwrap_or_default(), users_required);
     let verify = verify(&mut ck, raw_verify.unwrap_or_default());
     let clients = clients(&mut ck, raw_clients, &oauth);
     let routes = routes(&mut ck, raw_routes);
@@ -233,32 +233,6 @@ fn oauth(ck: &mut Checker, raw: RawOAuth) -> OAuthConfig {
         allow_implicit: raw.allow_implicit.unwrap_or(false),
         allow_password_grant: raw.allow_password_grant.unwrap_or(false),
         scopes,
-    }
-}
-
-fn users(ck: &mut Checker, raw: RawUsers, required: bool) -> UsersConfig {
-    match raw.source.as_deref().unwrap_or("file") {
-        "file" => UsersConfig::File {
-            path: ck.path(raw.file.as_deref().unwrap_or("users.toml")),
-            required,
-        },
-        "ldap" => match raw.ldap {
-            Some(table) => UsersConfig::Ldap(table),
-            None => {
-                ck.problem("[users.ldap]", "required when [users].source = \"ldap\"");
-                UsersConfig::Ldap(toml::Table::new())
-            }
-        },
-        other => {
-            ck.problem(
-                "[users].source",
-                format!("{other:?} is not \"file\" or \"ldap\""),
-            );
-            UsersConfig::File {
-                path: PathBuf::new(),
-                required,
-            }
-        }
     }
 }
 

@@ -54,27 +54,39 @@ impl FileDirectory {
         let file: UsersFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
         let mut users = HashMap::new();
         for u in file.users {
-            if crate::secrets::secret_hash_kind(&u.password_hash) != Some(crate::secrets::SecretHashKind::Argon2) {
-                return Err(format!("[[users]] {:?}.password_hash: not an argon2 PHC string", u.username));
+            if crate::secrets::secret_hash_kind(&u.password_hash)
+                != Some(crate::secrets::SecretHashKind::Argon2)
+            {
+                return Err(format!(
+                    "[[users]] {:?}.password_hash: not an argon2 PHC string",
+                    u.username
+                ));
             }
             if users.contains_key(&u.username) {
                 return Err(format!("[[users]] {:?}: listed twice", u.username));
             }
             users.insert(u.username.clone(), u);
         }
-        Ok(Self { users: Arc::new(users) })
+        Ok(Self {
+            users: Arc::new(users),
+        })
     }
 }
 
 /// A hash to verify against when the user does not exist (same cost as a real check).
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| crate::secrets::hash_password("tollgate-dummy-password").unwrap_or_default())
+    DUMMY.get_or_init(|| {
+        crate::secrets::hash_password("tollgate-dummy-password").unwrap_or_default()
+    })
 }
 
 impl UserDirectory for FileDirectory {
-    fn authenticate<'a>(&'a self, username: &'a str, password: &'a str)
-        -> BoxFuture<'a, Result<Option<User>, DirectoryError>> {
+    fn authenticate<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<Option<User>, DirectoryError>> {
         let users = self.users.clone();
         let username = username.to_string();
         let password = password.to_string();
@@ -113,21 +125,31 @@ mod tests {
 
     #[tokio::test]
     async fn right_password_returns_the_user() {
-        let user = directory().authenticate("alice", "wonderland").await.expect("runs");
-        assert_eq!(user.expect("authenticated").name.as_deref(), Some("Alice Liddell"));
+        let user = directory()
+            .authenticate("alice", "wonderland")
+            .await
+            .expect("runs");
+        assert_eq!(
+            user.expect("authenticated").name.as_deref(),
+            Some("Alice Liddell")
+        );
     }
 
     #[tokio::test]
     async fn wrong_password_unknown_user_and_empty_password_fail_alike() {
         let d = directory();
         assert_eq!(d.authenticate("alice", "wrong").await.expect("runs"), None);
-        assert_eq!(d.authenticate("bob", "wonderland").await.expect("runs"), None);
+        assert_eq!(
+            d.authenticate("bob", "wonderland").await.expect("runs"),
+            None
+        );
         assert_eq!(d.authenticate("alice", "").await.expect("runs"), None);
     }
 
     #[test]
     fn plaintext_passwords_are_refused_at_load() {
-        let e = FileDirectory::parse("[[users]]\nusername = \"a\"\npassword_hash = \"secret\"\n").err();
+        let e =
+            FileDirectory::parse("[[users]]\nusername = \"a\"\npassword_hash = \"secret\"\n").err();
         assert!(e.expect("refused").contains("not an argon2 PHC string"));
     }
 }

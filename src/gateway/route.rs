@@ -23,6 +23,7 @@ pub enum PathError {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     entries: Vec<Entry>,
+    any_host: bool,
 }
 
 #[derive(Debug)]
@@ -50,7 +51,13 @@ impl RouteTable {
                 .cmp(&a.prefix.len())
                 .then_with(|| b.host.is_some().cmp(&a.host.is_some()))
         });
-        Self { entries }
+        let any_host = entries.iter().any(|e| e.host.is_some());
+        Self { entries, any_host }
+    }
+
+    /// False when no route names a host, so the request's host need not be looked at.
+    pub fn needs_host(&self) -> bool {
+        self.any_host
     }
 
     /// The index of the best route for `host` (lower-case, no port) and a normalised path.

@@ -24,11 +24,16 @@ use http::{Response, StatusCode};
 pub(super) enum LoginResult {
     Success(User),
     Failure,
+    /// Refused without checking: too many recent failures for this user or address.
+    Throttled,
     Unavailable,
 }
 
+/// The least time a failed password check takes (see `check_password`).
+const FAILURE_FLOOR: std::time::Duration = std::time::Duration::from_millis(200);
 const NEUTRAL_FAILURE: &str = "The username or password is not right.";
-const UNAVAILABLE: &str = "The sign-in service is unavailable right now. Please try again in a few minutes.";
+const UNAVAILABLE: &str =
+    "The sign-in service is unavailable right now. Please try again in a few minutes.";
 
 impl OAuthServer {
     pub(super) async fn authorize(&self, req: &OAuthRequest) -> Response<Body> {
@@ -69,20 +74,32 @@ impl OAuthServer {
         }
         let username = form.get("username").unwrap_or("");
         let password = form.get("password").unwrap_or("");
-        let user = match self.check_password(username, password).await {
+        let user = match self.check_password(username, password, &req.peer).await {
             LoginResult::Success(user) => user,
-            LoginResult::Failure => return self.render_login(req, &ar, StatusCode::OK, username, Some(NEUTRAL_FAILURE)),
+            LoginResult::Failure | LoginResult::Throttled => {
+                return self.render_login(req, &ar, StatusCode::OK, username, Some(NEUTRAL_FAILURE))
+            }
             LoginResult::Unavailable => {
-                return self.render_login(req, &ar, StatusCode::SERVICE_UNAVAILABLE, username, Some(UNAVAILABLE))
+                return self.render_login(
+                    req,
+                    &ar,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    username,
+                    Some(UNAVAILABLE),
+                )
             }
         };
-        let id = match session::create(&*self.store, &user, self.now(), SESSION_TTL.as_secs()).await {
+        let id = match session::create(&*self.store, &user, self.now(), SESSION_TTL.as_secs()).await
+        {
             Ok(id) => id,
             Err(e) => return unavailable_page(&e),
         };
         let mut response = see_other(&format!("/oauth/consent?{}", req.query));
         let headers = response.headers_mut();
-        headers.append(SET_COOKIE, session::set_cookie(SESSION_COOKIE, &id, self.secure(req)));
+        headers.append(
+            SET_COOKIE,
+            session::set_cookie(SESSION_COOKIE, &id, self.secure(req)),
+        );
         headers.append(SET_COOKIE, session::clear_cookie(CSRF_COOKIE));
         response
     }
@@ -102,7 +119,11 @@ impl OAuthServer {
             .iter()
             .map(|s| ScopeLine {
                 name: s,
-                text: self.settings.scopes.get(s).map_or(s.as_str(), String::as_str),
+                text: self
+                    .settings
+                    .scopes
+                    .get(s)
+                    .map_or(s.as_str(), String::as_str),
             })
             .collect();
         let user_label = match &session.user.name {
@@ -117,7 +138,11 @@ impl OAuthServer {
             csrf: &session.csrf,
             logout_url: &format!("/oauth/logout?{}", req.query),
         };
-        pages::render(StatusCode::OK, &page, pages::origin_of(&ar.redirect_uri).as_deref())
+        pages::render(
+            StatusCode::OK,
+            &page,
+            pages::origin_of(&ar.redirect_uri).as_deref(),
+        )
     }
 
     pub(super) async fn consent_submit(&self, req: &OAuthRequest) -> Response<Body> {
@@ -139,10 +164,13 @@ impl OAuthServer {
         let to = target(&ar);
         match form.get("decision") {
             Some("approve") => self.approve(&ar, &session, to).await,
-            Some("deny") => redirect(&redirect_error(&to, &OAuthError::new(
-                super::protocol::ErrorCode::AccessDenied,
-                "the user denied the request",
-            ))),
+            Some("deny") => redirect(&redirect_error(
+                &to,
+                &OAuthError::new(
+                    super::protocol::ErrorCode::AccessDenied,
+                    "the user denied the request",
+                ),
+            )),
             _ => bad_form(),
         }
     }
@@ -157,40 +185,84 @@ impl OAuthServer {
             Ok(_) => redirect(&format!("/oauth/login?{}", req.query)),
             Err(_) => pages::error(StatusCode::OK, "Signed out", "You are signed out."),
         };
-        response.headers_mut().append(SET_COOKIE, session::clear_cookie(SESSION_COOKIE));
+        response
+            .headers_mut()
+            .append(SET_COOKIE, session::clear_cookie(SESSION_COOKIE));
         response
     }
 
-    /// Checks a password against the directory, counting the outcome.
-    pub(super) async fn check_password(&self, username: &str, password: &str) -> LoginResult {
+    /// Checks a password against the directory, counting the outcome, unless brute-force
+    /// protection refuses the attempt first. Failures take at least [`FAILURE_FLOOR`], so a
+    /// wrong user and a wrong password cannot be told apart by timing.
+    pub(super) async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+        peer: &str,
+    ) -> LoginResult {
+        let started = tokio::time::Instant::now();
+        let result = self.check_password_now(username, password, peer).await;
+        if matches!(result, LoginResult::Failure) {
+            tokio::time::sleep_until(started + FAILURE_FLOOR).await;
+        }
+        let label = match &result {
+            LoginResult::Success(_) => "success",
+            LoginResult::Failure => "failure",
+            LoginResult::Throttled => "throttled",
+            LoginResult::Unavailable => "unavailable",
+        };
+        self.metrics.logins.with_label_values(&[label]).inc();
+        result
+    }
+
+    async fn check_password_now(&self, username: &str, password: &str, peer: &str) -> LoginResult {
+        match self.is_throttled(username, peer).await {
+            Ok(false) => {}
+            Ok(true) => return LoginResult::Throttled,
+            Err(e) => {
+                tracing::error!(error = %crate::error::error_chain(&e), "token store unavailable for login throttling");
+                return LoginResult::Unavailable;
+            }
+        }
         // An empty password never reaches the directory (an LDAP unauthenticated bind
         // would otherwise "succeed").
-        if username.is_empty() || password.is_empty() {
-            self.metrics.logins.with_label_values(&["failure"]).inc();
-            return LoginResult::Failure;
-        }
-        match self.directory.authenticate(username, password).await {
+        let outcome = if username.is_empty() || password.is_empty() {
+            Ok(None)
+        } else {
+            self.directory.authenticate(username, password).await
+        };
+        match outcome {
             Ok(Some(user)) => {
-                self.metrics.logins.with_label_values(&["success"]).inc();
+                self.note_login_success(username).await;
                 LoginResult::Success(user)
             }
             Ok(None) => {
-                self.metrics.logins.with_label_values(&["failure"]).inc();
+                self.note_login_failure(username, peer).await;
                 LoginResult::Failure
             }
             Err(e) => {
                 tracing::error!(error = %crate::error::error_chain(&e), "user directory unavailable");
-                self.metrics.logins.with_label_values(&["unavailable"]).inc();
                 LoginResult::Unavailable
             }
         }
     }
 
     /// Issues a code (or, for the implicit grant, a token) and redirects to the client.
-    async fn approve(&self, ar: &AuthorizeRequest, session: &Session, to: RedirectTarget) -> Response<Body> {
+    async fn approve(
+        &self,
+        ar: &AuthorizeRequest,
+        session: &Session,
+        to: RedirectTarget,
+    ) -> Response<Body> {
         let client = match self.client(&ar.client_id) {
             Some(c) => c,
-            None => return pages::error(StatusCode::BAD_REQUEST, "Unknown application", "The application is not registered here."),
+            None => {
+                return pages::error(
+                    StatusCode::BAD_REQUEST,
+                    "Unknown application",
+                    "The application is not registered here.",
+                )
+            }
         };
         let user = &session.user;
         if ar.response_type == ResponseType::Token {
@@ -253,11 +325,17 @@ impl OAuthServer {
     /// Validates the authorization request in the query; errors become a page or a redirect.
     fn validated(&self, req: &OAuthRequest) -> Result<AuthorizeRequest, Box<Response<Body>>> {
         let params = Params::parse(&req.query).map_err(|_| {
-            Box::new(pages::error(StatusCode::BAD_REQUEST, "Invalid request", "The request is malformed."))
+            Box::new(pages::error(
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                "The request is malformed.",
+            ))
         })?;
         validate(&params, |id| self.client(id), self.settings.allow_implicit).map_err(|e| {
             Box::new(match e {
-                AuthorizeError::Page(message) => pages::error(StatusCode::BAD_REQUEST, "Invalid request", message),
+                AuthorizeError::Page(message) => {
+                    pages::error(StatusCode::BAD_REQUEST, "Invalid request", message)
+                }
                 AuthorizeError::Redirect { to, error } => redirect(&redirect_error(&to, &error)),
             })
         })
@@ -269,7 +347,14 @@ impl OAuthServer {
             .map_err(|e| Box::new(unavailable_page(&e)))
     }
 
-    fn render_login(&self, req: &OAuthRequest, ar: &AuthorizeRequest, status: StatusCode, username: &str, message: Option<&str>) -> Response<Body> {
+    fn render_login(
+        &self,
+        req: &OAuthRequest,
+        ar: &AuthorizeRequest,
+        status: StatusCode,
+        username: &str,
+        message: Option<&str>,
+    ) -> Response<Body> {
         let existing = session::cookie(&req.headers, CSRF_COOKIE).filter(|c| c.len() >= 32);
         let csrf = existing.map_or_else(random_token, str::to_string);
         let page = LoginPage {
@@ -281,7 +366,10 @@ impl OAuthServer {
         };
         let mut response = pages::render(status, &page, None);
         if existing.is_none() {
-            response.headers_mut().append(SET_COOKIE, session::set_cookie(CSRF_COOKIE, &csrf, self.secure(req)));
+            response.headers_mut().append(
+                SET_COOKIE,
+                session::set_cookie(CSRF_COOKIE, &csrf, self.secure(req)),
+            );
         }
         response
     }
@@ -301,7 +389,10 @@ fn target(ar: &AuthorizeRequest) -> RedirectTarget {
 
 /// The redirect URI with `error`, `error_description` and `state` (§4.1.2.1).
 fn redirect_error(to: &RedirectTarget, error: &OAuthError) -> String {
-    let mut params = vec![("error", error.code.as_str()), ("error_description", error.description)];
+    let mut params = vec![
+        ("error", error.code.as_str()),
+        ("error_description", error.description),
+    ];
     if let Some(state) = &to.state {
         params.push(("state", state));
     }
@@ -323,7 +414,9 @@ fn redirect_with_status(status: StatusCode, location: &str) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(location) {
         response.headers_mut().insert(LOCATION, v);
     }
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -336,7 +429,11 @@ fn csrf_refused() -> Response<Body> {
 }
 
 fn bad_form() -> Response<Body> {
-    pages::error(StatusCode::BAD_REQUEST, "Invalid request", "The form was not filled in as expected.")
+    pages::error(
+        StatusCode::BAD_REQUEST,
+        "Invalid request",
+        "The form was not filled in as expected.",
+    )
 }
 
 fn unavailable_page(e: &crate::store::StoreError) -> Response<Body> {

@@ -42,61 +42,100 @@ pub(super) struct TokenAnswer {
     pub scope: Option<String>,
 }
 
-const INVALID_GRANT: OAuthError = OAuthError::new(ErrorCode::InvalidGrant, "the grant is invalid, expired, revoked or was issued to another client");
+const INVALID_GRANT: OAuthError = OAuthError::new(
+    ErrorCode::InvalidGrant,
+    "the grant is invalid, expired, revoked or was issued to another client",
+);
 
 impl OAuthServer {
     pub(super) async fn token(&self, req: &OAuthRequest) -> Response<Body> {
-        let mut via_basic = false;
+        // RFC 6749 §5.2: a client that tried Basic gets a Basic challenge, even when it failed.
+        let via_basic = req.headers.contains_key(http::header::AUTHORIZATION);
         let result = async {
             let form = form_params(req)?;
             let authed = self.authenticate_client(req, &form).await?;
-            via_basic = authed.via_basic;
             if form.duplicated().is_some() {
-                return Err(OAuthError::new(ErrorCode::InvalidRequest, "a parameter was sent more than once"));
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "a parameter was sent more than once",
+                ));
             }
-            self.grant(&authed, &form).await
+            self.grant(&authed, &form, &req.peer).await
         }
         .await;
         match result {
             Ok(answer) => {
-                let mut response = json_response(StatusCode::OK, serde_json::to_string(&answer).unwrap_or_default());
-                response.headers_mut().insert(PRAGMA, HeaderValue::from_static("no-cache"));
+                let mut response = json_response(
+                    StatusCode::OK,
+                    serde_json::to_string(&answer).unwrap_or_default(),
+                );
+                response
+                    .headers_mut()
+                    .insert(PRAGMA, HeaderValue::from_static("no-cache"));
                 response
             }
             Err(e) => self.oauth_error(&e, via_basic, true),
         }
     }
 
-    async fn grant(&self, authed: &AuthenticatedClient<'_>, form: &Params) -> Result<TokenAnswer, OAuthError> {
+    async fn grant(
+        &self,
+        authed: &AuthenticatedClient<'_>,
+        form: &Params,
+        peer: &str,
+    ) -> Result<TokenAnswer, OAuthError> {
         let client = authed.client;
         let grant_type = form.require("grant_type", "grant_type is required")?;
         let grant = GrantType::parse(grant_type)
             .filter(|g| *g != GrantType::Implicit)
-            .ok_or(OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type"))?;
+            .ok_or(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "unsupported grant_type",
+            ))?;
         if grant == GrantType::Password && !self.settings.allow_password_grant {
-            return Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "the password grant is switched off"));
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "the password grant is switched off",
+            ));
         }
         if !client.grant_types.contains(&grant) {
-            return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "this client may not use this grant type"));
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client may not use this grant type",
+            ));
         }
         let issue = match grant {
             GrantType::AuthorizationCode => self.exchange_code(client, form).await?,
             GrantType::RefreshToken => self.refresh(client, form).await?,
             GrantType::ClientCredentials => client_credentials(client, form)?,
-            GrantType::Password => self.password(client, form).await?,
-            GrantType::Implicit => return Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type")),
+            GrantType::Password => self.password(client, form, peer).await?,
+            GrantType::Implicit => {
+                return Err(OAuthError::new(
+                    ErrorCode::UnsupportedGrantType,
+                    "unsupported grant_type",
+                ))
+            }
         };
         self.issue(issue).await
     }
 
-    async fn exchange_code<'c>(&self, client: &'c ClientConfig, form: &Params) -> Result<Issue<'c>, OAuthError> {
+    async fn exchange_code<'c>(
+        &self,
+        client: &'c ClientConfig,
+        form: &Params,
+    ) -> Result<Issue<'c>, OAuthError> {
         let code = form.require("code", "code is required")?;
         let hash = token_hash(code);
         let record = self.store.get(hash).await.map_err(store_error)?;
-        let record = record.filter(|r| r.kind == RecordKind::Code).ok_or(INVALID_GRANT)?;
+        let record = record
+            .filter(|r| r.kind == RecordKind::Code)
+            .ok_or(INVALID_GRANT)?;
         if record.state == RecordState::Used {
             self.revoke_grant(&record.grant_id).await;
-            return Err(OAuthError::new(ErrorCode::InvalidGrant, "the code was already used; its tokens are revoked"));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidGrant,
+                "the code was already used; its tokens are revoked",
+            ));
         }
         if !record.is_live(self.now()) || record.client_id != client.id {
             return Err(INVALID_GRANT);
@@ -108,7 +147,10 @@ impl OAuthServer {
             (None, None) => true,
         };
         if !redirect_ok {
-            return Err(OAuthError::new(ErrorCode::InvalidGrant, "redirect_uri does not match the authorization request"));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidGrant,
+                "redirect_uri does not match the authorization request",
+            ));
         }
         let pkce_ok = match (&record.code_challenge, form.get("code_verifier")) {
             (Some(challenge), Some(verifier)) => pkce_matches(verifier, challenge),
@@ -117,14 +159,23 @@ impl OAuthServer {
             (None, None) => true,
         };
         if !pkce_ok {
-            return Err(OAuthError::new(ErrorCode::InvalidGrant, "code_verifier does not match the code_challenge"));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidGrant,
+                "code_verifier does not match the code_challenge",
+            ));
         }
         let before = self.store.consume(hash).await.map_err(store_error)?;
         if before.is_none_or(|r| r.state != RecordState::Active) {
             self.revoke_grant(&record.grant_id).await;
-            return Err(OAuthError::new(ErrorCode::InvalidGrant, "the code was already used; its tokens are revoked"));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidGrant,
+                "the code was already used; its tokens are revoked",
+            ));
         }
-        let refresh = client.grant_types.contains(&GrantType::RefreshToken).then(|| record.scopes.clone());
+        let refresh = client
+            .grant_types
+            .contains(&GrantType::RefreshToken)
+            .then(|| record.scopes.clone());
         Ok(Issue {
             grant_type: GrantType::AuthorizationCode,
             grant_id: record.grant_id,
@@ -137,7 +188,11 @@ impl OAuthServer {
         })
     }
 
-    async fn refresh<'c>(&self, client: &'c ClientConfig, form: &Params) -> Result<Issue<'c>, OAuthError> {
+    async fn refresh<'c>(
+        &self,
+        client: &'c ClientConfig,
+        form: &Params,
+    ) -> Result<Issue<'c>, OAuthError> {
         let token = form.require("refresh_token", "refresh_token is required")?;
         let hash = token_hash(token);
         let record = self.store.get(hash).await.map_err(store_error)?;
@@ -146,7 +201,10 @@ impl OAuthServer {
             .ok_or(INVALID_GRANT)?;
         if record.state == RecordState::Used {
             self.revoke_grant(&record.grant_id).await;
-            return Err(OAuthError::new(ErrorCode::InvalidGrant, "the refresh token was already used; the grant is revoked"));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidGrant,
+                "the refresh token was already used; the grant is revoked",
+            ));
         }
         if !record.is_live(self.now()) {
             return Err(INVALID_GRANT);
@@ -155,7 +213,10 @@ impl OAuthServer {
         let before = self.store.consume(hash).await.map_err(store_error)?;
         if before.is_none_or(|r| r.state != RecordState::Active) {
             self.revoke_grant(&record.grant_id).await;
-            return Err(OAuthError::new(ErrorCode::InvalidGrant, "the refresh token was already used; the grant is revoked"));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidGrant,
+                "the refresh token was already used; the grant is revoked",
+            ));
         }
         Ok(Issue {
             grant_type: GrantType::RefreshToken,
@@ -169,17 +230,28 @@ impl OAuthServer {
         })
     }
 
-    async fn password<'c>(&self, client: &'c ClientConfig, form: &Params) -> Result<Issue<'c>, OAuthError> {
+    async fn password<'c>(
+        &self,
+        client: &'c ClientConfig,
+        form: &Params,
+        peer: &str,
+    ) -> Result<Issue<'c>, OAuthError> {
         let username = form.require("username", "username is required")?;
         let password = form.require("password", "password is required")?;
         let scopes = grant_scopes(form.get("scope"), &client.scopes)?;
-        let user = match self.check_password(username, password).await {
+        let user = match self.check_password(username, password, peer).await {
             super::browser::LoginResult::Success(user) => user,
-            super::browser::LoginResult::Failure => {
-                return Err(OAuthError::new(ErrorCode::InvalidGrant, "wrong username or password"))
+            super::browser::LoginResult::Failure | super::browser::LoginResult::Throttled => {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidGrant,
+                    "wrong username or password",
+                ))
             }
             super::browser::LoginResult::Unavailable => {
-                return Err(OAuthError::new(ErrorCode::TemporarilyUnavailable, "the sign-in service is unavailable"))
+                return Err(OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the sign-in service is unavailable",
+                ))
             }
         };
         Ok(Issue {
@@ -189,7 +261,10 @@ impl OAuthServer {
             sub: user.username.clone(),
             username: Some(user.username),
             requested_scope: form.get("scope").map(str::to_string),
-            refresh_scopes: client.grant_types.contains(&GrantType::RefreshToken).then(|| scopes.clone()),
+            refresh_scopes: client
+                .grant_types
+                .contains(&GrantType::RefreshToken)
+                .then(|| scopes.clone()),
             scopes,
         })
     }
@@ -224,15 +299,25 @@ impl OAuthServer {
                     expires_at: now + self.settings.refresh_token_ttl.as_secs(),
                     ..base.clone()
                 };
-                self.store.insert(token_hash(&token), record).await.map_err(store_error)?;
+                self.store
+                    .insert(token_hash(&token), record)
+                    .await
+                    .map_err(store_error)?;
                 Some(token)
             }
             None => None,
         };
-        self.store.insert(token_hash(&access_token), base).await.map_err(store_error)?;
-        self.metrics.tokens_issued.with_label_values(&[issue.grant_type.as_str()]).inc();
+        self.store
+            .insert(token_hash(&access_token), base)
+            .await
+            .map_err(store_error)?;
+        self.metrics
+            .tokens_issued
+            .with_label_values(&[issue.grant_type.as_str()])
+            .inc();
         let granted = issue.scopes.join(" ");
-        let echo_scope = issue.requested_scope.as_deref().map(normalise_scope_text) != Some(granted.clone());
+        let echo_scope =
+            issue.requested_scope.as_deref().map(normalise_scope_text) != Some(granted.clone());
         Ok(TokenAnswer {
             access_token,
             token_type: "Bearer",
@@ -250,7 +335,10 @@ impl OAuthServer {
     }
 }
 
-fn client_credentials<'c>(client: &'c ClientConfig, form: &Params) -> Result<Issue<'c>, OAuthError> {
+fn client_credentials<'c>(
+    client: &'c ClientConfig,
+    form: &Params,
+) -> Result<Issue<'c>, OAuthError> {
     let scopes = grant_scopes(form.get("scope"), &client.scopes)?;
     Ok(Issue {
         grant_type: GrantType::ClientCredentials,
@@ -272,7 +360,10 @@ pub(super) fn form_params(req: &OAuthRequest) -> Result<Params, OAuthError> {
 }
 
 fn normalise_scope_text(s: &str) -> String {
-    s.split(' ').filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" ")
+    s.split(' ')
+        .filter(|x| !x.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub(super) fn store_error(e: crate::store::StoreError) -> OAuthError {

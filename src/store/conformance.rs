@@ -31,40 +31,89 @@ pub async fn run(store: &dyn TokenStore) {
 
     // insert / get round-trips every field.
     let code_record = record(RecordKind::Code, "g1", 5_000);
-    store.insert(code, code_record.clone()).await.expect("insert");
-    assert_eq!(store.get(code).await.expect("get"), Some(code_record.clone()));
+    store
+        .insert(code, code_record.clone())
+        .await
+        .expect("insert");
+    assert_eq!(
+        store.get(code).await.expect("get"),
+        Some(code_record.clone())
+    );
     assert_eq!(store.get(token_hash("nope")).await.expect("get"), None);
 
     // consume: exactly one caller sees Active.
-    let first = store.consume(code).await.expect("consume").expect("present");
+    let first = store
+        .consume(code)
+        .await
+        .expect("consume")
+        .expect("present");
     assert_eq!(first.state, RecordState::Active);
-    let second = store.consume(code).await.expect("consume").expect("present");
+    let second = store
+        .consume(code)
+        .await
+        .expect("consume")
+        .expect("present");
     assert_eq!(second.state, RecordState::Used);
-    assert_eq!(store.consume(token_hash("nope")).await.expect("consume"), None);
+    assert_eq!(
+        store.consume(token_hash("nope")).await.expect("consume"),
+        None
+    );
 
     // revoke_grant revokes the whole chain and nothing else.
-    store.insert(access, record(RecordKind::Access, "g1", 5_000)).await.expect("insert");
-    store.insert(refresh, record(RecordKind::Refresh, "g1", 9_000)).await.expect("insert");
-    store.insert(other, record(RecordKind::Access, "g2", 5_000)).await.expect("insert");
+    store
+        .insert(access, record(RecordKind::Access, "g1", 5_000))
+        .await
+        .expect("insert");
+    store
+        .insert(refresh, record(RecordKind::Refresh, "g1", 9_000))
+        .await
+        .expect("insert");
+    store
+        .insert(other, record(RecordKind::Access, "g2", 5_000))
+        .await
+        .expect("insert");
     let mut revoked = store.revoke_grant("g1").await.expect("revoke_grant");
     revoked.sort();
     let mut want = vec![code, access, refresh];
     want.sort();
     assert_eq!(revoked, want);
     for h in [code, access, refresh] {
-        assert_eq!(store.get(h).await.expect("get").expect("present").state, RecordState::Revoked);
+        assert_eq!(
+            store.get(h).await.expect("get").expect("present").state,
+            RecordState::Revoked
+        );
     }
-    assert_eq!(store.get(other).await.expect("get").expect("present").state, RecordState::Active);
+    assert_eq!(
+        store.get(other).await.expect("get").expect("present").state,
+        RecordState::Active
+    );
 
     // A revoked single-use record cannot be consumed back to life.
-    let again = store.consume(refresh).await.expect("consume").expect("present");
+    let again = store
+        .consume(refresh)
+        .await
+        .expect("consume")
+        .expect("present");
     assert_eq!(again.state, RecordState::Revoked);
-    assert_eq!(store.get(refresh).await.expect("get").expect("present").state, RecordState::Revoked);
+    assert_eq!(
+        store
+            .get(refresh)
+            .await
+            .expect("get")
+            .expect("present")
+            .state,
+        RecordState::Revoked
+    );
 
     // revoke one record.
     let before = store.revoke(other).await.expect("revoke").expect("present");
     assert_eq!(before.state, RecordState::Active);
-    assert!(!store.get(other).await.expect("get").expect("present").is_live(1_000));
+    assert!(!store
+        .get(other)
+        .await
+        .expect("get")
+        .expect("present")
+        .is_live(1_000));
 
     // delete and sweep.
     store.delete(other).await.expect("delete");
@@ -73,5 +122,8 @@ pub async fn run(store: &dyn TokenStore) {
     assert_eq!(swept, 2, "code and access expired at 5000");
     assert_eq!(store.get(access).await.expect("get"), None);
     assert!(store.get(refresh).await.expect("get").is_some());
-    assert_eq!(store.revoke_grant("g2").await.expect("revoke_grant"), Vec::<TokenHash>::new());
+    assert_eq!(
+        store.revoke_grant("g2").await.expect("revoke_grant"),
+        Vec::<TokenHash>::new()
+    );
 }

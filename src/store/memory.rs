@@ -16,13 +16,17 @@ pub struct MemoryStore {
 struct Inner {
     records: HashMap<TokenHash, Record>,
     grants: HashMap<String, HashSet<TokenHash>>,
+    failures: HashMap<String, Vec<u64>>,
+    bans: HashMap<String, u64>,
 }
 
 impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-written record (every update is
         // a single map operation), so a poisoned lock is still safe to use.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Sets the state of an `Active` (or, for `Revoked`, any) record; returns it as it was.
@@ -40,7 +44,11 @@ impl MemoryStore {
 impl TokenStore for MemoryStore {
     fn insert(&self, hash: TokenHash, record: Record) -> BoxFuture<'_, StoreResult<()>> {
         let mut inner = self.lock();
-        inner.grants.entry(record.grant_id.clone()).or_default().insert(hash);
+        inner
+            .grants
+            .entry(record.grant_id.clone())
+            .or_default()
+            .insert(hash);
         inner.records.insert(hash, record);
         Box::pin(future::ready(Ok(())))
     }
@@ -55,12 +63,18 @@ impl TokenStore for MemoryStore {
     }
 
     fn revoke(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
-        Box::pin(future::ready(Ok(self.transition(&hash, RecordState::Revoked))))
+        Box::pin(future::ready(Ok(
+            self.transition(&hash, RecordState::Revoked)
+        )))
     }
 
     fn revoke_grant<'a>(&'a self, grant_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<TokenHash>>> {
         let mut inner = self.lock();
-        let hashes: Vec<TokenHash> = inner.grants.get(grant_id).map(|s| s.iter().copied().collect()).unwrap_or_default();
+        let hashes: Vec<TokenHash> = inner
+            .grants
+            .get(grant_id)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
         for h in &hashes {
             if let Some(r) = inner.records.get_mut(h) {
                 r.state = RecordState::Revoked;
@@ -89,11 +103,49 @@ impl TokenStore for MemoryStore {
             inner.records.remove(h);
             remove_from_grant(&mut inner.grants, grant, h);
         }
+        let keep_after = now.saturating_sub(super::FAILURE_RETENTION_SECS);
+        inner.failures.retain(|_, times| {
+            times.retain(|t| *t >= keep_after);
+            !times.is_empty()
+        });
+        inner.bans.retain(|_, until| *until > now);
         Box::pin(future::ready(Ok(expired.len() as u64)))
+    }
+
+    fn add_failure<'a>(
+        &'a self,
+        key: &'a str,
+        at: u64,
+        since: u64,
+    ) -> BoxFuture<'a, StoreResult<u32>> {
+        let mut inner = self.lock();
+        let times = inner.failures.entry(key.to_string()).or_default();
+        times.push(at);
+        let count = times.iter().filter(|t| **t >= since).count() as u32;
+        Box::pin(future::ready(Ok(count)))
+    }
+
+    fn clear_failures<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<()>> {
+        self.lock().failures.remove(key);
+        Box::pin(future::ready(Ok(())))
+    }
+
+    fn ban<'a>(&'a self, key: &'a str, until: u64) -> BoxFuture<'a, StoreResult<()>> {
+        self.lock().bans.insert(key.to_string(), until);
+        Box::pin(future::ready(Ok(())))
+    }
+
+    fn banned_until<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<Option<u64>>> {
+        let until = self.lock().bans.get(key).copied();
+        Box::pin(future::ready(Ok(until)))
     }
 }
 
-fn remove_from_grant(grants: &mut HashMap<String, HashSet<TokenHash>>, grant: &str, hash: &TokenHash) {
+fn remove_from_grant(
+    grants: &mut HashMap<String, HashSet<TokenHash>>,
+    grant: &str,
+    hash: &TokenHash,
+) {
     if let Some(set) = grants.get_mut(grant) {
         set.remove(hash);
         if set.is_empty() {

@@ -12,7 +12,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE records (
     hash           BLOB PRIMARY KEY,
     kind           TEXT NOT NULL,
@@ -32,9 +33,16 @@ CREATE TABLE records (
 ) WITHOUT ROWID;
 CREATE INDEX records_grant ON records(grant_id);
 CREATE INDEX records_expiry ON records(expires_at);
-"#];
+"#,
+    r#"
+CREATE TABLE login_failures (key TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE INDEX login_failures_key ON login_failures(key, at);
+CREATE TABLE login_bans (key TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
+"#,
+];
 
-const COLUMNS: &str = "kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at, \
+const COLUMNS: &str =
+    "kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at, \
                        redirect_uri, code_challenge, name, email, csrf";
 
 /// A SQLite-backed [`TokenStore`].
@@ -80,9 +88,13 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &Connection) -> StoreResult<()> {
-    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    let version: usize =
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        conn.execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {}; COMMIT;", i + 1))?;
+        conn.execute_batch(&format!(
+            "BEGIN; {sql} PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
     }
     Ok(())
 }
@@ -124,21 +136,51 @@ fn parse_state(s: &str) -> StoreResult<RecordState> {
 }
 
 fn read(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<Record>> {
-    type Row = (String, String, String, String, String, Option<String>, String, i64, i64);
-    type Extra = (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        i64,
+        i64,
+    );
+    type Extra = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
     let row: Option<(Row, Extra)> = conn
         .query_row(
             &format!("SELECT {COLUMNS} FROM records WHERE hash = ?1"),
             params![&hash[..]],
             |r| {
                 Ok((
-                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
+                    (
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ),
                     (r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?),
                 ))
             },
         )
         .optional()?;
-    let Some(((kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at), extra)) = row else {
+    let Some((
+        (kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at),
+        extra,
+    )) = row
+    else {
         return Ok(None);
     };
     Ok(Some(Record {
@@ -148,7 +190,11 @@ fn read(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<Record>> {
         client_id,
         sub,
         username,
-        scopes: scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        scopes: scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
         issued_at: issued_at as u64,
         expires_at: expires_at as u64,
         redirect_uri: extra.0,
@@ -202,7 +248,10 @@ impl TokenStore for SqliteStore {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let before = read(&tx, &hash)?;
-            if before.as_ref().is_some_and(|r| r.state == RecordState::Active) {
+            if before
+                .as_ref()
+                .is_some_and(|r| r.state == RecordState::Active)
+            {
                 set_state(&tx, &hash, RecordState::Used)?;
             }
             tx.commit()?;
@@ -250,8 +299,76 @@ impl TokenStore for SqliteStore {
 
     fn sweep(&self, now: u64) -> BoxFuture<'_, StoreResult<u64>> {
         self.with(move |conn| {
-            let n = conn.execute("DELETE FROM records WHERE expires_at <= ?1", params![now as i64])?;
+            let n = conn.execute(
+                "DELETE FROM records WHERE expires_at <= ?1",
+                params![now as i64],
+            )?;
+            let keep_after = now.saturating_sub(super::FAILURE_RETENTION_SECS) as i64;
+            conn.execute(
+                "DELETE FROM login_failures WHERE at < ?1",
+                params![keep_after],
+            )?;
+            conn.execute(
+                "DELETE FROM login_bans WHERE until <= ?1",
+                params![now as i64],
+            )?;
             Ok(n as u64)
+        })
+    }
+
+    fn add_failure<'a>(
+        &'a self,
+        key: &'a str,
+        at: u64,
+        since: u64,
+    ) -> BoxFuture<'a, StoreResult<u32>> {
+        let key = key.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO login_failures (key, at) VALUES (?1, ?2)",
+                params![key, at as i64],
+            )?;
+            let count: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM login_failures WHERE key = ?1 AND at >= ?2",
+                params![key, since as i64],
+                |r| r.get(0),
+            )?;
+            tx.commit()?;
+            Ok(count as u32)
+        })
+    }
+
+    fn clear_failures<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<()>> {
+        let key = key.to_string();
+        self.with(move |conn| {
+            conn.execute("DELETE FROM login_failures WHERE key = ?1", params![key])?;
+            Ok(())
+        })
+    }
+
+    fn ban<'a>(&'a self, key: &'a str, until: u64) -> BoxFuture<'a, StoreResult<()>> {
+        let key = key.to_string();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO login_bans (key, until) VALUES (?1, ?2)",
+                params![key, until as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn banned_until<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<Option<u64>>> {
+        let key = key.to_string();
+        self.with(move |conn| {
+            let until: Option<i64> = conn
+                .query_row(
+                    "SELECT until FROM login_bans WHERE key = ?1",
+                    params![key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(until.map(|u| u as u64))
         })
     }
 }
@@ -276,14 +393,21 @@ mod tests {
         let rec = conformance::record(RecordKind::Refresh, "g", 9_999_999_999);
         {
             let store = SqliteStore::open(&path).expect("opens");
-            store.insert(token_hash("r"), rec.clone()).await.expect("insert");
+            store
+                .insert(token_hash("r"), rec.clone())
+                .await
+                .expect("insert");
         }
         let store = SqliteStore::open(&path).expect("reopens");
         assert_eq!(store.get(token_hash("r")).await.expect("get"), Some(rec));
         let conn = store.conn.lock().expect("not poisoned");
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("pragma");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("pragma");
         assert_eq!(version, MIGRATIONS.len() as i64);
-        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).expect("pragma");
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("pragma");
         assert_eq!(mode, "wal");
     }
 
@@ -294,7 +418,10 @@ mod tests {
         let store = SqliteStore::open(&path).expect("opens");
         let secret = "the-raw-token-value-that-must-not-be-stored";
         store
-            .insert(token_hash(secret), conformance::record(RecordKind::Access, "g", 9_999_999_999))
+            .insert(
+                token_hash(secret),
+                conformance::record(RecordKind::Access, "g", 9_999_999_999),
+            )
             .await
             .expect("insert");
         drop(store);

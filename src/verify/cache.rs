@@ -1,10 +1,10 @@
 //! The verification cache in front of any [`TokenVerifier`].
 //!
 //! Keyed by the SHA-256 of the token (the raw token is never kept), an active result lives
-//! for `min(cache_ttl, exp − now)` so a cached entry never outlives its token, an inactive
-//! one for `negative_cache_ttl`. Concurrent misses for one token share a single call to
-//! the verifier (moka's entry API runs one initializer per key). Errors are not cached:
-//! the next request asks again.
+//! for `min(cache_ttl, exp − now)`, with now rounded up to the next second, so a cached
+//! entry never outlives its token; an inactive one for `negative_cache_ttl`. Concurrent
+//! misses for one token share a single call to the verifier (moka's entry API runs one
+//! initializer per key). Errors are not cached: the next request asks again.
 
 use super::{TokenVerifier, Verdict, VerifyError};
 use crate::clock::Clock;
@@ -44,8 +44,11 @@ impl VerdictExpiry {
         match verdict {
             Verdict::Active(p) => match p.exp {
                 Some(exp) => {
-                    let left = Duration::from_secs(exp.saturating_sub(self.clock.now_unix()));
-                    left.min(self.ttl)
+                    // `now_unix` is whole seconds, so up to one more second of the token's
+                    // life may be gone already: count it as gone, or the entry could be
+                    // served after `exp`.
+                    let now = self.clock.now_unix().saturating_add(1);
+                    Duration::from_secs(exp.saturating_sub(now)).min(self.ttl)
                 }
                 None => self.ttl,
             },
@@ -160,10 +163,12 @@ mod tests {
 
     #[test]
     fn active_entry_never_outlives_token_exp() {
+        // At a clock reading of 1000 the real time is anywhere in [1000, 1001).
         assert_eq!(
             expiry(1000).lifetime(&active(Some(1007))),
-            Duration::from_secs(7)
+            Duration::from_secs(6)
         );
+        assert_eq!(expiry(1000).lifetime(&active(Some(1001))), Duration::ZERO);
         assert_eq!(expiry(1000).lifetime(&active(Some(900))), Duration::ZERO);
     }
 

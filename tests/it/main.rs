@@ -3,4 +3,8 @@
 
 mod common;
 
+mod cli;
+mod guard;
+mod listeners;
+mod proxy;
 mod routing;

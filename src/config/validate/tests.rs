@@ -36,7 +36,10 @@ fn empty_file_gives_documented_defaults() {
     assert_eq!(c.verify.cache_ttl, Duration::from_secs(30));
     assert_eq!(c.verify.negative_cache_ttl, Duration::from_secs(5));
     assert_eq!(c.verify.cache_capacity, 100_000);
-    assert!(matches!(&c.users, UsersConfig::File { path, required: false } if path == Path::new("/etc/tollgate/users.toml")));
+    assert!(
+        matches!(&c.users.source, UserSource::File { path, required: false } if path == Path::new("/etc/tollgate/users.toml"))
+    );
+    assert_eq!(c.users.throttle.max_failures_per_user, 5);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod tls;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -19,7 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
 use tollgate::{App, Config, Running};
 
 pub type BoxBody =
@@ -50,12 +52,19 @@ where
     let addr = listener.local_addr().expect("bound");
     let handler = Arc::new(handler);
     let task = tokio::spawn(async move {
+        // Connections live in this set, so stopping the server (aborting this task) also
+        // closes connections a client keeps alive: a stopped server answers nothing.
+        let mut connections = JoinSet::new();
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
             let handler = handler.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let service = service_fn(move |req| {
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(req).await) }
@@ -80,6 +89,7 @@ impl ServerHandle {
         format!("http://{}", self.addr)
     }
 
+    /// Closes the listener and every open connection.
     pub fn stop(&self) {
         self.task.abort();
     }
@@ -100,7 +110,8 @@ impl Drop for ServerHandle {
 /// `/ws` accepts an `Upgrade` and echoes bytes on the upgraded connection.
 pub struct Upstream {
     pub server: ServerHandle,
-    pub hits: Arc<AtomicUsize>,
+    /// Requests received so far (counted when their head arrives).
+    pub hits: Arc<watch::Sender<usize>>,
     pub gate: Arc<Notify>,
     pub name: &'static str,
 }
@@ -111,11 +122,11 @@ impl Upstream {
     }
 
     pub async fn named(name: &'static str) -> Upstream {
-        let hits = Arc::new(AtomicUsize::new(0));
+        let hits = Arc::new(watch::Sender::new(0));
         let gate = Arc::new(Notify::new());
         let (h, g) = (hits.clone(), gate.clone());
         let server = serve(move |req| {
-            h.fetch_add(1, Ordering::SeqCst);
+            h.send_modify(|n| *n += 1);
             echo_response(req, g.clone(), name)
         })
         .await;
@@ -131,12 +142,22 @@ impl Upstream {
         self.server.url()
     }
 
+    /// Lets one waiting (or the next) `/slow` or `/stream` request go on.
     pub fn release(&self) {
         self.gate.notify_one();
     }
 
     pub fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
+        *self.hits.borrow()
+    }
+
+    /// Waits (at most 10 s) until `n` requests have reached this upstream.
+    pub async fn wait_for_hits(&self, n: usize) {
+        let mut rx = self.hits.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|h| *h >= n))
+            .await
+            .unwrap_or_else(|_| panic!("{} got {} of {n} requests in 10s", self.name, self.hits()))
+            .expect("the upstream outlives this wait");
     }
 }
 
@@ -219,6 +240,18 @@ async fn echo_response(
         .header("keep-alive", "timeout=5")
         .body(full(echo.to_string()))
         .expect("valid response")
+}
+
+/// The values of header `name` (lower case) as the echo upstream received them.
+pub fn echoed(echo: &Value, name: &str) -> Vec<String> {
+    echo["headers"][name]
+        .as_array()
+        .map(|vs| {
+            vs.iter()
+                .map(|v| v.as_str().expect("header values are strings").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn tokio_stream_from<T: Send + 'static>(
@@ -420,6 +453,14 @@ pub fn route(name: &str, prefix: &str, upstream: &str, extra: &str) -> String {
     format!("[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"{upstream}\"\n{extra}\n")
 }
 
+/// An `http://127.0.0.1:PORT` URL on which nothing listens (connections are refused).
+pub fn refused_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("bound").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
 /// A plain HTTP/1.1 client (no cookie jar, no redirects).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -433,4 +474,30 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l[series.len()..].trim().parse().ok())
+}
+
+/// Reads the sample of `name` whose labels are exactly `labels`, in any order.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    want.sort();
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (series, value) = rest.rsplit_once(' ')?;
+        let mut got: Vec<String> = match series.strip_prefix('{') {
+            Some(inner) => inner
+                .strip_suffix('}')?
+                .split(',')
+                .map(str::to_string)
+                .collect(),
+            None if series.is_empty() => Vec::new(),
+            None => return None,
+        };
+        got.sort();
+        (got == want).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// Like [`sample`], with an absent series read as zero (a counter never bumped).
+pub fn count(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    sample(text, name, labels).unwrap_or(0.0) as u64
 }

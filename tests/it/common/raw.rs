@@ -76,3 +76,27 @@ fn dechunk(head: &str, body: &str) -> String {
     }
     out
 }
+
+/// Reads one response head (up to the blank line) from a connection that stays open;
+/// returns it and whatever body bytes arrived with it. Bounded by 10 s.
+pub async fn read_head(stream: &mut TcpStream) -> (RawResponse, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        assert!(buf.len() < 64 * 1024, "response head too large");
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("response head within 10s")
+            .expect("read");
+        assert!(
+            n > 0,
+            "connection closed before the end of the head: {buf:?}"
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let rest = buf.split_off(end);
+    (parse(&buf), rest)
+}

@@ -1,0 +1,346 @@
+//! The `tollgate` binary: check, gen-secret, hash-password, and run with its exit codes
+//! and SIGTERM handling.
+
+use crate::common::{self, refused_url, Upstream};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+fn tollgate(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("the tollgate binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).expect("write file");
+    path
+}
+
+/// A loopback address that was free a moment ago (the OS picked it).
+fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    listener.local_addr().expect("bound")
+}
+
+/// A config with two open routes that needs no verifier, listening on the given ports;
+/// `/api/mail/x` reaches the upstream as `/x`.
+fn valid_config(listen: SocketAddr, internal: SocketAddr, upstream: &str) -> String {
+    format!(
+        r#"[server]
+listen = "{listen}"
+internal_listen = "{internal}"
+
+[oauth]
+store = "memory"
+
+[[routes]]
+name = "mail"
+path_prefix = "/api/mail"
+upstream = "{upstream}"
+strip_prefix = true
+auth = "none"
+
+[[routes]]
+name = "files"
+path_prefix = "/files"
+upstream = ["{upstream}", "http://127.0.0.1:9/"]
+timeout = "5s"
+auth = "none"
+"#
+    )
+}
+
+/// `tollgate run` as a child process, killed if a test fails before it stops.
+struct Running {
+    child: Option<Child>,
+    stderr: PathBuf,
+}
+
+impl Running {
+    fn start(config: &Path) -> Running {
+        let stderr = config.with_extension("stderr");
+        let child = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("tollgate starts");
+        Running {
+            child: Some(child),
+            stderr,
+        }
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("not yet reaped")
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Polls (at most 10 s) until `addr` accepts connections.
+    fn wait_until_listening(&mut self, addr: SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            if let Some(status) = self.child().try_wait().expect("try_wait") {
+                panic!("tollgate exited with {status}:\n{}", self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{addr} not listening after 10 s:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn sigterm(&mut self) {
+        let pid = self.child().id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// Polls (at most 15 s) for the exit and returns its code.
+    fn wait_for_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child().try_wait().expect("try_wait") {
+                self.child = None;
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit 15 s after SIGTERM:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn check_reports_every_mistake_with_the_file_and_key_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write(
+        dir.path(),
+        "gateway.toml",
+        r#"[server]
+listen = "not-an-address"
+internal_listen = "127.0.0.1:0"
+
+[[routes]]
+name = "mail"
+path_prefix = "/api/mail"
+upstream = "http://127.0.0.1:3000"
+auth = "none"
+colour = "blue"
+
+[[routes]]
+name = "files"
+path_prefix = "/files"
+upstream = "ftp://files.internal"
+auth = "none"
+"#,
+    );
+    let out = tollgate(&["check", "-c", path.to_str().expect("UTF-8 path")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let file = path.display().to_string();
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&file)).collect();
+    assert_eq!(lines.len(), 3, "one line per mistake:\n{stderr}");
+    let line_with = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line names {needle}:\n{stderr}"))
+            .to_string()
+    };
+    assert!(line_with("[server].listen").contains("not-an-address"));
+    assert!(line_with(r#"[[routes]] "mail""#).contains("colour"));
+    assert!(line_with(r#"[[routes]] "files".upstream"#).contains("ftp://files.internal"));
+    assert!(out.stdout.is_empty(), "no route table for a broken config");
+}
+
+#[test]
+fn check_prints_the_route_table_of_a_valid_config_and_exits_0() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = valid_config(free_addr(), free_addr(), "http://127.0.0.1:3000");
+    let path = write(dir.path(), "gateway.toml", &config);
+    let out = tollgate(&["check", "-c", path.to_str().expect("UTF-8 path")]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert!(rows[0].starts_with("ROUTE"), "a header row:\n{stdout}");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{stdout}"))
+            .to_string()
+    };
+    assert!(row("mail").contains("/api/mail"));
+    assert!(row("files").contains("/files"));
+    assert!(row("files").contains("http://127.0.0.1:9/"));
+}
+
+#[test]
+fn gen_secret_prints_a_secret_and_its_hash_as_two_toml_lines() {
+    let out = tollgate(&["gen-secret"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let secret = lines[0]
+        .strip_prefix("client_secret = \"")
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("first line: {}", lines[0]));
+    assert!(secret.len() >= 43, "256 bits need 43 base64 characters");
+    assert!(
+        secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "URL-safe: {secret}"
+    );
+    let hash = lines[1]
+        .strip_prefix("secret_hash = \"")
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("second line: {}", lines[1]));
+    assert!(hash.starts_with("sha256:"), "{hash}");
+    assert!(tollgate::secrets::verify_secret(secret, hash));
+    assert!(!tollgate::secrets::verify_secret("not-the-secret", hash));
+    // A second run makes a different secret.
+    assert_ne!(text(&tollgate(&["gen-secret"]).stdout), stdout);
+}
+
+#[test]
+fn hash_password_prints_an_argon2id_hash_of_stdin_without_its_newline() {
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tollgate starts");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(b"correct horse battery staple\n")
+        .expect("write password");
+    let out = child.wait_with_output().expect("tollgate exits");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let phc = stdout.trim_end_matches('\n');
+    assert!(!phc.contains('\n'), "one line only: {stdout:?}");
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    assert!(tollgate::secrets::verify_password(
+        "correct horse battery staple",
+        phc
+    ));
+    assert!(!tollgate::secrets::verify_password(
+        "correct horse battery staple\n",
+        phc
+    ));
+}
+
+#[test]
+fn run_with_a_missing_config_exits_1_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("missing.toml");
+    let out = tollgate(&["run", "-c", path.to_str().expect("UTF-8 path")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn without_a_subcommand_tollgate_runs_gateway_toml_in_the_current_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .output()
+        .expect("tollgate runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("gateway.toml"), "{stderr}");
+}
+
+#[test]
+fn sigterm_stops_a_running_gateway_with_exit_code_0() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (listen, internal) = (free_addr(), free_addr());
+    let path = write(
+        dir.path(),
+        "gateway.toml",
+        &valid_config(listen, internal, &refused_url()),
+    );
+    let mut running = Running::start(&path);
+    running.wait_until_listening(listen);
+    running.wait_until_listening(internal);
+    running.sigterm();
+    let code = running.wait_for_exit();
+    assert_eq!(code, Some(0), "{}", running.stderr());
+    assert!(TcpStream::connect(listen).is_err(), "stopped listening");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_in_flight_request_finish_before_exiting_0() {
+    let up = Upstream::echo().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (listen, internal) = (free_addr(), free_addr());
+    let path = write(
+        dir.path(),
+        "gateway.toml",
+        &valid_config(listen, internal, &up.url()),
+    );
+    let mut running = Running::start(&path);
+    tokio::task::block_in_place(|| running.wait_until_listening(listen));
+    let in_flight = tokio::spawn(
+        common::client()
+            .get(format!("http://{listen}/api/mail/slow"))
+            .send(),
+    );
+    up.wait_for_hits(1).await;
+    running.sigterm();
+    // Once the listener is closed the signal has been handled; the request still waits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(listen).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::task::yield_now().await;
+    }
+    assert!(!in_flight.is_finished());
+    up.release();
+    let r = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("the request finishes")
+        .expect("request task")
+        .expect("answered");
+    assert_eq!(r.status(), 200);
+    let code = tokio::task::block_in_place(|| running.wait_for_exit());
+    assert_eq!(code, Some(0), "{}", running.stderr());
+}
