@@ -179,7 +179,7 @@ fn open_directory(config: &Config) -> anyhow::Result<Arc<dyn UserDirectory>> {
             Ok(Arc::new(directory))
         }
         UserSource::Ldap(ldap) => {
-            let directory = crate::directory::ldap::LdapDirectory::new(ldap.clone())
+            let directory = crate::directory::ldap::LdapDirectory::new((**ldap).clone())
                 .with_context(|| format!("{}: [users.ldap]", config.source.display()))?;
             Ok(Arc::new(directory))
         }
@@ -218,7 +218,7 @@ impl Running {
 impl Handler for PublicService {
     async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         if OAuthServer::owns(req.uri().path()) {
-            let secure = conn.proto == &crate::gateway::headers::PROTO_HTTPS;
+            let secure = conn.proto == crate::gateway::headers::PROTO_HTTPS;
             let peer = conn.client_ip.to_str().unwrap_or("");
             return self.oauth.handle(req, secure, peer).await;
         }

@@ -128,7 +128,7 @@ pub enum UserSource {
     /// config has no `[users]` section at all (then a missing file means "no users").
     File { path: PathBuf, required: bool },
     /// An LDAP directory.
-    Ldap(LdapConfig),
+    Ldap(Box<LdapConfig>),
 }
 
 /// One registered OAuth client.

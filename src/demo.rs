@@ -10,7 +10,12 @@ use serde_json::json;
 
 /// Answers `GET /demo/mail/…` with a tiny inbox for the calling user.
 pub fn mail(path: &str, headers: &HeaderMap) -> Response<Body> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     let user = header("x-auth-subject");
     if user.is_empty() {
         return json_response(

@@ -13,7 +13,7 @@ pub(super) fn users(ck: &mut Checker, raw: RawUsers, required: bool) -> UsersCon
             required,
         },
         "ldap" => match raw.ldap {
-            Some(ldap) => UserSource::Ldap(ldap_config(ck, ldap)),
+            Some(ldap) => UserSource::Ldap(Box::new(ldap_config(ck, ldap))),
             None => {
                 ck.problem("[users.ldap]", "required when [users].source = \"ldap\"");
                 UserSource::File {

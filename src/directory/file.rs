@@ -98,12 +98,11 @@ impl UserDirectory for FileDirectory {
                     None => dummy_hash(),
                 };
                 let ok = crate::secrets::verify_password(&password, hash) && !password.is_empty();
-                let found = user.filter(|_| ok).map(|u| User {
+                user.filter(|_| ok).map(|u| User {
                     username: u.username.clone(),
                     name: u.name.clone(),
                     email: u.email.clone(),
-                });
-                found
+                })
             })
             .await?;
             Ok(found)

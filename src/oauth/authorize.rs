@@ -4,7 +4,9 @@
 //! until they are, every error is an HTML page; only afterwards may an error travel to the
 //! client by redirect (§4.1.2.1 — never redirect to an unverified URI).
 
-use super::protocol::{grant_scopes, is_valid_verifier_or_challenge, ErrorCode, OAuthError, Params};
+use super::protocol::{
+    grant_scopes, is_valid_verifier_or_challenge, ErrorCode, OAuthError, Params,
+};
 use crate::config::{ClientConfig, GrantType};
 
 /// What the client asked for.
@@ -43,7 +45,10 @@ pub enum AuthorizeError {
     /// The client or redirect URI is not proven: show an error page, never redirect.
     Page(&'static str),
     /// Tell the client through its (registered) redirect URI.
-    Redirect { to: RedirectTarget, error: OAuthError },
+    Redirect {
+        to: RedirectTarget,
+        error: OAuthError,
+    },
 }
 
 /// Validates `params` against the registered clients.
@@ -52,16 +57,33 @@ pub fn validate<'c>(
     find_client: impl Fn(&str) -> Option<&'c ClientConfig>,
     allow_implicit: bool,
 ) -> Result<AuthorizeRequest, AuthorizeError> {
-    if matches!(params.duplicated(), Some("client_id") | Some("redirect_uri")) {
-        return Err(AuthorizeError::Page("The request repeats client_id or redirect_uri."));
+    if matches!(
+        params.duplicated(),
+        Some("client_id") | Some("redirect_uri")
+    ) {
+        return Err(AuthorizeError::Page(
+            "The request repeats client_id or redirect_uri.",
+        ));
     }
-    let client_id = params.get("client_id").ok_or(AuthorizeError::Page("The request names no client (client_id)."))?;
-    let client = find_client(client_id).ok_or(AuthorizeError::Page("The application is not registered here."))?;
+    let client_id = params.get("client_id").ok_or(AuthorizeError::Page(
+        "The request names no client (client_id).",
+    ))?;
+    let client = find_client(client_id).ok_or(AuthorizeError::Page(
+        "The application is not registered here.",
+    ))?;
     let (redirect_uri, redirect_uri_given) = match params.get("redirect_uri") {
         Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => (uri.to_string(), true),
-        Some(_) => return Err(AuthorizeError::Page("The redirect URI is not registered for this application.")),
+        Some(_) => {
+            return Err(AuthorizeError::Page(
+                "The redirect URI is not registered for this application.",
+            ))
+        }
         None if client.redirect_uris.len() == 1 => (client.redirect_uris[0].clone(), false),
-        None => return Err(AuthorizeError::Page("The request names no redirect URI (redirect_uri).")),
+        None => {
+            return Err(AuthorizeError::Page(
+                "The request names no redirect URI (redirect_uri).",
+            ))
+        }
     };
     let response_type = params.get("response_type");
     let to = RedirectTarget {
@@ -74,33 +96,63 @@ pub fn validate<'c>(
         error: OAuthError::new(code, description),
     };
     if params.duplicated().is_some() {
-        return Err(fail(ErrorCode::InvalidRequest, "a parameter was sent more than once"));
+        return Err(fail(
+            ErrorCode::InvalidRequest,
+            "a parameter was sent more than once",
+        ));
     }
     let response_type = match response_type {
-        Some("code") if client.grant_types.contains(&GrantType::AuthorizationCode) => ResponseType::Code,
-        Some("code") => return Err(fail(ErrorCode::UnauthorizedClient, "this client may not use the code flow")),
+        Some("code") if client.grant_types.contains(&GrantType::AuthorizationCode) => {
+            ResponseType::Code
+        }
+        Some("code") => {
+            return Err(fail(
+                ErrorCode::UnauthorizedClient,
+                "this client may not use the code flow",
+            ))
+        }
         Some("token") if !allow_implicit => {
-            return Err(fail(ErrorCode::UnsupportedResponseType, "the implicit grant is switched off"))
+            return Err(fail(
+                ErrorCode::UnsupportedResponseType,
+                "the implicit grant is switched off",
+            ))
         }
         Some("token") if client.grant_types.contains(&GrantType::Implicit) => ResponseType::Token,
-        Some("token") => return Err(fail(ErrorCode::UnauthorizedClient, "this client may not use the implicit grant")),
-        Some(_) => return Err(fail(ErrorCode::UnsupportedResponseType, "response_type must be code")),
+        Some("token") => {
+            return Err(fail(
+                ErrorCode::UnauthorizedClient,
+                "this client may not use the implicit grant",
+            ))
+        }
+        Some(_) => {
+            return Err(fail(
+                ErrorCode::UnsupportedResponseType,
+                "response_type must be code",
+            ))
+        }
         None => return Err(fail(ErrorCode::InvalidRequest, "response_type is required")),
     };
-    let scopes = grant_scopes(params.get("scope"), &client.scopes).map_err(|error| AuthorizeError::Redirect {
-        to: to.clone(),
-        error,
+    let scopes = grant_scopes(params.get("scope"), &client.scopes).map_err(|error| {
+        AuthorizeError::Redirect {
+            to: to.clone(),
+            error,
+        }
     })?;
     if scopes.is_empty() {
-        return Err(fail(ErrorCode::InvalidScope, "no scope was requested and the client has none"));
+        return Err(fail(
+            ErrorCode::InvalidScope,
+            "no scope was requested and the client has none",
+        ));
     }
     let code_challenge = match response_type {
-        ResponseType::Code => pkce_challenge(params, client.secret_hash.is_none()).map_err(|error| {
-            AuthorizeError::Redirect {
-                to: to.clone(),
-                error,
-            }
-        })?,
+        ResponseType::Code => {
+            pkce_challenge(params, client.secret_hash.is_none()).map_err(|error| {
+                AuthorizeError::Redirect {
+                    to: to.clone(),
+                    error,
+                }
+            })?
+        }
         ResponseType::Token => None,
     };
     Ok(AuthorizeRequest {
@@ -125,7 +177,10 @@ fn pkce_challenge(params: &Params, public_client: bool) -> Result<Option<String>
             "public clients must use PKCE (code_challenge with S256)",
         )),
         (None, None) => Ok(None),
-        (None, Some(_)) => Err(OAuthError::new(ErrorCode::InvalidRequest, "code_challenge is missing")),
+        (None, Some(_)) => Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "code_challenge is missing",
+        )),
         (Some(_), Some(m)) if m != "S256" => Err(OAuthError::new(
             ErrorCode::InvalidRequest,
             "code_challenge_method must be S256 (plain is not supported)",
@@ -134,9 +189,10 @@ fn pkce_challenge(params: &Params, public_client: bool) -> Result<Option<String>
             ErrorCode::InvalidRequest,
             "code_challenge_method must be S256 (plain is not supported)",
         )),
-        (Some(c), Some(_)) if !is_valid_verifier_or_challenge(c) => {
-            Err(OAuthError::new(ErrorCode::InvalidRequest, "code_challenge is malformed"))
-        }
+        (Some(c), Some(_)) if !is_valid_verifier_or_challenge(c) => Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "code_challenge is malformed",
+        )),
         (Some(c), Some(_)) => Ok(Some(c.to_string())),
     }
 }

@@ -14,36 +14,45 @@ use serde_json::json;
 
 impl OAuthServer {
     pub(super) async fn introspect(&self, req: &OAuthRequest) -> Response<Body> {
-        let mut via_basic = false;
+        // RFC 6749 §5.2: a client that tried Basic gets a Basic challenge, even when it failed.
+        let via_basic = req.headers.contains_key(http::header::AUTHORIZATION);
         let result = async {
             let form = form_params(req)?;
             let authed = self.authenticate_client(req, &form).await?;
-            via_basic = authed.via_basic;
             if !authed.client.introspect {
-                return Err(OAuthError::new(ErrorCode::InvalidClient, "this client may not introspect tokens"));
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidClient,
+                    "this client may not introspect tokens",
+                ));
             }
             let token = form.require("token", "token is required")?;
-            let record = self.store.get(token_hash(token)).await.map_err(store_error)?;
+            let record = self
+                .store
+                .get(token_hash(token))
+                .await
+                .map_err(store_error)?;
             let now = self.now();
-            Ok(match record.filter(|r| r.kind == RecordKind::Access && r.is_live(now)) {
-                None => json!({ "active": false }),
-                Some(r) => {
-                    let mut answer = json!({
-                        "active": true,
-                        "scope": r.scopes.join(" "),
-                        "client_id": r.client_id,
-                        "sub": r.sub,
-                        "exp": r.expires_at,
-                        "iat": r.issued_at,
-                        "token_type": "Bearer",
-                        "iss": self.settings.issuer,
-                    });
-                    if let Some(username) = r.username {
-                        answer["username"] = json!(username);
+            Ok(
+                match record.filter(|r| r.kind == RecordKind::Access && r.is_live(now)) {
+                    None => json!({ "active": false }),
+                    Some(r) => {
+                        let mut answer = json!({
+                            "active": true,
+                            "scope": r.scopes.join(" "),
+                            "client_id": r.client_id,
+                            "sub": r.sub,
+                            "exp": r.expires_at,
+                            "iat": r.issued_at,
+                            "token_type": "Bearer",
+                            "iss": self.settings.issuer,
+                        });
+                        if let Some(username) = r.username {
+                            answer["username"] = json!(username);
+                        }
+                        answer
                     }
-                    answer
-                }
-            })
+                },
+            )
         }
         .await;
         match result {

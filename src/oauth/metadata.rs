@@ -34,8 +34,12 @@ impl OAuthServer {
             "code_challenge_methods_supported": ["S256"],
         });
         let mut response = Response::new(Body::from(body.to_string()));
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
         response
     }
 }

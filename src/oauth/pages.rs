@@ -42,7 +42,11 @@ pub struct ErrorPage<'a> {
 
 /// Renders a page with the security headers. `form_target` is an extra origin the page's
 /// form may end up at (the consent form's redirect), for `form-action`.
-pub fn render(status: StatusCode, page: &impl Template, form_target: Option<&str>) -> Response<Body> {
+pub fn render(
+    status: StatusCode,
+    page: &impl Template,
+    form_target: Option<&str>,
+) -> Response<Body> {
     let html = match page.render() {
         Ok(html) => html,
         Err(e) => {
@@ -61,12 +65,27 @@ pub fn render(status: StatusCode, page: &impl Template, form_target: Option<&str
          frame-ancestors 'none'; base-uri 'none'"
     );
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(HeaderName::from_static("pragma"), HeaderValue::from_static("no-cache"));
-    headers.insert(HeaderName::from_static("x-frame-options"), HeaderValue::from_static("DENY"));
-    headers.insert(HeaderName::from_static("referrer-policy"), HeaderValue::from_static("no-referrer"));
-    headers.insert(HeaderName::from_static("x-content-type-options"), HeaderValue::from_static("nosniff"));
+    headers.insert(
+        HeaderName::from_static("pragma"),
+        HeaderValue::from_static("no-cache"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-frame-options"),
+        HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        HeaderName::from_static("referrer-policy"),
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
     if let Ok(v) = HeaderValue::from_str(&csp) {
         headers.insert(HeaderName::from_static("content-security-policy"), v);
     }
@@ -81,5 +100,9 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> Response<Body> {
 /// The origin (`scheme://host[:port]`) of a URL, for CSP `form-action`.
 pub fn origin_of(url: &str) -> Option<String> {
     let uri: http::Uri = url.parse().ok()?;
-    Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?.as_str()))
+    Some(format!(
+        "{}://{}",
+        uri.scheme_str()?,
+        uri.authority()?.as_str()
+    ))
 }

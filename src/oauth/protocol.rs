@@ -76,7 +76,8 @@ impl OAuthError {
 
     /// The RFC 6749 §5.2 JSON body.
     pub fn to_json(&self) -> String {
-        serde_json::json!({ "error": self.code.as_str(), "error_description": self.description }).to_string()
+        serde_json::json!({ "error": self.code.as_str(), "error_description": self.description })
+            .to_string()
     }
 }
 
@@ -90,8 +91,9 @@ pub struct Params {
 impl Params {
     /// Parses `application/x-www-form-urlencoded` text (a query string or a form body).
     pub fn parse(text: &str) -> Result<Params, OAuthError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text)
-            .map_err(|_| OAuthError::new(ErrorCode::InvalidRequest, "parameters are not form-encoded"))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text).map_err(|_| {
+            OAuthError::new(ErrorCode::InvalidRequest, "parameters are not form-encoded")
+        })?;
         let mut params = Params::default();
         for (k, v) in pairs {
             if params.values.contains_key(&k) && params.duplicated.is_none() {
@@ -109,11 +111,15 @@ impl Params {
 
     /// A parameter's value; empty values count as absent (RFC 6749 §3.1).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.values
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn require(&self, name: &str, description: &'static str) -> Result<&str, OAuthError> {
-        self.get(name).ok_or(OAuthError::new(ErrorCode::InvalidRequest, description))
+        self.get(name)
+            .ok_or(OAuthError::new(ErrorCode::InvalidRequest, description))
     }
 }
 
@@ -133,24 +139,35 @@ pub fn parse_scope(text: &str) -> Option<Vec<String>> {
 
 /// The scopes to grant: what was asked (or everything `allowed` when nothing was), refused
 /// if anything asked is not allowed.
-pub fn grant_scopes(requested: Option<&str>, allowed: &[String]) -> Result<Vec<String>, OAuthError> {
+pub fn grant_scopes(
+    requested: Option<&str>,
+    allowed: &[String],
+) -> Result<Vec<String>, OAuthError> {
     let Some(text) = requested else {
         return Ok(allowed.to_vec());
     };
-    let asked = parse_scope(text).ok_or(OAuthError::new(ErrorCode::InvalidScope, "the scope parameter is malformed"))?;
+    let asked = parse_scope(text).ok_or(OAuthError::new(
+        ErrorCode::InvalidScope,
+        "the scope parameter is malformed",
+    ))?;
     if asked.is_empty() {
         return Ok(allowed.to_vec());
     }
     if asked.iter().all(|s| allowed.contains(s)) {
         Ok(asked)
     } else {
-        Err(OAuthError::new(ErrorCode::InvalidScope, "a requested scope is unknown or not allowed for this client"))
+        Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "a requested scope is unknown or not allowed for this client",
+        ))
     }
 }
 
 /// RFC 7636 §4.1: 43–128 characters from the unreserved set.
 pub fn is_valid_verifier_or_challenge(s: &str) -> bool {
-    (43..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    (43..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 /// RFC 7636 §4.6 with S256: `BASE64URL(SHA256(verifier)) == challenge`, in constant time.

@@ -13,13 +13,16 @@ use http::{Response, StatusCode};
 
 impl OAuthServer {
     pub(super) async fn revoke(&self, req: &OAuthRequest) -> Response<Body> {
-        let mut via_basic = false;
+        // RFC 6749 §5.2: a client that tried Basic gets a Basic challenge, even when it failed.
+        let via_basic = req.headers.contains_key(http::header::AUTHORIZATION);
         let result = async {
             let form = form_params(req)?;
             let authed = self.authenticate_client(req, &form).await?;
-            via_basic = authed.via_basic;
             if form.duplicated().is_some() {
-                return Err(OAuthError::new(ErrorCode::InvalidRequest, "a parameter was sent more than once"));
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "a parameter was sent more than once",
+                ));
             }
             let token = form.require("token", "token is required")?;
             let hash = token_hash(token);
@@ -27,7 +30,10 @@ impl OAuthServer {
                 return Ok(());
             };
             if record.client_id != authed.client.id {
-                return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "the token was issued to another client"));
+                return Err(OAuthError::new(
+                    ErrorCode::UnauthorizedClient,
+                    "the token was issued to another client",
+                ));
             }
             match record.kind {
                 RecordKind::Refresh => self.revoke_grant(&record.grant_id).await,

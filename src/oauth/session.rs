@@ -50,14 +50,18 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// A `Set-Cookie` value for a browser-session cookie.
 pub fn set_cookie(name: &str, value: &str, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{name}={value}; Path=/oauth; HttpOnly; SameSite=Lax{secure}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("tollgate_invalid=; Path=/oauth; Max-Age=0"))
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/oauth; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("tollgate_invalid=; Path=/oauth; Max-Age=0"))
 }
 
 /// A `Set-Cookie` value that deletes a cookie.
 pub fn clear_cookie(name: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("{name}=; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age=0"))
-        .unwrap_or_else(|_| HeaderValue::from_static("tollgate_invalid=; Path=/oauth; Max-Age=0"))
+    HeaderValue::from_str(&format!(
+        "{name}=; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age=0"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("tollgate_invalid=; Path=/oauth; Max-Age=0"))
 }
 
 /// Compares a submitted CSRF token with the expected one in constant time.
@@ -69,7 +73,11 @@ pub fn csrf_matches(submitted: Option<&str>, expected: &str) -> bool {
 }
 
 /// The session the request's cookie names, if it exists and is live.
-pub async fn load(store: &dyn TokenStore, headers: &HeaderMap, now: u64) -> Result<Option<Session>, StoreError> {
+pub async fn load(
+    store: &dyn TokenStore,
+    headers: &HeaderMap,
+    now: u64,
+) -> Result<Option<Session>, StoreError> {
     let Some(id) = cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
@@ -89,7 +97,12 @@ pub async fn load(store: &dyn TokenStore, headers: &HeaderMap, now: u64) -> Resu
 }
 
 /// Starts a session for `user`; returns the cookie value (the raw id, never stored).
-pub async fn create(store: &dyn TokenStore, user: &User, now: u64, ttl_secs: u64) -> Result<String, StoreError> {
+pub async fn create(
+    store: &dyn TokenStore,
+    user: &User,
+    now: u64,
+    ttl_secs: u64,
+) -> Result<String, StoreError> {
     let id = random_token();
     let record = Record {
         kind: RecordKind::Session,
@@ -117,14 +130,26 @@ mod tests {
 
     fn headers(cookie_header: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_str(cookie_header).expect("test value"));
+        h.insert(
+            COOKIE,
+            HeaderValue::from_str(cookie_header).expect("test value"),
+        );
         h
     }
 
     #[test]
     fn cookie_is_found_among_others_and_refused_when_repeated() {
-        assert_eq!(cookie(&headers("a=1; tollgate_session=xyz; b=2"), SESSION_COOKIE), Some("xyz"));
-        assert_eq!(cookie(&headers("tollgate_session=x; tollgate_session=y"), SESSION_COOKIE), None);
+        assert_eq!(
+            cookie(&headers("a=1; tollgate_session=xyz; b=2"), SESSION_COOKIE),
+            Some("xyz")
+        );
+        assert_eq!(
+            cookie(
+                &headers("tollgate_session=x; tollgate_session=y"),
+                SESSION_COOKIE
+            ),
+            None
+        );
         assert_eq!(cookie(&HeaderMap::new(), SESSION_COOKIE), None);
     }
 
@@ -139,7 +164,13 @@ mod tests {
     #[test]
     fn cookies_are_http_only_lax_and_secure_under_tls() {
         let c = set_cookie(SESSION_COOKIE, "v", true);
-        assert_eq!(c, "tollgate_session=v; Path=/oauth; HttpOnly; SameSite=Lax; Secure");
-        assert!(!set_cookie(SESSION_COOKIE, "v", false).to_str().expect("ascii").contains("Secure"));
+        assert_eq!(
+            c,
+            "tollgate_session=v; Path=/oauth; HttpOnly; SameSite=Lax; Secure"
+        );
+        assert!(!set_cookie(SESSION_COOKIE, "v", false)
+            .to_str()
+            .expect("ascii")
+            .contains("Secure"));
     }
 }

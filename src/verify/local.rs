@@ -29,10 +29,12 @@ impl LocalVerifier {
         let Some(r) = record.filter(|r| r.kind == RecordKind::Access && r.is_live(now)) else {
             return Ok(Verdict::Inactive);
         };
-        Ok(match Principal::new(r.sub, r.client_id, r.username, r.scopes, Some(r.expires_at)) {
-            Some(p) => Verdict::Active(Arc::new(p)),
-            None => Verdict::Inactive,
-        })
+        Ok(
+            match Principal::new(r.sub, r.client_id, r.username, r.scopes, Some(r.expires_at)) {
+                Some(p) => Verdict::Active(Arc::new(p)),
+                None => Verdict::Inactive,
+            },
+        )
     }
 }
 

@@ -3,8 +3,11 @@
 
 mod common;
 
+mod browser;
 mod cli;
 mod guard;
+mod ldap;
 mod listeners;
 mod proxy;
 mod routing;
+mod throttle;

@@ -8,7 +8,11 @@ fn clients() -> Vec<ClientConfig> {
             name: "Awesome Mail".into(),
             secret_hash: Some("sha256:00".into()),
             redirect_uris: vec!["http://127.0.0.1:7000/redirect".into()],
-            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::Implicit],
+            grant_types: vec![
+                GrantType::AuthorizationCode,
+                GrantType::RefreshToken,
+                GrantType::Implicit,
+            ],
             scopes: vec!["email".into(), "email.send".into()],
             introspect: false,
         },
@@ -16,7 +20,10 @@ fn clients() -> Vec<ClientConfig> {
             id: "spa".into(),
             name: "spa".into(),
             secret_hash: None,
-            redirect_uris: vec!["https://spa.example/a".into(), "https://spa.example/b".into()],
+            redirect_uris: vec![
+                "https://spa.example/a".into(),
+                "https://spa.example/b".into(),
+            ],
             grant_types: vec![GrantType::AuthorizationCode],
             scopes: vec!["email".into()],
             introspect: false,
@@ -57,7 +64,11 @@ fn unproven_client_or_redirect_uri_never_redirects() {
 
 #[test]
 fn valid_code_request_with_single_registered_uri_may_omit_it() {
-    let r = run("response_type=code&client_id=mail-app&scope=email&state=s1", false).expect("valid");
+    let r = run(
+        "response_type=code&client_id=mail-app&scope=email&state=s1",
+        false,
+    )
+    .expect("valid");
     assert_eq!(r.redirect_uri, "http://127.0.0.1:7000/redirect");
     assert!(!r.redirect_uri_given);
     assert_eq!(r.scopes, ["email"]);
@@ -73,13 +84,29 @@ fn errors_after_the_redirect_is_proven_go_back_by_redirect() {
         ("&response_type=token", ErrorCode::UnsupportedResponseType),
         ("&response_type=code&scope=admin", ErrorCode::InvalidScope),
         ("&response_type=code&state=again", ErrorCode::InvalidRequest),
-        ("&response_type=code&code_challenge=x&code_challenge_method=plain", ErrorCode::InvalidRequest),
-        (&format!("&response_type=code&code_challenge={CHALLENGE}"), ErrorCode::InvalidRequest),
-        ("&response_type=code&code_challenge_method=S256", ErrorCode::InvalidRequest),
-        ("&response_type=code&code_challenge=short&code_challenge_method=S256", ErrorCode::InvalidRequest),
+        (
+            "&response_type=code&code_challenge=x&code_challenge_method=plain",
+            ErrorCode::InvalidRequest,
+        ),
+        (
+            &format!("&response_type=code&code_challenge={CHALLENGE}"),
+            ErrorCode::InvalidRequest,
+        ),
+        (
+            "&response_type=code&code_challenge_method=S256",
+            ErrorCode::InvalidRequest,
+        ),
+        (
+            "&response_type=code&code_challenge=short&code_challenge_method=S256",
+            ErrorCode::InvalidRequest,
+        ),
     ];
     for (extra, want) in cases {
-        assert_eq!(code_of(run(&format!("{base}{extra}"), false)), Some(want), "{extra}");
+        assert_eq!(
+            code_of(run(&format!("{base}{extra}"), false)),
+            Some(want),
+            "{extra}"
+        );
     }
 }
 
@@ -87,7 +114,11 @@ fn errors_after_the_redirect_is_proven_go_back_by_redirect() {
 fn public_clients_must_use_pkce() {
     let q = "response_type=code&client_id=spa&redirect_uri=https://spa.example/a";
     assert_eq!(code_of(run(q, false)), Some(ErrorCode::InvalidRequest));
-    let ok = run(&format!("{q}&code_challenge={CHALLENGE}&code_challenge_method=S256"), false).expect("valid");
+    let ok = run(
+        &format!("{q}&code_challenge={CHALLENGE}&code_challenge_method=S256"),
+        false,
+    )
+    .expect("valid");
     assert_eq!(ok.code_challenge.as_deref(), Some(CHALLENGE));
 }
 

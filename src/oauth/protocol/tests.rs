@@ -5,7 +5,10 @@ fn pkce_s256_matches_rfc7636_appendix_b() {
     let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
     let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
     assert!(pkce_matches(verifier, challenge));
-    assert!(!pkce_matches("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXK", challenge));
+    assert!(!pkce_matches(
+        "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXK",
+        challenge
+    ));
     assert!(!pkce_matches("short", challenge));
 }
 
@@ -27,19 +30,38 @@ fn empty_parameters_count_as_absent() {
 fn scopes_are_granted_only_within_what_is_allowed() {
     let allowed = vec!["email".to_string(), "email.send".to_string()];
     assert_eq!(grant_scopes(None, &allowed), Ok(allowed.clone()));
-    assert_eq!(grant_scopes(Some("email"), &allowed), Ok(vec!["email".to_string()]));
-    assert_eq!(grant_scopes(Some("email  email"), &allowed), Ok(vec!["email".to_string()]));
+    assert_eq!(
+        grant_scopes(Some("email"), &allowed),
+        Ok(vec!["email".to_string()])
+    );
+    assert_eq!(
+        grant_scopes(Some("email  email"), &allowed),
+        Ok(vec!["email".to_string()])
+    );
     let refused = [Some("admin"), Some("email admin"), Some("e\"mail")];
     for asked in refused {
-        assert_eq!(grant_scopes(asked, &allowed).map_err(|e| e.code), Err(ErrorCode::InvalidScope), "{asked:?}");
+        assert_eq!(
+            grant_scopes(asked, &allowed).map_err(|e| e.code),
+            Err(ErrorCode::InvalidScope),
+            "{asked:?}"
+        );
     }
 }
 
 #[test]
 fn redirects_carry_parameters_in_query_or_fragment() {
-    assert_eq!(redirect_with("https://a/cb", &[("code", "x y"), ("state", "s")], false), "https://a/cb?code=x+y&state=s");
-    assert_eq!(redirect_with("https://a/cb?k=v", &[("code", "c")], false), "https://a/cb?k=v&code=c");
-    assert_eq!(redirect_with("https://a/cb", &[("access_token", "t")], true), "https://a/cb#access_token=t");
+    assert_eq!(
+        redirect_with("https://a/cb", &[("code", "x y"), ("state", "s")], false),
+        "https://a/cb?code=x+y&state=s"
+    );
+    assert_eq!(
+        redirect_with("https://a/cb?k=v", &[("code", "c")], false),
+        "https://a/cb?k=v&code=c"
+    );
+    assert_eq!(
+        redirect_with("https://a/cb", &[("access_token", "t")], true),
+        "https://a/cb#access_token=t"
+    );
 }
 
 #[test]

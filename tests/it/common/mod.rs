@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod slapd;
 pub mod tls;
 
 use bytes::Bytes;

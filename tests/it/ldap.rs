@@ -1,0 +1,346 @@
+//! LDAP users against a real slapd: both bind modes, wrong and empty passwords, injection
+//! attempts, users outside the base DN, an outage mid-run, and timeouts.
+
+use crate::common::slapd::{free_port, Slapd};
+use crate::common::{self, route, TestGateway, Upstream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tollgate::config::{Config, UserSource};
+use tollgate::directory::ldap::LdapDirectory;
+use tollgate::directory::{DirectoryError, User, UserDirectory};
+
+fn directory(users_section: &str) -> LdapDirectory {
+    let config = Config::from_str(users_section, Path::new("/tmp/ldap-test/gateway.toml"))
+        .unwrap_or_else(|e| panic!("valid config: {e}"));
+    match &config.users.source {
+        UserSource::Ldap(cfg) => LdapDirectory::new((**cfg).clone()).expect("directory builds"),
+        UserSource::File { .. } => panic!("expected an LDAP source"),
+    }
+}
+
+async fn login(
+    d: &LdapDirectory,
+    user: &str,
+    password: &str,
+) -> Result<Option<User>, DirectoryError> {
+    d.authenticate(user, password).await
+}
+
+#[tokio::test]
+async fn right_password_binds_and_reads_name_and_email_in_both_modes() {
+    let slapd = Slapd::start();
+    for section in [slapd.template_config(), slapd.search_config()] {
+        let d = directory(&section);
+        let user = login(&d, "alice", "wonderland")
+            .await
+            .expect("directory answers")
+            .expect("alice logs in");
+        assert_eq!(user.username, "alice");
+        assert_eq!(user.name.as_deref(), Some("Alice Liddell"));
+        assert_eq!(user.email.as_deref(), Some("alice@example.org"));
+    }
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_fail_in_both_modes() {
+    let slapd = Slapd::start();
+    for section in [slapd.template_config(), slapd.search_config()] {
+        let d = directory(&section);
+        assert_eq!(login(&d, "alice", "wrong").await.expect("answers"), None);
+        assert_eq!(
+            login(&d, "nobody", "wonderland").await.expect("answers"),
+            None
+        );
+        assert_eq!(
+            login(&d, "bob", "wonderland").await.expect("answers"),
+            None,
+            "alice's password is not bob's"
+        );
+    }
+}
+
+#[tokio::test]
+async fn empty_password_is_refused_before_any_bind() {
+    // Pointed at a closed port: if a bind were attempted, the answer would be an outage
+    // error, not a plain refusal.
+    let section = format!(
+        "[users]\nsource = \"ldap\"\n[users.ldap]\nurl = \"ldap://127.0.0.1:{}\"\nuser_dn = \"uid={{username}},ou=people,dc=example,dc=org\"\n",
+        free_port()
+    );
+    let d = directory(&section);
+    assert_eq!(
+        login(&d, "alice", "")
+            .await
+            .expect("refused without a bind"),
+        None
+    );
+    // And against the real directory, an empty password never logs anyone in.
+    let slapd = Slapd::start();
+    for section in [slapd.template_config(), slapd.search_config()] {
+        assert_eq!(
+            login(&directory(&section), "alice", "")
+                .await
+                .expect("answers"),
+            None
+        );
+    }
+}
+
+#[tokio::test]
+async fn injection_in_the_username_never_widens_a_search_or_picks_another_user() {
+    let slapd = Slapd::start();
+    let attempts = [
+        "*",
+        "al*",
+        "a*e",
+        "alice)(uid=*",
+        "*)(objectClass=*",
+        "alice)(|(uid=*",
+        "alice\\",
+        "alice\u{0}",
+        "alice,ou=people,dc=example,dc=org",
+        "bob,ou=people",
+        "alice+cn=Alice Liddell",
+        "uid=alice",
+        "alice=",
+        "carol,ou=contractors",
+    ];
+    for section in [slapd.template_config(), slapd.search_config()] {
+        let d = directory(&section);
+        for name in attempts {
+            for password in ["wonderland", "canwefixit", "outsider"] {
+                let result = login(&d, name, password).await;
+                assert!(
+                    matches!(result, Ok(None)),
+                    "{name:?}/{password}: {result:?}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_user_outside_the_base_dn_cannot_log_in() {
+    let slapd = Slapd::start();
+    for section in [slapd.template_config(), slapd.search_config()] {
+        assert_eq!(
+            login(&directory(&section), "carol", "outsider")
+                .await
+                .expect("answers"),
+            None
+        );
+    }
+}
+
+#[tokio::test]
+async fn directory_stopped_mid_run_is_an_outage_not_a_failed_login() {
+    let mut slapd = Slapd::start();
+    for section in [slapd.template_config(), slapd.search_config()] {
+        let d = directory(&section);
+        assert!(login(&d, "alice", "wonderland")
+            .await
+            .expect("answers")
+            .is_some());
+    }
+    let template = directory(&slapd.template_config());
+    let search = directory(&slapd.search_config());
+    // Warm the search pool so a pooled connection is in use when the server goes away.
+    assert!(login(&search, "bob", "canwefixit")
+        .await
+        .expect("answers")
+        .is_some());
+    slapd.stop();
+    assert!(login(&template, "alice", "wonderland").await.is_err());
+    assert!(login(&search, "alice", "wonderland").await.is_err());
+}
+
+#[tokio::test]
+async fn a_directory_that_never_answers_times_out() {
+    // Accepts TCP connections and never speaks.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream);
+        }
+    });
+    let section = format!(
+        "[users]\nsource = \"ldap\"\n[users.ldap]\nurl = \"ldap://127.0.0.1:{port}\"\nuser_dn = \"uid={{username}},ou=people,dc=example,dc=org\"\nconnect_timeout = \"500ms\"\ntimeout = \"500ms\"\n"
+    );
+    let started = Instant::now();
+    let result = login(&directory(&section), "alice", "wonderland").await;
+    assert!(result.is_err(), "{result:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    held.abort();
+}
+
+#[tokio::test]
+async fn ldaps_and_starttls_work_with_the_configured_ca_and_fail_closed_without_it() {
+    let slapd = Slapd::start_tls();
+    let ca = slapd
+        .ca_file
+        .as_ref()
+        .expect("TLS slapd has a CA")
+        .display()
+        .to_string();
+    let tls_url = slapd.tls_url.clone().expect("TLS slapd has an ldaps URL");
+    let dn = "user_dn = \"uid={username},ou=people,dc=example,dc=org\"\ntimeout = \"3s\"\nconnect_timeout = \"3s\"";
+    let ldaps = format!(
+        "[users]\nsource = \"ldap\"\n[users.ldap]\nurl = \"{tls_url}\"\nca_file = \"{ca}\"\n{dn}\n"
+    );
+    let user = login(&directory(&ldaps), "alice", "wonderland")
+        .await
+        .expect("answers over ldaps");
+    assert_eq!(
+        user.expect("alice logs in").name.as_deref(),
+        Some("Alice Liddell")
+    );
+    let starttls = format!(
+        "[users]\nsource = \"ldap\"\n[users.ldap]\nurl = \"{}\"\nstarttls = true\nca_file = \"{ca}\"\n{dn}\n",
+        slapd.url
+    );
+    assert!(login(&directory(&starttls), "alice", "wonderland")
+        .await
+        .expect("answers with StartTLS")
+        .is_some());
+    // Without the CA the server's certificate is not trusted: an outage, never a login.
+    let untrusted =
+        format!("[users]\nsource = \"ldap\"\n[users.ldap]\nurl = \"{tls_url}\"\n{dn}\n");
+    assert!(login(&directory(&untrusted), "alice", "wonderland")
+        .await
+        .is_err());
+}
+
+/// The login page's CSRF field, as a browser would submit it.
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("login form has a CSRF field") + marker.len();
+    html[start..]
+        .split('"')
+        .next()
+        .expect("closing quote")
+        .to_string()
+}
+
+const AUTHORIZE: &str = "/oauth/authorize?response_type=code&client_id=mail-app&redirect_uri=http%3A%2F%2F127.0.0.1%3A7000%2Fredirect&scope=email&state=s1";
+
+fn ldap_gateway_config(users: &str, upstream: &str) -> String {
+    let secret = tollgate::secrets::fast_secret_hash("mail-secret");
+    format!(
+        "[oauth]\nstore = \"memory\"\n[oauth.scopes]\nemail = \"Read your email\"\n{users}\n\
+         [[clients]]\nid = \"mail-app\"\nname = \"Awesome Mail\"\nsecret_hash = \"{secret}\"\n\
+         redirect_uris = [\"http://127.0.0.1:7000/redirect\"]\n\
+         grant_types = [\"authorization_code\", \"client_credentials\"]\nscopes = [\"email\"]\n\
+         {}",
+        route("mail", "/api/mail", upstream, "scopes = [\"email\"]")
+    )
+}
+
+#[tokio::test]
+async fn ldap_login_shows_the_directory_name_and_an_outage_says_unavailable_while_proxying_goes_on()
+{
+    let mut slapd = Slapd::start();
+    let upstream = Upstream::echo().await;
+    let gw = TestGateway::spawn(&ldap_gateway_config(
+        &slapd.search_config(),
+        &upstream.url(),
+    ))
+    .await;
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .expect("client");
+    let page = browser
+        .get(gw.url(AUTHORIZE))
+        .send()
+        .await
+        .expect("authorize")
+        .text()
+        .await
+        .expect("html");
+    let form = [
+        ("username", "alice"),
+        ("password", "wonderland"),
+        ("csrf_token", &csrf_of(&page)),
+    ];
+    let consent = browser
+        .post(gw.url(&AUTHORIZE.replace("/oauth/authorize", "/oauth/login")))
+        .form(&form)
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(consent.status(), 200);
+    let html = consent.text().await.expect("html");
+    assert!(
+        html.contains("Alice Liddell"),
+        "consent page names the directory user: {html}"
+    );
+
+    // A machine token obtained while the directory is up.
+    let token: serde_json::Value = common::client()
+        .post(gw.url("/oauth/token"))
+        .basic_auth("mail-app", Some("mail-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let token = token["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_string();
+
+    slapd.stop();
+    let other = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client");
+    let page = other
+        .get(gw.url(AUTHORIZE))
+        .send()
+        .await
+        .expect("authorize")
+        .text()
+        .await
+        .expect("html");
+    let form = [
+        ("username", "bob"),
+        ("password", "canwefixit"),
+        ("csrf_token", &csrf_of(&page)),
+    ];
+    let down = other
+        .post(gw.url(&AUTHORIZE.replace("/oauth/authorize", "/oauth/login")))
+        .form(&form)
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(down.status(), 503);
+    assert!(down.text().await.expect("html").contains("unavailable"));
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        common::metric(&metrics, "tollgate_logins_total{result=\"unavailable\"}"),
+        Some(1.0)
+    );
+
+    let api = common::client()
+        .get(gw.url("/api/mail/inbox"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(
+        api.status(),
+        200,
+        "valid tokens keep working while the directory is down"
+    );
+}
