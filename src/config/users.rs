@@ -2,7 +2,7 @@
 
 use super::raw::{RawLdap, RawThrottle, RawUsers};
 use super::validate::Checker;
-use super::{LdapBind, LdapConfig, Secret, ThrottleConfig, UserSource, UsersConfig};
+use super::{LdapBind, LdapConfig, ThrottleConfig, UserSource, UsersConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -125,33 +125,14 @@ fn ldap_config(ck: &mut Checker, raw: RawLdap) -> LdapConfig {
 }
 
 fn search_bind(ck: &mut Checker, raw: &RawLdap, bind_dn: &str) -> LdapBind {
-    let password = match (&raw.bind_password, &raw.bind_password_file) {
-        (Some(p), None) => p.clone(),
-        (None, Some(f)) => match std::fs::read_to_string(ck.path(f)) {
-            Ok(s) => s.trim_end_matches(['\r', '\n']).to_string(),
-            Err(e) => {
-                ck.problem(
-                    "[users.ldap].bind_password_file",
-                    format!("cannot read {f:?}: {e}"),
-                );
-                String::new()
-            }
-        },
-        (Some(_), Some(_)) => {
-            ck.problem(
-                "[users.ldap].bind_password",
-                "set bind_password or bind_password_file, not both",
-            );
-            String::new()
-        }
-        (None, None) => {
-            ck.problem(
-                "[users.ldap].bind_password",
-                "required with bind_dn (or bind_password_file)",
-            );
-            String::new()
-        }
-    };
+    let bind_password = ck.secret(
+        ("[users.ldap].bind_password", raw.bind_password.as_deref()),
+        (
+            "[users.ldap].bind_password_file",
+            raw.bind_password_file.as_deref(),
+        ),
+        "required with bind_dn (or bind_password_file)",
+    );
     let base_dn = raw.base_dn.clone().unwrap_or_default();
     if base_dn.is_empty() {
         ck.problem("[users.ldap].base_dn", "required with bind_dn");
@@ -168,7 +149,7 @@ fn search_bind(ck: &mut Checker, raw: &RawLdap, bind_dn: &str) -> LdapBind {
     }
     LdapBind::Search {
         bind_dn: bind_dn.to_string(),
-        bind_password: Secret::new(password),
+        bind_password,
         base_dn,
         filter,
     }

@@ -84,6 +84,38 @@ impl Checker<'_> {
         })
     }
 
+    /// A secret given inline or in a file (one trailing newline dropped), exactly one of
+    /// the two; `missing` says why it is required.
+    pub(super) fn secret(
+        &mut self,
+        (inline_key, inline): (&str, Option<&str>),
+        (file_key, file): (&str, Option<&str>),
+        missing: &str,
+    ) -> Secret {
+        let value = match (inline, file) {
+            (Some(s), None) => s.to_string(),
+            (None, Some(f)) => match std::fs::read_to_string(self.path(f)) {
+                Ok(s) => s.trim_end_matches(['\r', '\n']).to_string(),
+                Err(e) => {
+                    self.problem(file_key, format!("cannot read {f:?}: {e}"));
+                    String::new()
+                }
+            },
+            (Some(_), Some(_)) => {
+                self.problem(
+                    inline_key,
+                    format!("set {inline_key} or {file_key}, not both"),
+                );
+                String::new()
+            }
+            (None, None) => {
+                self.problem(inline_key, missing);
+                String::new()
+            }
+        };
+        Secret::new(value)
+    }
+
     pub(super) fn path(&self, p: &str) -> PathBuf {
         self.base.join(p)
     }
@@ -273,37 +305,18 @@ fn remote_verify(ck: &mut Checker, raw: &RawVerify) -> RemoteVerifyConfig {
     if client_id.is_empty() {
         ck.problem("[verify].client_id", "required when source = \"remote\"");
     }
-    let secret = match (&raw.client_secret, &raw.client_secret_file) {
-        (Some(s), None) => s.clone(),
-        (None, Some(f)) => match std::fs::read_to_string(ck.path(f)) {
-            Ok(s) => s.trim_end_matches(['\r', '\n']).to_string(),
-            Err(e) => {
-                ck.problem(
-                    "[verify].client_secret_file",
-                    format!("cannot read {f:?}: {e}"),
-                );
-                String::new()
-            }
-        },
-        (Some(_), Some(_)) => {
-            ck.problem(
-                "[verify].client_secret",
-                "set client_secret or client_secret_file, not both",
-            );
-            String::new()
-        }
-        (None, None) => {
-            ck.problem(
-                "[verify].client_secret",
-                "required when source = \"remote\"",
-            );
-            String::new()
-        }
-    };
+    let secret = ck.secret(
+        ("[verify].client_secret", raw.client_secret.as_deref()),
+        (
+            "[verify].client_secret_file",
+            raw.client_secret_file.as_deref(),
+        ),
+        "required when source = \"remote\"",
+    );
     RemoteVerifyConfig {
         url,
         client_id,
-        client_secret: Secret::new(secret),
+        client_secret: secret,
         timeout: ck.duration("[verify].timeout", raw.timeout.as_deref(), "5s"),
     }
 }

@@ -341,6 +341,20 @@ async fn stopped_introspection_server_is_503_never_401_or_200() {
 }
 
 #[tokio::test]
+async fn introspection_slower_than_the_verify_timeout_is_503() {
+    // The introspector holds every answer for 3 s; the gateway waits at most 300 ms.
+    let s = Setup::new(Duration::from_secs(3), "timeout = \"300ms\"").await;
+    s.introspector.active("slow", "alice", "email");
+    let started = Instant::now();
+    assert_eq!(s.bearer("/api/mail", "slow").await, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered before the introspector did"
+    );
+    assert_eq!(s.up.hits(), 0);
+}
+
+#[tokio::test]
 async fn cached_token_is_refused_once_its_exp_has_passed() {
     let s = Setup::new(Duration::ZERO, "cache_ttl = \"30s\"").await;
     let exp = now() + 2;

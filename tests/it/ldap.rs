@@ -229,6 +229,33 @@ fn csrf_of(html: &str) -> String {
         .to_string()
 }
 
+/// Opens the authorize URL in a fresh cookie jar and submits the login form; follows the
+/// redirect to the consent page when the login succeeds.
+async fn sign_in(gw: &TestGateway, username: &str, password: &str) -> reqwest::Response {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .expect("client");
+    let page = browser
+        .get(gw.url(AUTHORIZE))
+        .send()
+        .await
+        .expect("authorize");
+    let csrf = csrf_of(&page.text().await.expect("html"));
+    let form = [
+        ("username", username),
+        ("password", password),
+        ("csrf_token", &csrf),
+    ];
+    browser
+        .post(gw.url(&AUTHORIZE.replace("/oauth/authorize", "/oauth/login")))
+        .form(&form)
+        .send()
+        .await
+        .expect("login")
+}
+
 const AUTHORIZE: &str = "/oauth/authorize?response_type=code&client_id=mail-app&redirect_uri=http%3A%2F%2F127.0.0.1%3A7000%2Fredirect&scope=email&state=s1";
 
 fn ldap_gateway_config(users: &str, upstream: &str) -> String {
@@ -253,30 +280,7 @@ async fn ldap_login_shows_the_directory_name_and_an_outage_says_unavailable_whil
         &upstream.url(),
     ))
     .await;
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::limited(5))
-        .build()
-        .expect("client");
-    let page = browser
-        .get(gw.url(AUTHORIZE))
-        .send()
-        .await
-        .expect("authorize")
-        .text()
-        .await
-        .expect("html");
-    let form = [
-        ("username", "alice"),
-        ("password", "wonderland"),
-        ("csrf_token", &csrf_of(&page)),
-    ];
-    let consent = browser
-        .post(gw.url(&AUTHORIZE.replace("/oauth/authorize", "/oauth/login")))
-        .form(&form)
-        .send()
-        .await
-        .expect("login");
+    let consent = sign_in(&gw, "alice", "wonderland").await;
     assert_eq!(consent.status(), 200);
     let html = consent.text().await.expect("html");
     assert!(
@@ -301,29 +305,7 @@ async fn ldap_login_shows_the_directory_name_and_an_outage_says_unavailable_whil
         .to_string();
 
     slapd.stop();
-    let other = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .expect("client");
-    let page = other
-        .get(gw.url(AUTHORIZE))
-        .send()
-        .await
-        .expect("authorize")
-        .text()
-        .await
-        .expect("html");
-    let form = [
-        ("username", "bob"),
-        ("password", "canwefixit"),
-        ("csrf_token", &csrf_of(&page)),
-    ];
-    let down = other
-        .post(gw.url(&AUTHORIZE.replace("/oauth/authorize", "/oauth/login")))
-        .form(&form)
-        .send()
-        .await
-        .expect("login");
+    let down = sign_in(&gw, "bob", "canwefixit").await;
     assert_eq!(down.status(), 503);
     assert!(down.text().await.expect("html").contains("unavailable"));
     let metrics = gw.metrics().await;
