@@ -8,6 +8,8 @@ mod cli;
 mod guard;
 mod ldap;
 mod listeners;
+mod oauth_flow;
+mod oauth_token;
 mod proxy;
 mod routing;
 mod throttle;

@@ -1,0 +1,921 @@
+//! The authorization server seen from outside: a config builder (a users file, registered
+//! clients, bearer routes to an echo upstream) and a cookie-keeping [`Browser`] that reads
+//! the one `<form method="post">` of a page and submits it the way a person's browser would.
+
+use super::{metric, TestGateway, Upstream};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use reqwest::header::HeaderMap;
+use reqwest::redirect::Policy;
+use reqwest::{StatusCode, Url};
+use scraper::{ElementRef, Html, Selector};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// The user in the users file, with their password and display name.
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "wonderland";
+pub const USER_NAME: &str = "Alice Liddell";
+
+/// Redirect URIs registered for the code clients. Nothing listens there: the browser
+/// stops at the redirect to the client, as the tests read the `Location` instead.
+pub const REDIRECT_URI: &str = "http://127.0.0.1:7000/redirect";
+pub const SECOND_REDIRECT_URI: &str = "http://127.0.0.1:7000/second";
+pub const SPA_REDIRECT_URI: &str = "http://127.0.0.1:7200/app";
+
+/// Consent texts of the two scopes in `[oauth.scopes]`.
+pub const EMAIL_TEXT: &str = "Read your email";
+pub const SEND_TEXT: &str = "Send email as you";
+
+/// A registered client and the secret it presents (`None`: a public client).
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub id: &'static str,
+    pub secret: Option<&'static str>,
+}
+
+/// Confidential code client named "Awesome Mail": both scopes, code + refresh.
+pub const MAIL_APP: Client = Client {
+    id: "mail-app",
+    secret: Some("mail-app-secret"),
+};
+/// A second confidential code client without a `name`, scope `email` only.
+pub const OTHER_APP: Client = Client {
+    id: "other-app",
+    secret: Some("other-app-secret"),
+};
+/// A public code client (no secret: PKCE required).
+pub const PUBLIC_APP: Client = Client {
+    id: "public-app",
+    secret: None,
+};
+/// A machine client for client_credentials.
+pub const REPORTS: Client = Client {
+    id: "reports",
+    secret: Some("reports-secret"),
+};
+/// A resource server allowed to call `/verify`.
+pub const RESOURCE_SERVER: Client = Client {
+    id: "resource-server",
+    secret: Some("resource-server-secret"),
+};
+/// A first-party client registered for the password grant.
+pub const CLI_APP: Client = Client {
+    id: "cli-app",
+    secret: Some("cli-app-secret"),
+};
+/// A browser app registered for the implicit grant.
+pub const SPA: Client = Client {
+    id: "spa",
+    secret: None,
+};
+
+/// The argon2id hash of [`PASSWORD`], computed once per test process (it is slow).
+fn password_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| tollgate::secrets::hash_password(PASSWORD).expect("argon2 hashes"))
+}
+
+/// `secret_hash = "…"` for a client, or nothing for a public one.
+fn secret_line(client: Client) -> String {
+    client
+        .secret
+        .map(|s| {
+            format!(
+                "secret_hash = \"{}\"\n",
+                tollgate::secrets::fast_secret_hash(s)
+            )
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------- the config
+
+/// What varies between the tests' authorization servers.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    store: String,
+    code_ttl: String,
+    access_token_ttl: String,
+    allow_implicit: bool,
+    allow_password_grant: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            store: "memory".to_string(),
+            code_ttl: "60s".to_string(),
+            access_token_ttl: "1h".to_string(),
+            allow_implicit: false,
+            allow_password_grant: false,
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn store(mut self, store: &str) -> Self {
+        self.store = store.to_string();
+        self
+    }
+
+    pub fn code_ttl(mut self, ttl: &str) -> Self {
+        self.code_ttl = ttl.to_string();
+        self
+    }
+
+    pub fn access_token_ttl(mut self, ttl: &str) -> Self {
+        self.access_token_ttl = ttl.to_string();
+        self
+    }
+
+    pub fn allow_implicit(mut self, on: bool) -> Self {
+        self.allow_implicit = on;
+        self
+    }
+
+    pub fn allow_password_grant(mut self, on: bool) -> Self {
+        self.allow_password_grant = on;
+        self
+    }
+
+    /// The config body: `[oauth]`, `[users]`, the clients, and two bearer routes to
+    /// `upstream`: `mail` (/api/mail, scope `email`) and `send` (/api/send, `email.send`).
+    pub fn toml(&self, upstream: &str) -> String {
+        let AuthConfig {
+            store,
+            code_ttl,
+            access_token_ttl,
+            allow_implicit,
+            allow_password_grant,
+        } = self;
+        format!(
+            r#"[oauth]
+store = "{store}"
+code_ttl = "{code_ttl}"
+access_token_ttl = "{access_token_ttl}"
+allow_implicit = {allow_implicit}
+allow_password_grant = {allow_password_grant}
+
+[oauth.scopes]
+email = "{EMAIL_TEXT}"
+"email.send" = "{SEND_TEXT}"
+
+[users]
+source = "file"
+file = "users.toml"
+
+[[clients]]
+id = "{mail}"
+name = "Awesome Mail"
+{mail_secret}redirect_uris = ["{REDIRECT_URI}", "{SECOND_REDIRECT_URI}"]
+grant_types = ["authorization_code", "refresh_token"]
+scopes = ["email", "email.send"]
+
+[[clients]]
+id = "{other}"
+{other_secret}redirect_uris = ["{REDIRECT_URI}"]
+grant_types = ["authorization_code", "refresh_token"]
+scopes = ["email"]
+
+[[clients]]
+id = "{public}"
+name = "Pocket Mail"
+redirect_uris = ["{REDIRECT_URI}"]
+grant_types = ["authorization_code", "refresh_token"]
+scopes = ["email"]
+
+[[clients]]
+id = "{reports}"
+name = "Nightly reports"
+{reports_secret}grant_types = ["client_credentials"]
+scopes = ["email"]
+
+[[clients]]
+id = "{rs}"
+name = "Resource server"
+{rs_secret}introspect = true
+
+[[clients]]
+id = "{cli}"
+name = "Mail CLI"
+{cli_secret}grant_types = ["password", "refresh_token"]
+scopes = ["email", "email.send"]
+
+[[clients]]
+id = "{spa}"
+name = "Mail SPA"
+redirect_uris = ["{SPA_REDIRECT_URI}"]
+grant_types = ["implicit"]
+scopes = ["email"]
+
+[verify]
+source = "local"
+
+[[routes]]
+name = "mail"
+path_prefix = "/api/mail"
+upstream = "{upstream}"
+auth = "bearer"
+scopes = ["email"]
+
+[[routes]]
+name = "send"
+path_prefix = "/api/send"
+upstream = "{upstream}"
+auth = "bearer"
+scopes = ["email.send"]
+"#,
+            mail = MAIL_APP.id,
+            mail_secret = secret_line(MAIL_APP),
+            other = OTHER_APP.id,
+            other_secret = secret_line(OTHER_APP),
+            public = PUBLIC_APP.id,
+            reports = REPORTS.id,
+            reports_secret = secret_line(REPORTS),
+            rs = RESOURCE_SERVER.id,
+            rs_secret = secret_line(RESOURCE_SERVER),
+            cli = CLI_APP.id,
+            cli_secret = secret_line(CLI_APP),
+            spa = SPA.id,
+        )
+    }
+
+    /// Starts an echo upstream and tollgate in a fresh directory with a users file.
+    pub async fn spawn(self) -> AuthServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let up = Upstream::echo().await;
+        self.spawn_in(dir, up).await
+    }
+
+    /// Starts tollgate in `dir` (writing the users file there unless it exists) in front of `up`.
+    pub async fn spawn_in(self, dir: tempfile::TempDir, up: Upstream) -> AuthServer {
+        let users = dir.path().join("users.toml");
+        if !users.exists() {
+            let text = format!(
+                "[[users]]\nusername = \"{USER}\"\npassword_hash = \"{}\"\nname = \"{USER_NAME}\"\nemail = \"alice@example.org\"\n",
+                password_hash()
+            );
+            std::fs::write(&users, text).expect("write users file");
+        }
+        let gw = TestGateway::spawn_in(dir, &self.toml(&up.url())).await;
+        AuthServer {
+            gw,
+            up,
+            config: self,
+            http: super::client(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the server
+
+/// tollgate as an authorization server, its echo upstream, and a plain HTTP client.
+pub struct AuthServer {
+    pub gw: TestGateway,
+    pub up: Upstream,
+    pub config: AuthConfig,
+    pub http: reqwest::Client,
+}
+
+/// How a client authenticates at the token, revoke and introspection endpoints.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientAuth {
+    /// `client_secret_basic`; for a public client, `client_id` in the body.
+    Basic,
+    /// `client_id` and `client_secret` in the body.
+    Post,
+    /// Both at once (not allowed).
+    Both,
+}
+
+/// An answer of a JSON endpoint.
+#[derive(Debug)]
+pub struct JsonAnswer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: Value,
+}
+
+impl JsonAnswer {
+    async fn read(r: reqwest::Response) -> JsonAnswer {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.expect("body read");
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}), status {status}: {text}"));
+        JsonAnswer {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header"))
+    }
+
+    /// The `error` code of an RFC 6749 §5.2 answer.
+    pub fn error(&self) -> Option<&str> {
+        self.json["error"].as_str()
+    }
+
+    pub fn access_token(&self) -> &str {
+        self.json["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no access_token ({}): {}", self.status, self.json))
+    }
+
+    pub fn refresh_token(&self) -> &str {
+        self.json["refresh_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no refresh_token ({}): {}", self.status, self.json))
+    }
+
+    /// Asserts an RFC 6749 §5.2 error answer with this status and code, not cacheable.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, error: &str) {
+        assert_eq!(self.status, status, "{}", self.json);
+        assert_eq!(self.error(), Some(error), "{}", self.json);
+        assert!(self.json.get("access_token").is_none(), "{}", self.json);
+        assert_eq!(self.header("cache-control"), Some("no-store"));
+        assert!(self
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("application/json")));
+    }
+}
+
+impl AuthServer {
+    pub fn url(&self, path: &str) -> String {
+        self.gw.url(path)
+    }
+
+    /// Stops tollgate and starts it again in the same directory (same config, same files).
+    pub async fn restart(self) -> AuthServer {
+        let AuthServer {
+            mut gw, up, config, ..
+        } = self;
+        gw.shutdown().await;
+        let TestGateway { dir, .. } = gw;
+        config.spawn_in(dir, up).await
+    }
+
+    /// `POST /oauth/token` with `form`, the client authenticating the `how` way.
+    pub async fn token_as(
+        &self,
+        client: Client,
+        how: ClientAuth,
+        form: &[(&str, &str)],
+    ) -> JsonAnswer {
+        let r = self.authenticated_post(&self.url("/oauth/token"), client, how, form);
+        JsonAnswer::read(r.send().await.expect("token request sent")).await
+    }
+
+    /// `POST /oauth/token` with Basic client credentials.
+    pub async fn token(&self, client: Client, form: &[(&str, &str)]) -> JsonAnswer {
+        self.token_as(client, ClientAuth::Basic, form).await
+    }
+
+    /// Exchanges a code the way a correct client would (redirect URI, PKCE verifier).
+    pub async fn exchange(&self, client: Client, code: &str, verifier: &str) -> JsonAnswer {
+        self.token(
+            client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT_URI),
+                ("code_verifier", verifier),
+            ],
+        )
+        .await
+    }
+
+    /// `grant_type=refresh_token`, optionally asking for `scope`.
+    pub async fn refresh(&self, client: Client, token: &str, scope: Option<&str>) -> JsonAnswer {
+        let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        self.token(client, &form).await
+    }
+
+    /// Runs the whole browser flow for `MAIL_APP` and exchanges the code: fresh tokens.
+    pub async fn tokens(&self, scope: &str) -> JsonAnswer {
+        let request = AuthRequest::code(MAIL_APP, scope);
+        let code = Browser::new().code(self, &request).await;
+        let answer = self.exchange(MAIL_APP, &code, request.verifier()).await;
+        assert_eq!(answer.status, 200, "{}", answer.json);
+        answer
+    }
+
+    /// `POST /oauth/revoke` by `client` (Basic).
+    pub async fn revoke(&self, client: Client, token: &str) -> JsonAnswer {
+        let r = self.authenticated_post(
+            &self.url("/oauth/revoke"),
+            client,
+            ClientAuth::Basic,
+            &[("token", token)],
+        );
+        JsonAnswer::read(r.send().await.expect("revoke request sent")).await
+    }
+
+    /// `POST /verify` on the internal listener as `client`.
+    pub async fn verify_as(&self, client: Client, token: &str) -> JsonAnswer {
+        let r = self.authenticated_post(
+            &self.gw.internal_url("/verify"),
+            client,
+            ClientAuth::Basic,
+            &[("token", token)],
+        );
+        JsonAnswer::read(r.send().await.expect("verify request sent")).await
+    }
+
+    /// `POST /verify` as the resource server; asserts a 200 and returns the answer.
+    pub async fn verify(&self, token: &str) -> Value {
+        let answer = self.verify_as(RESOURCE_SERVER, token).await;
+        assert_eq!(answer.status, 200, "{}", answer.json);
+        answer.json
+    }
+
+    /// `GET path` through the gateway with `Authorization: Bearer token`.
+    pub async fn call(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("gateway request sent");
+        let status = r.status();
+        let text = r.text().await.expect("body read");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The `X-Auth-Subject` the upstream saw for a successful call.
+    pub async fn subject_seen_upstream(&self, token: &str) -> String {
+        let (status, echo) = self.call("/api/mail/inbox", token).await;
+        assert_eq!(status, 200, "{echo}");
+        let subjects = echo["headers"]["x-auth-subject"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no X-Auth-Subject upstream: {echo}"));
+        assert_eq!(subjects.len(), 1, "{echo}");
+        subjects[0].as_str().expect("a string").to_string()
+    }
+
+    /// A one-label counter on `/metrics`, zero when never bumped.
+    pub async fn counter(&self, name: &str, label: &str, value: &str) -> u64 {
+        let text = self.gw.metrics().await;
+        metric(&text, &format!("{name}{{{label}=\"{value}\"}}")).unwrap_or(0.0) as u64
+    }
+
+    fn authenticated_post(
+        &self,
+        url: &str,
+        client: Client,
+        how: ClientAuth,
+        form: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
+        let mut fields: Vec<(&str, &str)> = form.to_vec();
+        let mut req = self.http.post(url);
+        match (how, client.secret) {
+            (ClientAuth::Basic, Some(secret)) => req = req.basic_auth(client.id, Some(secret)),
+            (ClientAuth::Basic, None) | (ClientAuth::Post, None) => {
+                fields.push(("client_id", client.id))
+            }
+            (ClientAuth::Post, Some(secret)) => {
+                fields.push(("client_id", client.id));
+                fields.push(("client_secret", secret));
+            }
+            (ClientAuth::Both, secret) => {
+                let secret = secret.expect("Both needs a confidential client");
+                req = req.basic_auth(client.id, Some(secret));
+                fields.push(("client_id", client.id));
+                fields.push(("client_secret", secret));
+            }
+        }
+        req.form(&fields)
+    }
+}
+
+// ---------------------------------------------------------------- authorization requests
+
+/// The S256 PKCE challenge of `verifier` (RFC 7636 §4.2).
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// The query of a `GET /oauth/authorize`, kept as an ordered list so tests can repeat,
+/// drop or change any parameter.
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    pub params: Vec<(String, String)>,
+    verifier: String,
+}
+
+impl AuthRequest {
+    /// `response_type=code` for `client` with the registered [`REDIRECT_URI`], a random
+    /// `state` and an S256 challenge.
+    pub fn code(client: Client, scope: &str) -> AuthRequest {
+        let verifier = tollgate::secrets::random_token();
+        let params = [
+            ("response_type", "code"),
+            ("client_id", client.id),
+            ("redirect_uri", REDIRECT_URI),
+            ("scope", scope),
+            ("state", &tollgate::secrets::random_token()),
+            ("code_challenge", &pkce_challenge(&verifier)),
+            ("code_challenge_method", "S256"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        AuthRequest { params, verifier }
+    }
+
+    /// `response_type=token` for the implicit client.
+    pub fn implicit(scope: &str) -> AuthRequest {
+        AuthRequest::code(SPA, scope)
+            .set("response_type", "token")
+            .set("redirect_uri", SPA_REDIRECT_URI)
+            .without("code_challenge")
+            .without("code_challenge_method")
+    }
+
+    /// Replaces `name`'s value (adding it when absent).
+    pub fn set(mut self, name: &str, value: &str) -> AuthRequest {
+        self.params.retain(|(k, _)| k != name);
+        self.params.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds `name=value` even if `name` is there already.
+    pub fn repeat(mut self, name: &str, value: &str) -> AuthRequest {
+        self.params.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn without(mut self, name: &str) -> AuthRequest {
+        self.params.retain(|(k, _)| k != name);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn state(&self) -> &str {
+        self.get("state").expect("the request has a state")
+    }
+
+    /// The PKCE verifier whose challenge the request carries.
+    pub fn verifier(&self) -> &str {
+        &self.verifier
+    }
+
+    pub fn url(&self, server: &AuthServer) -> String {
+        let query = serde_urlencoded::to_string(&self.params).expect("encodable");
+        server.url(&format!("/oauth/authorize?{query}"))
+    }
+}
+
+/// The query parameters of a URL (a repeated name keeps its last value).
+pub fn query_params(url: &Url) -> HashMap<String, String> {
+    url.query_pairs().into_owned().collect()
+}
+
+/// The parameters in a URL's fragment (implicit grant answers).
+pub fn fragment_params(url: &Url) -> HashMap<String, String> {
+    serde_urlencoded::from_str(url.fragment().unwrap_or("")).expect("fragment is form-encoded")
+}
+
+/// True when `url` is `redirect_uri` with only a query (or fragment) added.
+pub fn is_redirect_to(url: &Url, redirect_uri: &str) -> bool {
+    let mut bare = url.clone();
+    bare.set_query(None);
+    bare.set_fragment(None);
+    bare.as_str() == redirect_uri
+}
+
+// ---------------------------------------------------------------- the browser
+
+/// A browser: one cookie jar, no automatic redirects (it follows those that stay on the
+/// gateway itself, and stops at a redirect to a client).
+pub struct Browser {
+    http: reqwest::Client,
+}
+
+/// A fetched page (or redirect), with the URL it came from.
+#[derive(Debug)]
+pub struct Page {
+    pub url: Url,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// The page's one `<form method="post">`.
+#[derive(Debug, Clone)]
+pub struct Form {
+    /// The form's `action`, resolved against the page URL.
+    pub action: Url,
+    /// `<input type="hidden">` names and values, in document order.
+    pub hidden: Vec<(String, String)>,
+    /// Names of the other inputs.
+    pub inputs: Vec<String>,
+    /// Submit buttons' `(name, value)`.
+    pub buttons: Vec<(String, String)>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(Policy::none())
+            .build()
+            .expect("client builds");
+        Browser { http }
+    }
+
+    /// `GET url` (no redirect followed).
+    pub async fn get(&self, url: &str) -> Page {
+        let url = Url::parse(url).expect("absolute URL");
+        let r = self.http.get(url.clone()).send().await.expect("GET sent");
+        Page::read(url, r).await
+    }
+
+    /// `POST` a form body to `url` (no redirect followed).
+    pub async fn post(&self, url: &Url, fields: &[(String, String)]) -> Page {
+        let r = self
+            .http
+            .post(url.clone())
+            .form(fields)
+            .send()
+            .await
+            .expect("POST sent");
+        Page::read(url.clone(), r).await
+    }
+
+    /// Follows redirects that stay on the page's own origin (at most 10), as a browser
+    /// would; a redirect elsewhere (to the client) is returned as it is.
+    pub async fn follow(&self, mut page: Page) -> Page {
+        for _ in 0..10 {
+            match page.location() {
+                Some(next)
+                    if page.status.is_redirection() && next.origin() == page.url.origin() =>
+                {
+                    page = self.get(next.as_str()).await;
+                }
+                _ => return page,
+            }
+        }
+        panic!("more than 10 redirects, the last to {:?}", page.location());
+    }
+
+    /// `GET url` and follow redirects on the same origin.
+    pub async fn open(&self, url: &str) -> Page {
+        let page = self.get(url).await;
+        self.follow(page).await
+    }
+
+    /// Submits `fields` to the form's action and follows same-origin redirects.
+    pub async fn submit(&self, form: &Form, fields: &[(String, String)]) -> Page {
+        let page = self.post(&form.action, fields).await;
+        self.follow(page).await
+    }
+
+    /// Fills the login form of `page` and submits it.
+    pub async fn log_in(&self, page: &Page, username: &str, password: &str) -> Page {
+        let form = page.form();
+        let fields = form.fill(&[("username", username), ("password", password)]);
+        self.submit(&form, &fields).await
+    }
+
+    /// Presses the consent form's `decision` button with `value` (approve or deny).
+    pub async fn decide(&self, page: &Page, value: &str) -> Page {
+        let form = page.form();
+        let fields = form.fill(&[("decision", value)]);
+        self.submit(&form, &fields).await
+    }
+
+    /// From `/oauth/authorize` to the consent page, logging in as [`USER`] if asked to.
+    pub async fn consent_page(&self, server: &AuthServer, request: &AuthRequest) -> Page {
+        let page = self.open(&request.url(server)).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let page = if page.form().inputs.iter().any(|i| i == "password") {
+            self.log_in(&page, USER, PASSWORD).await
+        } else {
+            page
+        };
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(
+            page.url.path().ends_with("/consent"),
+            "not consent: {}",
+            page.url
+        );
+        page
+    }
+
+    /// Approves `request` and returns where the browser was sent (the client's redirect URI).
+    pub async fn approve(&self, server: &AuthServer, request: &AuthRequest) -> Url {
+        let consent = self.consent_page(server, request).await;
+        let done = self.decide(&consent, "approve").await;
+        assert!(
+            done.status.is_redirection(),
+            "{}: {}",
+            done.status,
+            done.body
+        );
+        done.location().expect("a redirect to the client")
+    }
+
+    /// Runs the code flow and returns the code (checking the `state` came back).
+    pub async fn code(&self, server: &AuthServer, request: &AuthRequest) -> String {
+        let to = self.approve(server, request).await;
+        let params = query_params(&to);
+        assert_eq!(
+            params.get("state").map(String::as_str),
+            Some(request.state())
+        );
+        params
+            .get("code")
+            .unwrap_or_else(|| panic!("no code in {to}"))
+            .clone()
+    }
+}
+
+impl Page {
+    async fn read(url: Url, r: reqwest::Response) -> Page {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = r.text().await.expect("body read");
+        Page {
+            url,
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header"))
+    }
+
+    /// The `Location`, resolved against the page URL.
+    pub fn location(&self) -> Option<Url> {
+        self.header("location")
+            .map(|l| self.url.join(l).expect("Location is a URL"))
+    }
+
+    /// Every `Set-Cookie` of this response.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().expect("ASCII cookie").to_string())
+            .collect()
+    }
+
+    pub fn is_html(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html"))
+    }
+
+    /// The page's text, with whitespace runs collapsed.
+    pub fn text(&self) -> String {
+        let html = Html::parse_document(&self.body);
+        collapse(html.root_element().text())
+    }
+
+    /// The texts of elements matching a CSS selector.
+    pub fn texts(&self, selector: &str) -> Vec<String> {
+        let html = Html::parse_document(&self.body);
+        let sel = Selector::parse(selector).expect("valid selector");
+        html.select(&sel).map(|e| collapse(e.text())).collect()
+    }
+
+    /// How many `<form method="post">` the page has.
+    pub fn post_forms(&self) -> usize {
+        let html = Html::parse_document(&self.body);
+        html.select(&selector("form"))
+            .filter(|f| is_post(f))
+            .count()
+    }
+
+    /// The page's one `<form method="post">`, read as a browser would.
+    #[track_caller]
+    pub fn form(&self) -> Form {
+        let html = Html::parse_document(&self.body);
+        let forms: Vec<ElementRef> = html.select(&selector("form")).filter(is_post).collect();
+        assert_eq!(
+            forms.len(),
+            1,
+            "one POST form on {}: {}",
+            self.url,
+            self.body
+        );
+        let form = forms[0];
+        // No action (or an empty one) submits to the page's own URL.
+        let action = match form.value().attr("action").filter(|a| !a.is_empty()) {
+            Some(a) => self.url.join(a).expect("form action is a URL"),
+            None => self.url.clone(),
+        };
+        let mut hidden = Vec::new();
+        let mut inputs = Vec::new();
+        for input in form.select(&selector("input[name]")) {
+            let name = input.value().attr("name").expect("selected by name");
+            let kind = input.value().attr("type").unwrap_or("text");
+            if kind.eq_ignore_ascii_case("hidden") {
+                let value = input.value().attr("value").unwrap_or("");
+                hidden.push((name.to_string(), value.to_string()));
+            } else {
+                inputs.push(name.to_string());
+            }
+        }
+        let buttons = form
+            .select(&selector("button[name], input[type=submit][name]"))
+            .map(|b| {
+                let name = b.value().attr("name").expect("selected by name");
+                (
+                    name.to_string(),
+                    b.value().attr("value").unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        Form {
+            action,
+            hidden,
+            inputs,
+            buttons,
+        }
+    }
+}
+
+impl Form {
+    /// The body a browser would send: every hidden field, then `values` for inputs the
+    /// form has (a `(name, value)` naming a submit button presses that button).
+    #[track_caller]
+    pub fn fill(&self, values: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut fields = self.hidden.clone();
+        for (name, value) in values {
+            let is_input = self.inputs.iter().any(|i| i == name);
+            let is_button = self.buttons.iter().any(|(n, v)| n == name && v == value);
+            assert!(
+                is_input || is_button,
+                "the form has no input or button {name}={value}: {self:?}"
+            );
+            fields.push((name.to_string(), value.to_string()));
+        }
+        fields
+    }
+
+    /// [`Form::fill`] without the hidden fields (the CSRF token left out).
+    pub fn fill_without_hidden(&self, values: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut fields = self.fill(values);
+        fields.retain(|(k, _)| !self.hidden.iter().any(|(h, _)| h == k));
+        fields
+    }
+
+    /// [`Form::fill`] with the hidden fields of `other` (another browser's form) instead.
+    pub fn fill_with_hidden_of(
+        &self,
+        other: &Form,
+        values: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
+        let mut fields = other.hidden.clone();
+        fields.extend(self.fill_without_hidden(values));
+        fields
+    }
+}
+
+fn selector(css: &str) -> Selector {
+    Selector::parse(css).expect("valid selector")
+}
+
+fn is_post(form: &ElementRef) -> bool {
+    form.value()
+        .attr("method")
+        .is_some_and(|m| m.eq_ignore_ascii_case("post"))
+}
+
+fn collapse<'a>(parts: impl Iterator<Item = &'a str>) -> String {
+    parts
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
