@@ -104,6 +104,12 @@ impl OAuthServer {
                 "this client may not use this grant type",
             ));
         }
+        // The single-use record a code or refresh exchange consumed, checked again below.
+        let consumed = match grant {
+            GrantType::AuthorizationCode => form.get("code").map(token_hash),
+            GrantType::RefreshToken => form.get("refresh_token").map(token_hash),
+            GrantType::ClientCredentials | GrantType::Password | GrantType::Implicit => None,
+        };
         let issue = match grant {
             GrantType::AuthorizationCode => self.exchange_code(client, form).await?,
             GrantType::RefreshToken => self.refresh(client, form).await?,
@@ -116,7 +122,21 @@ impl OAuthServer {
                 ))
             }
         };
-        self.issue(issue).await
+        let grant_id = issue.grant_id.clone();
+        let answer = self.issue(issue).await?;
+        // A replay racing this exchange may have revoked the grant between our `consume`
+        // and the insert of the new tokens; if so, revoke again so they die with it.
+        if let Some(hash) = consumed {
+            let record = self.store.get(hash).await.map_err(store_error)?;
+            if record.is_some_and(|r| r.state == RecordState::Revoked) {
+                self.revoke_grant(&grant_id).await;
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidGrant,
+                    "the grant was revoked while it was being exchanged",
+                ));
+            }
+        }
+        Ok(answer)
     }
 
     async fn exchange_code<'c>(

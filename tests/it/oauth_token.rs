@@ -85,6 +85,22 @@ async fn replayed_code_revokes_tokens_from_first_exchange() {
 }
 
 #[tokio::test]
+async fn concurrent_exchanges_of_one_code_leave_no_live_token() {
+    let s = server().await;
+    let (request, code) = code(&s, "email").await;
+    let attempts = (0..8).map(|_| s.exchange(MAIL_APP, &code, request.verifier()));
+    let answers = futures_util::future::join_all(attempts).await;
+    assert!(
+        answers.iter().filter(|a| a.status == 200).count() <= 1,
+        "one winner at most"
+    );
+    // Whatever the interleaving, the replay revokes the grant, the winner's tokens included.
+    for answer in answers.iter().filter(|a| a.status == 200) {
+        assert_eq!(s.verify(answer.access_token()).await["active"], false);
+    }
+}
+
+#[tokio::test]
 async fn replayed_code_also_revokes_tokens_refreshed_from_its_grant() {
     let s = server().await;
     let (request, code) = code(&s, "email").await;
