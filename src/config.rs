@@ -48,6 +48,7 @@ pub struct TlsConfig {
 }
 
 /// `[oauth]`: the authorization server's settings.
+#[derive(Debug, Clone)]
 pub struct OAuthConfig {
     /// Public base URL without a trailing slash.
     pub issuer: String,

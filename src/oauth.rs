@@ -18,7 +18,7 @@ mod token;
 
 use crate::body::Body;
 use crate::clock::Clock;
-use crate::config::{ClientConfig, Config};
+use crate::config::{ClientConfig, Config, OAuthConfig};
 use crate::directory::UserDirectory;
 use crate::error::json_response;
 use crate::metrics::Metrics;
@@ -33,7 +33,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use protocol::{ErrorCode, OAuthError, Params};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,20 +42,9 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 /// How long a login session lasts.
 const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 
-/// Server settings taken from `[oauth]`.
-pub struct Settings {
-    pub issuer: String,
-    pub access_token_ttl: Duration,
-    pub refresh_token_ttl: Duration,
-    pub code_ttl: Duration,
-    pub allow_implicit: bool,
-    pub allow_password_grant: bool,
-    pub scopes: BTreeMap<String, String>,
-}
-
 /// The authorization server's shared state.
 pub struct OAuthServer {
-    settings: Settings,
+    settings: OAuthConfig,
     clients: HashMap<String, ClientConfig>,
     store: Arc<dyn TokenStore>,
     directory: Arc<dyn UserDirectory>,
@@ -94,17 +83,8 @@ impl OAuthServer {
         metrics: Arc<Metrics>,
         cache: Option<Arc<VerifyCache>>,
     ) -> Self {
-        let o = &config.oauth;
         Self {
-            settings: Settings {
-                issuer: o.issuer.clone(),
-                access_token_ttl: o.access_token_ttl,
-                refresh_token_ttl: o.refresh_token_ttl,
-                code_ttl: o.code_ttl,
-                allow_implicit: o.allow_implicit,
-                allow_password_grant: o.allow_password_grant,
-                scopes: o.scopes.clone(),
-            },
+            settings: config.oauth.clone(),
             clients: config
                 .clients
                 .iter()
@@ -212,6 +192,23 @@ impl OAuthServer {
             }
             _ => Err(bad),
         }
+    }
+
+    /// The common start of the token, revoke and introspection endpoints: parse the form,
+    /// authenticate the client, refuse repeated parameters (RFC 6749 §3.2).
+    async fn client_form(
+        &self,
+        req: &OAuthRequest,
+    ) -> Result<(AuthenticatedClient<'_>, Params), OAuthError> {
+        let form = token::form_params(req)?;
+        let authed = self.authenticate_client(req, &form).await?;
+        if form.duplicated().is_some() {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "a parameter was sent more than once",
+            ));
+        }
+        Ok((authed, form))
     }
 
     /// Checks a client secret; argon2 hashes run on the blocking pool.

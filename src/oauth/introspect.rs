@@ -3,7 +3,7 @@
 //! Only live access tokens are reported active; anything else is `{"active":false}`.
 
 use super::protocol::{ErrorCode, OAuthError};
-use super::token::{form_params, store_error};
+use super::token::store_error;
 use super::{OAuthRequest, OAuthServer};
 use crate::body::Body;
 use crate::error::json_response;
@@ -17,8 +17,7 @@ impl OAuthServer {
         // RFC 6749 §5.2: a client that tried Basic gets a Basic challenge, even when it failed.
         let via_basic = req.headers.contains_key(http::header::AUTHORIZATION);
         let result = async {
-            let form = form_params(req)?;
-            let authed = self.authenticate_client(req, &form).await?;
+            let (authed, form) = self.client_form(req).await?;
             if !authed.client.introspect {
                 return Err(OAuthError::new(
                     ErrorCode::InvalidClient,

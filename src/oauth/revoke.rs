@@ -3,7 +3,7 @@
 //! get 200 too (§2.2): the client learns nothing it did not know.
 
 use super::protocol::{ErrorCode, OAuthError};
-use super::token::{form_params, store_error};
+use super::token::store_error;
 use super::{OAuthRequest, OAuthServer};
 use crate::body::Body;
 use crate::error::json_response;
@@ -16,14 +16,7 @@ impl OAuthServer {
         // RFC 6749 §5.2: a client that tried Basic gets a Basic challenge, even when it failed.
         let via_basic = req.headers.contains_key(http::header::AUTHORIZATION);
         let result = async {
-            let form = form_params(req)?;
-            let authed = self.authenticate_client(req, &form).await?;
-            if form.duplicated().is_some() {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidRequest,
-                    "a parameter was sent more than once",
-                ));
-            }
+            let (authed, form) = self.client_form(req).await?;
             let token = form.require("token", "token is required")?;
             let hash = token_hash(token);
             let Some(record) = self.store.get(hash).await.map_err(store_error)? else {

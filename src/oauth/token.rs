@@ -52,14 +52,7 @@ impl OAuthServer {
         // RFC 6749 §5.2: a client that tried Basic gets a Basic challenge, even when it failed.
         let via_basic = req.headers.contains_key(http::header::AUTHORIZATION);
         let result = async {
-            let form = form_params(req)?;
-            let authed = self.authenticate_client(req, &form).await?;
-            if form.duplicated().is_some() {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidRequest,
-                    "a parameter was sent more than once",
-                ));
-            }
+            let (authed, form) = self.client_form(req).await?;
             self.grant(&authed, &form, &req.peer).await
         }
         .await;
