@@ -13,7 +13,7 @@
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -31,6 +31,8 @@ const SECRET: &str = "load-bench-secret-not-for-production";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Knobs {
+    /// Run as a test (no `--bench`): short rows that must all answer right.
+    smoke: bool,
     seconds: Duration,
     warmup: Duration,
     conns: usize,
@@ -44,6 +46,10 @@ struct Target {
     addr: SocketAddr,
     path: &'static str,
     authorization: Option<String>,
+    /// A form body to POST; `None` sends a GET.
+    form: Option<String>,
+    /// What a right answer's body must contain.
+    expect: &'static str,
 }
 
 /// What one row measured.
@@ -81,18 +87,42 @@ async fn run(knobs: Knobs) {
             addr: upstream,
             path: "/",
             authorization: None,
+            form: None,
+            expect: OK_BODY,
         },
         Target {
             name: "gateway-open",
             addr: running.public_addr,
             path: "/open",
             authorization: None,
+            form: None,
+            expect: OK_BODY,
         },
         Target {
             name: "gateway-bearer",
             addr: running.public_addr,
             path: "/",
             authorization: Some(bearer),
+            form: None,
+            expect: OK_BODY,
+        },
+        // The authorization server: a client_credentials token per request (a new record
+        // in the store each time), and RFC 7662 introspection of a live token.
+        Target {
+            name: "oauth-token",
+            addr: running.public_addr,
+            path: "/oauth/token",
+            authorization: Some(basic("bench", SECRET)),
+            form: Some("grant_type=client_credentials&scope=bench".to_string()),
+            expect: "\"access_token\"",
+        },
+        Target {
+            name: "verify",
+            addr: running.internal_addr,
+            path: "/verify",
+            authorization: Some(basic("resource-server", SECRET)),
+            form: Some(format!("token={token}")),
+            expect: "\"active\":true",
         },
     ];
     println!(
@@ -107,6 +137,15 @@ async fn run(knobs: Knobs) {
         let mut direct = None;
         for (i, target) in targets.iter().enumerate() {
             let outcome = drive(target, &knobs).await;
+            if knobs.smoke {
+                assert!(
+                    outcome.errors == 0 && outcome.ok > 0,
+                    "{}: {} ok, {} errors",
+                    target.name,
+                    outcome.ok,
+                    outcome.errors
+                );
+            }
             totals[i] += outcome.rps();
             let base = *direct.get_or_insert((outcome.rps(), outcome.percentile_us(50.0)));
             print_row(target.name, &outcome, base);
@@ -121,7 +160,20 @@ async fn run(knobs: Knobs) {
 
 impl Knobs {
     fn from_env() -> Self {
+        // `cargo test --all-targets` runs this binary without `--bench`: then it is a smoke
+        // test (every row answers right under a little load), not a measurement.
+        if !std::env::args().any(|a| a == "--bench") {
+            return Self {
+                smoke: true,
+                seconds: Duration::from_millis(300),
+                warmup: Duration::from_millis(100),
+                conns: 4,
+                rounds: 1,
+                max_requests: 20_000,
+            };
+        }
         Self {
+            smoke: false,
             seconds: Duration::from_secs_f64(env_num("LOAD_SECONDS", 5.0)),
             warmup: Duration::from_secs_f64(env_num("LOAD_WARMUP", 1.0)),
             conns: env_num("LOAD_CONNS", 32.0).max(1.0) as usize,
@@ -190,6 +242,11 @@ secret_hash = "{hash}"
 grant_types = ["client_credentials"]
 scopes = ["bench"]
 
+[[clients]]
+id = "resource-server"
+secret_hash = "{hash}"
+introspect = true
+
 [verify]
 source = "local"
 cache_ttl = "5m"
@@ -208,6 +265,19 @@ upstream = "http://{upstream}"
 auth = "none"
 "#,
         hash = tollgate::secrets::fast_secret_hash(SECRET),
+    )
+}
+
+/// The body every upstream answer carries.
+const OK_BODY: &str = r#"{"ok":true}"#;
+
+/// An `Authorization: Basic` value.
+fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    let pair = format!("{id}:{secret}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
     )
 }
 
@@ -279,6 +349,8 @@ async fn drive(target: &Target, knobs: &Knobs) -> Outcome {
             addr: target.addr,
             path: target.path,
             authorization: target.authorization.clone(),
+            form: target.form.clone().map(Bytes::from),
+            expect: target.expect,
             measure_from,
             measure_until,
             budget: budget.clone(),
@@ -310,6 +382,8 @@ struct Connection {
     addr: SocketAddr,
     path: &'static str,
     authorization: Option<String>,
+    form: Option<Bytes>,
+    expect: &'static str,
     measure_from: Instant,
     measure_until: Instant,
     /// Requests left for the whole row, shared by all connections.
@@ -356,7 +430,7 @@ impl Connection {
         outcome
     }
 
-    async fn connect(&self) -> Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> {
+    async fn connect(&self) -> Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
         let stream = TcpStream::connect(self.addr).await.ok()?;
         stream.set_nodelay(true).ok()?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -366,10 +440,10 @@ impl Connection {
         Some(sender)
     }
 
-    /// One request and its whole body; `Err` for anything but `200 {"ok":true}`.
+    /// One request and its whole body; `Err` for anything but a 200 with the expected body.
     async fn exchange(
         &self,
-        sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+        sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     ) -> Result<(), ()> {
         sender.ready().await.map_err(|_| ())?;
         let mut req = Request::builder()
@@ -378,11 +452,22 @@ impl Connection {
         if let Some(auth) = &self.authorization {
             req = req.header("authorization", auth);
         }
-        let req = req.body(Empty::new()).map_err(|_| ())?;
+        let body = match &self.form {
+            Some(form) => {
+                req = req
+                    .method("POST")
+                    .header("content-type", "application/x-www-form-urlencoded");
+                Full::new(form.clone())
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let req = req.body(body).map_err(|_| ())?;
         let response = sender.send_request(req).await.map_err(|_| ())?;
         let ok = response.status() == StatusCode::OK;
         let body = response.into_body().collect().await.map_err(|_| ())?;
-        if ok && body.to_bytes().as_ref() == br#"{"ok":true}"# {
+        let body = body.to_bytes();
+        let found = std::str::from_utf8(&body).is_ok_and(|b| b.contains(self.expect));
+        if ok && found {
             Ok(())
         } else {
             Err(())
