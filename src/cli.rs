@@ -16,10 +16,7 @@ pub fn run(config_path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -40,6 +37,23 @@ pub fn run(config_path: &Path) -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// The async runtime. With one worker (`TOKIO_WORKER_THREADS=1`, as the benchmark harness
+/// and small deployments use) tokio's current-thread scheduler does the same job without
+/// work-stealing bookkeeping or cross-thread wake-ups; blocking work (argon2, SQLite) still
+/// runs on the separate blocking pool either way.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let one_worker = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1");
+    if one_worker {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
 }
 
 /// `tollgate check`: validate and print the route table.

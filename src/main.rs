@@ -2,6 +2,11 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: the proxy allocates and frees many small buffers per request (headers, bodies,
+/// futures); a thread-caching allocator spends less time there than glibc's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
