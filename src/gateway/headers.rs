@@ -58,13 +58,18 @@ pub fn prepare_request(
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
         None => headers.remove(X_FORWARDED_HOST),
     };
-    headers.remove(X_AUTH_SUBJECT);
-    headers.remove(X_AUTH_CLIENT_ID);
-    headers.remove(X_AUTH_SCOPE);
-    if let Some(id) = identity {
-        headers.insert(X_AUTH_SUBJECT, id.subject.clone());
-        headers.insert(X_AUTH_CLIENT_ID, id.client_id.clone());
-        headers.insert(X_AUTH_SCOPE, id.scope.clone());
+    // `insert` replaces every value the caller sent, so spoofed values cannot survive.
+    match identity {
+        Some(id) => {
+            headers.insert(X_AUTH_SUBJECT, id.subject.clone());
+            headers.insert(X_AUTH_CLIENT_ID, id.client_id.clone());
+            headers.insert(X_AUTH_SCOPE, id.scope.clone());
+        }
+        None => {
+            headers.remove(X_AUTH_SUBJECT);
+            headers.remove(X_AUTH_CLIENT_ID);
+            headers.remove(X_AUTH_SCOPE);
+        }
     }
 }
 
@@ -90,6 +95,16 @@ fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
 /// Drops hop-by-hop headers and those the `Connection` header names. On an upgrade the
 /// `Upgrade` header survives and `Connection: upgrade` is re-stated for the next hop.
 fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none of these: one pass over the names beats a dozen lookups.
+    let any = headers
+        .keys()
+        .any(|k| k == header::UPGRADE || HOP_BY_HOP.contains(k));
+    if !any {
+        if upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
