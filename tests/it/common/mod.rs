@@ -2,6 +2,7 @@
 //! server that counts its calls, and tollgate itself. Every server binds 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod oauth;
 pub mod raw;
 pub mod slapd;
