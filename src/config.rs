@@ -5,6 +5,7 @@
 //! not hide the next: every problem is collected and reported with the file name and the
 //! key path, e.g. ``gateway.toml: [[routes]] "mail".upstream: not an http(s) URL``.
 
+mod entries;
 pub mod raw;
 mod users;
 mod validate;

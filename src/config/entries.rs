@@ -1,0 +1,217 @@
+//! `[[clients]]` and `[[routes]]`: each entry checked on its own, problems collected.
+
+use super::raw::{RawClient, RawRoute};
+use super::validate::{is_scope_token, Checker};
+use super::{AuthMode, ClientConfig, GrantType, OAuthConfig, RouteConfig};
+
+pub(super) fn clients(
+    ck: &mut Checker,
+    raw: Vec<RawClient>,
+    oauth: &OAuthConfig,
+) -> Vec<ClientConfig> {
+    let mut out: Vec<ClientConfig> = Vec::new();
+    for c in raw {
+        let key = format!("[[clients]] {:?}", c.id);
+        if c.id.is_empty() || !c.id.chars().all(|ch| ch.is_ascii_graphic() && ch != ':') {
+            ck.problem(
+                format!("{key}.id"),
+                "must be non-empty printable ASCII without ':'",
+            );
+        }
+        if out.iter().any(|o| o.id == c.id) {
+            ck.problem(format!("{key}.id"), "another client has the same id");
+        }
+        let mut grant_types = Vec::new();
+        for g in &c.grant_types {
+            match GrantType::parse(g) {
+                Some(gt) => grant_types.push(gt),
+                None => ck.problem(
+                    format!("{key}.grant_types"),
+                    format!("{g:?} is not a grant type"),
+                ),
+            }
+        }
+        for s in &c.scopes {
+            if !oauth.scopes.contains_key(s) {
+                ck.problem(
+                    format!("{key}.scopes"),
+                    format!("{s:?} is not listed in [oauth.scopes]"),
+                );
+            }
+        }
+        for u in &c.redirect_uris {
+            if !is_redirect_uri(u) {
+                ck.problem(
+                    format!("{key}.redirect_uris"),
+                    format!("{u:?} is not an absolute URL without a fragment"),
+                );
+            }
+        }
+        let needs_redirect = grant_types
+            .iter()
+            .any(|g| matches!(g, GrantType::AuthorizationCode | GrantType::Implicit));
+        if needs_redirect && c.redirect_uris.is_empty() {
+            ck.problem(
+                format!("{key}.redirect_uris"),
+                "required for authorization_code or implicit clients",
+            );
+        }
+        let machine_grant = grant_types
+            .iter()
+            .any(|g| matches!(g, GrantType::ClientCredentials | GrantType::Password));
+        if c.secret_hash.is_none() && (machine_grant || c.introspect) {
+            ck.problem(
+                format!("{key}.secret_hash"),
+                "required for client_credentials, password or introspect (a public client cannot authenticate)",
+            );
+        }
+        out.push(ClientConfig {
+            name: c.name.unwrap_or_else(|| c.id.clone()),
+            id: c.id,
+            secret_hash: c.secret_hash,
+            redirect_uris: c.redirect_uris,
+            grant_types,
+            scopes: c.scopes,
+            introspect: c.introspect,
+        });
+    }
+    out
+}
+
+pub(super) fn routes(ck: &mut Checker, raw: Vec<RawRoute>) -> Vec<RouteConfig> {
+    let mut out: Vec<RouteConfig> = Vec::new();
+    for r in raw {
+        let key = format!("[[routes]] {:?}", r.name);
+        if r.name.is_empty()
+            || r.name.starts_with('_')
+            || !r
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            ck.problem(
+                format!("{key}.name"),
+                "use letters, digits, '-', '_' and '.', not starting with '_'",
+            );
+        }
+        if out.iter().any(|o| o.name == r.name) {
+            ck.problem(format!("{key}.name"), "another route has the same name");
+        }
+        if let Err(why) = check_path_prefix(&r.path_prefix) {
+            ck.problem(format!("{key}.path_prefix"), why);
+        }
+        let host = r.host.as_deref().map(|h| h.trim().to_ascii_lowercase());
+        if let Some(h) = &host {
+            if h.is_empty() || h.contains(['/', ':', ' ', '@']) {
+                ck.problem(
+                    format!("{key}.host"),
+                    format!("{h:?} is not a host name (no port, no path)"),
+                );
+            }
+        }
+        let prefix = normalise_prefix(&r.path_prefix);
+        if out
+            .iter()
+            .any(|o| o.host == host && o.path_prefix == prefix)
+        {
+            ck.problem(
+                format!("{key}.path_prefix"),
+                "another route has the same host and path_prefix",
+            );
+        }
+        let urls = r.upstream.urls();
+        if urls.is_empty() {
+            ck.problem(
+                format!("{key}.upstream"),
+                "at least one upstream URL is required",
+            );
+        }
+        let mut upstreams = Vec::new();
+        for u in urls {
+            match parse_upstream(u) {
+                Some(uri) => upstreams.push(uri),
+                None => ck.problem(
+                    format!("{key}.upstream"),
+                    format!("{u:?} is not an http(s) URL"),
+                ),
+            }
+        }
+        let auth = match r.auth.as_deref().unwrap_or("bearer") {
+            "bearer" => AuthMode::Bearer,
+            "none" => AuthMode::None,
+            other => {
+                ck.problem(
+                    format!("{key}.auth"),
+                    format!("{other:?} is not \"bearer\" or \"none\""),
+                );
+                AuthMode::Bearer
+            }
+        };
+        if auth == AuthMode::None && !r.scopes.is_empty() {
+            ck.problem(format!("{key}.scopes"), "scopes need auth = \"bearer\"");
+        }
+        for s in &r.scopes {
+            if !is_scope_token(s) {
+                ck.problem(
+                    format!("{key}.scopes"),
+                    format!("{s:?} is not a valid scope name"),
+                );
+            }
+        }
+        let timeout = ck.duration(&format!("{key}.timeout"), r.timeout.as_deref(), "30s");
+        if timeout.is_zero() {
+            ck.problem(format!("{key}.timeout"), "must be longer than zero");
+        }
+        out.push(RouteConfig {
+            name: r.name,
+            path_prefix: prefix,
+            host,
+            upstreams,
+            strip_prefix: r.strip_prefix,
+            timeout,
+            auth,
+            scopes: r.scopes,
+        });
+    }
+    out
+}
+
+fn check_path_prefix(p: &str) -> Result<(), &'static str> {
+    if !p.starts_with('/') {
+        return Err("must start with '/'");
+    }
+    if p.contains(['?', '#', '%', '\\']) || p.contains("//") {
+        return Err("must be a plain path: no '?', '#', '%', '\\' or '//'");
+    }
+    if p.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err("must not contain '.' or '..' segments");
+    }
+    Ok(())
+}
+
+/// `/api/mail/` and `/api/mail` mean the same prefix; keep the form without the slash.
+fn normalise_prefix(p: &str) -> String {
+    let trimmed = p.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+fn parse_upstream(u: &str) -> Option<http::Uri> {
+    let uri: http::Uri = u.parse().ok()?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http") | Some("https"));
+    let has_query = uri.query().is_some();
+    if !scheme_ok || uri.host().is_none() || has_query {
+        return None;
+    }
+    Some(uri)
+}
+
+fn is_redirect_uri(u: &str) -> bool {
+    !u.contains('#')
+        && u.parse::<http::Uri>()
+            .map(|uri| uri.scheme().is_some() && uri.authority().is_some())
+            .unwrap_or(false)
+}
