@@ -12,4 +12,5 @@ mod oauth_flow;
 mod oauth_token;
 mod proxy;
 mod routing;
+mod shipped;
 mod throttle;
