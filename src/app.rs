@@ -8,7 +8,7 @@ use crate::directory::file::FileDirectory;
 use crate::directory::UserDirectory;
 use crate::error::json_response;
 use crate::gateway::{ConnInfo, Gateway};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics, OAUTH_ROUTE};
 use crate::oauth::OAuthServer;
 use crate::server::{self, Handler, Listener};
 use crate::store::TokenStore;
@@ -43,6 +43,8 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 struct PublicService {
     gateway: Gateway,
     oauth: Arc<OAuthServer>,
+    /// Requests to the authorization server count under `route="_oauth"`.
+    oauth_metrics: RouteMetrics,
 }
 
 /// The internal listener: introspection, metrics and health.
@@ -77,6 +79,7 @@ impl App {
         let public = Arc::new(PublicService {
             gateway,
             oauth: oauth.clone(),
+            oauth_metrics: metrics.route(OAUTH_ROUTE),
         });
         let internal = Arc::new(InternalService {
             metrics: metrics.clone(),
@@ -218,9 +221,15 @@ impl Running {
 impl Handler for PublicService {
     async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         if OAuthServer::owns(req.uri().path()) {
+            let started = std::time::Instant::now();
             let secure = conn.proto == crate::gateway::headers::PROTO_HTTPS;
             let peer = conn.client_ip.to_str().unwrap_or("");
-            return self.oauth.handle(req, secure, peer).await;
+            let response = self.oauth.handle(req, secure, peer).await;
+            self.oauth_metrics.count_status(response.status());
+            self.oauth_metrics
+                .duration
+                .observe(started.elapsed().as_secs_f64());
+            return response;
         }
         self.gateway.handle(req, conn).await
     }

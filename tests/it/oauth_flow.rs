@@ -602,6 +602,18 @@ async fn logins_and_issued_tokens_are_counted_in_metrics() {
     let issued = |grant| s.counter("tollgate_tokens_issued_total", "grant_type", grant);
     assert_eq!(issued("authorization_code").await, 2);
     assert_eq!(issued("refresh_token").await, 0);
+    // The authorization server's own requests are counted under route="_oauth".
+    let text = s.gw.metrics().await;
+    let token_oks = crate::common::metric(
+        &text,
+        "tollgate_requests_total{route=\"_oauth\",status=\"200\"}",
+    );
+    assert!(token_oks.unwrap_or(0.0) >= 2.0, "{text}");
+    let redirects = crate::common::metric(
+        &text,
+        "tollgate_requests_total{route=\"_oauth\",status=\"302\"}",
+    );
+    assert!(redirects.unwrap_or(0.0) >= 2.0, "{text}");
 }
 
 #[tokio::test]
