@@ -9,6 +9,7 @@ mod guard;
 mod ldap;
 mod listeners;
 mod oauth_flow;
+mod oauth_input;
 mod oauth_token;
 mod proxy;
 mod routing;

@@ -163,3 +163,23 @@ async fn strip_prefix_removes_the_prefix_and_keeps_the_query() {
         .expect("json");
     assert_eq!(echo["path"], "/");
 }
+
+#[tokio::test]
+async fn asterisk_form_and_oversized_heads_get_4xx_not_a_dropped_connection() {
+    let up = Upstream::echo().await;
+    let gw = TestGateway::spawn(&route("all", "/", &up.url(), "auth = \"none\"")).await;
+    let r = raw::send(
+        gw.public,
+        "OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.head);
+    let huge = "a".repeat(512 * 1024);
+    let r = raw::send(
+        gw.public,
+        &format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(r.status, 431, "{}", r.head);
+    assert_eq!(up.hits(), 0);
+}
