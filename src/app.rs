@@ -74,7 +74,7 @@ impl App {
             directory,
             clock.clone(),
             metrics.clone(),
-            Some(cache),
+            cache,
         ));
         let public = Arc::new(PublicService {
             gateway,

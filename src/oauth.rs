@@ -51,7 +51,7 @@ pub struct OAuthServer {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     /// The guard's cache, so revocation here takes effect at once.
-    cache: Option<Arc<VerifyCache>>,
+    cache: Arc<VerifyCache>,
     throttle: crate::config::ThrottleConfig,
 }
 
@@ -81,7 +81,7 @@ impl OAuthServer {
         directory: Arc<dyn UserDirectory>,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
-        cache: Option<Arc<VerifyCache>>,
+        cache: Arc<VerifyCache>,
     ) -> Self {
         Self {
             settings: config.oauth.clone(),
@@ -255,10 +255,8 @@ impl OAuthServer {
 
     /// Drops cached verdicts of tokens just revoked, so the guard refuses them at once.
     async fn forget(&self, hashes: &[[u8; 32]]) {
-        if let Some(cache) = &self.cache {
-            for h in hashes {
-                cache.forget(h).await;
-            }
+        for h in hashes {
+            self.cache.forget(h).await;
         }
     }
 }
