@@ -191,25 +191,20 @@ async fn authorization_code_flow_works_in_headless_chromium() {
         "the client app received the redirect"
     );
 
-    let tokens: serde_json::Value = common::client()
-        .post(gw.url("/oauth/token"))
-        .basic_auth("mail-app", Some("mail-secret"))
-        .form(&[
+    let access = common::access_token(
+        &gw,
+        ("mail-app", "mail-secret"),
+        &[
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", &redirect_uri),
             ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .expect("token request")
-        .json()
-        .await
-        .expect("json");
-    let access = tokens["access_token"].as_str().expect("access token");
+        ],
+    )
+    .await;
     let echo: serde_json::Value = common::client()
         .get(gw.url("/api/mail/inbox"))
-        .bearer_auth(access)
+        .bearer_auth(&access)
         .send()
         .await
         .expect("api call")

@@ -218,17 +218,6 @@ async fn ldaps_and_starttls_work_with_the_configured_ca_and_fail_closed_without_
         .is_err());
 }
 
-/// The login page's CSRF field, as a browser would submit it.
-fn csrf_of(html: &str) -> String {
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("login form has a CSRF field") + marker.len();
-    html[start..]
-        .split('"')
-        .next()
-        .expect("closing quote")
-        .to_string()
-}
-
 /// Opens the authorize URL in a fresh cookie jar and submits the login form; follows the
 /// redirect to the consent page when the login succeeds.
 async fn sign_in(gw: &TestGateway, username: &str, password: &str) -> reqwest::Response {
@@ -242,7 +231,7 @@ async fn sign_in(gw: &TestGateway, username: &str, password: &str) -> reqwest::R
         .send()
         .await
         .expect("authorize");
-    let csrf = csrf_of(&page.text().await.expect("html"));
+    let csrf = common::csrf_field(&page.text().await.expect("html"));
     let form = [
         ("username", username),
         ("password", password),
@@ -289,20 +278,12 @@ async fn ldap_login_shows_the_directory_name_and_an_outage_says_unavailable_whil
     );
 
     // A machine token obtained while the directory is up.
-    let token: serde_json::Value = common::client()
-        .post(gw.url("/oauth/token"))
-        .basic_auth("mail-app", Some("mail-secret"))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let token = token["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_string();
+    let token = common::access_token(
+        &gw,
+        ("mail-app", "mail-secret"),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
 
     slapd.stop();
     let down = sign_in(&gw, "bob", "canwefixit").await;

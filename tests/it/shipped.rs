@@ -38,18 +38,6 @@ async fn demo_gateway() -> TestGateway {
     TestGateway::spawn(&text).await
 }
 
-fn field(html: &str, marker: &str) -> String {
-    let start = html
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker} in {html}"))
-        + marker.len();
-    html[start..]
-        .split('"')
-        .next()
-        .expect("closing quote")
-        .to_string()
-}
-
 #[tokio::test]
 async fn readme_walkthrough_works_with_the_demo_user_and_secrets() {
     let gw = demo_gateway().await;
@@ -77,7 +65,7 @@ async fn readme_walkthrough_works_with_the_demo_user_and_secrets() {
         .text()
         .await
         .expect("html");
-    let csrf = field(&html, "name=\"csrf_token\" value=\"");
+    let csrf = common::csrf_field(&html);
     let r = browser
         .post(&login_url)
         .form(&[
@@ -99,7 +87,7 @@ async fn readme_walkthrough_works_with_the_demo_user_and_secrets() {
         .await
         .expect("html");
     assert!(html.contains("Awesome Mail") && html.contains("Read your email"));
-    let csrf = field(&html, "name=\"csrf_token\" value=\"");
+    let csrf = common::csrf_field(&html);
     let r = browser
         .post(&consent_url)
         .form(&[("decision", "approve"), ("csrf_token", &csrf)])
@@ -111,33 +99,26 @@ async fn readme_walkthrough_works_with_the_demo_user_and_secrets() {
         location.starts_with("http://127.0.0.1:7000/redirect?code="),
         "{location}"
     );
-    let code = field(&format!("{location}\""), "code=")
-        .split('&')
-        .next()
-        .expect("code")
-        .to_string();
+    let code = reqwest::Url::parse(&location)
+        .expect("absolute redirect")
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .expect("a code in the redirect");
 
     // 3: the app exchanges the code with its documented secret.
     let c = common::client();
-    let tokens: serde_json::Value = c
-        .post(gw.url("/oauth/token"))
-        .basic_auth("mail-app", Some("mail-app-demo-secret"))
-        .form(&[
+    let token = common::access_token(
+        &gw,
+        ("mail-app", "mail-app-demo-secret"),
+        &[
             ("grant_type", "authorization_code"),
             ("code", &code),
             ("redirect_uri", "http://127.0.0.1:7000/redirect"),
             ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    let token = tokens["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_string();
+        ],
+    )
+    .await;
 
     // 4: the demo mail API answers through the gateway, and only with a token.
     let inbox: serde_json::Value = c
@@ -161,17 +142,13 @@ async fn readme_walkthrough_works_with_the_demo_user_and_secrets() {
     );
 
     // The other demo clients: a machine token, and introspection as a resource server.
-    let machine: serde_json::Value = c
-        .post(gw.url("/oauth/token"))
-        .basic_auth("reports", Some("reports-demo-secret"))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    assert!(machine["access_token"].is_string(), "{machine}");
+    let machine = common::access_token(
+        &gw,
+        ("reports", "reports-demo-secret"),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert!(!machine.is_empty());
     let verdict: serde_json::Value = c
         .post(gw.internal_url("/verify"))
         .basic_auth("gateway", Some("gateway-demo-secret"))

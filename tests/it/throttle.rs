@@ -48,9 +48,7 @@ async fn login_form(gw: &TestGateway, user: &str, password: &str) -> Login {
         .text()
         .await
         .expect("html");
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("CSRF field") + marker.len();
-    let csrf = html[start..].split('"').next().expect("quote").to_string();
+    let csrf = common::csrf_field(&html);
     let response = browser
         .post(&login_url)
         .form(&[

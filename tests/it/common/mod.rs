@@ -504,3 +504,39 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 pub fn count(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
     sample(text, name, labels).unwrap_or(0.0) as u64
 }
+
+/// The hidden CSRF field's value in a login or consent page, as a browser would submit it.
+pub fn csrf_field(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no CSRF field in {html}"))
+        + marker.len();
+    html[start..]
+        .split('"')
+        .next()
+        .expect("closing quote")
+        .to_string()
+}
+
+/// Posts a token request with Basic client credentials; returns the `access_token`.
+pub async fn access_token(
+    gw: &TestGateway,
+    (id, secret): (&str, &str),
+    form: &[(&str, &str)],
+) -> String {
+    let answer: Value = client()
+        .post(gw.url("/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(form)
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("json");
+    answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token in {answer}"))
+        .to_string()
+}
