@@ -233,6 +233,10 @@ impl Handler for PublicService {
         }
         self.gateway.handle(req, conn).await
     }
+
+    fn fast_gateway(&self, raw_path: &str) -> Option<&Gateway> {
+        (!OAuthServer::owns(raw_path)).then_some(&self.gateway)
+    }
 }
 
 // === impl InternalService ===

@@ -21,6 +21,9 @@ pub enum ErrorSource {
     Internal,
 }
 
+/// The cause of an upstream failure, from whichever client path met it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can stop a request on its way through the gateway.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -42,7 +45,7 @@ pub enum GatewayError {
     UpstreamConnect {
         upstream: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     #[error("upstream {upstream} sent no response headers within {timeout_ms} ms")]
     UpstreamTimeout { upstream: String, timeout_ms: u128 },
@@ -50,7 +53,7 @@ pub enum GatewayError {
     UpstreamFailed {
         upstream: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     #[error("cannot build the upstream request")]
     BadUpstreamRequest(#[source] http::Error),

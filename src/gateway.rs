@@ -4,6 +4,7 @@
 //! into a response (through `error.rs`). The gateway never imports the authorization
 //! server: it reaches tokens only through the [`VerifyCache`] in front of a `TokenVerifier`.
 
+pub mod fast;
 pub mod guard;
 pub mod headers;
 pub mod route;
@@ -17,7 +18,7 @@ use crate::verify::cache::VerifyCache;
 use crate::verify::{Principal, Verdict};
 use headers::ForwardedFor;
 use http::header::HOST;
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use route::RouteTable;
@@ -37,6 +38,8 @@ pub struct ConnInfo {
 pub struct Route {
     pub config: RouteConfig,
     pool: UpstreamPool,
+    /// Its requests may take the fast lane: every target is plain `http://`.
+    fast_lane: bool,
     metrics: RouteMetrics,
     scope_challenge: HeaderValue,
 }
@@ -66,11 +69,15 @@ impl Gateway {
         );
         let routes = routes
             .iter()
-            .map(|r| Route {
-                pool: UpstreamPool::new(&r.upstreams),
-                metrics: metrics.route(&r.name),
-                scope_challenge: guard::insufficient_scope_challenge(&r.scopes),
-                config: r.clone(),
+            .map(|r| {
+                let pool = UpstreamPool::new(&r.upstreams);
+                Route {
+                    fast_lane: pool.all_plain_http(),
+                    pool,
+                    metrics: metrics.route(&r.name),
+                    scope_challenge: guard::insufficient_scope_challenge(&r.scopes),
+                    config: r.clone(),
+                }
             })
             .collect();
         Self {
@@ -118,7 +125,7 @@ impl Gateway {
         req: Request<Incoming>,
         conn: &ConnInfo,
     ) -> Result<Response<Body>, GatewayError> {
-        let principal = self.authenticate(route, &req).await?;
+        let principal = self.authenticate(route, req.headers()).await?;
         if principal.is_some() {
             route.metrics.guard(GuardOutcome::Allowed);
         }
@@ -128,10 +135,18 @@ impl Gateway {
 
     /// Finds the route for the request's host and normalised path.
     fn route(&self, req: &Request<Incoming>) -> Result<Routed<'_>, GatewayError> {
-        let raw_path = req.uri().path();
+        self.route_for(req.uri().path(), || request_host(req))
+    }
+
+    /// Finds the route for a raw request path; `host` is asked only if some route needs it.
+    fn route_for<'h>(
+        &self,
+        raw_path: &str,
+        host: impl FnOnce() -> Option<&'h str>,
+    ) -> Result<Routed<'_>, GatewayError> {
         let path = route::normalise_path(raw_path)?;
         let host = if self.table.needs_host() {
-            request_host(req).map(route::normalise_host)
+            host().map(route::normalise_host)
         } else {
             None
         };
@@ -155,12 +170,12 @@ impl Gateway {
     async fn authenticate(
         &self,
         route: &Route,
-        req: &Request<Incoming>,
+        headers: &HeaderMap,
     ) -> Result<Option<Arc<Principal>>, GatewayError> {
         if route.config.auth == AuthMode::None {
             return Ok(None);
         }
-        let token = match guard::extract(req.headers()) {
+        let token = match guard::extract(headers) {
             guard::Credential::Missing => return Err(GatewayError::MissingToken),
             guard::Credential::Malformed => return Err(GatewayError::MalformedToken),
             guard::Credential::Bearer(t) => t,
@@ -259,12 +274,12 @@ impl Gateway {
                 target.mark_down();
                 Err(GatewayError::UpstreamConnect {
                     upstream: target.label.clone(),
-                    source,
+                    source: source.into(),
                 })
             }
             Ok(Err(source)) => Err(GatewayError::UpstreamFailed {
                 upstream: target.label.clone(),
-                source,
+                source: source.into(),
             }),
         }
     }

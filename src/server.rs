@@ -1,11 +1,13 @@
 //! Accept loops: plain TCP or TLS, HTTP/1.1 and HTTP/2 on one port (hyper-util auto),
 //! connection gauges, slow-header protection, and graceful drain on shutdown.
 
+pub mod prefixed;
 pub mod tls;
 
 use crate::body::Body;
+use crate::gateway::fast;
 use crate::gateway::headers::{PROTO_HTTP, PROTO_HTTPS};
-use crate::gateway::ConnInfo;
+use crate::gateway::{ConnInfo, Gateway};
 use crate::metrics::Metrics;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -13,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use prefixed::Prefixed;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,6 +37,12 @@ pub trait Handler: Send + Sync + 'static {
         req: Request<Incoming>,
         conn: &ConnInfo,
     ) -> impl Future<Output = Response<Body>> + Send;
+
+    /// The gateway, if requests with this raw path are its own and may take the HTTP/1.1
+    /// fast lane on plain-TCP connections ([`fast`]); `None` keeps them on hyper.
+    fn fast_gateway(&self, _raw_path: &str) -> Option<&Gateway> {
+        None
+    }
 }
 
 /// A bound listener waiting to be served.
@@ -143,14 +152,25 @@ impl<H: Handler> Connection<H> {
             tls,
             mut shutdown,
         } = self;
-        let service = service_fn(move |req| {
-            let handler = handler.clone();
-            let conn = conn.clone();
-            async move { Ok::<_, Infallible>(handler.call(req, &conn).await) }
-        });
         let result = match tls {
             None => {
-                let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let mut stream = stream;
+                // The watcher is held while on the fast lane, so the drain waits for it.
+                let read_ahead = match fast::serve(
+                    &mut stream,
+                    |path| handler.fast_gateway(path),
+                    &conn,
+                    &mut shutdown,
+                    HEADER_READ_TIMEOUT,
+                )
+                .await
+                {
+                    fast::Exit::Closed => return,
+                    fast::Exit::HandOff(bytes) => bytes,
+                };
+                let io = TokioIo::new(Prefixed::new(read_ahead, stream));
+                let served =
+                    builder.serve_connection_with_upgrades(io, service(handler, conn.clone()));
                 watcher.watch(served).await
             }
             Some(acceptor) => {
@@ -162,8 +182,10 @@ impl<H: Handler> Connection<H> {
                 };
                 match handshake {
                     Ok(stream) => {
-                        let served =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let served = builder.serve_connection_with_upgrades(
+                            TokioIo::new(stream),
+                            service(handler, conn.clone()),
+                        );
                         watcher.watch(served).await
                     }
                     Err(e) => {
@@ -178,4 +200,21 @@ impl<H: Handler> Connection<H> {
         }
         drop(gauge);
     }
+}
+
+/// hyper's view of a handler on one connection.
+fn service<H: Handler>(
+    handler: Arc<H>,
+    conn: Arc<ConnInfo>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |req| {
+        let handler = handler.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(handler.call(req, &conn).await) }
+    })
 }

@@ -17,7 +17,7 @@ pub const X_AUTH_CLIENT_ID: HeaderName = HeaderName::from_static("x-auth-client-
 pub const X_AUTH_SCOPE: HeaderName = HeaderName::from_static("x-auth-scope");
 
 /// Always hop-by-hop (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and `Proxy-Connection`).
-const HOP_BY_HOP: [HeaderName; 8] = [
+pub const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

@@ -8,6 +8,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -39,10 +40,16 @@ pub fn client() -> UpstreamClient {
 /// One upstream base URL.
 #[derive(Debug)]
 pub struct Target {
+    /// Unique in the process: which idle connections belong to this target.
+    pub id: usize,
     scheme: Scheme,
     authority: Authority,
     /// Path of the upstream URL without a trailing slash; empty for `/`.
     base_path: String,
+    /// `host:port`, see [`Target::connect_addr`].
+    connect_addr: String,
+    /// See [`Target::host_header`].
+    host_header: String,
     /// The URL as configured, for logs.
     pub label: String,
     /// Milliseconds (since `epoch()`) until which this target is skipped.
@@ -60,9 +67,22 @@ pub struct UpstreamPool {
 
 impl Target {
     fn new(uri: &Uri) -> Option<Self> {
+        static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+        let scheme = uri.scheme()?.clone();
+        let authority = uri.authority()?.clone();
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+        let port = authority.port_u16().unwrap_or(default_port);
+        let host_header = if port == default_port {
+            authority.host().to_string()
+        } else {
+            format!("{}:{port}", authority.host())
+        };
         Some(Self {
-            scheme: uri.scheme()?.clone(),
-            authority: uri.authority()?.clone(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            connect_addr: format!("{}:{port}", authority.host()),
+            host_header,
+            scheme,
+            authority,
             base_path: uri.path().trim_end_matches('/').to_string(),
             label: uri.to_string(),
             down_until: AtomicU64::new(0),
@@ -71,6 +91,12 @@ impl Target {
 
     /// The upstream URI for a (normalised) request path and optional query.
     pub fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+        let pq = PathAndQuery::try_from(self.join(path, query))?;
+        self.uri_with(pq)
+    }
+
+    /// Base path + request path + `?query`.
+    fn join(&self, path: &str, query: Option<&str>) -> String {
         let mut pq = String::with_capacity(
             self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
         );
@@ -80,8 +106,7 @@ impl Target {
             pq.push('?');
             pq.push_str(q);
         }
-        let pq = PathAndQuery::try_from(pq)?;
-        self.uri_with(pq)
+        pq
     }
 
     /// The upstream URI reusing the request's own path and query (the common, cheap case).
@@ -95,6 +120,32 @@ impl Target {
 
     pub fn has_base_path(&self) -> bool {
         !self.base_path.is_empty()
+    }
+
+    /// The upstream's path and query for a request: the original target when routing
+    /// changed nothing, else the base path, the (normalised, maybe stripped) path and the
+    /// query.
+    pub fn path_and_query<'a>(&self, original: &'a PathAndQuery, path: &str) -> Cow<'a, str> {
+        if original.path() == path && self.base_path.is_empty() {
+            return Cow::Borrowed(original.as_str());
+        }
+        Cow::Owned(self.join(path, original.query()))
+    }
+
+    /// Plain `http://`: the fast lane can speak to it over a bare TCP connection.
+    pub fn is_plain_http(&self) -> bool {
+        self.scheme == Scheme::HTTP
+    }
+
+    /// `host:port` to connect to, with the scheme's default port filled in.
+    pub fn connect_addr(&self) -> &str {
+        &self.connect_addr
+    }
+
+    /// The `Host` header the upstream receives: its host, and its port unless it is the
+    /// scheme's default (what hyper's client sends on the other path).
+    pub fn host_header(&self) -> &str {
+        &self.host_header
     }
 
     pub fn mark_down(&self) {
@@ -115,6 +166,11 @@ impl UpstreamPool {
             targets: uris.iter().filter_map(Target::new).collect(),
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// Every target is plain `http://` (the fast lane's condition).
+    pub fn all_plain_http(&self) -> bool {
+        self.targets.iter().all(Target::is_plain_http)
     }
 
     pub fn len(&self) -> usize {

@@ -5,6 +5,7 @@ mod common;
 
 mod browser;
 mod cli;
+mod fast_lane;
 mod guard;
 mod ldap;
 mod listeners;

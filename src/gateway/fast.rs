@@ -1,0 +1,491 @@
+//! The HTTP/1.1 fast lane: body-less GET and HEAD requests on plain-TCP connections, proxied
+//! to plain-HTTP upstreams by the connection's own task, over upstream connections that the
+//! client connection owns.
+//!
+//! Why it exists: through hyper's server and pooled client, a proxied request crossed tasks
+//! and channels four times and cost ~1.4x nginx's CPU per request in the shared harness;
+//! a loop that reads a head, writes it upstream and relays the answer does what nginx does.
+//! Why it is safe: it takes only requests that [`wire::parse_request`] accepts (no body, no
+//! upgrade, HTTP/1.1, origin-form) and routes whose targets are all `http://`; everything
+//! else, including a head that has not fully arrived, is handed to hyper with the bytes
+//! already read, so hyper stays the only parser of anything unusual. Routing, the guard,
+//! header rewriting, error bodies and metrics are the gateway's own functions, shared with
+//! the hyper path.
+
+pub mod wire;
+
+use super::headers::{self, ForwardedFor};
+use super::upstream::Target;
+use super::{ConnInfo, Gateway, Route};
+use crate::body::Body;
+use crate::error::{BoxError, GatewayError};
+use crate::metrics::GuardOutcome;
+use crate::verify::Principal;
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::HOST;
+use http::Method;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use wire::{Framing, ParsedRequest, ParsedResponse, RequestHead, ResponseHead};
+
+/// Read buffer size for either side; a request head that does not fit goes to hyper.
+const BUFFER: usize = 8 * 1024;
+/// Idle upstream connections one client connection keeps (one per target it uses).
+const MAX_IDLE_UPSTREAMS: usize = 4;
+/// Same connect bound as the pooled client's.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a connection left the fast lane.
+pub enum Exit {
+    /// The connection is finished: the client left, shutdown began while it was idle, a
+    /// response ended it, or I/O failed.
+    Closed,
+    /// hyper serves the rest; these bytes were read from the client and not yet answered.
+    HandOff(Bytes),
+}
+
+/// What serving one request left the connection fit for.
+enum Next {
+    KeepAlive,
+    Close,
+    /// Not for the fast lane after all (decided before any effect).
+    Decline,
+}
+
+/// One idle keep-alive connection to a target.
+struct UpstreamConn {
+    target: usize,
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+/// A client connection on the fast lane.
+struct Lane<'c> {
+    client: &'c mut TcpStream,
+    conn: &'c ConnInfo,
+    /// Bytes from the client not yet consumed.
+    buf: BytesMut,
+    /// Encoding buffer for request heads and our own responses.
+    out: Vec<u8>,
+    /// The client's version of the upstream's response head (then its first body bytes).
+    response: Vec<u8>,
+    idle: Vec<UpstreamConn>,
+}
+
+/// Serves requests from `client` while they suit the fast lane. `gateway_for` says whether a
+/// raw path belongs to the gateway (and not to the authorization server). A connection
+/// that stays idle for `idle_limit` is closed, as hyper closes one that sends no head in
+/// its header-read timeout.
+pub async fn serve<'g>(
+    client: &mut TcpStream,
+    gateway_for: impl Fn(&str) -> Option<&'g Gateway>,
+    conn: &ConnInfo,
+    shutdown: &mut watch::Receiver<bool>,
+    idle_limit: Duration,
+) -> Exit {
+    let mut lane = Lane {
+        client,
+        conn,
+        buf: BytesMut::with_capacity(BUFFER),
+        out: Vec::with_capacity(1024),
+        response: Vec::with_capacity(1024),
+        idle: Vec::new(),
+    };
+    // Both live as long as the connection, so that a request costs no timer or waiter
+    // registration: the timer is moved on only when it fires early.
+    let stop = shutdown.wait_for(|stop| *stop);
+    tokio::pin!(stop);
+    let mut idle_since = Instant::now();
+    let idle_timer = tokio::time::sleep(idle_limit);
+    tokio::pin!(idle_timer);
+    loop {
+        while lane.buf.is_empty() {
+            make_room(&mut lane.buf);
+            tokio::select! {
+                read = lane.client.read_buf(&mut lane.buf) => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        return Exit::Closed;
+                    }
+                }
+                // An idle connection has nothing to drain.
+                _ = &mut stop => return Exit::Closed,
+                _ = &mut idle_timer => {
+                    if idle_since.elapsed() >= idle_limit {
+                        return Exit::Closed;
+                    }
+                    idle_timer.as_mut().reset((idle_since + idle_limit).into());
+                }
+            }
+        }
+        // The head's header values become slices of these bytes, not copies.
+        let data = lane.buf.split().freeze();
+        let head = match wire::parse_request(&data) {
+            ParsedRequest::Complete(head) => head,
+            ParsedRequest::Partial | ParsedRequest::Decline => return Exit::HandOff(data),
+        };
+        let Some(gateway) = gateway_for(head.target.path()) else {
+            return Exit::HandOff(data);
+        };
+        let len = head.len;
+        match gateway.serve_fast(head, &mut lane).await {
+            Next::KeepAlive => {}
+            Next::Close => return Exit::Closed,
+            Next::Decline => return Exit::HandOff(data),
+        }
+        // Pipelined requests behind this one (rare) go back into the buffer.
+        if data.len() > len {
+            lane.buf.extend_from_slice(&data[len..]);
+        }
+        idle_since = Instant::now();
+    }
+}
+
+impl Gateway {
+    /// One request end to end, like [`Gateway::handle`] on the hyper path.
+    async fn serve_fast(&self, head: RequestHead, lane: &mut Lane<'_>) -> Next {
+        let started = Instant::now();
+        let head_request = head.method == Method::HEAD;
+        let host = || head.headers.get(HOST).and_then(|h| h.to_str().ok());
+        let routed = match self.route_for(head.target.path(), host) {
+            Ok(r) => r,
+            Err(e) => {
+                self.no_route_metrics.count_status(e.status());
+                self.no_route_metrics
+                    .duration
+                    .observe(started.elapsed().as_secs_f64());
+                return lane.respond_error(e, head_request).await;
+            }
+        };
+        let route = routed.route;
+        if !route.fast_lane {
+            return Next::Decline;
+        }
+        let metrics = &route.metrics;
+        let result = match self.authenticate(route, &head.headers).await {
+            Ok(principal) => {
+                if principal.is_some() {
+                    metrics.guard(GuardOutcome::Allowed);
+                }
+                lane.forward(route, &routed.path, head, principal.as_deref())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        // As on the hyper path, a request is counted when its response head is ready; the
+        // body streams after.
+        match result {
+            Ok((upstream, response)) => {
+                metrics.count_status(response.status);
+                metrics.duration.observe(started.elapsed().as_secs_f64());
+                lane.relay(upstream, response).await
+            }
+            Err(e) => {
+                if let Some(outcome) = e.guard_outcome() {
+                    metrics.guard(outcome);
+                }
+                let status = e.status();
+                metrics.count_status(status);
+                metrics.duration.observe(started.elapsed().as_secs_f64());
+                lane.respond_error(e, head_request).await
+            }
+        }
+    }
+}
+
+/// Why one attempt at a target failed.
+enum AttemptError {
+    Connect(std::io::Error),
+    Failed(BoxError),
+}
+
+impl<'c> Lane<'c> {
+    /// Answers with the gateway's error response; the connection stays usable.
+    async fn respond_error(&mut self, e: GatewayError, head_request: bool) -> Next {
+        let response = e.into_response().map(|body| match body {
+            Body::Full(bytes) => bytes.unwrap_or_default(),
+            Body::Stream(_) => Bytes::new(),
+        });
+        self.out.clear();
+        wire::encode_response(&response, head_request, &mut self.out);
+        match self.client.write_all(&self.out).await {
+            Ok(()) => Next::KeepAlive,
+            Err(_) => Next::Close,
+        }
+    }
+
+    /// Rewrites the request and sends it to a target (another one if the first refuses a
+    /// connection); returns the connection with the response head read.
+    async fn forward(
+        &mut self,
+        route: &Route,
+        path: &str,
+        head: RequestHead,
+        principal: Option<&Principal>,
+    ) -> Result<(UpstreamConn, ResponseHead), GatewayError> {
+        let RequestHead {
+            method,
+            target: original,
+            mut headers,
+            ..
+        } = head;
+        let forwarded = ForwardedFor {
+            client_ip: &self.conn.client_ip,
+            proto: self.conn.proto,
+            host: headers.get(HOST).cloned(),
+        };
+        headers::prepare_request(
+            &mut headers,
+            forwarded,
+            principal.map(|p| &p.headers),
+            false,
+        );
+        let head_request = method == Method::HEAD;
+        let attempts = if route.pool.len() > 1 { 2 } else { 1 };
+        let mut attempt = 0;
+        let (upstream, response) = loop {
+            attempt += 1;
+            let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
+            self.out.clear();
+            wire::encode_request(
+                &method,
+                &target.path_and_query(&original, path),
+                target.host_header(),
+                &headers,
+                &mut self.out,
+            );
+            let started = Instant::now();
+            let result = tokio::time::timeout(
+                route.config.timeout,
+                self.exchange_heads(target, head_request),
+            )
+            .await;
+            route
+                .metrics
+                .upstream_duration
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(Ok(pair)) => break pair,
+                Err(_elapsed) => {
+                    return Err(GatewayError::UpstreamTimeout {
+                        upstream: target.label.clone(),
+                        timeout_ms: route.config.timeout.as_millis(),
+                    })
+                }
+                Ok(Err(AttemptError::Connect(e))) => {
+                    target.mark_down();
+                    if attempt < attempts {
+                        continue;
+                    }
+                    return Err(GatewayError::UpstreamConnect {
+                        upstream: target.label.clone(),
+                        source: e.into(),
+                    });
+                }
+                Ok(Err(AttemptError::Failed(source))) => {
+                    return Err(GatewayError::UpstreamFailed {
+                        upstream: target.label.clone(),
+                        source,
+                    })
+                }
+            }
+        };
+        Ok((upstream, response))
+    }
+
+    /// Sends the encoded request (in `out`) and reads the response head; on return
+    /// `response` holds the client's version of that head. A reused connection that turns out closed is
+    /// replaced by a fresh one once (the fast lane's requests are idempotent).
+    async fn exchange_heads(
+        &mut self,
+        target: &Target,
+        head_request: bool,
+    ) -> Result<(UpstreamConn, ResponseHead), AttemptError> {
+        let mut reused = self
+            .idle
+            .iter()
+            .position(|c| c.target == target.id)
+            .map(|i| self.idle.swap_remove(i));
+        loop {
+            let fresh = reused.is_none();
+            self.response.clear();
+            let mut up = match reused.take() {
+                Some(up) => up,
+                None => connect(target).await.map_err(AttemptError::Connect)?,
+            };
+            if let Err(e) = up.stream.write_all(&self.out).await {
+                if fresh {
+                    return Err(AttemptError::Failed(e.into()));
+                }
+                continue;
+            }
+            let mut received = false;
+            loop {
+                self.response.clear();
+                match wire::parse_response(&up.buf, head_request, &mut self.response) {
+                    ParsedResponse::Complete(head) => {
+                        up.buf.advance(head.len);
+                        return Ok((up, head));
+                    }
+                    ParsedResponse::Interim(len) => {
+                        up.buf.advance(len);
+                        continue;
+                    }
+                    ParsedResponse::Invalid(why) => return Err(AttemptError::Failed(why.into())),
+                    ParsedResponse::Partial => {}
+                }
+                make_room(&mut up.buf);
+                match up.stream.read_buf(&mut up.buf).await {
+                    Ok(n) if n > 0 => received = true,
+                    Ok(_) | Err(_) if !fresh && !received => break,
+                    Ok(_) => {
+                        return Err(AttemptError::Failed(
+                            "upstream closed the connection before responding".into(),
+                        ))
+                    }
+                    Err(e) => return Err(AttemptError::Failed(e.into())),
+                }
+            }
+            // The reused connection had been closed by the upstream: once more, afresh.
+        }
+    }
+
+    /// Sends the response head (in `response`) and the body to the client, then keeps the
+    /// upstream connection if it can carry another request.
+    async fn relay(&mut self, mut up: UpstreamConn, head: ResponseHead) -> Next {
+        let done = match head.framing {
+            Framing::Empty => self.send_head_and(&mut up, 0).await,
+            Framing::Length(n) => self.relay_length(&mut up, n).await,
+            Framing::Chunked => self.relay_chunked(&mut up).await,
+            Framing::UntilClose => {
+                let _ = self.relay_until_close(&mut up).await;
+                return Next::Close;
+            }
+        };
+        match done {
+            Ok(()) => {
+                // Bytes past the response mean the upstream is out of step: not reused.
+                if head.reusable && up.buf.is_empty() {
+                    self.keep_idle(up);
+                }
+                Next::KeepAlive
+            }
+            Err(RelayError::Client) => Next::Close,
+            // The head is out, so the client cannot get a 502 now: end its connection, which
+            // tells it the body is incomplete.
+            Err(RelayError::Upstream) => Next::Close,
+        }
+    }
+
+    /// Writes the head with the first `body` bytes of the upstream's buffer in one go.
+    async fn send_head_and(
+        &mut self,
+        up: &mut UpstreamConn,
+        body: usize,
+    ) -> Result<(), RelayError> {
+        self.response.extend_from_slice(&up.buf[..body]);
+        up.buf.advance(body);
+        self.client
+            .write_all(&self.response)
+            .await
+            .map_err(|_| RelayError::Client)
+    }
+
+    async fn relay_length(&mut self, up: &mut UpstreamConn, length: u64) -> Result<(), RelayError> {
+        let first = up
+            .buf
+            .len()
+            .min(usize::try_from(length).unwrap_or(usize::MAX));
+        self.send_head_and(up, first).await?;
+        let mut left = length - first as u64;
+        while left > 0 {
+            read_upstream(up).await?;
+            let take = up
+                .buf
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            self.write_client(&up.buf[..take]).await?;
+            up.buf.advance(take);
+            left -= take as u64;
+        }
+        Ok(())
+    }
+
+    async fn relay_chunked(&mut self, up: &mut UpstreamConn) -> Result<(), RelayError> {
+        let mut scanner = wire::ChunkScanner::default();
+        let first = scanner.advance(&up.buf).map_err(|_| RelayError::Upstream)?;
+        self.send_head_and(up, first).await?;
+        while !scanner.is_done() {
+            read_upstream(up).await?;
+            let take = scanner.advance(&up.buf).map_err(|_| RelayError::Upstream)?;
+            self.write_client(&up.buf[..take]).await?;
+            up.buf.advance(take);
+        }
+        Ok(())
+    }
+
+    async fn relay_until_close(&mut self, up: &mut UpstreamConn) -> Result<(), RelayError> {
+        let first = up.buf.len();
+        self.send_head_and(up, first).await?;
+        loop {
+            make_room(&mut up.buf);
+            match up.stream.read_buf(&mut up.buf).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {
+                    let chunk = up.buf.split();
+                    self.write_client(&chunk).await?;
+                }
+                Err(_) => return Err(RelayError::Upstream),
+            }
+        }
+    }
+
+    async fn write_client(&mut self, bytes: &[u8]) -> Result<(), RelayError> {
+        self.client
+            .write_all(bytes)
+            .await
+            .map_err(|_| RelayError::Client)
+    }
+
+    fn keep_idle(&mut self, up: UpstreamConn) {
+        if self.idle.len() >= MAX_IDLE_UPSTREAMS {
+            self.idle.remove(0);
+        }
+        self.idle.push(up);
+    }
+}
+
+/// Which side broke off a body relay.
+enum RelayError {
+    Client,
+    Upstream,
+}
+
+/// Reads more of the upstream's body; its end before the framing says is an error.
+async fn read_upstream(up: &mut UpstreamConn) -> Result<(), RelayError> {
+    make_room(&mut up.buf);
+    match up.stream.read_buf(&mut up.buf).await {
+        Ok(n) if n > 0 => Ok(()),
+        _ => Err(RelayError::Upstream),
+    }
+}
+
+/// Space for the next read: an emptied buffer is reused from its start, a full one grows.
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(BUFFER);
+    }
+}
+
+async fn connect(target: &Target) -> std::io::Result<UpstreamConn> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.connect_addr()))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(UpstreamConn {
+        target: target.id,
+        stream,
+        buf: BytesMut::with_capacity(BUFFER),
+    })
+}

@@ -1,0 +1,436 @@
+//! HTTP/1.1 on the wire for the fast lane: which request heads it may take, how an
+//! upstream's response head is framed and re-encoded for the client, and where a chunked
+//! body ends. Pure functions over byte slices; parsing itself is httparse's (hyper's parser).
+//!
+//! The rules lean towards declining: anything this module is not sure of (a body, an
+//! upgrade, `Expect`, `Connection: close`, HTTP/1.0, odd targets, bad header bytes) is left
+//! to hyper, so request smuggling has no new surface here: the fast lane only ever forwards
+//! body-less GET and HEAD requests.
+
+use super::super::headers::HOP_BY_HOP;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, StatusCode};
+
+/// Most headers a head may carry (hyper's default limit too).
+pub const MAX_HEADERS: usize = 100;
+/// Largest upstream response head accepted.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Longest chunk-size line or trailer section accepted in a chunked body.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// A request head the fast lane takes.
+#[derive(Debug)]
+pub struct RequestHead {
+    /// Bytes of the head (request line through the empty line) at the front of the buffer.
+    pub len: usize,
+    pub method: Method,
+    pub target: PathAndQuery,
+    pub headers: HeaderMap,
+}
+
+/// What the front of a client's buffer holds.
+#[derive(Debug)]
+pub enum ParsedRequest {
+    Complete(RequestHead),
+    /// The head has not fully arrived.
+    Partial,
+    /// Something the fast lane leaves to hyper (which also answers malformed requests).
+    Decline,
+}
+
+/// Parses a request head and decides whether the fast lane may take it. The target and
+/// header values share `buf`'s memory.
+pub fn parse_request(buf: &Bytes) -> ParsedRequest {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return ParsedRequest::Partial,
+        Err(_) => return ParsedRequest::Decline,
+    };
+    let method = match req.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        _ => return ParsedRequest::Decline,
+    };
+    if req.version != Some(1) {
+        return ParsedRequest::Decline;
+    }
+    let target = match req.path {
+        Some(p) if p.starts_with('/') => {
+            match PathAndQuery::from_maybe_shared(buf.slice_ref(p.as_bytes())) {
+                Ok(pq) => pq,
+                Err(_) => return ParsedRequest::Decline,
+            }
+        }
+        _ => return ParsedRequest::Decline,
+    };
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return ParsedRequest::Decline;
+        };
+        let Ok(value) = HeaderValue::from_maybe_shared(buf.slice_ref(h.value)) else {
+            return ParsedRequest::Decline;
+        };
+        if declines_request_header(&name, &value) {
+            return ParsedRequest::Decline;
+        }
+        headers.append(name, value);
+    }
+    ParsedRequest::Complete(RequestHead {
+        len,
+        method,
+        target,
+        headers,
+    })
+}
+
+/// Headers that mean a body, a protocol switch, an interim response or the end of the
+/// connection: hyper handles those.
+fn declines_request_header(name: &HeaderName, value: &HeaderValue) -> bool {
+    if name == header::CONTENT_LENGTH
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::EXPECT
+    {
+        return true;
+    }
+    if name == header::CONNECTION {
+        // Only `keep-alive` (the HTTP/1.1 default anyway) stays on the fast lane.
+        return match value.to_str() {
+            Ok(v) => !v
+                .split(',')
+                .all(|t| t.trim().eq_ignore_ascii_case("keep-alive")),
+            Err(_) => true,
+        };
+    }
+    false
+}
+
+/// How the body of a response is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 204, 304).
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding` ending in chunked: relayed verbatim up to the last chunk.
+    Chunked,
+    /// Until the upstream closes; the client connection closes after it too.
+    UntilClose,
+}
+
+/// An upstream response head, re-encoded for the client.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// Bytes of the upstream's head at the front of its buffer.
+    pub len: usize,
+    pub status: StatusCode,
+    pub framing: Framing,
+    /// The upstream connection may carry another request after this response.
+    pub reusable: bool,
+}
+
+/// What the front of an upstream's buffer holds.
+#[derive(Debug)]
+pub enum ParsedResponse {
+    Complete(ResponseHead),
+    /// A 1xx interim response of this many bytes: dropped, the final one follows.
+    Interim(usize),
+    Partial,
+    /// Not a response this proxy can relay; the client gets 502.
+    Invalid(&'static str),
+}
+
+/// Hop-by-hop response headers (RFC 9110 §7.6.1) and `Upgrade`. `Transfer-Encoding` and
+/// `Trailer` stay: the fast lane relays a chunked body verbatim, so they stay true.
+fn is_hop_by_hop_response(name: &str) -> bool {
+    name.eq_ignore_ascii_case("upgrade")
+        || HOP_BY_HOP.iter().any(|n| {
+            n != header::TRANSFER_ENCODING
+                && n != header::TRAILER
+                && name.eq_ignore_ascii_case(n.as_str())
+        })
+}
+
+/// Parses an upstream's response head and writes the client's version of it to `out`.
+/// `head_request`: the request was HEAD, so there is no body whatever the headers say.
+pub fn parse_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> ParsedResponse {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut slots);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => {
+            return ParsedResponse::Invalid("response head too large")
+        }
+        Ok(httparse::Status::Partial) => return ParsedResponse::Partial,
+        Err(_) => return ParsedResponse::Invalid("malformed response head"),
+    };
+    let Some(status) = res.code.and_then(|c| StatusCode::from_u16(c).ok()) else {
+        return ParsedResponse::Invalid("bad status code");
+    };
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return ParsedResponse::Invalid("protocol switch that was not asked for");
+    }
+    if status.is_informational() {
+        return ParsedResponse::Interim(len);
+    }
+    let headers = res.headers;
+    let http10 = res.version == Some(0);
+
+    let mut connection_close = http10;
+    let mut named: Vec<&str> = Vec::new();
+    let mut chunked = false;
+    let mut has_te = false;
+    let mut length: Option<u64> = None;
+    for h in headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            let Ok(v) = std::str::from_utf8(h.value) else {
+                continue;
+            };
+            for token in v.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    connection_close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") && http10 {
+                    connection_close = false;
+                }
+                named.push(token);
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            has_te = true;
+            // Only the last coding decides (RFC 9112 §6.3).
+            chunked = std::str::from_utf8(h.value).is_ok_and(|v| {
+                v.rsplit(',')
+                    .next()
+                    .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"))
+            });
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            match parse_content_length(h.value) {
+                Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                _ => return ParsedResponse::Invalid("bad Content-Length"),
+            }
+        }
+    }
+    let framing =
+        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            Framing::Empty
+        } else if has_te {
+            if chunked {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            }
+        } else if let Some(n) = length {
+            Framing::Length(n)
+        } else {
+            Framing::UntilClose
+        };
+
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    let reason = status.canonical_reason().or(res.reason).unwrap_or_default();
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in headers.iter() {
+        let drop = is_hop_by_hop_response(h.name)
+            // A length beside a transfer coding is a smuggling vector; the coding wins.
+            || (has_te && h.name.eq_ignore_ascii_case("content-length"))
+            || named.iter().any(|n| {
+                h.name.eq_ignore_ascii_case(n)
+                    && !n.eq_ignore_ascii_case("transfer-encoding")
+                    && !n.eq_ignore_ascii_case("content-length")
+            });
+        if !drop {
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if framing == Framing::UntilClose {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    ParsedResponse::Complete(ResponseHead {
+        len,
+        status,
+        framing,
+        reusable: !connection_close && framing != Framing::UntilClose,
+    })
+}
+
+/// `Content-Length`: digits, or a list of identical values (RFC 9110 §8.6).
+fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(value).ok()?;
+    let mut result: Option<u64> = None;
+    for part in text.split(',') {
+        let part = part.trim();
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n: u64 = part.parse().ok()?;
+        if result.is_some_and(|r| r != n) {
+            return None;
+        }
+        result = Some(n);
+    }
+    result
+}
+
+/// Writes a whole response we produced (an error) as HTTP/1.1; no body for HEAD.
+pub fn encode_response(response: &http::Response<Bytes>, head_request: bool, out: &mut Vec<u8>) {
+    let status = response.status();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    encode_headers(response.headers(), out);
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(response.body().len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    if !head_request {
+        out.extend_from_slice(response.body());
+    }
+}
+
+/// Writes the request head the upstream receives.
+pub fn encode_request(
+    method: &Method,
+    path_and_query: &str,
+    host: &str,
+    headers: &HeaderMap,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path_and_query.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    encode_headers(headers, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn encode_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Follows a chunked body (RFC 9112 §7.1) byte by byte as it streams past, to find where
+/// the message ends; the bytes themselves are relayed unchanged.
+#[derive(Debug, Default)]
+pub struct ChunkScanner {
+    state: ChunkState,
+    /// The part of a size line or trailer line seen so far.
+    line: Vec<u8>,
+    trailer_bytes: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    /// The CRLF after a chunk's data; the number says how many of its bytes came.
+    DataEnd(u8),
+    Trailers,
+    Done,
+}
+
+/// A chunked body that cannot be relayed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ChunkError(pub &'static str);
+
+impl ChunkScanner {
+    /// Looks at the next bytes of the body; returns how many belong to it (fewer than
+    /// `buf.len()` only when the body ended inside `buf`).
+    pub fn advance(&mut self, buf: &[u8]) -> Result<usize, ChunkError> {
+        let mut i = 0;
+        while i < buf.len() {
+            match self.state {
+                ChunkState::Done => return Ok(i),
+                ChunkState::Data(left) => {
+                    let take = (buf.len() - i).min(usize::try_from(left).unwrap_or(usize::MAX));
+                    i += take;
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd(0)
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::DataEnd(seen) => {
+                    let expected = if seen == 0 { b'\r' } else { b'\n' };
+                    if buf[i] != expected {
+                        return Err(ChunkError("chunk data not followed by CRLF"));
+                    }
+                    i += 1;
+                    self.state = if seen == 0 {
+                        ChunkState::DataEnd(1)
+                    } else {
+                        ChunkState::Size
+                    };
+                }
+                ChunkState::Size => {
+                    let (consumed, line_done) = self.take_line(&buf[i..], MAX_CHUNK_LINE)?;
+                    i += consumed;
+                    if line_done {
+                        self.state = match httparse::parse_chunk_size(&self.line) {
+                            Ok(httparse::Status::Complete((_, 0))) => ChunkState::Trailers,
+                            Ok(httparse::Status::Complete((_, n))) => ChunkState::Data(n),
+                            _ => return Err(ChunkError("bad chunk size line")),
+                        };
+                        self.line.clear();
+                    }
+                }
+                ChunkState::Trailers => {
+                    let (consumed, line_done) = self.take_line(&buf[i..], MAX_CHUNK_LINE)?;
+                    i += consumed;
+                    self.trailer_bytes += consumed;
+                    if self.trailer_bytes > MAX_TRAILERS {
+                        return Err(ChunkError("trailers too large"));
+                    }
+                    if line_done {
+                        if self.line == b"\r\n" || self.line == b"\n" {
+                            self.state = ChunkState::Done;
+                        }
+                        self.line.clear();
+                    }
+                }
+            }
+        }
+        Ok(i)
+    }
+
+    /// The last chunk and the trailer section have gone past.
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Adds bytes up to and including the next LF to `line`; says how many it took and
+    /// whether the line is complete.
+    fn take_line(&mut self, buf: &[u8], max: usize) -> Result<(usize, bool), ChunkError> {
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (buf.len(), false),
+        };
+        if self.line.len() + take > max {
+            return Err(ChunkError("chunk line too long"));
+        }
+        self.line.extend_from_slice(&buf[..take]);
+        Ok((take, done))
+    }
+}
+
+#[cfg(test)]
+mod tests;
