@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the per-request hot path, without any network: route matching,
-//! a verification-cache hit, the header rewrite, and the three chained the way
-//! `Gateway::handle` chains them. See `benches/README.md` for the method.
+//! a verification-cache hit, the header rewrite, the three chained the way
+//! `Gateway::handle` chains them, and the fast lane's parsing and encoding. See `benches/README.md` for the method.
 //!
 //! `cargo bench --bench hot_path` (add a filter such as `-- route` to run a subset).
 
@@ -232,6 +232,41 @@ fn bench_together(c: &mut Criterion) {
     });
 }
 
+/// The fast lane's own wire work for one request: parse a browser-sized request head into
+/// a header map, encode the rewritten head for the upstream, parse the upstream's response
+/// head and encode the client's version (the sockets are not in it).
+fn bench_fast_lane_wire(c: &mut Criterion) {
+    use tollgate::gateway::fast::wire;
+    let request = bytes::Bytes::from(format!(
+        "GET /api/mail/inbox?page=2 HTTP/1.1\r\nHost: api.example.com\r\n\
+         User-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\nAccept: application/json\r\n\
+         Accept-Encoding: gzip, br\r\nAccept-Language: en-GB,en;q=0.9\r\n\
+         Authorization: Bearer {TOKEN}\r\nX-Request-Id: 7f2c1a\r\n\r\n"
+    ));
+    let response = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 22 Nov 2026 05:59:53 GMT\r\n\
+        Content-Type: application/json\r\nContent-Length: 11\r\nConnection: keep-alive\r\n\r\n";
+    let mut out = Vec::with_capacity(1024);
+    c.bench_function("fast_lane/wire_round_trip", |b| {
+        b.iter(|| {
+            let wire::ParsedRequest::Complete(head) = wire::parse_request(black_box(&request))
+            else {
+                panic!("the bench request is on the fast lane");
+            };
+            out.clear();
+            wire::encode_request(
+                &head.method,
+                head.target.as_str(),
+                "127.0.0.1:3000",
+                &head.headers,
+                &mut out,
+            );
+            out.clear();
+            let parsed = wire::parse_response(black_box(response), false, &mut out);
+            black_box((&out, parsed));
+        })
+    });
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -242,6 +277,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_route, bench_verify_cache_hit, bench_headers, bench_together
+    targets = bench_route, bench_verify_cache_hit, bench_headers, bench_together,
+        bench_fast_lane_wire
 }
 criterion_main!(benches);

@@ -61,6 +61,19 @@ struct UpstreamConn {
     buf: BytesMut,
 }
 
+impl UpstreamConn {
+    /// Nothing has arrived while idle: no close, and no stray bytes (an upstream's `408`,
+    /// say) that would be taken for the next response. Costs no system call when the
+    /// socket's readiness says there is nothing to read.
+    fn is_quiet(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(
+            self.stream.try_read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+}
+
 /// A client connection on the fast lane.
 struct Lane<'c> {
     client: &'c mut TcpStream,
@@ -295,7 +308,8 @@ impl<'c> Lane<'c> {
     }
 
     /// Sends the encoded request (in `out`) and reads the response head; on return
-    /// `response` holds the client's version of that head. A reused connection that turns out closed is
+    /// `response` holds the client's version of that head. An idle connection is reused
+    /// only if nothing arrived on it while idle; one that turns out closed anyway is
     /// replaced by a fresh one once (the fast lane's requests are idempotent).
     async fn exchange_heads(
         &mut self,
@@ -306,7 +320,8 @@ impl<'c> Lane<'c> {
             .idle
             .iter()
             .position(|c| c.target == target.id)
-            .map(|i| self.idle.swap_remove(i));
+            .map(|i| self.idle.swap_remove(i))
+            .filter(UpstreamConn::is_quiet);
         loop {
             let fresh = reused.is_none();
             self.response.clear();
