@@ -1,5 +1,7 @@
 //! Accept loops: plain TCP or TLS, HTTP/1.1 and HTTP/2 on one port (hyper-util auto),
-//! connection gauges, slow-header protection, and graceful drain on shutdown.
+//! connection gauges, slow-header protection, and graceful drain on shutdown. A plain-TCP
+//! connection starts on the gateway's HTTP/1.1 fast lane ([`fast`]) and moves to hyper,
+//! with the bytes already read, as soon as a request needs hyper.
 
 pub mod prefixed;
 pub mod tls;

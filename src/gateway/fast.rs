@@ -24,6 +24,7 @@ use crate::verify::Principal;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::HOST;
 use http::Method;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,6 +35,10 @@ use wire::{Framing, ParsedRequest, ParsedResponse, RequestHead, ResponseHead};
 const BUFFER: usize = 8 * 1024;
 /// Idle upstream connections one client connection keeps (one per target it uses).
 const MAX_IDLE_UPSTREAMS: usize = 4;
+/// Idle upstream connections kept by all client connections together (the pooled client
+/// keeps up to as many per upstream): idle clients must not hold an upstream's every slot.
+const MAX_IDLE_TOTAL: usize = 1024;
+static IDLE_TOTAL: AtomicUsize = AtomicUsize::new(0);
 /// Same connect bound as the pooled client's.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -320,7 +325,7 @@ impl<'c> Lane<'c> {
             .idle
             .iter()
             .position(|c| c.target == target.id)
-            .map(|i| self.idle.swap_remove(i))
+            .map(|i| self.take_idle(i))
             .filter(UpstreamConn::is_quiet);
         loop {
             let fresh = reused.is_none();
@@ -463,11 +468,27 @@ impl<'c> Lane<'c> {
             .map_err(|_| RelayError::Client)
     }
 
+    /// Keeps `up` for this client's next request, within both limits; else it closes.
     fn keep_idle(&mut self, up: UpstreamConn) {
         if self.idle.len() >= MAX_IDLE_UPSTREAMS {
-            self.idle.remove(0);
+            drop(self.take_idle(0));
+        }
+        if IDLE_TOTAL.fetch_add(1, Ordering::Relaxed) >= MAX_IDLE_TOTAL {
+            IDLE_TOTAL.fetch_sub(1, Ordering::Relaxed);
+            return;
         }
         self.idle.push(up);
+    }
+
+    fn take_idle(&mut self, index: usize) -> UpstreamConn {
+        IDLE_TOTAL.fetch_sub(1, Ordering::Relaxed);
+        self.idle.swap_remove(index)
+    }
+}
+
+impl Drop for Lane<'_> {
+    fn drop(&mut self) {
+        IDLE_TOTAL.fetch_sub(self.idle.len(), Ordering::Relaxed);
     }
 }
 
