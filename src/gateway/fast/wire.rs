@@ -15,6 +15,8 @@ use http::{Method, StatusCode};
 
 /// Most headers a head may carry (hyper's default limit too).
 pub const MAX_HEADERS: usize = 100;
+/// Headers the gateway's rewrite may add to a request.
+const REWRITE_ADDS: usize = 6;
 /// Largest upstream response head accepted.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Longest chunk-size line or trailer section accepted in a chunked body.
@@ -68,7 +70,8 @@ pub fn parse_request(buf: &Bytes) -> ParsedRequest {
         }
         _ => return ParsedRequest::Decline,
     };
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    // Room for what the rewrite adds (forwarded and identity headers) without a regrow.
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + REWRITE_ADDS);
     for h in req.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
             return ParsedRequest::Decline;
