@@ -11,7 +11,12 @@
 //! already read, so hyper stays the only parser of anything unusual. Routing, the guard,
 //! header rewriting, error bodies and metrics are the gateway's own functions, shared with
 //! the hyper path.
+//!
+//! Here: the connection loop and one request's way to a response head. [`wire`] parses and
+//! encodes heads, `upstreams` keeps the client's upstream connections, `relay` moves bodies.
 
+mod relay;
+mod upstreams;
 pub mod wire;
 
 use super::headers::{self, ForwardedFor};
@@ -23,24 +28,17 @@ use crate::metrics::GuardOutcome;
 use crate::verify::Principal;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::HOST;
-use http::Method;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use wire::{Framing, ParsedRequest, ParsedResponse, RequestHead, ResponseHead};
+use upstreams::{IdleSet, UpstreamConn};
+use wire::{ParsedRequest, ParsedResponse, RequestHead, ResponseHead};
 
 /// Read buffer size for either side; a request head that does not fit goes to hyper.
 const BUFFER: usize = 8 * 1024;
-/// Idle upstream connections one client connection keeps (one per target it uses).
-const MAX_IDLE_UPSTREAMS: usize = 4;
-/// Idle upstream connections kept by all client connections together (the pooled client
-/// keeps up to as many per upstream): idle clients must not hold an upstream's every slot.
-const MAX_IDLE_TOTAL: usize = 1024;
-static IDLE_TOTAL: AtomicUsize = AtomicUsize::new(0);
-/// Same connect bound as the pooled client's.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a connection left the fast lane.
 pub enum Exit {
@@ -59,26 +57,6 @@ enum Next {
     Decline,
 }
 
-/// One idle keep-alive connection to a target.
-struct UpstreamConn {
-    target: usize,
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl UpstreamConn {
-    /// Nothing has arrived while idle: no close, and no stray bytes (an upstream's `408`,
-    /// say) that would be taken for the next response. Costs no system call when the
-    /// socket's readiness says there is nothing to read.
-    fn is_quiet(&self) -> bool {
-        let mut probe = [0u8; 1];
-        matches!(
-            self.stream.try_read(&mut probe),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-        )
-    }
-}
-
 /// A client connection on the fast lane.
 struct Lane<'c> {
     client: &'c mut TcpStream,
@@ -89,7 +67,7 @@ struct Lane<'c> {
     out: Vec<u8>,
     /// The client's version of the upstream's response head (then its first body bytes).
     response: Vec<u8>,
-    idle: Vec<UpstreamConn>,
+    idle: IdleSet,
 }
 
 /// Serves requests from `client` while they suit the fast lane. `gateway_for` says whether a
@@ -109,7 +87,7 @@ pub async fn serve<'g>(
         buf: BytesMut::with_capacity(BUFFER),
         out: Vec::with_capacity(1024),
         response: Vec::with_capacity(1024),
-        idle: Vec::new(),
+        idle: IdleSet::default(),
     };
     // Both live as long as the connection, so that a request costs no timer or waiter
     // registration: the timer is moved on only when it fires early.
@@ -212,6 +190,15 @@ impl Gateway {
     }
 }
 
+/// A rewritten request, ready to be encoded for whichever target is tried.
+struct Outgoing<'r> {
+    method: &'r Method,
+    original: &'r PathAndQuery,
+    /// The normalised (maybe stripped) path the upstream gets.
+    path: &'r str,
+    headers: &'r HeaderMap,
+}
+
 /// Why one attempt at a target failed.
 enum AttemptError {
     Connect(std::io::Error),
@@ -259,57 +246,67 @@ impl<'c> Lane<'c> {
             principal.map(|p| &p.headers),
             false,
         );
-        let head_request = method == Method::HEAD;
-        let attempts = if route.pool.len() > 1 { 2 } else { 1 };
-        let mut attempt = 0;
-        let (upstream, response) = loop {
-            attempt += 1;
-            let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
-            self.out.clear();
-            wire::encode_request(
-                &method,
-                &target.path_and_query(&original, path),
-                target.host_header(),
-                &headers,
-                &mut self.out,
-            );
-            let started = Instant::now();
-            let result = tokio::time::timeout(
-                route.config.timeout,
-                self.exchange_heads(target, head_request),
-            )
-            .await;
-            route
-                .metrics
-                .upstream_duration
-                .observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(Ok(pair)) => break pair,
-                Err(_elapsed) => {
-                    return Err(GatewayError::UpstreamTimeout {
-                        upstream: target.label.clone(),
-                        timeout_ms: route.config.timeout.as_millis(),
-                    })
-                }
-                Ok(Err(AttemptError::Connect(e))) => {
-                    target.mark_down();
-                    if attempt < attempts {
-                        continue;
-                    }
-                    return Err(GatewayError::UpstreamConnect {
-                        upstream: target.label.clone(),
-                        source: e.into(),
-                    });
-                }
-                Ok(Err(AttemptError::Failed(source))) => {
-                    return Err(GatewayError::UpstreamFailed {
-                        upstream: target.label.clone(),
-                        source,
-                    })
-                }
-            }
+        let request = Outgoing {
+            method: &method,
+            original: &original,
+            path,
+            headers: &headers,
         };
-        Ok((upstream, response))
+        let attempts = if route.pool.len() > 1 { 2 } else { 1 };
+        let mut attempt = 1;
+        loop {
+            let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
+            match self.attempt(route, target, &request).await {
+                Err(GatewayError::UpstreamConnect { .. }) if attempt < attempts => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+
+    /// One try at one target, bounded by the route's timeout.
+    async fn attempt(
+        &mut self,
+        route: &Route,
+        target: &Target,
+        request: &Outgoing<'_>,
+    ) -> Result<(UpstreamConn, ResponseHead), GatewayError> {
+        self.out.clear();
+        wire::encode_request(
+            request.method,
+            &target.path_and_query(request.original, request.path),
+            target.host_header(),
+            request.headers,
+            &mut self.out,
+        );
+        let head_request = *request.method == Method::HEAD;
+        let started = Instant::now();
+        let result = tokio::time::timeout(
+            route.config.timeout,
+            self.exchange_heads(target, head_request),
+        )
+        .await;
+        route
+            .metrics
+            .upstream_duration
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(Ok(pair)) => Ok(pair),
+            Err(_elapsed) => Err(GatewayError::UpstreamTimeout {
+                upstream: target.label.clone(),
+                timeout_ms: route.config.timeout.as_millis(),
+            }),
+            Ok(Err(AttemptError::Connect(e))) => {
+                target.mark_down();
+                Err(GatewayError::UpstreamConnect {
+                    upstream: target.label.clone(),
+                    source: e.into(),
+                })
+            }
+            Ok(Err(AttemptError::Failed(source))) => Err(GatewayError::UpstreamFailed {
+                upstream: target.label.clone(),
+                source,
+            }),
+        }
     }
 
     /// Sends the encoded request (in `out`) and reads the response head; on return
@@ -321,18 +318,15 @@ impl<'c> Lane<'c> {
         target: &Target,
         head_request: bool,
     ) -> Result<(UpstreamConn, ResponseHead), AttemptError> {
-        let mut reused = self
-            .idle
-            .iter()
-            .position(|c| c.target == target.id)
-            .map(|i| self.take_idle(i))
-            .filter(UpstreamConn::is_quiet);
+        let mut reused = self.idle.take(target.id);
         loop {
             let fresh = reused.is_none();
             self.response.clear();
             let mut up = match reused.take() {
                 Some(up) => up,
-                None => connect(target).await.map_err(AttemptError::Connect)?,
+                None => UpstreamConn::connect(target)
+                    .await
+                    .map_err(AttemptError::Connect)?,
             };
             if let Err(e) = up.stream.write_all(&self.out).await {
                 if fresh {
@@ -370,141 +364,6 @@ impl<'c> Lane<'c> {
             // The reused connection had been closed by the upstream: once more, afresh.
         }
     }
-
-    /// Sends the response head (in `response`) and the body to the client, then keeps the
-    /// upstream connection if it can carry another request.
-    async fn relay(&mut self, mut up: UpstreamConn, head: ResponseHead) -> Next {
-        let done = match head.framing {
-            Framing::Empty => self.send_head_and(&mut up, 0).await,
-            Framing::Length(n) => self.relay_length(&mut up, n).await,
-            Framing::Chunked => self.relay_chunked(&mut up).await,
-            Framing::UntilClose => {
-                let _ = self.relay_until_close(&mut up).await;
-                return Next::Close;
-            }
-        };
-        match done {
-            Ok(()) => {
-                // Bytes past the response mean the upstream is out of step: not reused.
-                if head.reusable && up.buf.is_empty() {
-                    self.keep_idle(up);
-                }
-                Next::KeepAlive
-            }
-            Err(RelayError::Client) => Next::Close,
-            // The head is out, so the client cannot get a 502 now: end its connection, which
-            // tells it the body is incomplete.
-            Err(RelayError::Upstream) => Next::Close,
-        }
-    }
-
-    /// Writes the head with the first `body` bytes of the upstream's buffer in one go.
-    async fn send_head_and(
-        &mut self,
-        up: &mut UpstreamConn,
-        body: usize,
-    ) -> Result<(), RelayError> {
-        self.response.extend_from_slice(&up.buf[..body]);
-        up.buf.advance(body);
-        self.client
-            .write_all(&self.response)
-            .await
-            .map_err(|_| RelayError::Client)
-    }
-
-    async fn relay_length(&mut self, up: &mut UpstreamConn, length: u64) -> Result<(), RelayError> {
-        let first = up
-            .buf
-            .len()
-            .min(usize::try_from(length).unwrap_or(usize::MAX));
-        self.send_head_and(up, first).await?;
-        let mut left = length - first as u64;
-        while left > 0 {
-            read_upstream(up).await?;
-            let take = up
-                .buf
-                .len()
-                .min(usize::try_from(left).unwrap_or(usize::MAX));
-            self.write_client(&up.buf[..take]).await?;
-            up.buf.advance(take);
-            left -= take as u64;
-        }
-        Ok(())
-    }
-
-    async fn relay_chunked(&mut self, up: &mut UpstreamConn) -> Result<(), RelayError> {
-        let mut scanner = wire::ChunkScanner::default();
-        let first = scanner.advance(&up.buf).map_err(|_| RelayError::Upstream)?;
-        self.send_head_and(up, first).await?;
-        while !scanner.is_done() {
-            read_upstream(up).await?;
-            let take = scanner.advance(&up.buf).map_err(|_| RelayError::Upstream)?;
-            self.write_client(&up.buf[..take]).await?;
-            up.buf.advance(take);
-        }
-        Ok(())
-    }
-
-    async fn relay_until_close(&mut self, up: &mut UpstreamConn) -> Result<(), RelayError> {
-        let first = up.buf.len();
-        self.send_head_and(up, first).await?;
-        loop {
-            make_room(&mut up.buf);
-            match up.stream.read_buf(&mut up.buf).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => {
-                    let chunk = up.buf.split();
-                    self.write_client(&chunk).await?;
-                }
-                Err(_) => return Err(RelayError::Upstream),
-            }
-        }
-    }
-
-    async fn write_client(&mut self, bytes: &[u8]) -> Result<(), RelayError> {
-        self.client
-            .write_all(bytes)
-            .await
-            .map_err(|_| RelayError::Client)
-    }
-
-    /// Keeps `up` for this client's next request, within both limits; else it closes.
-    fn keep_idle(&mut self, up: UpstreamConn) {
-        if self.idle.len() >= MAX_IDLE_UPSTREAMS {
-            drop(self.take_idle(0));
-        }
-        if IDLE_TOTAL.fetch_add(1, Ordering::Relaxed) >= MAX_IDLE_TOTAL {
-            IDLE_TOTAL.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        self.idle.push(up);
-    }
-
-    fn take_idle(&mut self, index: usize) -> UpstreamConn {
-        IDLE_TOTAL.fetch_sub(1, Ordering::Relaxed);
-        self.idle.swap_remove(index)
-    }
-}
-
-impl Drop for Lane<'_> {
-    fn drop(&mut self) {
-        IDLE_TOTAL.fetch_sub(self.idle.len(), Ordering::Relaxed);
-    }
-}
-
-/// Which side broke off a body relay.
-enum RelayError {
-    Client,
-    Upstream,
-}
-
-/// Reads more of the upstream's body; its end before the framing says is an error.
-async fn read_upstream(up: &mut UpstreamConn) -> Result<(), RelayError> {
-    make_room(&mut up.buf);
-    match up.stream.read_buf(&mut up.buf).await {
-        Ok(n) if n > 0 => Ok(()),
-        _ => Err(RelayError::Upstream),
-    }
 }
 
 /// Space for the next read: an emptied buffer is reused from its start, a full one grows.
@@ -512,16 +371,4 @@ fn make_room(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(BUFFER);
     }
-}
-
-async fn connect(target: &Target) -> std::io::Result<UpstreamConn> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.connect_addr()))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
-    Ok(UpstreamConn {
-        target: target.id,
-        stream,
-        buf: BytesMut::with_capacity(BUFFER),
-    })
 }

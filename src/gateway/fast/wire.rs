@@ -1,11 +1,15 @@
-//! HTTP/1.1 on the wire for the fast lane: which request heads it may take, how an
-//! upstream's response head is framed and re-encoded for the client, and where a chunked
-//! body ends. Pure functions over byte slices; parsing itself is httparse's (hyper's parser).
+//! HTTP/1.1 on the wire for the fast lane: which request heads it may take, and how an
+//! upstream's response head is framed and re-encoded for the client ([`chunked`] finds
+//! where a chunked body ends). Pure functions over byte slices; parsing itself is httparse's (hyper's parser).
 //!
 //! The rules lean towards declining: anything this module is not sure of (a body, an
 //! upgrade, `Expect`, `Connection: close`, HTTP/1.0, odd targets, bad header bytes) is left
 //! to hyper, so request smuggling has no new surface here: the fast lane only ever forwards
 //! body-less GET and HEAD requests.
+
+pub mod chunked;
+
+pub use chunked::ChunkScanner;
 
 use super::super::headers::HOP_BY_HOP;
 use bytes::Bytes;
@@ -19,9 +23,6 @@ pub const MAX_HEADERS: usize = 100;
 const REWRITE_ADDS: usize = 6;
 /// Largest upstream response head accepted.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-/// Longest chunk-size line or trailer section accepted in a chunked body.
-const MAX_CHUNK_LINE: usize = 4096;
-const MAX_TRAILERS: usize = 16 * 1024;
 
 /// A request head the fast lane takes.
 #[derive(Debug)]
@@ -326,112 +327,6 @@ fn encode_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// Follows a chunked body (RFC 9112 §7.1) byte by byte as it streams past, to find where
-/// the message ends; the bytes themselves are relayed unchanged.
-#[derive(Debug, Default)]
-pub struct ChunkScanner {
-    state: ChunkState,
-    /// The part of a size line or trailer line seen so far.
-    line: Vec<u8>,
-    trailer_bytes: usize,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    #[default]
-    Size,
-    Data(u64),
-    /// The CRLF after a chunk's data; the number says how many of its bytes came.
-    DataEnd(u8),
-    Trailers,
-    Done,
-}
-
-/// A chunked body that cannot be relayed.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ChunkError(pub &'static str);
-
-impl ChunkScanner {
-    /// Looks at the next bytes of the body; returns how many belong to it (fewer than
-    /// `buf.len()` only when the body ended inside `buf`).
-    pub fn advance(&mut self, buf: &[u8]) -> Result<usize, ChunkError> {
-        let mut i = 0;
-        while i < buf.len() {
-            match self.state {
-                ChunkState::Done => return Ok(i),
-                ChunkState::Data(left) => {
-                    let take = (buf.len() - i).min(usize::try_from(left).unwrap_or(usize::MAX));
-                    i += take;
-                    let left = left - take as u64;
-                    self.state = if left == 0 {
-                        ChunkState::DataEnd(0)
-                    } else {
-                        ChunkState::Data(left)
-                    };
-                }
-                ChunkState::DataEnd(seen) => {
-                    let expected = if seen == 0 { b'\r' } else { b'\n' };
-                    if buf[i] != expected {
-                        return Err(ChunkError("chunk data not followed by CRLF"));
-                    }
-                    i += 1;
-                    self.state = if seen == 0 {
-                        ChunkState::DataEnd(1)
-                    } else {
-                        ChunkState::Size
-                    };
-                }
-                ChunkState::Size => {
-                    let (consumed, line_done) = self.take_line(&buf[i..], MAX_CHUNK_LINE)?;
-                    i += consumed;
-                    if line_done {
-                        self.state = match httparse::parse_chunk_size(&self.line) {
-                            Ok(httparse::Status::Complete((_, 0))) => ChunkState::Trailers,
-                            Ok(httparse::Status::Complete((_, n))) => ChunkState::Data(n),
-                            _ => return Err(ChunkError("bad chunk size line")),
-                        };
-                        self.line.clear();
-                    }
-                }
-                ChunkState::Trailers => {
-                    let (consumed, line_done) = self.take_line(&buf[i..], MAX_CHUNK_LINE)?;
-                    i += consumed;
-                    self.trailer_bytes += consumed;
-                    if self.trailer_bytes > MAX_TRAILERS {
-                        return Err(ChunkError("trailers too large"));
-                    }
-                    if line_done {
-                        if self.line == b"\r\n" || self.line == b"\n" {
-                            self.state = ChunkState::Done;
-                        }
-                        self.line.clear();
-                    }
-                }
-            }
-        }
-        Ok(i)
-    }
-
-    /// The last chunk and the trailer section have gone past.
-    pub fn is_done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-
-    /// Adds bytes up to and including the next LF to `line`; says how many it took and
-    /// whether the line is complete.
-    fn take_line(&mut self, buf: &[u8], max: usize) -> Result<(usize, bool), ChunkError> {
-        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(at) => (at + 1, true),
-            None => (buf.len(), false),
-        };
-        if self.line.len() + take > max {
-            return Err(ChunkError("chunk line too long"));
-        }
-        self.line.extend_from_slice(&buf[..take]);
-        Ok((take, done))
     }
 }
 

@@ -171,42 +171,6 @@ fn an_oversized_response_head_is_refused() {
 }
 
 #[test]
-fn chunk_scanner_finds_the_end_across_any_split() {
-    let body = b"5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\nNEXT";
-    let end = body.len() - 4;
-    for split in 0..=body.len() {
-        let mut scanner = ChunkScanner::default();
-        let first = scanner.advance(&body[..split]).expect("valid");
-        let second = scanner.advance(&body[first..]).expect("valid");
-        assert!(scanner.is_done(), "split at {split}");
-        assert_eq!(first + second, end, "split at {split}");
-    }
-}
-
-#[test]
-fn chunk_scanner_without_trailers_and_byte_by_byte() {
-    let body = b"2\r\nok\r\n0\r\n\r\n";
-    let mut scanner = ChunkScanner::default();
-    for (i, byte) in body.iter().enumerate() {
-        assert!(!scanner.is_done(), "done early at {i}");
-        assert_eq!(scanner.advance(std::slice::from_ref(byte)), Ok(1));
-    }
-    assert!(scanner.is_done());
-}
-
-#[test]
-fn chunk_scanner_refuses_bad_framing() {
-    for bad in [&b"zz\r\n"[..], b"2\r\nokXX", &[b'1'; 5000]] {
-        let mut scanner = ChunkScanner::default();
-        assert!(
-            scanner.advance(bad).is_err(),
-            "{:?}",
-            String::from_utf8_lossy(bad)
-        );
-    }
-}
-
-#[test]
 fn error_responses_have_a_length_and_no_body_for_head() {
     let response = http::Response::builder()
         .status(404)

@@ -1,0 +1,155 @@
+//! Where a chunked body (RFC 9112 §7.1) ends, found as its bytes stream past: the fast lane
+//! relays them unchanged and only needs to know when the last chunk and the trailers have
+//! gone by. Size lines are parsed by httparse; sizes, lines and trailers are bounded.
+
+/// Longest chunk-size line (with extensions) or trailer line accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+/// Largest trailer section accepted.
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Follows a chunked body (RFC 9112 §7.1) byte by byte as it streams past, to find where
+/// the message ends; the bytes themselves are relayed unchanged.
+#[derive(Debug, Default)]
+pub struct ChunkScanner {
+    state: ChunkState,
+    /// The part of a size line or trailer line seen so far.
+    line: Vec<u8>,
+    trailer_bytes: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    /// The CRLF after a chunk's data; the number says how many of its bytes came.
+    DataEnd(u8),
+    Trailers,
+    Done,
+}
+
+/// A chunked body that cannot be relayed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ChunkError(pub &'static str);
+
+impl ChunkScanner {
+    /// Looks at the next bytes of the body; returns how many belong to it (fewer than
+    /// `buf.len()` only when the body ended inside `buf`).
+    pub fn advance(&mut self, buf: &[u8]) -> Result<usize, ChunkError> {
+        let mut i = 0;
+        while i < buf.len() {
+            match self.state {
+                ChunkState::Done => return Ok(i),
+                ChunkState::Data(left) => {
+                    let take = (buf.len() - i).min(usize::try_from(left).unwrap_or(usize::MAX));
+                    i += take;
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd(0)
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::DataEnd(seen) => {
+                    let expected = if seen == 0 { b'\r' } else { b'\n' };
+                    if buf[i] != expected {
+                        return Err(ChunkError("chunk data not followed by CRLF"));
+                    }
+                    i += 1;
+                    self.state = if seen == 0 {
+                        ChunkState::DataEnd(1)
+                    } else {
+                        ChunkState::Size
+                    };
+                }
+                ChunkState::Size => {
+                    let (consumed, line_done) = self.take_line(&buf[i..], MAX_CHUNK_LINE)?;
+                    i += consumed;
+                    if line_done {
+                        self.state = match httparse::parse_chunk_size(&self.line) {
+                            Ok(httparse::Status::Complete((_, 0))) => ChunkState::Trailers,
+                            Ok(httparse::Status::Complete((_, n))) => ChunkState::Data(n),
+                            _ => return Err(ChunkError("bad chunk size line")),
+                        };
+                        self.line.clear();
+                    }
+                }
+                ChunkState::Trailers => {
+                    let (consumed, line_done) = self.take_line(&buf[i..], MAX_CHUNK_LINE)?;
+                    i += consumed;
+                    self.trailer_bytes += consumed;
+                    if self.trailer_bytes > MAX_TRAILERS {
+                        return Err(ChunkError("trailers too large"));
+                    }
+                    if line_done {
+                        if self.line == b"\r\n" || self.line == b"\n" {
+                            self.state = ChunkState::Done;
+                        }
+                        self.line.clear();
+                    }
+                }
+            }
+        }
+        Ok(i)
+    }
+
+    /// The last chunk and the trailer section have gone past.
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Adds bytes up to and including the next LF to `line`; says how many it took and
+    /// whether the line is complete.
+    fn take_line(&mut self, buf: &[u8], max: usize) -> Result<(usize, bool), ChunkError> {
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (buf.len(), false),
+        };
+        if self.line.len() + take > max {
+            return Err(ChunkError("chunk line too long"));
+        }
+        self.line.extend_from_slice(&buf[..take]);
+        Ok((take, done))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_scanner_finds_the_end_across_any_split() {
+        let body = b"5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\nNEXT";
+        let end = body.len() - 4;
+        for split in 0..=body.len() {
+            let mut scanner = ChunkScanner::default();
+            let first = scanner.advance(&body[..split]).expect("valid");
+            let second = scanner.advance(&body[first..]).expect("valid");
+            assert!(scanner.is_done(), "split at {split}");
+            assert_eq!(first + second, end, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn chunk_scanner_without_trailers_and_byte_by_byte() {
+        let body = b"2\r\nok\r\n0\r\n\r\n";
+        let mut scanner = ChunkScanner::default();
+        for (i, byte) in body.iter().enumerate() {
+            assert!(!scanner.is_done(), "done early at {i}");
+            assert_eq!(scanner.advance(std::slice::from_ref(byte)), Ok(1));
+        }
+        assert!(scanner.is_done());
+    }
+
+    #[test]
+    fn chunk_scanner_refuses_bad_framing() {
+        for bad in [&b"zz\r\n"[..], b"2\r\nokXX", &[b'1'; 5000]] {
+            let mut scanner = ChunkScanner::default();
+            assert!(
+                scanner.advance(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
