@@ -225,14 +225,13 @@ impl Handler for PublicService {
             let secure = conn.proto == crate::gateway::headers::PROTO_HTTPS;
             let peer = conn.client_ip.to_str().unwrap_or("");
             let response = self.oauth.handle(req, secure, peer).await;
-            self.oauth_metrics.count_status(response.status());
-            self.oauth_metrics
-                .duration
-                .observe(started.elapsed().as_secs_f64());
+            self.oauth_metrics.finish(response.status(), started);
             return response;
         }
         self.gateway.handle(req, conn).await
     }
+
+    const FAST_LANE: bool = true;
 
     fn fast_gateway(&self, raw_path: &str) -> Option<&Gateway> {
         (!OAuthServer::owns(raw_path)).then_some(&self.gateway)

@@ -18,10 +18,12 @@ use crate::verify::cache::VerifyCache;
 use crate::verify::{Principal, Verdict};
 use headers::ForwardedFor;
 use http::header::HOST;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use route::RouteTable;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 use upstream::{Target, UpstreamClient, UpstreamPool};
@@ -96,10 +98,7 @@ impl Gateway {
             Ok(r) => r,
             Err(e) => {
                 let response = e.into_response();
-                self.no_route_metrics.count_status(response.status());
-                self.no_route_metrics
-                    .duration
-                    .observe(started.elapsed().as_secs_f64());
+                self.no_route_metrics.finish(response.status(), started);
                 return response;
             }
         };
@@ -113,8 +112,7 @@ impl Gateway {
                 e.into_response()
             }
         };
-        metrics.count_status(response.status());
-        metrics.duration.observe(started.elapsed().as_secs_f64());
+        metrics.finish(response.status(), started);
         response
     }
 
@@ -291,10 +289,15 @@ fn upstream_uri(
     original: &http::Uri,
     path: &str,
 ) -> Result<http::Uri, GatewayError> {
-    let unchanged = original.path() == path && !target.has_base_path();
     let uri = match original.path_and_query() {
-        Some(pq) if unchanged => target.uri_with(pq.clone()),
-        _ => target.uri(path, original.query()),
+        // The same rule as the fast lane's: reuse the original when routing changed nothing.
+        Some(pq) => match target.path_and_query(pq, path) {
+            Cow::Borrowed(_) => target.uri_with(pq.clone()),
+            Cow::Owned(rebuilt) => PathAndQuery::try_from(rebuilt)
+                .map_err(http::Error::from)
+                .and_then(|pq| target.uri_with(pq)),
+        },
+        None => target.uri(path, None),
     };
     uri.map_err(GatewayError::BadUpstreamRequest)
 }

@@ -96,6 +96,12 @@ impl RouteMetrics {
             .inc();
     }
 
+    /// Counts a finished request (its response head is ready) and its duration.
+    pub fn finish(&self, status: http::StatusCode, started: std::time::Instant) {
+        self.count_status(status);
+        self.duration.observe(started.elapsed().as_secs_f64());
+    }
+
     pub fn guard(&self, outcome: GuardOutcome) {
         self.guard[outcome as usize].inc();
     }

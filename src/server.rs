@@ -11,6 +11,7 @@ use crate::gateway::fast;
 use crate::gateway::headers::{PROTO_HTTP, PROTO_HTTPS};
 use crate::gateway::{ConnInfo, Gateway};
 use crate::metrics::Metrics;
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -40,8 +41,12 @@ pub trait Handler: Send + Sync + 'static {
         conn: &ConnInfo,
     ) -> impl Future<Output = Response<Body>> + Send;
 
-    /// The gateway, if requests with this raw path are its own and may take the HTTP/1.1
-    /// fast lane on plain-TCP connections ([`fast`]); `None` keeps them on hyper.
+    /// Whether this handler's plain-TCP connections start on the HTTP/1.1 fast lane
+    /// ([`fast`]); listeners without a gateway go straight to hyper.
+    const FAST_LANE: bool = false;
+
+    /// The gateway, if requests with this raw path are its own and may take the fast
+    /// lane; `None` keeps them on hyper.
     fn fast_gateway(&self, _raw_path: &str) -> Option<&Gateway> {
         None
     }
@@ -158,17 +163,21 @@ impl<H: Handler> Connection<H> {
             None => {
                 let mut stream = stream;
                 // The watcher is held while on the fast lane, so the drain waits for it.
-                let read_ahead = match fast::serve(
-                    &mut stream,
-                    |path| handler.fast_gateway(path),
-                    &conn,
-                    &mut shutdown,
-                    HEADER_READ_TIMEOUT,
-                )
-                .await
-                {
-                    fast::Exit::Closed => return,
-                    fast::Exit::HandOff(bytes) => bytes,
+                let read_ahead = if H::FAST_LANE {
+                    match fast::serve(
+                        &mut stream,
+                        |path| handler.fast_gateway(path),
+                        &conn,
+                        &mut shutdown,
+                        HEADER_READ_TIMEOUT,
+                    )
+                    .await
+                    {
+                        fast::Exit::Closed => return,
+                        fast::Exit::HandOff(bytes) => bytes,
+                    }
+                } else {
+                    Bytes::new()
                 };
                 let io = TokioIo::new(Prefixed::new(read_ahead, stream));
                 let served =

@@ -147,10 +147,7 @@ impl Gateway {
         let routed = match self.route_for(head.target.path(), host) {
             Ok(r) => r,
             Err(e) => {
-                self.no_route_metrics.count_status(e.status());
-                self.no_route_metrics
-                    .duration
-                    .observe(started.elapsed().as_secs_f64());
+                self.no_route_metrics.finish(e.status(), started);
                 return lane.respond_error(e, head_request).await;
             }
         };
@@ -173,17 +170,14 @@ impl Gateway {
         // body streams after.
         match result {
             Ok((upstream, response)) => {
-                metrics.count_status(response.status);
-                metrics.duration.observe(started.elapsed().as_secs_f64());
+                metrics.finish(response.status, started);
                 lane.relay(upstream, response).await
             }
             Err(e) => {
                 if let Some(outcome) = e.guard_outcome() {
                     metrics.guard(outcome);
                 }
-                let status = e.status();
-                metrics.count_status(status);
-                metrics.duration.observe(started.elapsed().as_secs_f64());
+                metrics.finish(e.status(), started);
                 lane.respond_error(e, head_request).await
             }
         }

@@ -118,10 +118,6 @@ impl Target {
             .build()
     }
 
-    pub fn has_base_path(&self) -> bool {
-        !self.base_path.is_empty()
-    }
-
     /// The upstream's path and query for a request: the original target when routing
     /// changed nothing, else the base path, the (normalised, maybe stripped) path and the
     /// query.

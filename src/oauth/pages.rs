@@ -65,32 +65,40 @@ pub fn render(
          frame-ancestors 'none'; base-uri 'none'"
     );
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        HeaderName::from_static("pragma"),
-        HeaderValue::from_static("no-cache"),
-    );
-    headers.insert(
-        HeaderName::from_static("x-frame-options"),
-        HeaderValue::from_static("DENY"),
-    );
-    headers.insert(
-        HeaderName::from_static("referrer-policy"),
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        HeaderName::from_static("x-content-type-options"),
-        HeaderValue::from_static("nosniff"),
-    );
+    for (name, value) in PAGE_HEADERS {
+        headers.insert(name, value);
+    }
     if let Ok(v) = HeaderValue::from_str(&csp) {
         headers.insert(HeaderName::from_static("content-security-policy"), v);
     }
     response
 }
+
+/// What every page carries besides its CSP; built at compile time, so a typo cannot
+/// fail at run time.
+const PAGE_HEADERS: [(HeaderName, HeaderValue); 6] = [
+    (
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    ),
+    (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    (
+        HeaderName::from_static("pragma"),
+        HeaderValue::from_static("no-cache"),
+    ),
+    (
+        HeaderName::from_static("x-frame-options"),
+        HeaderValue::from_static("DENY"),
+    ),
+    (
+        HeaderName::from_static("referrer-policy"),
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    ),
+];
 
 /// An HTML error page.
 pub fn error(status: StatusCode, title: &str, message: &str) -> Response<Body> {

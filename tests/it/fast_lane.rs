@@ -236,32 +236,31 @@ async fn a_body_delimited_by_close_closes_the_client_connection_after_it() {
     assert_eq!(response.body, "until close");
 }
 
-#[tokio::test]
-async fn an_upstream_connection_closed_while_idle_is_replaced_without_an_error() {
+/// Sends `GET path` three times on one client connection, checks each answer, and says
+/// how many upstream connections the scripted upstream accepted meanwhile.
+async fn three_gets_on_one_client(path: &str, body: &str) -> usize {
     let (up, gw) = scripted_gateway().await;
     let mut client = connect(&gw).await;
     for round in 1..=3 {
-        send(&mut client, &get("/then-close")).await;
+        send(&mut client, &get(path)).await;
         let response = read_sized(&mut client).await;
         assert_eq!(response.status, 200, "round {round}");
-        assert_eq!(response.body, "ok");
+        assert_eq!(response.body, body);
     }
-    assert_eq!(up.connections(), 3, "a fresh connection each time");
+    up.connections()
+}
+
+#[tokio::test]
+async fn an_upstream_connection_closed_while_idle_is_replaced_without_an_error() {
+    let connections = three_gets_on_one_client("/then-close", "ok").await;
+    assert_eq!(connections, 3, "a fresh connection each time");
 }
 
 #[tokio::test]
 async fn a_reused_connection_closed_unanswered_is_retried_on_a_fresh_one() {
-    let (up, gw) = scripted_gateway().await;
-    let mut client = connect(&gw).await;
-    for round in 1..=3 {
-        send(&mut client, &get("/answer-once")).await;
-        let response = read_sized(&mut client).await;
-        assert_eq!(response.status, 200, "round {round}");
-        assert_eq!(response.body, "default");
-    }
+    let connections = three_gets_on_one_client("/answer-once", "default").await;
     assert_eq!(
-        up.connections(),
-        3,
+        connections, 3,
         "each later request needed a fresh connection"
     );
 }
