@@ -160,7 +160,11 @@ fn build_verifier(
             RemoteVerifier::new(remote, clock.clone())
                 .context("cannot build the introspection client")?,
         ),
-        VerifySource::Local => Arc::new(LocalVerifier::new(store, clock.clone())),
+        VerifySource::Local => Arc::new(LocalVerifier::new(
+            store,
+            clock.clone(),
+            config.oauth.issuer.clone(),
+        )),
     };
     Ok(Arc::new(VerifyCache::new(
         &config.verify,

@@ -206,6 +206,8 @@ pub struct RemoteVerifyConfig {
     pub client_secret: Secret,
     /// Longest wait for one introspection answer before the guard answers 503.
     pub timeout: Duration,
+    /// When set, an answer whose `iss` is absent or differs (compared exactly) is inactive.
+    pub issuer: Option<String>,
 }
 
 /// A secret string. It has no `Debug` or `Display` so it cannot end up in a log line.
@@ -239,6 +241,8 @@ pub struct RouteConfig {
     pub auth: AuthMode,
     /// All are required of the token.
     pub scopes: Vec<String>,
+    /// When set, the token's `aud` must contain it (RFC 8707); `None` accepts any audience.
+    pub audience: Option<String>,
 }
 
 /// Whether a route needs a bearer token.

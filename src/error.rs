@@ -9,7 +9,7 @@ use crate::gateway::guard::{CHALLENGE_INVALID, CHALLENGE_MISSING};
 use crate::gateway::route::PathError;
 use crate::metrics::GuardOutcome;
 use crate::verify::VerifyError;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use std::sync::Arc;
 
@@ -37,6 +37,8 @@ pub enum GatewayError {
     MalformedToken,
     #[error("bearer token is not active")]
     InvalidToken,
+    #[error("bearer token is not meant for this resource (aud)")]
+    WrongAudience,
     #[error("bearer token lacks a required scope")]
     InsufficientScope { challenge: HeaderValue },
     #[error("token verifier unavailable")]
@@ -66,7 +68,8 @@ impl GatewayError {
             GatewayError::BadPath(_) => StatusCode::BAD_REQUEST,
             GatewayError::MissingToken
             | GatewayError::MalformedToken
-            | GatewayError::InvalidToken => StatusCode::UNAUTHORIZED,
+            | GatewayError::InvalidToken
+            | GatewayError::WrongAudience => StatusCode::UNAUTHORIZED,
             GatewayError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             GatewayError::VerifierUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamFailed { .. } => {
@@ -84,6 +87,7 @@ impl GatewayError {
             | GatewayError::MissingToken
             | GatewayError::MalformedToken
             | GatewayError::InvalidToken
+            | GatewayError::WrongAudience
             | GatewayError::InsufficientScope { .. }
             | GatewayError::BadUpstreamRequest(_) => ErrorSource::Client,
             GatewayError::UpstreamConnect { .. }
@@ -97,9 +101,9 @@ impl GatewayError {
     pub fn guard_outcome(&self) -> Option<GuardOutcome> {
         match self {
             GatewayError::MissingToken => Some(GuardOutcome::Missing),
-            GatewayError::MalformedToken | GatewayError::InvalidToken => {
-                Some(GuardOutcome::Invalid)
-            }
+            GatewayError::MalformedToken
+            | GatewayError::InvalidToken
+            | GatewayError::WrongAudience => Some(GuardOutcome::Invalid),
             GatewayError::InsufficientScope { .. } => Some(GuardOutcome::InsufficientScope),
             GatewayError::VerifierUnavailable(_) => Some(GuardOutcome::VerifierError),
             GatewayError::NoRoute
@@ -117,7 +121,7 @@ impl GatewayError {
             GatewayError::NoRoute => "not_found",
             GatewayError::BadPath(_) | GatewayError::BadUpstreamRequest(_) => "invalid_request",
             GatewayError::MissingToken | GatewayError::MalformedToken => "unauthorized",
-            GatewayError::InvalidToken => "invalid_token",
+            GatewayError::InvalidToken | GatewayError::WrongAudience => "invalid_token",
             GatewayError::InsufficientScope { .. } => "insufficient_scope",
             GatewayError::VerifierUnavailable(_) => "temporarily_unavailable",
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamFailed { .. } => {
@@ -140,21 +144,32 @@ impl GatewayError {
             other => other.to_string(),
         };
         let body = serde_json::json!({ "error": self.code(), "error_description": description });
-        let mut response = json_response(self.status(), body.to_string());
+        let status = self.status();
+        let mut response = json_response(status, body.to_string());
         let challenge = match self {
             GatewayError::MissingToken | GatewayError::MalformedToken => {
                 Some(CHALLENGE_MISSING.clone())
             }
-            GatewayError::InvalidToken => Some(CHALLENGE_INVALID.clone()),
+            GatewayError::InvalidToken | GatewayError::WrongAudience => {
+                Some(CHALLENGE_INVALID.clone())
+            }
             GatewayError::InsufficientScope { challenge } => Some(challenge),
             _ => None,
         };
         if let Some(c) = challenge {
             response.headers_mut().insert(WWW_AUTHENTICATE, c);
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, RETRY_AFTER_SECS.clone());
+        }
         response
     }
 }
+
+/// `Retry-After` (seconds, RFC 9110 §10.2.3) on every 503 for an outage of ours.
+pub static RETRY_AFTER_SECS: HeaderValue = HeaderValue::from_static("5");
 
 /// A JSON response with `Cache-Control: no-store`.
 pub fn json_response(status: StatusCode, body: String) -> Response<Body> {

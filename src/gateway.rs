@@ -164,7 +164,7 @@ impl Gateway {
         })
     }
 
-    /// Checks the bearer token and the route's scopes; `None` on an open route.
+    /// Checks the bearer token and the route's audience and scopes; `None` on an open route.
     async fn authenticate(
         &self,
         route: &Route,
@@ -183,7 +183,13 @@ impl Gateway {
             Ok(Verdict::Inactive) => return Err(GatewayError::InvalidToken),
             Err(e) => return Err(GatewayError::VerifierUnavailable(e)),
         };
-        // Scopes are checked on every request, cached verdict or not.
+        // The audience and the scopes are checked on every request, cached verdict or not:
+        // a verdict is cached per token, and one token may be sent to any route.
+        if let Some(audience) = &route.config.audience {
+            if !principal.has_audience(audience) {
+                return Err(GatewayError::WrongAudience);
+            }
+        }
         if !guard::has_all_scopes(&principal.scopes, &route.config.scopes) {
             return Err(GatewayError::InsufficientScope {
                 challenge: route.scope_challenge.clone(),

@@ -26,6 +26,9 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: Option<u64>,
+    /// The token's `aud` (RFC 7519 §4.1.3, RFC 8707): whom it is meant for. Empty when the
+    /// verifier reported none; a route with an `audience` then refuses the token.
+    pub audiences: Vec<String>,
     /// Prepared identity header values, so forwarding a request copies, not re-encodes.
     pub headers: IdentityHeaders,
 }
@@ -52,8 +55,12 @@ pub enum VerifyError {
     Unreachable(#[source] reqwest::Error),
     #[error("introspection endpoint answered {status}")]
     Status { status: u16 },
+    #[error("introspection answer could not be read")]
+    Body(#[source] reqwest::Error),
+    #[error("introspection answer is larger than {limit} bytes")]
+    TooLarge { limit: usize },
     #[error("introspection answer is not RFC 7662 JSON")]
-    BadAnswer(#[source] reqwest::Error),
+    BadAnswer(#[source] serde_json::Error),
     #[error("token store unavailable")]
     Store(#[source] crate::store::StoreError),
 }
@@ -89,11 +96,23 @@ impl Principal {
             username,
             scopes,
             exp,
+            audiences: Vec::new(),
             headers,
         })
     }
 
+    /// The same principal with the token's audiences.
+    pub fn with_audiences(mut self, audiences: Vec<String>) -> Self {
+        self.audiences = audiences;
+        self
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// True when the token's `aud` names `audience` (compared exactly).
+    pub fn has_audience(&self, audience: &str) -> bool {
+        self.audiences.iter().any(|a| a == audience)
     }
 }

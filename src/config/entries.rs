@@ -1,7 +1,7 @@
 //! `[[clients]]` and `[[routes]]`: each entry checked on its own, problems collected.
 
 use super::raw::{RawClient, RawRoute};
-use super::validate::{is_scope_token, Checker};
+use super::validate::{is_identifier, is_scope_token, Checker};
 use super::{AuthMode, ClientConfig, GrantType, OAuthConfig, RouteConfig};
 
 pub(super) fn clients(
@@ -158,6 +158,20 @@ pub(super) fn routes(ck: &mut Checker, raw: Vec<RawRoute>) -> Vec<RouteConfig> {
                 );
             }
         }
+        if let Some(audience) = &r.audience {
+            if auth == AuthMode::None {
+                ck.problem(
+                    format!("{key}.audience"),
+                    "audience needs auth = \"bearer\"",
+                );
+            }
+            if !is_identifier(audience) {
+                ck.problem(
+                    format!("{key}.audience"),
+                    format!("{audience:?} is not a resource identifier (non-empty, no spaces or control characters)"),
+                );
+            }
+        }
         let timeout = ck.duration(&format!("{key}.timeout"), r.timeout.as_deref(), "30s");
         if timeout.is_zero() {
             ck.problem(format!("{key}.timeout"), "must be longer than zero");
@@ -171,6 +185,7 @@ pub(super) fn routes(ck: &mut Checker, raw: Vec<RawRoute>) -> Vec<RouteConfig> {
             timeout,
             auth,
             scopes: r.scopes,
+            audience: r.audience,
         });
     }
     out

@@ -116,6 +116,8 @@ pub struct RawVerify {
     pub cache_capacity: Option<u64>,
     /// How long a remote introspection call may take before the guard answers 503.
     pub timeout: Option<String>,
+    /// Remote: the `iss` an introspection answer must carry, when set.
+    pub issuer: Option<String>,
 }
 
 /// One `[[routes]]` entry.
@@ -132,6 +134,8 @@ pub struct RawRoute {
     pub auth: Option<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// RFC 8707 resource identifier the token's `aud` must contain.
+    pub audience: Option<String>,
 }
 
 /// `upstream = "http://…"` or `upstream = ["http://a", "http://b"]`.

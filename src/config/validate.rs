@@ -280,6 +280,10 @@ fn verify(ck: &mut Checker, raw: RawVerify) -> VerifyConfig {
             VerifySource::Local
         }
     };
+    if raw.issuer.is_some() && !matches!(source, VerifySource::Remote(_)) {
+        // The local verifier's tokens are this server's own: their issuer is [oauth].issuer.
+        ck.problem("[verify].issuer", "only used with source = \"remote\"");
+    }
     let cache_capacity = raw.cache_capacity.unwrap_or(100_000);
     VerifyConfig {
         source,
@@ -313,11 +317,18 @@ fn remote_verify(ck: &mut Checker, raw: &RawVerify) -> RemoteVerifyConfig {
         ),
         "required when source = \"remote\"",
     );
+    if let Some(issuer) = raw.issuer.as_deref().filter(|i| !is_identifier(i)) {
+        ck.problem(
+            "[verify].issuer",
+            format!("{issuer:?} is not an issuer identifier (non-empty, no spaces or control characters)"),
+        );
+    }
     RemoteVerifyConfig {
         url,
         client_id,
         client_secret: secret,
         timeout: ck.duration("[verify].timeout", raw.timeout.as_deref(), "5s"),
+        issuer: raw.issuer.clone(),
     }
 }
 
@@ -325,6 +336,12 @@ pub(super) fn is_http_url(u: &str) -> bool {
     u.parse::<http::Uri>()
         .map(|uri| matches!(uri.scheme_str(), Some("http") | Some("https")) && uri.host().is_some())
         .unwrap_or(false)
+}
+
+/// An issuer or audience as compared against token claims: non-empty visible ASCII or
+/// non-ASCII text, without spaces or control characters (RFC 7519 StringOrURI in practice).
+pub(super) fn is_identifier(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.

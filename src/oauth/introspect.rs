@@ -44,6 +44,8 @@ impl OAuthServer {
                             "iat": r.issued_at,
                             "token_type": "Bearer",
                             "iss": self.settings.issuer,
+                            // RFC 8707: a token issued without `resource` is for the issuer.
+                            "aud": self.settings.issuer,
                         });
                         if let Some(username) = r.username {
                             answer["username"] = json!(username);

@@ -1,5 +1,8 @@
 //! The local verifier: looks access tokens up in this process's own token store, with no
 //! network hop. Revocation in this process also evicts the cache entry (see `oauth::revoke`).
+//!
+//! Tokens are issued without RFC 8707 `resource` so far, so each one's audience is the
+//! `[oauth] issuer` (as `/verify` reports it).
 
 use super::cache::token_hash;
 use super::{Principal, TokenVerifier, Verdict, VerifyError};
@@ -12,11 +15,17 @@ use std::sync::Arc;
 pub struct LocalVerifier {
     store: Arc<dyn TokenStore>,
     clock: Arc<dyn Clock>,
+    /// `[oauth] issuer`: the `aud` of every token issued without a `resource` (RFC 8707).
+    issuer: String,
 }
 
 impl LocalVerifier {
-    pub fn new(store: Arc<dyn TokenStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    pub fn new(store: Arc<dyn TokenStore>, clock: Arc<dyn Clock>, issuer: String) -> Self {
+        Self {
+            store,
+            clock,
+            issuer,
+        }
     }
 
     async fn lookup(&self, token: &str) -> Result<Verdict, VerifyError> {
@@ -31,7 +40,7 @@ impl LocalVerifier {
         };
         Ok(
             match Principal::new(r.sub, r.client_id, r.username, r.scopes, Some(r.expires_at)) {
-                Some(p) => Verdict::Active(Arc::new(p)),
+                Some(p) => Verdict::Active(Arc::new(p.with_audiences(vec![self.issuer.clone()]))),
                 None => Verdict::Inactive,
             },
         )

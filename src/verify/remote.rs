@@ -1,16 +1,30 @@
 //! The remote verifier: RFC 7662 token introspection over a pooled HTTP client.
 //!
 //! It posts `token=…` with HTTP Basic credentials (RFC 7662 §2.1) and reads the JSON
-//! answer (§2.2). Anything but a 200 with a parseable body is an error (503 upstream of
-//! here), never "inactive": a broken introspection endpoint must not look like a
-//! revoked token, and must never let a request through.
+//! answer (§2.2). Anything but a 200 with a parseable body of at most [`MAX_ANSWER`] bytes
+//! is an error (503 upstream of here), never "inactive": a broken introspection endpoint
+//! must not look like a revoked token, and must never let a request through.
+//!
+//! `active: true` alone is not enough, since the endpoint speaks for every token its server
+//! issued (§4): the answer must also describe an access token usable as a Bearer token
+//! (`token_type`, no `cnf` key binding), be within its validity window (`exp`, `nbf`), and
+//! come from the configured issuer (`iss`) when `[verify] issuer` is set. The token's `aud`
+//! travels in the [`Principal`]; routes check it per request (`gateway.rs`).
 
 use super::{Principal, TokenVerifier, Verdict, VerifyError};
 use crate::clock::Clock;
 use crate::config::RemoteVerifyConfig;
 use futures_util::future::BoxFuture;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::sync::Arc;
+
+/// The largest introspection answer read; a real one is a few hundred bytes.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// How far `nbf` may be ahead of our clock (seconds): the issuer's clock may run a little
+/// ahead of ours, and a token it has just issued should not bounce for that.
+const NBF_LEEWAY: u64 = 60;
 
 /// Calls an RFC 7662 endpoint.
 pub struct RemoteVerifier {
@@ -18,10 +32,13 @@ pub struct RemoteVerifier {
     url: String,
     client_id: String,
     client_secret: String,
+    /// `[verify] issuer`: the `iss` every active answer must carry, when set.
+    issuer: Option<String>,
     clock: Arc<dyn Clock>,
 }
 
-/// RFC 7662 §2.2 response; only `active` is required.
+/// RFC 7662 §2.2 response; only `active` is required. A member of the wrong JSON type
+/// makes the whole answer unreadable (503), never a guess.
 #[derive(Debug, Deserialize)]
 struct IntrospectionAnswer {
     active: bool,
@@ -30,6 +47,33 @@ struct IntrospectionAnswer {
     username: Option<String>,
     sub: Option<String>,
     exp: Option<u64>,
+    nbf: Option<u64>,
+    iss: Option<String>,
+    aud: Option<Audience>,
+    token_type: Option<String>,
+    /// RFC 7800 confirmation: present only for a sender-constrained token.
+    cnf: Option<IgnoredAny>,
+}
+
+/// RFC 7519 §4.1.3: `aud` is one string or an array of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Why an answer with `active: true` (or not) is treated as inactive; logged at debug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    NotActive,
+    Expired,
+    NotYetValid,
+    NotAnAccessToken,
+    SenderConstrained,
+    WrongIssuer,
+    /// `sub`, `client_id` or `scope` cannot travel in an identity header.
+    UnforwardableIdentity,
 }
 
 impl RemoteVerifier {
@@ -44,12 +88,13 @@ impl RemoteVerifier {
             url: cfg.url.clone(),
             client_id: cfg.client_id.clone(),
             client_secret: cfg.client_secret.expose().to_string(),
+            issuer: cfg.issuer.clone(),
             clock,
         })
     }
 
     async fn introspect(&self, token: &str) -> Result<Verdict, VerifyError> {
-        let response = self
+        let mut response = self
             .client
             .post(&self.url)
             .basic_auth(&self.client_id, Some(&self.client_secret))
@@ -63,15 +108,80 @@ impl RemoteVerifier {
                 status: status.as_u16(),
             });
         }
-        let answer: IntrospectionAnswer = response.json().await.map_err(VerifyError::BadAnswer)?;
-        Ok(answer.into_verdict(self.clock.now_unix()))
+        let too_large = VerifyError::TooLarge { limit: MAX_ANSWER };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER as u64)
+        {
+            return Err(too_large);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(VerifyError::Body)? {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let answer: IntrospectionAnswer =
+            serde_json::from_slice(&body).map_err(VerifyError::BadAnswer)?;
+        Ok(
+            match answer.into_principal(self.clock.now_unix(), self.issuer.as_deref()) {
+                Ok(p) => Verdict::Active(Arc::new(p)),
+                Err(reason) => {
+                    tracing::debug!(
+                        ?reason,
+                        "introspection answer is not an active access token"
+                    );
+                    Verdict::Inactive
+                }
+            },
+        )
     }
 }
 
+/// RFC 7662 §2.2 `token_type`, with RFC 6749 §7.1 and RFC 8693 §3 names: only an access
+/// token presented as a Bearer token may pass a Bearer guard. `DPoP` is refused too: RFC 9449
+/// §7.1 forbids accepting a DPoP-bound token as a Bearer token, and this guard checks no
+/// proofs (yet).
+fn is_bearer_access_token(token_type: &str) -> bool {
+    token_type.eq_ignore_ascii_case("bearer")
+        || token_type == "access_token"
+        || token_type == "urn:ietf:params:oauth:token-type:access_token"
+}
+
 impl IntrospectionAnswer {
-    fn into_verdict(self, now: u64) -> Verdict {
-        if !self.active || self.exp.is_some_and(|exp| exp <= now) {
-            return Verdict::Inactive;
+    /// The principal behind an answer, or why it does not let a request through. `issuer`
+    /// is `[verify] issuer`: when set, `iss` must be present and equal to it.
+    fn into_principal(self, now: u64, issuer: Option<&str>) -> Result<Principal, Refusal> {
+        if !self.active {
+            return Err(Refusal::NotActive);
+        }
+        if self.exp.is_some_and(|exp| exp <= now) {
+            return Err(Refusal::Expired);
+        }
+        if self
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(NBF_LEEWAY))
+        {
+            return Err(Refusal::NotYetValid);
+        }
+        // RFC 7662 makes `token_type` optional; when it is there it must say "access token".
+        if self
+            .token_type
+            .as_deref()
+            .is_some_and(|t| !is_bearer_access_token(t))
+        {
+            return Err(Refusal::NotAnAccessToken);
+        }
+        // A key-bound token (DPoP `jkt`, mTLS `x5t#S256`) is only as good as the proof of
+        // possession this guard does not check; taken as a plain Bearer token it loses it.
+        if self.cnf.is_some() {
+            return Err(Refusal::SenderConstrained);
+        }
+        if let Some(want) = issuer {
+            if self.iss.as_deref() != Some(want) {
+                return Err(Refusal::WrongIssuer);
+            }
         }
         let client_id = self.client_id.unwrap_or_default();
         let sub = self
@@ -86,11 +196,15 @@ impl IntrospectionAnswer {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        match Principal::new(sub, client_id, self.username, scopes, self.exp) {
-            Some(p) => Verdict::Active(Arc::new(p)),
-            // An identity we cannot forward faithfully is not one we let through.
-            None => Verdict::Inactive,
-        }
+        let audiences = match self.aud {
+            None => Vec::new(),
+            Some(Audience::One(a)) => vec![a],
+            Some(Audience::Many(all)) => all,
+        };
+        // An identity we cannot forward faithfully is not one we let through.
+        Principal::new(sub, client_id, self.username, scopes, self.exp)
+            .map(|p| p.with_audiences(audiences))
+            .ok_or(Refusal::UnforwardableIdentity)
     }
 }
 
@@ -105,51 +219,4 @@ impl TokenVerifier for RemoteVerifier {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn answer(json: &str) -> Verdict {
-        serde_json::from_str::<IntrospectionAnswer>(json)
-            .expect("test JSON is valid")
-            .into_verdict(1_000)
-    }
-
-    #[test]
-    fn active_answer_becomes_principal_with_scopes() {
-        let Verdict::Active(p) = answer(
-            r#"{"active":true,"scope":"email email.send","client_id":"app","sub":"alice","exp":2000}"#,
-        ) else {
-            panic!("expected active");
-        };
-        assert_eq!(p.sub, "alice");
-        assert_eq!(p.client_id, "app");
-        assert_eq!(p.scopes, ["email", "email.send"]);
-        assert_eq!(p.headers.scope, "email email.send");
-    }
-
-    #[test]
-    fn inactive_or_expired_answers_are_inactive() {
-        assert!(matches!(answer(r#"{"active":false}"#), Verdict::Inactive));
-        assert!(matches!(
-            answer(r#"{"active":true,"sub":"a","client_id":"c","exp":999}"#),
-            Verdict::Inactive
-        ));
-    }
-
-    #[test]
-    fn subject_falls_back_to_username_then_client() {
-        let Verdict::Active(p) = answer(r#"{"active":true,"client_id":"svc"}"#) else {
-            panic!("expected active");
-        };
-        assert_eq!(p.sub, "svc");
-        assert!(p.scopes.is_empty());
-    }
-
-    #[test]
-    fn identity_that_cannot_be_a_header_is_refused() {
-        assert!(matches!(
-            answer(r#"{"active":true,"sub":"a\nb","client_id":"c"}"#),
-            Verdict::Inactive
-        ));
-    }
-}
+mod tests;

@@ -16,3 +16,4 @@ mod proxy;
 mod routing;
 mod shipped;
 mod throttle;
+mod verify_claims;

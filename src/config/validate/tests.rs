@@ -194,3 +194,59 @@ fn syntax_errors_name_the_file() {
         "{e}"
     );
 }
+
+#[test]
+fn verify_issuer_is_for_remote_verifiers_and_kept_exactly() {
+    let remote = "[verify]\nsource = \"remote\"\nurl = \"http://127.0.0.1:9/verify\"\nclient_id = \"gw\"\nclient_secret = \"s\"\n";
+    let c = parse_str(remote).expect("valid");
+    assert!(matches!(c.verify.source, VerifySource::Remote(ref r) if r.issuer.is_none()));
+    let c = parse_str(&format!("{remote}issuer = \"https://as.example.com/\"\n")).expect("valid");
+    assert!(
+        matches!(c.verify.source, VerifySource::Remote(ref r) if r.issuer.as_deref() == Some("https://as.example.com/"))
+    );
+    for bad in ["", "https://as.example.com with space", "a\tb"] {
+        let p = problems(&format!("{remote}issuer = {bad:?}\n"));
+        assert!(
+            p.iter()
+                .any(|l| l.contains("[verify].issuer") && l.contains("not an issuer identifier")),
+            "{bad:?}: {p:?}"
+        );
+    }
+    let p = problems("[verify]\nissuer = \"https://as.example.com\"\n");
+    assert!(
+        p[0].contains("[verify].issuer: only used with source = \"remote\""),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn route_audience_is_optional_and_needs_a_bearer_route() {
+    let c = parse_str(MINIMAL_ROUTE).expect("valid");
+    assert_eq!(c.routes[0].audience, None);
+    let c = parse_str(&format!(
+        "{MINIMAL_ROUTE}audience = \"https://api.example.com/mail\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.routes[0].audience.as_deref(),
+        Some("https://api.example.com/mail")
+    );
+    // Third-party servers often use plain names as audiences (e.g. a client id).
+    let c = parse_str(&format!("{MINIMAL_ROUTE}audience = \"mail-api\"\n")).expect("valid");
+    assert_eq!(c.routes[0].audience.as_deref(), Some("mail-api"));
+    let cases = [
+        (
+            "audience = \"\"",
+            ".audience: \"\" is not a resource identifier",
+        ),
+        ("audience = \"a b\"", "is not a resource identifier"),
+        (
+            "auth = \"none\"\naudience = \"https://api.example.com\"",
+            ".audience: audience needs auth = \"bearer\"",
+        ),
+    ];
+    for (lines, want) in cases {
+        let p = problems(&format!("{MINIMAL_ROUTE}{lines}\n"));
+        assert!(p.iter().any(|l| l.contains(want)), "{lines}: {p:?}");
+    }
+}

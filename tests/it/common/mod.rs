@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod engines;
 pub mod oauth;
 pub mod raw;
 pub mod slapd;
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
@@ -52,6 +53,15 @@ where
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
+    serve_on(listener, handler)
+}
+
+/// Serves `handler` on a listener the caller bound (e.g. a port a client already knows).
+pub fn serve_on<F, Fut>(listener: TcpListener, handler: F) -> ServerHandle
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<BoxBody>> + Send + 'static,
+{
     let addr = listener.local_addr().expect("bound");
     let handler = Arc::new(handler);
     let task = tokio::spawn(async move {
@@ -274,29 +284,62 @@ pub struct Introspector {
     pub server: ServerHandle,
     calls: Arc<AtomicUsize>,
     tokens: Arc<Mutex<HashMap<String, Value>>>,
-    failing: Arc<AtomicBool>,
+    fault: Arc<Mutex<Fault>>,
+}
+
+/// How a broken [`Introspector`] answers (after reading the whole request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answers from the token table, as a healthy endpoint does.
+    None,
+    /// `500` with a text body.
+    Status500,
+    /// `200` whose body is not JSON.
+    NotJson,
+    /// `200` with JSON of the wrong shape (`active` a string).
+    WrongShape,
+    /// `200` with a JSON body far larger than any real answer.
+    Huge,
+    /// Answers correctly, after this long.
+    Slow(Duration),
+    /// Reads the request and never answers.
+    Hang,
 }
 
 impl Introspector {
     /// `delay` holds every answer back, so concurrent requests overlap in flight.
     pub async fn spawn(delay: Duration) -> Introspector {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        Self::spawn_on(listener, delay)
+    }
+
+    /// Like `spawn`, on `addr` (a port the gateway was configured with before it listened).
+    pub async fn spawn_at(addr: SocketAddr) -> Introspector {
+        let listener = TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("bind {addr} again: {e}"));
+        Self::spawn_on(listener, Duration::ZERO)
+    }
+
+    fn spawn_on(listener: TcpListener, delay: Duration) -> Introspector {
         let calls = Arc::new(AtomicUsize::new(0));
         let tokens: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
-        let failing = Arc::new(AtomicBool::new(false));
-        let (c, t, f) = (calls.clone(), tokens.clone(), failing.clone());
-        let server = serve(move |req| {
+        let fault = Arc::new(Mutex::new(Fault::None));
+        let (c, t, f) = (calls.clone(), tokens.clone(), fault.clone());
+        let server = serve_on(listener, move |req| {
             let (c, t, f) = (c.clone(), t.clone(), f.clone());
             async move {
                 c.fetch_add(1, Ordering::SeqCst);
                 introspect(req, &t, &f, delay).await
             }
-        })
-        .await;
+        });
         Introspector {
             server,
             calls,
             tokens,
-            failing,
+            fault,
         }
     }
 
@@ -317,9 +360,18 @@ impl Introspector {
         self.calls.load(Ordering::SeqCst)
     }
 
-    /// From now on answer 500.
+    /// From now on answer 500 (or, with `false`, answer normally again).
     pub fn fail(&self, failing: bool) {
-        self.failing.store(failing, Ordering::SeqCst);
+        self.set_fault(if failing {
+            Fault::Status500
+        } else {
+            Fault::None
+        });
+    }
+
+    /// From now on answer as `fault` says.
+    pub fn set_fault(&self, fault: Fault) {
+        *self.fault.lock().expect("not poisoned") = fault;
     }
 
     pub fn url(&self) -> String {
@@ -330,7 +382,7 @@ impl Introspector {
 async fn introspect(
     req: Request<Incoming>,
     tokens: &Mutex<HashMap<String, Value>>,
-    failing: &AtomicBool,
+    fault: &Mutex<Fault>,
     delay: Duration,
 ) -> Response<BoxBody> {
     use base64::Engine;
@@ -352,11 +404,25 @@ async fn introspect(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    if failing.load(Ordering::SeqCst) {
-        return Response::builder()
-            .status(500)
-            .body(full("boom"))
-            .expect("valid");
+    let fault = *fault.lock().expect("not poisoned");
+    let broken = |status: u16, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(full(body))
+            .expect("valid")
+    };
+    match fault {
+        Fault::None => {}
+        Fault::Status500 => return broken(500, "boom".into()),
+        Fault::NotJson => return broken(200, "<html>upstream error</html>".into()),
+        Fault::WrongShape => return broken(200, r#"{"active":"yes","exp":"later"}"#.into()),
+        Fault::Huge => {
+            let padding = "x".repeat(1024 * 1024);
+            return broken(200, json!({"active": true, "padding": padding}).to_string());
+        }
+        Fault::Slow(d) => tokio::time::sleep(d).await,
+        Fault::Hang => std::future::pending::<()>().await,
     }
     if !authorized {
         return Response::builder()
