@@ -20,7 +20,7 @@ use crate::body::Body;
 use crate::clock::Clock;
 use crate::config::{ClientConfig, Config, OAuthConfig};
 use crate::directory::UserDirectory;
-use crate::error::json_response;
+use crate::error::{json_response, RETRY_AFTER_SECS};
 use crate::metrics::Metrics;
 use crate::secrets::{secret_hash_kind, verify_secret, SecretHashKind};
 use crate::store::TokenStore;
@@ -28,7 +28,9 @@ use crate::verify::cache::VerifyCache;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -244,6 +246,11 @@ impl OAuthServer {
         response
             .headers_mut()
             .insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if error.code == ErrorCode::TemporarilyUnavailable {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, RETRY_AFTER_SECS.clone());
+        }
         if error.code == ErrorCode::InvalidClient && via_basic {
             response.headers_mut().insert(
                 WWW_AUTHENTICATE,

@@ -83,6 +83,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the token store stayed busy for {waited:?}")]
+    Busy { waited: std::time::Duration },
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
     #[error("the store's worker thread failed")]

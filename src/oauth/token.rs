@@ -379,7 +379,12 @@ fn normalise_scope_text(s: &str) -> String {
         .join(" ")
 }
 
+/// A store that cannot answer (locked, read-only, unreachable) is an outage the client
+/// may retry: 503 `temporarily_unavailable`, never a 500.
 pub(super) fn store_error(e: crate::store::StoreError) -> OAuthError {
     tracing::error!(error = %crate::error::error_chain(&e), "token store failed");
-    OAuthError::new(ErrorCode::ServerError, "the token store is unavailable")
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "the token store is unavailable",
+    )
 }

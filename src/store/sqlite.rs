@@ -3,6 +3,13 @@
 //! Schema migrations are embedded and applied at open (tracked in `PRAGMA user_version`).
 //! Every call runs on tokio's blocking pool so SQLite's file IO never stalls the async
 //! workers; one connection behind a mutex keeps `consume` atomic without extra locking.
+//! Plain lookups (`get`, the guard's path) use a second, read-only connection: in WAL mode
+//! they read the last commit even while a write waits for a lock, so the guard keeps
+//! verifying while the file is locked by another process or cannot be written.
+//!
+//! A call gives up after [`LOCK_WAIT`] in all (queueing behind this process's other calls
+//! plus waiting out another process's lock), so an outage is a prompt error (503 upstream
+//! of here), not a queue of requests that grows behind a lock.
 
 use super::{Record, RecordKind, RecordState, StoreError, StoreResult, TokenStore};
 use crate::verify::cache::TokenHash;
@@ -10,6 +17,10 @@ use futures_util::future::BoxFuture;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest one call waits to get at the database; see the module comment.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -47,7 +58,10 @@ const COLUMNS: &str =
 
 /// A SQLite-backed [`TokenStore`].
 pub struct SqliteStore {
+    /// Every write, and the reads that must be atomic with one.
     conn: Arc<Mutex<Connection>>,
+    /// `query_only` connection for plain lookups.
+    reader: Arc<Mutex<Connection>>,
 }
 
 impl SqliteStore {
@@ -62,29 +76,48 @@ impl SqliteStore {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(LOCK_WAIT)?;
         migrate(&conn)?;
+        let reader = Connection::open(path)?;
+        reader.pragma_update(None, "query_only", true)?;
+        reader.busy_timeout(LOCK_WAIT)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
         })
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the writing connection on the blocking pool.
     fn with<T, F>(&self, f: F) -> BoxFuture<'_, StoreResult<T>>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                // A panic inside a transaction rolls it back, so the connection stays usable.
-                let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-                f(&mut guard)
-            })
-            .await?
-        })
+        on_blocking_pool(self.conn.clone(), f)
     }
+}
+
+/// Runs `f` with `conn` on the blocking pool, within [`LOCK_WAIT`] from now.
+fn on_blocking_pool<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> BoxFuture<'static, StoreResult<T>>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+{
+    let deadline = Instant::now() + LOCK_WAIT;
+    Box::pin(async move {
+        tokio::task::spawn_blocking(move || {
+            // A panic inside a transaction rolls it back, so the connection stays usable.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            // Time spent queueing counts against the wait for another process's lock.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Busy { waited: LOCK_WAIT });
+            }
+            guard.busy_timeout(left)?;
+            f(&mut guard)
+        })
+        .await?
+    })
 }
 
 fn migrate(conn: &Connection) -> StoreResult<()> {
@@ -241,7 +274,7 @@ impl TokenStore for SqliteStore {
     }
 
     fn get(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
-        self.with(move |conn| read(conn, &hash))
+        on_blocking_pool(self.reader.clone(), move |conn| read(conn, &hash))
     }
 
     fn consume(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {

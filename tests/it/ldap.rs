@@ -220,7 +220,7 @@ async fn ldaps_and_starttls_work_with_the_configured_ca_and_fail_closed_without_
 
 /// Opens the authorize URL in a fresh cookie jar and submits the login form; follows the
 /// redirect to the consent page when the login succeeds.
-async fn sign_in(gw: &TestGateway, username: &str, password: &str) -> reqwest::Response {
+pub(crate) async fn sign_in(gw: &TestGateway, username: &str, password: &str) -> reqwest::Response {
     let browser = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::limited(5))
@@ -247,7 +247,7 @@ async fn sign_in(gw: &TestGateway, username: &str, password: &str) -> reqwest::R
 
 const AUTHORIZE: &str = "/oauth/authorize?response_type=code&client_id=mail-app&redirect_uri=http%3A%2F%2F127.0.0.1%3A7000%2Fredirect&scope=email&state=s1";
 
-fn ldap_gateway_config(users: &str, upstream: &str) -> String {
+pub(crate) fn ldap_gateway_config(users: &str, upstream: &str) -> String {
     let secret = tollgate::secrets::fast_secret_hash("mail-secret");
     format!(
         "[oauth]\nstore = \"memory\"\n[oauth.scopes]\nemail = \"Read your email\"\n{users}\n\

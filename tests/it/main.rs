@@ -6,6 +6,7 @@ mod common;
 mod browser;
 mod cli;
 mod fast_lane;
+mod faults_backends;
 mod guard;
 mod ldap;
 mod listeners;
