@@ -11,6 +11,7 @@ use super::csrf::CsrfKey;
 use super::pages::{self, ConsentPage, LoginPage, ScopeLine};
 use super::protocol::{redirect_with, OAuthError, Params};
 use super::session::{self, CookieNames, Session, CSRF_FIELD};
+use super::throttle::LoginResult;
 use super::token::Issue;
 use super::{OAuthRequest, OAuthServer, SESSION_TTL};
 use crate::body::Body;
@@ -22,17 +23,6 @@ use crate::verify::cache::token_hash;
 use http::header::{HeaderValue, CACHE_CONTROL, LOCATION, SET_COOKIE};
 use http::{Response, StatusCode};
 
-/// The outcome of a password check.
-pub(super) enum LoginResult {
-    Success(User),
-    Failure,
-    /// Refused without checking: too many recent failures for this user or address.
-    Throttled,
-    Unavailable,
-}
-
-/// The least time a failed password check takes (see `check_password`).
-const FAILURE_FLOOR: std::time::Duration = std::time::Duration::from_millis(200);
 const NEUTRAL_FAILURE: &str = "The username or password is not right.";
 const UNAVAILABLE: &str =
     "The sign-in service is unavailable right now. Please try again in a few minutes.";
@@ -197,65 +187,6 @@ impl OAuthServer {
             session::clear_cookie(names.session, self.secure(req)),
         );
         response
-    }
-
-    /// Checks a password against the directory, counting the outcome, unless brute-force
-    /// protection refuses the attempt first. Every outcome but success takes at least
-    /// [`FAILURE_FLOOR`], so a wrong user, a wrong password, a ban and an outage cannot be
-    /// told apart by timing.
-    pub(super) async fn check_password(
-        &self,
-        username: &str,
-        password: &str,
-        peer: &str,
-    ) -> LoginResult {
-        let started = tokio::time::Instant::now();
-        let result = self.check_password_now(username, password, peer).await;
-        // Every refusal (wrong password, unknown user, banned user or address, directory or
-        // store down) pays the floor, so timing tells none of them apart.
-        if !matches!(result, LoginResult::Success(_)) {
-            tokio::time::sleep_until(started + FAILURE_FLOOR).await;
-        }
-        let label = match &result {
-            LoginResult::Success(_) => "success",
-            LoginResult::Failure => "failure",
-            LoginResult::Throttled => "throttled",
-            LoginResult::Unavailable => "unavailable",
-        };
-        self.metrics.logins.with_label_values(&[label]).inc();
-        result
-    }
-
-    async fn check_password_now(&self, username: &str, password: &str, peer: &str) -> LoginResult {
-        match self.is_throttled(username, peer).await {
-            Ok(false) => {}
-            Ok(true) => return LoginResult::Throttled,
-            Err(e) => {
-                tracing::error!(error = %crate::error::error_chain(&e), "token store unavailable for login throttling");
-                return LoginResult::Unavailable;
-            }
-        }
-        // An empty password never reaches the directory (an LDAP unauthenticated bind
-        // would otherwise "succeed").
-        let outcome = if username.is_empty() || password.is_empty() {
-            Ok(None)
-        } else {
-            self.directory.authenticate(username, password).await
-        };
-        match outcome {
-            Ok(Some(user)) => {
-                self.note_login_success(username).await;
-                LoginResult::Success(user)
-            }
-            Ok(None) => {
-                self.note_login_failure(username, peer).await;
-                LoginResult::Failure
-            }
-            Err(e) => {
-                tracing::error!(error = %crate::error::error_chain(&e), "user directory unavailable");
-                LoginResult::Unavailable
-            }
-        }
     }
 
     /// Issues a code (or, for the implicit grant, a token) and redirects to the client.

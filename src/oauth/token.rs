@@ -269,14 +269,14 @@ impl OAuthServer {
         let password = form.require("password", "password is required")?;
         let scopes = grant_scopes(form.get("scope"), &client.scopes)?;
         let user = match self.check_password(username, password, peer).await {
-            super::browser::LoginResult::Success(user) => user,
-            super::browser::LoginResult::Failure | super::browser::LoginResult::Throttled => {
+            super::throttle::LoginResult::Success(user) => user,
+            super::throttle::LoginResult::Failure | super::throttle::LoginResult::Throttled => {
                 return Err(OAuthError::new(
                     ErrorCode::InvalidGrant,
                     "wrong username or password",
                 ))
             }
-            super::browser::LoginResult::Unavailable => {
+            super::throttle::LoginResult::Unavailable => {
                 return Err(OAuthError::new(
                     ErrorCode::TemporarilyUnavailable,
                     "the sign-in service is unavailable",
