@@ -57,6 +57,9 @@ pub struct OAuthConfig {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub code_ttl: Duration,
+    /// A grant (everything one authorization issued) ends this long after the user
+    /// authorized, however often its refresh token rotates; default 90 days.
+    pub grant_max_lifetime: Duration,
     pub allow_implicit: bool,
     pub allow_password_grant: bool,
     /// Every scope the server can grant, with its consent text.

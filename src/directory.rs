@@ -38,4 +38,10 @@ pub trait UserDirectory: Send + Sync + 'static {
         username: &'a str,
         password: &'a str,
     ) -> BoxFuture<'a, Result<Option<User>, DirectoryError>>;
+
+    /// Whether `username` (the login name of an earlier [`authenticate`](Self::authenticate))
+    /// is still in the directory and may still sign in, checked without their password on
+    /// every refresh: `Ok(false)` when gone or disabled, `Err` when the directory cannot
+    /// say (the caller then issues nothing).
+    fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>>;
 }

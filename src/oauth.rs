@@ -7,6 +7,7 @@
 
 pub mod authorize;
 mod browser;
+pub mod csrf;
 mod introspect;
 mod metadata;
 pub mod pages;
@@ -55,6 +56,8 @@ pub struct OAuthServer {
     /// The guard's cache, so revocation here takes effect at once.
     cache: Arc<VerifyCache>,
     throttle: crate::config::ThrottleConfig,
+    /// The login-CSRF key, read from (or created in) the store at first use.
+    csrf_key: tokio::sync::OnceCell<csrf::CsrfKey>,
 }
 
 /// A request with its body read (bounded) and what the handlers need of its connection.
@@ -98,6 +101,7 @@ impl OAuthServer {
             metrics,
             cache,
             throttle: config.users.throttle,
+            csrf_key: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -152,6 +156,22 @@ impl OAuthServer {
 
     fn now(&self) -> u64 {
         self.clock.now_unix()
+    }
+
+    /// The login-CSRF key shared by every instance on this store (created once if missing).
+    async fn csrf_key(&self) -> Result<&csrf::CsrfKey, crate::store::StoreError> {
+        self.csrf_key
+            .get_or_try_init(|| async {
+                let candidate: [u8; 32] = rand::random();
+                let key = self.store.server_key(csrf::KEY_NAME, candidate).await?;
+                Ok(csrf::CsrfKey::new(&key))
+            })
+            .await
+    }
+
+    /// The end of a grant the user authorizes now (`[oauth] grant_max_lifetime`).
+    fn new_grant_end(&self) -> u64 {
+        self.now() + self.settings.grant_max_lifetime.as_secs()
     }
 
     /// RFC 6749 §2.3.1: Basic (form-encoded id and secret) or `client_id`/`client_secret`

@@ -7,7 +7,12 @@
 //! chain, which is how code replay and refresh-token reuse are answered (RFC 9700 §2.2.2,
 //! §4.14). The trait is small on purpose so that a Redis implementation maps one-to-one:
 //! `insert` is a SET with TTL, `consume` an atomic compare-and-set, `revoke_grant` a walk of
-//! a per-grant set.
+//! a per-grant set, `server_key` a SET NX then GET.
+//!
+//! A grant has an absolute end (`[oauth] grant_max_lifetime` after the user authorized)
+//! that rotation never moves. Every record of the grant carries it (`grant_expires_at`), so
+//! one record read answers "is this grant over?" and a store keeps one grant's records
+//! together without a separate grants table.
 
 pub mod memory;
 pub mod sqlite;
@@ -54,6 +59,9 @@ pub struct Record {
     /// Seconds since the Unix epoch.
     pub issued_at: u64,
     pub expires_at: u64,
+    /// When the grant this record belongs to ends, however often it rotates (seconds since
+    /// the epoch). A record never outlives it: `expires_at <= grant_expires_at`.
+    pub grant_expires_at: u64,
     /// Codes: the redirect URI the authorization request named (None if it named none).
     pub redirect_uri: Option<String>,
     /// Codes: the PKCE S256 challenge.
@@ -63,6 +71,9 @@ pub struct Record {
     pub email: Option<String>,
     /// Sessions: the CSRF token every form of this session carries.
     pub csrf: Option<String>,
+    /// Sessions: the SHA-256 (base64url) of the browser id in the pre-login cookie; the
+    /// session is honoured only together with that cookie (see `oauth::session`).
+    pub browser: Option<String>,
 }
 
 impl Record {
@@ -138,6 +149,15 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// When `key`'s ban ends, if it has one (it may be in the past).
     fn banned_until<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<Option<u64>>>;
+
+    /// The server key stored under `name`, storing `candidate` first when there is none.
+    /// Atomic: however many instances race, all of them get the same key back. Keys are
+    /// never swept.
+    fn server_key<'a>(
+        &'a self,
+        name: &'a str,
+        candidate: [u8; 32],
+    ) -> BoxFuture<'a, StoreResult<[u8; 32]>>;
 }
 
 /// Failures older than this are swept whatever the configured window.

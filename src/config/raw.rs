@@ -37,6 +37,7 @@ pub struct RawOAuth {
     pub access_token_ttl: Option<String>,
     pub refresh_token_ttl: Option<String>,
     pub code_ttl: Option<String>,
+    pub grant_max_lifetime: Option<String>,
     pub allow_implicit: Option<bool>,
     pub allow_password_grant: Option<bool>,
     /// Scope name → consent text.

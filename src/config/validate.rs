@@ -248,6 +248,14 @@ fn oauth(ck: &mut Checker, raw: RawOAuth) -> OAuthConfig {
             );
         }
     }
+    let grant_max_lifetime = ck.duration(
+        "[oauth].grant_max_lifetime",
+        raw.grant_max_lifetime.as_deref(),
+        "90d",
+    );
+    if grant_max_lifetime < Duration::from_secs(1) {
+        ck.problem("[oauth].grant_max_lifetime", "must be at least 1s");
+    }
     OAuthConfig {
         issuer: issuer.trim_end_matches('/').to_string(),
         store,
@@ -262,6 +270,7 @@ fn oauth(ck: &mut Checker, raw: RawOAuth) -> OAuthConfig {
             "30d",
         ),
         code_ttl: ck.duration("[oauth].code_ttl", raw.code_ttl.as_deref(), "60s"),
+        grant_max_lifetime,
         allow_implicit: raw.allow_implicit.unwrap_or(false),
         allow_password_grant: raw.allow_password_grant.unwrap_or(false),
         scopes,

@@ -8,6 +8,18 @@
 //!   `\` or NUL cannot widen the search; exactly one entry must match, then a fresh
 //!   connection binds as that entry with the user's password.
 //!
+//! A refresh asks again whether the user is still there ([`UserDirectory::exists`]), with
+//! no password to bind with:
+//! - **search, then bind**: the service account runs the same search (`filter` under
+//!   `base_dn`, `{username}` being the grant's username); the user is there only if exactly
+//!   one entry matches, so a filter that excludes disabled accounts (Active Directory's
+//!   `userAccountControl` bit test) stops their refreshes too;
+//! - **DN template**: an anonymous connection reads the entry at `user_dn` (filled with the
+//!   grant's username) at base scope with filter `(objectClass=*)` and no attributes; the
+//!   user is there only if the entry comes back. A directory that hides entries from
+//!   anonymous clients answers "no such object" (or nothing), which reads as "gone": there,
+//!   use search-then-bind.
+//!
 //! An empty password is refused before any bind: RFC 4513 §5.1.2 makes a simple bind with
 //! a DN and no password an *unauthenticated* bind, which many servers answer with success.
 //! Connection and operation errors are `DirectoryError::Unavailable` (the login page says
@@ -21,6 +33,8 @@ use std::sync::{Arc, Mutex};
 
 /// RFC 4511 result code for a wrong password (or unknown DN on some servers).
 const INVALID_CREDENTIALS: u32 = 49;
+/// RFC 4511 result code for a base that does not exist (or that the client may not see).
+const NO_SUCH_OBJECT: u32 = 32;
 /// Longest username accepted; anything longer cannot be a login name.
 const MAX_USERNAME: usize = 256;
 
@@ -157,12 +171,13 @@ impl LdapDirectory {
         user.map(Some)
     }
 
-    async fn by_search(
+    /// The service account's search for `username`: the one entry it finds, if exactly
+    /// one matches (zero: unknown user; several: ambiguous, never guess which one).
+    async fn search_user(
         &self,
         (bind_dn, bind_password, base_dn, filter): (&str, &str, &str, &str),
         username: &str,
-        password: &str,
-    ) -> Result<Option<User>, DirectoryError> {
+    ) -> Result<Option<SearchEntry>, DirectoryError> {
         let filter = filter.replace("{username}", &ldap_escape(username));
         let mut service = self.service_connection(bind_dn, bind_password).await?;
         let found = service
@@ -178,11 +193,36 @@ impl LdapDirectory {
             }
             Err(e) => return Err(DirectoryError::Ldap(e)),
         };
-        // Zero entries: unknown user. Several: ambiguous, never guess which one.
         if entries.len() != 1 {
             return Ok(None);
         }
-        let Some(entry) = entries.into_iter().next().map(SearchEntry::construct) else {
+        Ok(entries.into_iter().next().map(SearchEntry::construct))
+    }
+
+    /// Reads the entry at `dn` over an anonymous connection (DN-template `exists`).
+    async fn entry_visible(&self, dn: &str) -> Result<bool, DirectoryError> {
+        let mut ldap = self.connect().await?;
+        let result = ldap
+            .with_timeout(self.cfg.timeout)
+            .search(dn, Scope::Base, "(objectClass=*)", vec!["1.1"])
+            .await
+            .map_err(DirectoryError::Ldap);
+        let _ = ldap.unbind().await;
+        let result = result?;
+        match result.1.rc {
+            0 => Ok(!result.0.is_empty()),
+            NO_SUCH_OBJECT => Ok(false),
+            _ => Err(DirectoryError::Ldap(ldap3::LdapError::from(result.1))),
+        }
+    }
+
+    async fn by_search(
+        &self,
+        service: (&str, &str, &str, &str),
+        username: &str,
+        password: &str,
+    ) -> Result<Option<User>, DirectoryError> {
+        let Some(entry) = self.search_user(service, username).await? else {
             return Ok(None);
         };
         match self.bind_as(&entry.dn, password).await? {
@@ -225,6 +265,37 @@ impl UserDirectory for LdapDirectory {
                         filter.as_str(),
                     );
                     self.by_search(service, username, password).await
+                }
+            }
+        })
+    }
+
+    fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>> {
+        Box::pin(async move {
+            if username.is_empty()
+                || username.len() > MAX_USERNAME
+                || username.chars().any(char::is_control)
+            {
+                return Ok(false);
+            }
+            match &self.cfg.bind {
+                LdapBind::Template { user_dn } => {
+                    let dn = user_dn.replace("{username}", &dn_escape(username));
+                    self.entry_visible(&dn).await
+                }
+                LdapBind::Search {
+                    bind_dn,
+                    bind_password,
+                    base_dn,
+                    filter,
+                } => {
+                    let service = (
+                        bind_dn.as_str(),
+                        bind_password.expose(),
+                        base_dn.as_str(),
+                        filter.as_str(),
+                    );
+                    Ok(self.search_user(service, username).await?.is_some())
                 }
             }
         })

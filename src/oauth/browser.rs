@@ -3,12 +3,15 @@
 //!
 //! The authorization request travels as the query string of every step and is validated
 //! again at each one, so no half-validated state is ever stored. The login form is guarded
-//! by a double-submit CSRF cookie, the consent form by its session's CSRF token.
+//! by an HMAC of the browser's signed id cookie ([`super::csrf`]), the consent form by its
+//! session's CSRF token, and a session counts only in the browser it was made in.
 
 use super::authorize::{validate, AuthorizeError, AuthorizeRequest, RedirectTarget, ResponseType};
+use super::csrf::CsrfKey;
 use super::pages::{self, ConsentPage, LoginPage, ScopeLine};
 use super::protocol::{redirect_with, OAuthError, Params};
-use super::session::{self, Session, CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE};
+use super::session::{self, CookieNames, Session, CSRF_FIELD};
+use super::throttle::LoginResult;
 use super::token::Issue;
 use super::{OAuthRequest, OAuthServer, SESSION_TTL};
 use crate::body::Body;
@@ -20,17 +23,6 @@ use crate::verify::cache::token_hash;
 use http::header::{HeaderValue, CACHE_CONTROL, LOCATION, SET_COOKIE};
 use http::{Response, StatusCode};
 
-/// The outcome of a password check.
-pub(super) enum LoginResult {
-    Success(User),
-    Failure,
-    /// Refused without checking: too many recent failures for this user or address.
-    Throttled,
-    Unavailable,
-}
-
-/// The least time a failed password check takes (see `check_password`).
-const FAILURE_FLOOR: std::time::Duration = std::time::Duration::from_millis(200);
 const NEUTRAL_FAILURE: &str = "The username or password is not right.";
 const UNAVAILABLE: &str =
     "The sign-in service is unavailable right now. Please try again in a few minutes.";
@@ -54,7 +46,7 @@ impl OAuthServer {
         };
         match self.session(req).await {
             Ok(Some(_)) => redirect(&format!("/oauth/consent?{}", req.query)),
-            Ok(None) => self.render_login(req, &ar, StatusCode::OK, "", None),
+            Ok(None) => self.render_login(req, &ar, StatusCode::OK, "", None).await,
             Err(response) => *response,
         }
     }
@@ -68,39 +60,43 @@ impl OAuthServer {
             Ok(f) => f,
             Err(_) => return bad_form(),
         };
-        let expected = session::cookie(&req.headers, CSRF_COOKIE).unwrap_or("");
-        if !session::csrf_matches(form.get(CSRF_FIELD), expected) {
+        // The field must be this browser's, derived from a cookie this server issued.
+        let (key, browser) = match self.browser(req).await {
+            Ok(found) => found,
+            Err(response) => return *response,
+        };
+        let Some(browser) = browser.filter(|id| key.field_matches(id, form.get(CSRF_FIELD))) else {
             return csrf_refused();
-        }
+        };
         let username = form.get("username").unwrap_or("");
         let password = form.get("password").unwrap_or("");
-        let user = match self.check_password(username, password, &req.peer).await {
-            LoginResult::Success(user) => user,
-            LoginResult::Failure | LoginResult::Throttled => {
-                return self.render_login(req, &ar, StatusCode::OK, username, Some(NEUTRAL_FAILURE))
-            }
-            LoginResult::Unavailable => {
-                return self.render_login(
-                    req,
-                    &ar,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    username,
-                    Some(UNAVAILABLE),
-                )
-            }
+        let (status, message) = match self.check_password(username, password, &req.peer).await {
+            LoginResult::Success(user) => return self.start_session(req, &user, &browser).await,
+            LoginResult::Failure | LoginResult::Throttled => (StatusCode::OK, NEUTRAL_FAILURE),
+            LoginResult::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE),
         };
-        let id = match session::create(&*self.store, &user, self.now(), SESSION_TTL.as_secs()).await
-        {
-            Ok(id) => id,
-            Err(e) => return unavailable_page(&e),
-        };
+        self.render_login(req, &ar, status, username, Some(message))
+            .await
+    }
+
+    /// Creates a session bound to `browser` and sends the browser on to the consent page.
+    async fn start_session(
+        &self,
+        req: &OAuthRequest,
+        user: &User,
+        browser: &str,
+    ) -> Response<Body> {
+        let now = self.now();
+        let id =
+            match session::create(&*self.store, user, browser, now, SESSION_TTL.as_secs()).await {
+                Ok(id) => id,
+                Err(e) => return unavailable_page(&e),
+            };
         let mut response = see_other(&format!("/oauth/consent?{}", req.query));
-        let headers = response.headers_mut();
-        headers.append(
+        response.headers_mut().append(
             SET_COOKIE,
-            session::set_cookie(SESSION_COOKIE, &id, self.secure(req)),
+            session::set_cookie(self.cookie_names(req).session, &id, self.secure(req)),
         );
-        headers.append(SET_COOKIE, session::clear_cookie(CSRF_COOKIE));
         response
     }
 
@@ -176,7 +172,8 @@ impl OAuthServer {
     }
 
     pub(super) async fn logout(&self, req: &OAuthRequest) -> Response<Body> {
-        if let Some(id) = session::cookie(&req.headers, SESSION_COOKIE) {
+        let names = self.cookie_names(req);
+        if let Some(id) = session::cookie(&req.headers, names.session) {
             if let Err(e) = self.store.delete(token_hash(id)).await {
                 return unavailable_page(&e);
             }
@@ -185,66 +182,11 @@ impl OAuthServer {
             Ok(_) => redirect(&format!("/oauth/login?{}", req.query)),
             Err(_) => pages::error(StatusCode::OK, "Signed out", "You are signed out."),
         };
+        response.headers_mut().append(
+            SET_COOKIE,
+            session::clear_cookie(names.session, self.secure(req)),
+        );
         response
-            .headers_mut()
-            .append(SET_COOKIE, session::clear_cookie(SESSION_COOKIE));
-        response
-    }
-
-    /// Checks a password against the directory, counting the outcome, unless brute-force
-    /// protection refuses the attempt first. Failures take at least [`FAILURE_FLOOR`], so a
-    /// wrong user and a wrong password cannot be told apart by timing.
-    pub(super) async fn check_password(
-        &self,
-        username: &str,
-        password: &str,
-        peer: &str,
-    ) -> LoginResult {
-        let started = tokio::time::Instant::now();
-        let result = self.check_password_now(username, password, peer).await;
-        if matches!(result, LoginResult::Failure) {
-            tokio::time::sleep_until(started + FAILURE_FLOOR).await;
-        }
-        let label = match &result {
-            LoginResult::Success(_) => "success",
-            LoginResult::Failure => "failure",
-            LoginResult::Throttled => "throttled",
-            LoginResult::Unavailable => "unavailable",
-        };
-        self.metrics.logins.with_label_values(&[label]).inc();
-        result
-    }
-
-    async fn check_password_now(&self, username: &str, password: &str, peer: &str) -> LoginResult {
-        match self.is_throttled(username, peer).await {
-            Ok(false) => {}
-            Ok(true) => return LoginResult::Throttled,
-            Err(e) => {
-                tracing::error!(error = %crate::error::error_chain(&e), "token store unavailable for login throttling");
-                return LoginResult::Unavailable;
-            }
-        }
-        // An empty password never reaches the directory (an LDAP unauthenticated bind
-        // would otherwise "succeed").
-        let outcome = if username.is_empty() || password.is_empty() {
-            Ok(None)
-        } else {
-            self.directory.authenticate(username, password).await
-        };
-        match outcome {
-            Ok(Some(user)) => {
-                self.note_login_success(username).await;
-                LoginResult::Success(user)
-            }
-            Ok(None) => {
-                self.note_login_failure(username, peer).await;
-                LoginResult::Failure
-            }
-            Err(e) => {
-                tracing::error!(error = %crate::error::error_chain(&e), "user directory unavailable");
-                LoginResult::Unavailable
-            }
-        }
     }
 
     /// Issues a code (or, for the implicit grant, a token) and redirects to the client.
@@ -275,6 +217,7 @@ impl OAuthServer {
                 scopes: ar.scopes.clone(),
                 refresh_scopes: None,
                 requested_scope: None,
+                grant_expires_at: self.new_grant_end(),
             };
             return match self.issue(issue).await {
                 Ok(t) => {
@@ -305,12 +248,15 @@ impl OAuthServer {
             username: Some(user.username.clone()),
             scopes: ar.scopes.clone(),
             issued_at: now,
-            expires_at: now + self.settings.code_ttl.as_secs(),
+            expires_at: (now + self.settings.code_ttl.as_secs()).min(self.new_grant_end()),
+            // The grant's clock starts now, when the user authorized.
+            grant_expires_at: self.new_grant_end(),
             redirect_uri: ar.redirect_uri_given.then(|| ar.redirect_uri.clone()),
             code_challenge: ar.code_challenge.clone(),
             name: None,
             email: None,
             csrf: None,
+            browser: None,
         };
         if let Err(e) = self.store.insert(token_hash(&code), record).await {
             return unavailable_page(&e);
@@ -341,13 +287,39 @@ impl OAuthServer {
         })
     }
 
+    /// The login session of this browser, if it has one.
     async fn session(&self, req: &OAuthRequest) -> Result<Option<Session>, Box<Response<Body>>> {
-        session::load(&*self.store, &req.headers, self.now())
-            .await
-            .map_err(|e| Box::new(unavailable_page(&e)))
+        let (_, browser) = self.browser(req).await?;
+        let names = self.cookie_names(req);
+        session::load(
+            &*self.store,
+            &req.headers,
+            names,
+            browser.as_deref(),
+            self.now(),
+        )
+        .await
+        .map_err(|e| Box::new(unavailable_page(&e)))
     }
 
-    fn render_login(
+    /// The CSRF key, and this browser's id if its cookie is one this server issued.
+    async fn browser(
+        &self,
+        req: &OAuthRequest,
+    ) -> Result<(&CsrfKey, Option<String>), Box<Response<Body>>> {
+        let key = self
+            .csrf_key()
+            .await
+            .map_err(|e| Box::new(unavailable_page(&e)))?;
+        let id = session::cookie(&req.headers, self.cookie_names(req).browser)
+            .and_then(|c| key.browser_id(c))
+            .map(str::to_string);
+        Ok((key, id))
+    }
+
+    /// The login page, its hidden field derived from this browser's id (a new id, and its
+    /// cookie, when the browser has none this server issued).
+    async fn render_login(
         &self,
         req: &OAuthRequest,
         ar: &AuthorizeRequest,
@@ -355,20 +327,29 @@ impl OAuthServer {
         username: &str,
         message: Option<&str>,
     ) -> Response<Body> {
-        let existing = session::cookie(&req.headers, CSRF_COOKIE).filter(|c| c.len() >= 32);
-        let csrf = existing.map_or_else(random_token, str::to_string);
+        let (key, existing) = match self.browser(req).await {
+            Ok(found) => found,
+            Err(response) => return *response,
+        };
+        let (id, new_cookie) = match existing {
+            Some(id) => (id, None),
+            None => {
+                let (id, cookie) = key.mint();
+                (id, Some(cookie))
+            }
+        };
         let page = LoginPage {
             client_name: &ar.client_name,
             action: &format!("/oauth/login?{}", req.query),
-            csrf: &csrf,
+            csrf: &key.field(&id),
             username,
             message,
         };
         let mut response = pages::render(status, &page, None);
-        if existing.is_none() {
+        if let Some(cookie) = new_cookie {
             response.headers_mut().append(
                 SET_COOKIE,
-                session::set_cookie(CSRF_COOKIE, &csrf, self.secure(req)),
+                session::set_cookie(self.cookie_names(req).browser, &cookie, self.secure(req)),
             );
         }
         response
@@ -376,6 +357,10 @@ impl OAuthServer {
 
     fn secure(&self, req: &OAuthRequest) -> bool {
         req.secure || self.settings.issuer.starts_with("https://")
+    }
+
+    fn cookie_names(&self, req: &OAuthRequest) -> CookieNames {
+        CookieNames::new(self.secure(req))
     }
 }
 

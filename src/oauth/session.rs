@@ -1,13 +1,19 @@
 //! Browser sessions for the login and consent pages, and their CSRF tokens.
 //!
-//! - Before login, the login form is protected by a double-submit token: a random value in
-//!   a `tollgate_csrf` cookie that the form must repeat. A token from another browser, or
-//!   none, is refused.
+//! - Before login, the browser gets a signed browser id in a cookie and the login form
+//!   carries an HMAC of it (see [`super::csrf`]): a made-up cookie, a field from another
+//!   browser, or none, is refused.
 //! - A successful login creates a fresh session (new id, so a planted id is useless: no
-//!   fixation) stored under the hash of its id, with its own CSRF token for the consent form.
+//!   fixation) stored under the hash of its id, with its own CSRF token for the consent
+//!   form, and bound to the browser id: it is honoured only with that browser's cookie.
 //!
-//! Cookies are `HttpOnly; SameSite=Lax; Path=/oauth`, and `Secure` when served over TLS.
+//! Cookies are `HttpOnly; SameSite=Lax`. Over plain HTTP they are `tollgate_csrf` and
+//! `tollgate_session` with `Path=/oauth`. Over HTTPS they are `Secure` and prefixed: the
+//! browser id is `__Host-tollgate_csrf` (`Path=/`, no `Domain`: no other host can plant
+//! it), the session `__Secure-tollgate_session`, which keeps `Path=/oauth` so session ids
+//! never travel to the APIs behind the gateway (a `__Host-` name would need `Path=/`).
 
+use super::csrf::browser_binding;
 use crate::directory::User;
 use crate::secrets::random_token;
 use crate::store::{Record, RecordKind, RecordState, StoreError, TokenStore};
@@ -17,8 +23,34 @@ use subtle::ConstantTimeEq;
 
 pub const SESSION_COOKIE: &str = "tollgate_session";
 pub const CSRF_COOKIE: &str = "tollgate_csrf";
+pub const SECURE_SESSION_COOKIE: &str = "__Secure-tollgate_session";
+pub const SECURE_CSRF_COOKIE: &str = "__Host-tollgate_csrf";
 /// Name of the hidden form field carrying the CSRF token.
 pub const CSRF_FIELD: &str = "csrf_token";
+
+/// The cookie names for a request served over HTTPS (`secure`) or plain HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieNames {
+    pub session: &'static str,
+    /// The browser id that binds the login form and the session.
+    pub browser: &'static str,
+}
+
+impl CookieNames {
+    pub fn new(secure: bool) -> Self {
+        if secure {
+            Self {
+                session: SECURE_SESSION_COOKIE,
+                browser: SECURE_CSRF_COOKIE,
+            }
+        } else {
+            Self {
+                session: SESSION_COOKIE,
+                browser: CSRF_COOKIE,
+            }
+        }
+    }
+}
 
 /// A logged-in browser.
 #[derive(Debug, Clone)]
@@ -47,19 +79,31 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     found
 }
 
-/// A `Set-Cookie` value for a browser-session cookie.
-pub fn set_cookie(name: &str, value: &str, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/oauth; HttpOnly; SameSite=Lax{secure}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("tollgate_invalid=; Path=/oauth; Max-Age=0"))
+/// The `Path` a cookie must have: `__Host-` cookies must be `Path=/` (RFC 6265bis §4.1.3.2).
+fn path_of(name: &str) -> &'static str {
+    if name.starts_with("__Host-") {
+        "/"
+    } else {
+        "/oauth"
+    }
 }
 
-/// A `Set-Cookie` value that deletes a cookie.
-pub fn clear_cookie(name: &str) -> HeaderValue {
+/// A `Set-Cookie` value for a browser-session cookie.
+pub fn set_cookie(name: &str, value: &str, secure: bool) -> HeaderValue {
+    cookie_header(name, value, secure, "")
+}
+
+/// A `Set-Cookie` value that deletes a cookie (with the attributes it was set with, or a
+/// browser ignores the deletion of a prefixed cookie).
+pub fn clear_cookie(name: &str, secure: bool) -> HeaderValue {
+    cookie_header(name, "", secure, "; Max-Age=0")
+}
+
+fn cookie_header(name: &str, value: &str, secure: bool, extra: &str) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let path = path_of(name);
     HeaderValue::from_str(&format!(
-        "{name}=; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age=0"
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Lax{secure}{extra}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("tollgate_invalid=; Path=/oauth; Max-Age=0"))
 }
@@ -72,19 +116,28 @@ pub fn csrf_matches(submitted: Option<&str>, expected: &str) -> bool {
     }
 }
 
-/// The session the request's cookie names, if it exists and is live.
+/// The session the request's cookie names, if it exists, is live and belongs to the
+/// browser whose (verified) id is `browser`.
 pub async fn load(
     store: &dyn TokenStore,
     headers: &HeaderMap,
+    names: CookieNames,
+    browser: Option<&str>,
     now: u64,
 ) -> Result<Option<Session>, StoreError> {
-    let Some(id) = cookie(headers, SESSION_COOKIE) else {
+    let (Some(id), Some(browser)) = (cookie(headers, names.session), browser) else {
         return Ok(None);
     };
     let id_hash = token_hash(id);
     let record = store.get(id_hash).await?;
+    let binding = browser_binding(browser);
+    let same_browser = |r: &Record| {
+        r.browser
+            .as_deref()
+            .is_some_and(|b| bool::from(b.as_bytes().ct_eq(binding.as_bytes())))
+    };
     Ok(record
-        .filter(|r| r.kind == RecordKind::Session && r.is_live(now))
+        .filter(|r| r.kind == RecordKind::Session && r.is_live(now) && same_browser(r))
         .map(|r| Session {
             id_hash,
             csrf: r.csrf.unwrap_or_default(),
@@ -96,10 +149,12 @@ pub async fn load(
         }))
 }
 
-/// Starts a session for `user`; returns the cookie value (the raw id, never stored).
+/// Starts a session for `user` in the browser whose id is `browser`; returns the cookie
+/// value (the raw id, never stored).
 pub async fn create(
     store: &dyn TokenStore,
     user: &User,
+    browser: &str,
     now: u64,
     ttl_secs: u64,
 ) -> Result<String, StoreError> {
@@ -114,11 +169,13 @@ pub async fn create(
         scopes: Vec::new(),
         issued_at: now,
         expires_at: now + ttl_secs,
+        grant_expires_at: now + ttl_secs,
         redirect_uri: None,
         code_challenge: None,
         name: user.name.clone(),
         email: user.email.clone(),
         csrf: Some(random_token()),
+        browser: Some(browser_binding(browser)),
     };
     store.insert(token_hash(&id), record).await?;
     Ok(id)
@@ -162,15 +219,28 @@ mod tests {
     }
 
     #[test]
-    fn cookies_are_http_only_lax_and_secure_under_tls() {
-        let c = set_cookie(SESSION_COOKIE, "v", true);
+    fn cookies_are_http_only_lax_and_prefixed_and_secure_under_tls() {
+        let tls = CookieNames::new(true);
         assert_eq!(
-            c,
-            "tollgate_session=v; Path=/oauth; HttpOnly; SameSite=Lax; Secure"
+            set_cookie(tls.session, "v", true),
+            "__Secure-tollgate_session=v; Path=/oauth; HttpOnly; SameSite=Lax; Secure"
         );
-        assert!(!set_cookie(SESSION_COOKIE, "v", false)
-            .to_str()
-            .expect("ascii")
-            .contains("Secure"));
+        assert_eq!(
+            set_cookie(tls.browser, "v", true),
+            "__Host-tollgate_csrf=v; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+        assert_eq!(
+            clear_cookie(tls.browser, true),
+            "__Host-tollgate_csrf=; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=0"
+        );
+        let plain = CookieNames::new(false);
+        assert_eq!(
+            set_cookie(plain.browser, "v", false),
+            "tollgate_csrf=v; Path=/oauth; HttpOnly; SameSite=Lax"
+        );
+        assert_eq!(
+            set_cookie(plain.session, "v", false),
+            "tollgate_session=v; Path=/oauth; HttpOnly; SameSite=Lax"
+        );
     }
 }

@@ -1,13 +1,31 @@
-//! Brute-force protection for password checks (login form and password grant).
+//! Password checks for the login form and the password grant, with brute-force
+//! protection and a timing floor.
 //!
 //! Failures are counted per username (case-folded, so `Alice` and `alice` share a count)
 //! and per client IP in a sliding window kept in the token store, so instances sharing a
 //! store share the counts. Reaching a limit bans that key for the back-off period; a banned
 //! attempt is refused without checking the password, with the same neutral message as a
 //! wrong password, so even the right password is refused during the ban.
+//!
+//! Every attempt that does not sign in (wrong password, unknown user, banned user or
+//! address, directory or store down) takes at least [`FAILURE_FLOOR`], so timing tells
+//! none of them apart.
 
 use super::OAuthServer;
+use crate::directory::User;
 use crate::store::StoreError;
+
+/// The outcome of a password check.
+pub(super) enum LoginResult {
+    Success(User),
+    Failure,
+    /// Refused without checking: too many recent failures for this user or address.
+    Throttled,
+    Unavailable,
+}
+
+/// The least time a failed password check takes (see `check_password`).
+const FAILURE_FLOOR: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn user_key(username: &str) -> String {
     format!("user:{}", username.to_lowercase())
@@ -18,6 +36,65 @@ fn ip_key(peer: &str) -> Option<String> {
 }
 
 impl OAuthServer {
+    /// Checks a password against the directory, counting the outcome, unless brute-force
+    /// protection refuses the attempt first. Every outcome but success takes at least
+    /// [`FAILURE_FLOOR`], so a wrong user, a wrong password, a ban and an outage cannot be
+    /// told apart by timing.
+    pub(super) async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+        peer: &str,
+    ) -> LoginResult {
+        let started = tokio::time::Instant::now();
+        let result = self.check_password_now(username, password, peer).await;
+        // Every refusal (wrong password, unknown user, banned user or address, directory or
+        // store down) pays the floor, so timing tells none of them apart.
+        if !matches!(result, LoginResult::Success(_)) {
+            tokio::time::sleep_until(started + FAILURE_FLOOR).await;
+        }
+        let label = match &result {
+            LoginResult::Success(_) => "success",
+            LoginResult::Failure => "failure",
+            LoginResult::Throttled => "throttled",
+            LoginResult::Unavailable => "unavailable",
+        };
+        self.metrics.logins.with_label_values(&[label]).inc();
+        result
+    }
+
+    async fn check_password_now(&self, username: &str, password: &str, peer: &str) -> LoginResult {
+        match self.is_throttled(username, peer).await {
+            Ok(false) => {}
+            Ok(true) => return LoginResult::Throttled,
+            Err(e) => {
+                tracing::error!(error = %crate::error::error_chain(&e), "token store unavailable for login throttling");
+                return LoginResult::Unavailable;
+            }
+        }
+        // An empty password never reaches the directory (an LDAP unauthenticated bind
+        // would otherwise "succeed").
+        let outcome = if username.is_empty() || password.is_empty() {
+            Ok(None)
+        } else {
+            self.directory.authenticate(username, password).await
+        };
+        match outcome {
+            Ok(Some(user)) => {
+                self.note_login_success(username).await;
+                LoginResult::Success(user)
+            }
+            Ok(None) => {
+                self.note_login_failure(username, peer).await;
+                LoginResult::Failure
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::error::error_chain(&e), "user directory unavailable");
+                LoginResult::Unavailable
+            }
+        }
+    }
+
     /// True while the username or the client address is banned.
     pub(super) async fn is_throttled(
         &self,

@@ -2,6 +2,13 @@
 //!
 //! Codes and refresh tokens are single-use: the store's atomic `consume` decides the one
 //! winner, and a second use revokes the whole grant (what the first use issued included).
+//!
+//! A user's grant lives only as long as the user and the grant's absolute end: a code
+//! exchange and every refresh ask the directory again whether the user still exists
+//! (gone: `invalid_grant` and the grant revoked; directory unreachable: 503
+//! `temporarily_unavailable`, nothing spent, nothing issued), and no token outlives the
+//! grant's end (`[oauth] grant_max_lifetime` after the user authorized), however often the
+//! refresh token rotates.
 
 use super::protocol::{grant_scopes, pkce_matches, ErrorCode, OAuthError, Params};
 use super::{AuthenticatedClient, OAuthRequest, OAuthServer};
@@ -28,6 +35,8 @@ pub(super) struct Issue<'a> {
     pub refresh_scopes: Option<Vec<String>>,
     /// The scope the client asked for, to decide whether `scope` must be echoed.
     pub requested_scope: Option<String>,
+    /// The grant's absolute end: no token issued here lives past it.
+    pub grant_expires_at: u64,
 }
 
 /// RFC 6749 §5.1 success body.
@@ -106,7 +115,7 @@ impl OAuthServer {
         let issue = match grant {
             GrantType::AuthorizationCode => self.exchange_code(client, form).await?,
             GrantType::RefreshToken => self.refresh(client, form).await?,
-            GrantType::ClientCredentials => client_credentials(client, form)?,
+            GrantType::ClientCredentials => client_credentials(client, form, self.new_grant_end())?,
             GrantType::Password => self.password(client, form, peer).await?,
             GrantType::Implicit => {
                 return Err(OAuthError::new(
@@ -177,6 +186,7 @@ impl OAuthServer {
                 "code_verifier does not match the code_challenge",
             ));
         }
+        self.user_still_there(&record).await?;
         let before = self.store.consume(hash).await.map_err(store_error)?;
         if before.is_none_or(|r| r.state != RecordState::Active) {
             self.revoke_grant(&record.grant_id).await;
@@ -198,6 +208,7 @@ impl OAuthServer {
             requested_scope: None,
             scopes: record.scopes,
             refresh_scopes: refresh,
+            grant_expires_at: record.grant_expires_at,
         })
     }
 
@@ -219,10 +230,14 @@ impl OAuthServer {
                 "the refresh token was already used; the grant is revoked",
             ));
         }
-        if !record.is_live(self.now()) {
+        // The grant's end is checked on its own: a row from before grant ends existed may
+        // not have its refresh token's expiry capped by it.
+        if !record.is_live(self.now()) || self.now() >= record.grant_expires_at {
             return Err(INVALID_GRANT);
         }
         let scopes = grant_scopes(form.get("scope"), &record.scopes)?;
+        // Before `consume`: a directory outage must not spend the refresh token.
+        self.user_still_there(&record).await?;
         let before = self.store.consume(hash).await.map_err(store_error)?;
         if before.is_none_or(|r| r.state != RecordState::Active) {
             self.revoke_grant(&record.grant_id).await;
@@ -240,6 +255,7 @@ impl OAuthServer {
             requested_scope: form.get("scope").map(str::to_string),
             scopes,
             refresh_scopes: Some(record.scopes),
+            grant_expires_at: record.grant_expires_at,
         })
     }
 
@@ -253,14 +269,14 @@ impl OAuthServer {
         let password = form.require("password", "password is required")?;
         let scopes = grant_scopes(form.get("scope"), &client.scopes)?;
         let user = match self.check_password(username, password, peer).await {
-            super::browser::LoginResult::Success(user) => user,
-            super::browser::LoginResult::Failure | super::browser::LoginResult::Throttled => {
+            super::throttle::LoginResult::Success(user) => user,
+            super::throttle::LoginResult::Failure | super::throttle::LoginResult::Throttled => {
                 return Err(OAuthError::new(
                     ErrorCode::InvalidGrant,
                     "wrong username or password",
                 ))
             }
-            super::browser::LoginResult::Unavailable => {
+            super::throttle::LoginResult::Unavailable => {
                 return Err(OAuthError::new(
                     ErrorCode::TemporarilyUnavailable,
                     "the sign-in service is unavailable",
@@ -279,13 +295,42 @@ impl OAuthServer {
                 .contains(&GrantType::RefreshToken)
                 .then(|| scopes.clone()),
             scopes,
+            grant_expires_at: self.new_grant_end(),
         })
+    }
+
+    /// A user's grant may issue tokens only while the directory still knows the user.
+    /// Gone: the whole grant is revoked, and the client hears only `invalid_grant`.
+    async fn user_still_there(&self, record: &Record) -> Result<(), OAuthError> {
+        // client_credentials grants have no user.
+        let Some(username) = record.username.as_deref() else {
+            return Ok(());
+        };
+        match self.directory.exists(username).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                tracing::info!(
+                    client_id = record.client_id,
+                    "the grant's user is gone from the directory; revoking the grant"
+                );
+                self.revoke_grant(&record.grant_id).await;
+                Err(INVALID_GRANT)
+            }
+            Err(e) => {
+                tracing::error!(error = %crate::error::error_chain(&e), "user directory unavailable for a token request");
+                Err(OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the user directory is unavailable; try again later",
+                ))
+            }
+        }
     }
 
     /// Stores and returns an access token (and a refresh token when asked).
     pub(super) async fn issue(&self, issue: Issue<'_>) -> Result<TokenAnswer, OAuthError> {
         let now = self.now();
-        let access_ttl = self.settings.access_token_ttl.as_secs();
+        let ends = issue.grant_expires_at;
+        let access_expires_at = (now + self.settings.access_token_ttl.as_secs()).min(ends);
         let access_token = random_token();
         let base = Record {
             kind: RecordKind::Access,
@@ -296,12 +341,14 @@ impl OAuthServer {
             username: issue.username,
             scopes: issue.scopes.clone(),
             issued_at: now,
-            expires_at: now + access_ttl,
+            expires_at: access_expires_at,
+            grant_expires_at: ends,
             redirect_uri: None,
             code_challenge: None,
             name: None,
             email: None,
             csrf: None,
+            browser: None,
         };
         let refresh_token = match issue.refresh_scopes {
             Some(scopes) => {
@@ -309,7 +356,7 @@ impl OAuthServer {
                 let record = Record {
                     kind: RecordKind::Refresh,
                     scopes,
-                    expires_at: now + self.settings.refresh_token_ttl.as_secs(),
+                    expires_at: (now + self.settings.refresh_token_ttl.as_secs()).min(ends),
                     ..base.clone()
                 };
                 self.store
@@ -334,7 +381,7 @@ impl OAuthServer {
         Ok(TokenAnswer {
             access_token,
             token_type: "Bearer",
-            expires_in: access_ttl,
+            expires_in: access_expires_at.saturating_sub(now),
             refresh_token,
             scope: echo_scope.then_some(granted),
         })
@@ -351,6 +398,7 @@ impl OAuthServer {
 fn client_credentials<'c>(
     client: &'c ClientConfig,
     form: &Params,
+    grant_expires_at: u64,
 ) -> Result<Issue<'c>, OAuthError> {
     let scopes = grant_scopes(form.get("scope"), &client.scopes)?;
     Ok(Issue {
@@ -362,6 +410,7 @@ fn client_credentials<'c>(
         requested_scope: form.get("scope").map(str::to_string),
         scopes,
         refresh_scopes: None,
+        grant_expires_at,
     })
 }
 

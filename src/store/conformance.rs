@@ -14,11 +14,13 @@ pub fn record(kind: RecordKind, grant: &str, expires_at: u64) -> Record {
         scopes: vec!["email".to_string(), "email.send".to_string()],
         issued_at: 1_000,
         expires_at,
+        grant_expires_at: expires_at + 50_000,
         redirect_uri: Some("http://127.0.0.1:7000/redirect".to_string()),
         code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_string()),
         name: Some("Alice Liddell".to_string()),
         email: None,
         csrf: Some("csrf".to_string()),
+        browser: Some("browser-hash".to_string()),
     }
 }
 
@@ -125,5 +127,44 @@ pub async fn run(store: &dyn TokenStore) {
     assert_eq!(
         store.revoke_grant("g2").await.expect("revoke_grant"),
         Vec::<TokenHash>::new()
+    );
+
+    grant_end_travels_with_every_record(store).await;
+    server_keys_are_created_once(store).await;
+}
+
+/// The grant's end is kept with each of its records through every state change.
+async fn grant_end_travels_with_every_record(store: &dyn TokenStore) {
+    let end = 7_777;
+    let hashes = [token_hash("end-code"), token_hash("end-refresh")];
+    for (h, kind) in hashes.iter().zip([RecordKind::Code, RecordKind::Refresh]) {
+        let r = Record {
+            grant_expires_at: end,
+            ..record(kind, "g-end", 7_000)
+        };
+        store.insert(*h, r).await.expect("insert");
+    }
+    let used = store.consume(hashes[0]).await.expect("consume");
+    assert_eq!(used.map(|r| r.grant_expires_at), Some(end));
+    store.revoke_grant("g-end").await.expect("revoke_grant");
+    for h in hashes {
+        let r = store.get(h).await.expect("get").expect("present");
+        assert_eq!((r.grant_expires_at, r.state), (end, RecordState::Revoked));
+    }
+}
+
+/// `server_key` stores the first candidate and hands it to every later caller.
+async fn server_keys_are_created_once(store: &dyn TokenStore) {
+    let first = store.server_key("csrf", [1; 32]).await.expect("key");
+    assert_eq!(first, [1; 32]);
+    let again = store.server_key("csrf", [2; 32]).await.expect("key");
+    assert_eq!(again, [1; 32], "a second candidate never replaces the key");
+    let other = store.server_key("other", [3; 32]).await.expect("key");
+    assert_eq!(other, [3; 32], "names are independent");
+    store.sweep(u64::MAX / 2).await.expect("sweep");
+    assert_eq!(
+        store.server_key("csrf", [4; 32]).await.expect("key"),
+        [1; 32],
+        "keys are never swept"
     );
 }

@@ -18,6 +18,7 @@ struct Inner {
     grants: HashMap<String, HashSet<TokenHash>>,
     failures: HashMap<String, Vec<u64>>,
     bans: HashMap<String, u64>,
+    keys: HashMap<String, [u8; 32]>,
 }
 
 impl MemoryStore {
@@ -138,6 +139,19 @@ impl TokenStore for MemoryStore {
     fn banned_until<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreResult<Option<u64>>> {
         let until = self.lock().bans.get(key).copied();
         Box::pin(future::ready(Ok(until)))
+    }
+
+    fn server_key<'a>(
+        &'a self,
+        name: &'a str,
+        candidate: [u8; 32],
+    ) -> BoxFuture<'a, StoreResult<[u8; 32]>> {
+        let key = *self
+            .lock()
+            .keys
+            .entry(name.to_string())
+            .or_insert(candidate);
+        Box::pin(future::ready(Ok(key)))
     }
 }
 

@@ -50,11 +50,20 @@ CREATE TABLE login_failures (key TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE INDEX login_failures_key ON login_failures(key, at);
 CREATE TABLE login_bans (key TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
 "#,
+    // Grants get an absolute end. A grant from before this migration ends when its record
+    // would have expired anyway: rotation no longer extends it, and nothing lives longer
+    // than it did before the upgrade.
+    r#"
+ALTER TABLE records ADD COLUMN grant_expires_at INTEGER NOT NULL DEFAULT 0;
+UPDATE records SET grant_expires_at = expires_at;
+ALTER TABLE records ADD COLUMN browser TEXT;
+CREATE TABLE server_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID;
+"#,
 ];
 
 const COLUMNS: &str =
     "kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at, \
-                       redirect_uri, code_challenge, name, email, csrf";
+     redirect_uri, code_challenge, name, email, csrf, grant_expires_at, browser";
 
 /// A SQLite-backed [`TokenStore`].
 pub struct SqliteStore {
@@ -169,72 +178,48 @@ fn parse_state(s: &str) -> StoreResult<RecordState> {
 }
 
 fn read(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<Record>> {
-    type Row = (
-        String,
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        String,
-        i64,
-        i64,
-    );
-    type Extra = (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
-    let row: Option<(Row, Extra)> = conn
+    // Kind and state stay text until the row is out, so a corrupt value is our error type.
+    let row = conn
         .query_row(
             &format!("SELECT {COLUMNS} FROM records WHERE hash = ?1"),
             params![&hash[..]],
             |r| {
-                Ok((
-                    (
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ),
-                    (r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?),
-                ))
+                let kind: String = r.get(0)?;
+                let state: String = r.get(1)?;
+                let scope: String = r.get(6)?;
+                let record = Record {
+                    kind: RecordKind::Code,
+                    state: RecordState::Active,
+                    grant_id: r.get(2)?,
+                    client_id: r.get(3)?,
+                    sub: r.get(4)?,
+                    username: r.get(5)?,
+                    scopes: scope
+                        .split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    issued_at: r.get::<_, i64>(7)? as u64,
+                    expires_at: r.get::<_, i64>(8)? as u64,
+                    redirect_uri: r.get(9)?,
+                    code_challenge: r.get(10)?,
+                    name: r.get(11)?,
+                    email: r.get(12)?,
+                    csrf: r.get(13)?,
+                    grant_expires_at: r.get::<_, i64>(14)? as u64,
+                    browser: r.get(15)?,
+                };
+                Ok((kind, state, record))
             },
         )
         .optional()?;
-    let Some((
-        (kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at),
-        extra,
-    )) = row
-    else {
+    let Some((kind, state, record)) = row else {
         return Ok(None);
     };
     Ok(Some(Record {
         kind: parse_kind(&kind)?,
         state: parse_state(&state)?,
-        grant_id,
-        client_id,
-        sub,
-        username,
-        scopes: scope
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-        issued_at: issued_at as u64,
-        expires_at: expires_at as u64,
-        redirect_uri: extra.0,
-        code_challenge: extra.1,
-        name: extra.2,
-        email: extra.3,
-        csrf: extra.4,
+        ..record
     }))
 }
 
@@ -250,7 +235,7 @@ impl TokenStore for SqliteStore {
     fn insert(&self, hash: TokenHash, r: Record) -> BoxFuture<'_, StoreResult<()>> {
         self.with(move |conn| {
             conn.execute(
-                &format!("INSERT OR REPLACE INTO records (hash, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+                &format!("INSERT OR REPLACE INTO records (hash, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
                 params![
                     &hash[..],
                     kind_str(r.kind),
@@ -267,6 +252,8 @@ impl TokenStore for SqliteStore {
                     r.name,
                     r.email,
                     r.csrf,
+                    r.grant_expires_at as i64,
+                    r.browser,
                 ],
             )?;
             Ok(())
@@ -404,6 +391,29 @@ impl TokenStore for SqliteStore {
             Ok(until.map(|u| u as u64))
         })
     }
+
+    fn server_key<'a>(
+        &'a self,
+        name: &'a str,
+        candidate: [u8; 32],
+    ) -> BoxFuture<'a, StoreResult<[u8; 32]>> {
+        let name = name.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT OR IGNORE INTO server_keys (name, key) VALUES (?1, ?2)",
+                params![name, &candidate[..]],
+            )?;
+            let stored: Vec<u8> = tx.query_row(
+                "SELECT key FROM server_keys WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )?;
+            tx.commit()?;
+            <[u8; 32]>::try_from(stored.as_slice())
+                .map_err(|_| StoreError::Corrupt(format!("server key {name:?} is not 32 bytes")))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -442,6 +452,42 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .expect("pragma");
         assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn a_grant_from_before_grant_ends_ends_when_its_record_expires() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        {
+            // A database as the previous release left it: schema version 2, one refresh token.
+            let conn = Connection::open(&path).expect("opens");
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).expect("old schema");
+            }
+            conn.pragma_update(None, "user_version", 2)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO records (hash, kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at) \
+                 VALUES (?1, 'refresh', 'active', 'g', 'mail-app', 'alice', 'alice', 'email', 100, 5000)",
+                params![&token_hash("old")[..]],
+            )
+            .expect("old row");
+        }
+        let store = SqliteStore::open(&path).expect("migrates");
+        let old = store
+            .get(token_hash("old"))
+            .await
+            .expect("get")
+            .expect("kept");
+        assert_eq!((old.expires_at, old.grant_expires_at), (5000, 5000));
+        assert_eq!((old.browser, old.scopes), (None, vec!["email".to_string()]));
+        let version: i64 = store
+            .conn
+            .lock()
+            .expect("not poisoned")
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("pragma");
+        assert_eq!(version, 3);
     }
 
     #[tokio::test]

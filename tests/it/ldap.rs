@@ -307,3 +307,161 @@ async fn ldap_login_shows_the_directory_name_and_an_outage_says_unavailable_whil
         "valid tokens keep working while the directory is down"
     );
 }
+
+// ---------------------------------------------------------------- refresh re-checks the user
+
+/// tollgate with LDAP users and a first-party client for the password and refresh grants.
+async fn grant_gateway(users: &str, upstream: &Upstream) -> TestGateway {
+    let secret = tollgate::secrets::fast_secret_hash("cli-secret");
+    TestGateway::spawn(&format!(
+        "[oauth]\nstore = \"memory\"\nallow_password_grant = true\n\
+         [oauth.scopes]\nemail = \"Read your email\"\n{users}\n\
+         [[clients]]\nid = \"cli\"\nsecret_hash = \"{secret}\"\n\
+         grant_types = [\"password\", \"refresh_token\"]\nscopes = [\"email\"]\n{}",
+        route("mail", "/api/mail", &upstream.url(), "scopes = [\"email\"]")
+    ))
+    .await
+}
+
+/// A token request by the `cli` client: status, JSON body and `Retry-After`.
+async fn token_request(
+    gw: &TestGateway,
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value, Option<String>) {
+    let r = common::client()
+        .post(gw.url("/oauth/token"))
+        .basic_auth("cli", Some("cli-secret"))
+        .form(form)
+        .send()
+        .await
+        .expect("token request");
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().expect("ASCII").to_string());
+    (status, r.json().await.expect("JSON"), retry)
+}
+
+/// Signs `user` in with the password grant; returns (access, refresh) tokens.
+async fn password_tokens(gw: &TestGateway, user: &str, password: &str) -> (String, String) {
+    let form = [
+        ("grant_type", "password"),
+        ("username", user),
+        ("password", password),
+    ];
+    let (status, json, _) = token_request(gw, &form).await;
+    assert_eq!(status, 200, "{json}");
+    let token = |k: &str| json[k].as_str().expect("a token").to_string();
+    (token("access_token"), token("refresh_token"))
+}
+
+async fn refresh(gw: &TestGateway, token: &str) -> (u16, serde_json::Value, Option<String>) {
+    token_request(
+        gw,
+        &[("grant_type", "refresh_token"), ("refresh_token", token)],
+    )
+    .await
+}
+
+/// The gateway's answer to a bearer call with `token`.
+async fn api_status(gw: &TestGateway, token: &str) -> u16 {
+    common::client()
+        .get(gw.url("/api/mail/inbox"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("api")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn refresh_of_a_user_deleted_from_the_directory_is_refused_in_both_modes() {
+    let slapd = Slapd::start();
+    let upstream = Upstream::echo().await;
+    let mut grants = Vec::new();
+    for section in [slapd.template_config(), slapd.search_config()] {
+        let gw = grant_gateway(&section, &upstream).await;
+        let (_, refresh_token) = password_tokens(&gw, "bob", "canwefixit").await;
+        let (status, json, _) = refresh(&gw, &refresh_token).await;
+        assert_eq!(status, 200, "bob is still there: {json}");
+        let token = |k: &str| json[k].as_str().expect("a token").to_string();
+        grants.push((gw, token("access_token"), token("refresh_token")));
+    }
+    slapd.delete("uid=bob,ou=people,dc=example,dc=org").await;
+    for (gw, access, refresh_token) in &grants {
+        let (status, json, _) = refresh(gw, refresh_token).await;
+        assert_eq!(
+            (status, json["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{json}"
+        );
+        assert_eq!(
+            api_status(gw, access).await,
+            401,
+            "the whole grant is revoked"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refresh_of_a_user_disabled_in_the_directory_is_refused_by_the_search_filter() {
+    let slapd = Slapd::start();
+    let upstream = Upstream::echo().await;
+    // Like Active Directory's userAccountControl bit test: disabled accounts do not match.
+    let section = slapd.search_config().replace(
+        "(uid={username})",
+        "(uid={username})(!(description=disabled))",
+    );
+    assert!(section.contains("description=disabled"), "{section}");
+    let gw = grant_gateway(&section, &upstream).await;
+    let (access, refresh_token) = password_tokens(&gw, "alice", "wonderland").await;
+    slapd
+        .add_value(
+            "uid=alice,ou=people,dc=example,dc=org",
+            "description",
+            "disabled",
+        )
+        .await;
+    let (status, json, _) = refresh(&gw, &refresh_token).await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{json}"
+    );
+    assert_eq!(api_status(&gw, &access).await, 401);
+}
+
+#[tokio::test]
+async fn refresh_while_the_directory_is_down_is_503_and_spends_nothing() {
+    let mut slapd = Slapd::start();
+    let upstream = Upstream::echo().await;
+    let mut grants = Vec::new();
+    for section in [slapd.template_config(), slapd.search_config()] {
+        let gw = grant_gateway(&section, &upstream).await;
+        let (access, refresh_token) = password_tokens(&gw, "alice", "wonderland").await;
+        grants.push((gw, access, refresh_token));
+    }
+    slapd.stop();
+    for (gw, access, refresh_token) in &grants {
+        let (status, json, retry) = refresh(gw, refresh_token).await;
+        assert_eq!(status, 503, "{json}");
+        assert_eq!(json["error"], "temporarily_unavailable", "{json}");
+        assert!(json.get("access_token").is_none(), "{json}");
+        assert!(
+            retry.as_deref().is_some_and(|r| r.parse::<u64>().is_ok()),
+            "Retry-After: {retry:?}"
+        );
+        assert_eq!(
+            api_status(gw, access).await,
+            200,
+            "the grant is not revoked"
+        );
+    }
+    slapd.restart();
+    for (gw, _, refresh_token) in &grants {
+        let (status, json, _) = refresh(gw, refresh_token).await;
+        assert_eq!(status, 200, "the refresh token was not spent: {json}");
+    }
+}

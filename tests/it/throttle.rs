@@ -200,3 +200,70 @@ async fn wrong_user_and_wrong_password_both_pay_the_failure_floor() {
         );
     }
 }
+
+/// Submits the login form in a fresh browser and returns how long the POST alone took.
+async fn timed_login_form(gw: &TestGateway, user: &str, password: &str) -> Duration {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login_url = gw.url(&format!("/oauth/login?{AUTHORIZE_QUERY}"));
+    let html = browser
+        .get(&login_url)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    let csrf = common::csrf_field(&html);
+    let started = Instant::now();
+    let response = browser
+        .post(&login_url)
+        .form(&[
+            ("username", user),
+            ("password", password),
+            ("csrf_token", &csrf),
+        ])
+        .send()
+        .await
+        .expect("submit");
+    let took = started.elapsed();
+    assert_eq!(response.status(), 200, "refused with the login page again");
+    took
+}
+
+#[tokio::test]
+async fn a_banned_username_is_refused_no_faster_than_the_failure_floor() {
+    let gw = gateway(
+        "max_failures_per_user = 1\nmax_failures_per_ip = 1000\nwindow = \"1m\"\nban = \"1m\"",
+    )
+    .await;
+    assert_eq!(
+        password_grant(&gw, "alice", "guess").await,
+        (400, "invalid_grant".to_string()),
+        "one failure bans alice"
+    );
+    for password in ["wonderland", "guess"] {
+        let took = timed_login_form(&gw, "alice", password).await;
+        // A lower bound only (the floor is a sleep): no speed is asserted here.
+        assert!(took >= Duration::from_millis(200), "login form: {took:?}");
+        let started = Instant::now();
+        assert_eq!(
+            password_grant(&gw, "alice", password).await,
+            (400, "invalid_grant".to_string())
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(200),
+            "password grant: {took:?}"
+        );
+    }
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        common::metric(&metrics, "tollgate_logins_total{result=\"throttled\"}"),
+        Some(4.0),
+        "every timed attempt was refused by the ban"
+    );
+}

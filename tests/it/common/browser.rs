@@ -43,7 +43,20 @@ impl Default for Browser {
 
 impl Browser {
     pub fn new() -> Browser {
-        let http = reqwest::Client::builder()
+        Self::with(reqwest::Client::builder())
+    }
+
+    /// A browser for `server`: over its HTTPS listener (trusting its certificate) when it
+    /// was started with TLS, else plain HTTP.
+    pub fn for_server(server: &AuthServer) -> Browser {
+        match &server.cert {
+            Some(pem) => Self::with(super::tls::builder(pem, &server.gw)),
+            None => Self::new(),
+        }
+    }
+
+    fn with(builder: reqwest::ClientBuilder) -> Browser {
+        let http = builder
             .cookie_store(true)
             .redirect(Policy::none())
             .build()

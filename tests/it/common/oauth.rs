@@ -77,6 +77,26 @@ fn password_hash() -> &'static str {
     HASH.get_or_init(|| tollgate::secrets::hash_password(PASSWORD).expect("argon2 hashes"))
 }
 
+/// Writes a users file with `names`, each with [`PASSWORD`]; [`USER`] also gets
+/// [`USER_NAME`] and an email.
+pub fn write_users(path: &std::path::Path, names: &[&str]) {
+    let text: String = names
+        .iter()
+        .map(|name| {
+            let extra = if *name == USER {
+                format!("name = \"{USER_NAME}\"\nemail = \"alice@example.org\"\n")
+            } else {
+                String::new()
+            };
+            format!(
+                "[[users]]\nusername = \"{name}\"\npassword_hash = \"{}\"\n{extra}\n",
+                password_hash()
+            )
+        })
+        .collect();
+    std::fs::write(path, text).expect("write users file");
+}
+
 /// `secret_hash = "…"` for a client, or nothing for a public one.
 fn secret_line(client: Client) -> String {
     client
@@ -98,8 +118,11 @@ pub struct AuthConfig {
     store: String,
     code_ttl: String,
     access_token_ttl: String,
+    grant_max_lifetime: String,
     allow_implicit: bool,
     allow_password_grant: bool,
+    /// Serve over the HTTPS listener too, and talk to it there (see [`AuthServer::url`]).
+    tls: bool,
 }
 
 impl Default for AuthConfig {
@@ -108,8 +131,10 @@ impl Default for AuthConfig {
             store: "memory".to_string(),
             code_ttl: "60s".to_string(),
             access_token_ttl: "1h".to_string(),
+            grant_max_lifetime: "90d".to_string(),
             allow_implicit: false,
             allow_password_grant: false,
+            tls: false,
         }
     }
 }
@@ -130,6 +155,18 @@ impl AuthConfig {
         self
     }
 
+    pub fn grant_max_lifetime(mut self, lifetime: &str) -> Self {
+        self.grant_max_lifetime = lifetime.to_string();
+        self
+    }
+
+    /// Adds an HTTPS listener (certificate made at run time); the server's `url`, its HTTP
+    /// client and [`Browser::for_server`] then all go through it.
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
+        self
+    }
+
     pub fn allow_implicit(mut self, on: bool) -> Self {
         self.allow_implicit = on;
         self
@@ -147,14 +184,23 @@ impl AuthConfig {
             store,
             code_ttl,
             access_token_ttl,
+            grant_max_lifetime,
             allow_implicit,
             allow_password_grant,
+            tls,
         } = self;
+        let server = if *tls {
+            "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n\
+             [server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n"
+        } else {
+            ""
+        };
         format!(
-            r#"[oauth]
+            r#"{server}[oauth]
 store = "{store}"
 code_ttl = "{code_ttl}"
 access_token_ttl = "{access_token_ttl}"
+grant_max_lifetime = "{grant_max_lifetime}"
 allow_implicit = {allow_implicit}
 allow_password_grant = {allow_password_grant}
 
@@ -253,18 +299,28 @@ scopes = ["email.send"]
     pub async fn spawn_in(self, dir: tempfile::TempDir, up: Upstream) -> AuthServer {
         let users = dir.path().join("users.toml");
         if !users.exists() {
-            let text = format!(
-                "[[users]]\nusername = \"{USER}\"\npassword_hash = \"{}\"\nname = \"{USER_NAME}\"\nemail = \"alice@example.org\"\n",
-                password_hash()
-            );
-            std::fs::write(&users, text).expect("write users file");
+            write_users(&users, &[USER]);
         }
+        let cert = self.tls.then(
+            || match std::fs::read_to_string(dir.path().join("cert.pem")) {
+                Ok(pem) => pem,
+                Err(_) => super::tls::write_self_signed(dir.path()),
+            },
+        );
         let gw = TestGateway::spawn_in(dir, &self.toml(&up.url())).await;
+        let http = match &cert {
+            Some(pem) => super::tls::builder(pem, &gw)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("TLS client builds"),
+            None => super::client(),
+        };
         AuthServer {
             gw,
             up,
             config: self,
-            http: super::client(),
+            http,
+            cert,
         }
     }
 }
@@ -277,6 +333,8 @@ pub struct AuthServer {
     pub up: Upstream,
     pub config: AuthConfig,
     pub http: reqwest::Client,
+    /// The certificate of the HTTPS listener, when the server was started with TLS.
+    pub cert: Option<String>,
 }
 
 /// How a client authenticates at the token, revoke and introspection endpoints.
@@ -349,8 +407,17 @@ impl JsonAnswer {
 }
 
 impl AuthServer {
+    /// `path` on the public listener: the HTTPS one when started with TLS.
     pub fn url(&self, path: &str) -> String {
-        self.gw.url(path)
+        match self.cert {
+            Some(_) => super::tls::url(&self.gw, path),
+            None => self.gw.url(path),
+        }
+    }
+
+    /// The users file tollgate reads.
+    pub fn users_file(&self) -> std::path::PathBuf {
+        self.gw.dir.path().join("users.toml")
     }
 
     /// Stops tollgate and starts it again in the same directory (same config, same files).
@@ -405,7 +472,7 @@ impl AuthServer {
     /// Runs the whole browser flow for `MAIL_APP` and exchanges the code: fresh tokens.
     pub async fn tokens(&self, scope: &str) -> JsonAnswer {
         let request = AuthRequest::code(MAIL_APP, scope);
-        let code = Browser::new().code(self, &request).await;
+        let code = Browser::for_server(self).code(self, &request).await;
         let answer = self.exchange(MAIL_APP, &code, request.verifier()).await;
         assert_eq!(answer.status, 200, "{}", answer.json);
         answer

@@ -1,5 +1,8 @@
 //! A real OpenLDAP `slapd` (Debian's package) on a loopback port, with a throwaway config
 //! and a seeded directory, for the LDAP tests. Stopped (killed) when dropped.
+//!
+//! Entries under `ou=people` are readable anonymously (passwords never are): that is what a
+//! DN-template directory must allow for refreshes to find the user again.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -9,6 +12,9 @@ use std::time::{Duration, Instant};
 pub const BASE: &str = "dc=example,dc=org";
 pub const SERVICE_DN: &str = "cn=tollgate,ou=services,dc=example,dc=org";
 pub const SERVICE_PASSWORD: &str = "service-secret";
+/// The directory's administrator (rootdn), for tests that change entries.
+pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
+pub const ADMIN_PASSWORD: &str = "admin-secret";
 
 const SLAPD: &str = "/usr/sbin/slapd";
 const SLAPADD: &str = "/usr/sbin/slapadd";
@@ -179,6 +185,45 @@ impl Slapd {
         }
     }
 
+    /// Starts the directory again after [`stop`](Self::stop), with the same entries.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "slapd is still running");
+        self.spawn();
+    }
+
+    /// Deletes the entry `dn`, as the administrator.
+    pub async fn delete(&self, dn: &str) {
+        let mut ldap = self.admin().await;
+        ldap.delete(dn)
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("delete {dn}: {e}"));
+        let _ = ldap.unbind().await;
+    }
+
+    /// Adds `attribute: value` to the entry `dn`, as the administrator.
+    pub async fn add_value(&self, dn: &str, attribute: &str, value: &str) {
+        let mut ldap = self.admin().await;
+        let change = ldap3::Mod::Add(attribute, std::collections::HashSet::from([value]));
+        ldap.modify(dn, vec![change])
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("modify {dn}: {e}"));
+        let _ = ldap.unbind().await;
+    }
+
+    async fn admin(&self) -> ldap3::Ldap {
+        let (conn, mut ldap) = ldap3::LdapConnAsync::new(&self.url)
+            .await
+            .expect("connect to slapd");
+        ldap3::drive!(conn);
+        ldap.simple_bind(ADMIN_DN, ADMIN_PASSWORD)
+            .await
+            .and_then(|r| r.success())
+            .expect("bind as the administrator");
+        ldap
+    }
+
     /// Stops the directory (as an outage would).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -193,12 +238,6 @@ impl Slapd {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// Starts the stopped directory again on the same port, with the same data.
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "slapd is still running");
-        self.spawn();
     }
 
     /// A `[users]` section binding by DN template.
@@ -243,6 +282,7 @@ rootdn "cn=admin,{BASE}"
 rootpw admin-secret
 directory {dir}/db
 access to attrs=userPassword by self write by anonymous auth by * none
+access to dn.subtree="ou=people,{BASE}" by * read
 access to * by users read by * none
 "#,
         dir = dir.display()

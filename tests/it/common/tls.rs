@@ -28,14 +28,19 @@ pub async fn spawn_gateway(body: &str) -> (TestGateway, String) {
     (TestGateway::spawn_in(dir, &config).await, cert_pem)
 }
 
-/// A client that trusts only `cert_pem` and resolves `localhost` to the TLS listener.
-pub fn client(cert_pem: &str, gateway: &TestGateway, http1_only: bool) -> reqwest::Client {
+/// A client builder that trusts only `cert_pem` and resolves `localhost` to the TLS listener.
+pub fn builder(cert_pem: &str, gateway: &TestGateway) -> reqwest::ClientBuilder {
     let addr = gateway.tls.expect("the TLS listener is configured");
-    let mut builder = reqwest::Client::builder()
+    reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).expect("PEM"))
         .resolve("localhost", addr)
-        .https_only(true);
+        .https_only(true)
+}
+
+/// A client that trusts only `cert_pem` and resolves `localhost` to the TLS listener.
+pub fn client(cert_pem: &str, gateway: &TestGateway, http1_only: bool) -> reqwest::Client {
+    let mut builder = builder(cert_pem, gateway);
     if http1_only {
         builder = builder.http1_only();
     }
