@@ -1,0 +1,73 @@
+//! One gateway, both HTTP/1.1 engines: the same raw request sent to the plain listener,
+//! where a body-less `GET`/`HEAD` without `Connection: close` takes the fast lane, and to the
+//! TLS listener, where hyper serves everything. A rule about what reaches an upstream or what
+//! the client gets back is run through [`ENGINES`] and must give the same answer on each.
+
+use super::raw::{self, RawResponse};
+use super::{tls, TestGateway};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+/// Which engine a request is sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The plain listener: the fast lane for what it takes, hyper (after the hand-over)
+    /// for the rest.
+    FastLane,
+    /// The TLS listener: hyper only.
+    Hyper,
+}
+
+pub const ENGINES: [Engine; 2] = [Engine::FastLane, Engine::Hyper];
+
+/// A byte stream to either listener.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// tollgate with its plain and TLS listeners, and the certificate its TLS clients trust.
+pub struct Engines {
+    pub gw: TestGateway,
+    pub cert_pem: String,
+}
+
+impl Engines {
+    /// tollgate with `body` (routes, verify) after a `[server]` with both listeners.
+    pub async fn spawn(body: &str) -> Engines {
+        let (gw, cert_pem) = tls::spawn_gateway(body).await;
+        Engines { gw, cert_pem }
+    }
+
+    /// A fresh connection to the engine's listener.
+    pub async fn connect(&self, engine: Engine) -> Box<dyn Io> {
+        match engine {
+            Engine::FastLane => Box::new(
+                tokio::net::TcpStream::connect(self.gw.public)
+                    .await
+                    .expect("connect"),
+            ),
+            Engine::Hyper => Box::new(tls::connect_raw(&self.cert_pem, &self.gw).await),
+        }
+    }
+
+    /// Sends `request` exactly as written on a fresh connection and reads one response.
+    pub async fn exchange(&self, engine: Engine, request: &str) -> RawResponse {
+        let mut stream = self.connect(engine).await;
+        stream.write_all(request.as_bytes()).await.expect("write");
+        raw::read_response(&mut stream).await
+    }
+
+    /// `GET {target}` with `Host: gw.test` and `extra_headers` (each ending in CRLF).
+    pub async fn get(&self, engine: Engine, target: &str, extra_headers: &str) -> RawResponse {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: gw.test\r\n{extra_headers}\r\n");
+        self.exchange(engine, &request).await
+    }
+
+    /// A client for the TLS listener that speaks HTTP/2 (by ALPN).
+    pub fn http2(&self) -> reqwest::Client {
+        tls::client(&self.cert_pem, &self.gw, false)
+    }
+
+    /// `https://localhost:PORT{path}` on the TLS listener.
+    pub fn tls_url(&self, path: &str) -> String {
+        tls::url(&self.gw, path)
+    }
+}
