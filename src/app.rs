@@ -6,7 +6,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, UserSource, VerifySource};
 use crate::directory::file::FileDirectory;
 use crate::directory::UserDirectory;
-use crate::error::json_response;
+use crate::error::{json_response, GatewayError};
 use crate::gateway::{ConnInfo, Gateway};
 use crate::metrics::{Metrics, RouteMetrics, OAUTH_ROUTE};
 use crate::oauth::OAuthServer;
@@ -226,6 +226,13 @@ impl Handler for PublicService {
     async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         if OAuthServer::owns(req.uri().path()) {
             let started = std::time::Instant::now();
+            // The same Host rules as the gateway's (which checks its own requests), so the
+            // whole listener answers a request with no, two or a bad Host alike.
+            if let Err(e) = crate::gateway::authority::of_request(&req) {
+                let response = GatewayError::from(e).into_response();
+                self.oauth_metrics.finish(response.status(), started);
+                return response;
+            }
             let secure = conn.proto == crate::gateway::headers::PROTO_HTTPS;
             let peer = conn.client_ip.to_str().unwrap_or("");
             let response = self.oauth.handle(req, secure, peer).await;

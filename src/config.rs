@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use entries::redact_userinfo;
 pub use validate::{is_scope_token, parse_duration};
 
 /// The whole gateway configuration, validated.

@@ -5,6 +5,7 @@
 //! and their cause chain goes to the log, never to the client.
 
 use crate::body::Body;
+use crate::gateway::authority::AuthorityError;
 use crate::gateway::guard::{CHALLENGE_INVALID, CHALLENGE_MISSING};
 use crate::gateway::route::PathError;
 use crate::metrics::GuardOutcome;
@@ -31,6 +32,8 @@ pub enum GatewayError {
     NoRoute,
     #[error("request path cannot be routed")]
     BadPath(#[from] PathError),
+    #[error("request authority cannot be trusted")]
+    BadAuthority(#[from] AuthorityError),
     #[error("request has no bearer token")]
     MissingToken,
     #[error("bearer token is malformed")]
@@ -43,16 +46,26 @@ pub enum GatewayError {
     InsufficientScope { challenge: HeaderValue },
     #[error("token verifier unavailable")]
     VerifierUnavailable(#[source] Arc<VerifyError>),
-    #[error("cannot connect to upstream {upstream}")]
+    // `upstream` is the target's URL for the operator's log (userinfo redacted); clients are
+    // told the route name at most (see `client_description`).
+    #[error("route {route:?}: cannot connect to upstream {upstream}")]
     UpstreamConnect {
+        route: String,
         upstream: String,
         #[source]
         source: BoxError,
     },
-    #[error("upstream {upstream} sent no response headers within {timeout_ms} ms")]
-    UpstreamTimeout { upstream: String, timeout_ms: u128 },
-    #[error("upstream {upstream} failed")]
+    #[error(
+        "route {route:?}: upstream {upstream} sent no response headers within {timeout_ms} ms"
+    )]
+    UpstreamTimeout {
+        route: String,
+        upstream: String,
+        timeout_ms: u128,
+    },
+    #[error("route {route:?}: upstream {upstream} failed")]
     UpstreamFailed {
+        route: String,
         upstream: String,
         #[source]
         source: BoxError,
@@ -65,7 +78,7 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
-            GatewayError::BadPath(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BadPath(_) | GatewayError::BadAuthority(_) => StatusCode::BAD_REQUEST,
             GatewayError::MissingToken
             | GatewayError::MalformedToken
             | GatewayError::InvalidToken
@@ -84,6 +97,7 @@ impl GatewayError {
         match self {
             GatewayError::NoRoute
             | GatewayError::BadPath(_)
+            | GatewayError::BadAuthority(_)
             | GatewayError::MissingToken
             | GatewayError::MalformedToken
             | GatewayError::InvalidToken
@@ -108,6 +122,7 @@ impl GatewayError {
             GatewayError::VerifierUnavailable(_) => Some(GuardOutcome::VerifierError),
             GatewayError::NoRoute
             | GatewayError::BadPath(_)
+            | GatewayError::BadAuthority(_)
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamFailed { .. }
@@ -119,7 +134,9 @@ impl GatewayError {
     fn code(&self) -> &'static str {
         match self {
             GatewayError::NoRoute => "not_found",
-            GatewayError::BadPath(_) | GatewayError::BadUpstreamRequest(_) => "invalid_request",
+            GatewayError::BadPath(_)
+            | GatewayError::BadAuthority(_)
+            | GatewayError::BadUpstreamRequest(_) => "invalid_request",
             GatewayError::MissingToken | GatewayError::MalformedToken => "unauthorized",
             GatewayError::InvalidToken | GatewayError::WrongAudience => "invalid_token",
             GatewayError::InsufficientScope { .. } => "insufficient_scope",
@@ -131,6 +148,32 @@ impl GatewayError {
         }
     }
 
+    /// The `error_description`: what the client may know. An upstream's URL (its address,
+    /// maybe credentials) is the operator's business; the client learns the route name.
+    fn client_description(&self) -> String {
+        match self {
+            GatewayError::BadPath(e) => e.to_string(),
+            GatewayError::BadAuthority(e) => e.to_string(),
+            GatewayError::UpstreamConnect { route, .. } => {
+                format!("the upstream of route {route:?} cannot be reached")
+            }
+            GatewayError::UpstreamTimeout { route, .. } => {
+                format!("the upstream of route {route:?} did not answer in time")
+            }
+            GatewayError::UpstreamFailed { route, .. } => {
+                format!("the upstream of route {route:?} did not answer properly")
+            }
+            GatewayError::NoRoute
+            | GatewayError::MissingToken
+            | GatewayError::MalformedToken
+            | GatewayError::InvalidToken
+            | GatewayError::WrongAudience
+            | GatewayError::InsufficientScope { .. }
+            | GatewayError::VerifierUnavailable(_)
+            | GatewayError::BadUpstreamRequest(_) => self.to_string(),
+        }
+    }
+
     /// Logs what the operator needs and answers what the client may know.
     pub fn into_response(self) -> Response<Body> {
         match self.source_kind() {
@@ -139,11 +182,10 @@ impl GatewayError {
                 tracing::warn!(error = %error_chain(&self), "request failed")
             }
         }
-        let description = match &self {
-            GatewayError::BadPath(e) => e.to_string(),
-            other => other.to_string(),
-        };
-        let body = serde_json::json!({ "error": self.code(), "error_description": description });
+        let body = serde_json::json!({
+            "error": self.code(),
+            "error_description": self.client_description(),
+        });
         let status = self.status();
         let mut response = json_response(status, body.to_string());
         let challenge = match self {

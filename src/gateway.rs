@@ -4,6 +4,7 @@
 //! into a response (through `error.rs`). The gateway never imports the authorization
 //! server: it reaches tokens only through the [`VerifyCache`] in front of a `TokenVerifier`.
 
+pub mod authority;
 pub mod fast;
 pub mod guard;
 pub mod headers;
@@ -17,7 +18,6 @@ use crate::metrics::{GuardOutcome, Metrics, RouteMetrics, NO_ROUTE};
 use crate::verify::cache::VerifyCache;
 use crate::verify::{Principal, Verdict};
 use headers::ForwardedFor;
-use http::header::HOST;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -59,6 +59,9 @@ pub struct Gateway {
 struct Routed<'a> {
     route: &'a Route,
     path: String,
+    /// The request's one authority ([`authority`]), routed on and forwarded as
+    /// `X-Forwarded-Host`.
+    authority: Option<HeaderValue>,
 }
 
 impl Gateway {
@@ -103,7 +106,7 @@ impl Gateway {
             }
         };
         let metrics = &routed.route.metrics;
-        let response = match self.serve(routed.route, &routed.path, req, conn).await {
+        let response = match self.serve(&routed, req, conn).await {
             Ok(r) => r,
             Err(e) => {
                 if let Some(outcome) = e.guard_outcome() {
@@ -118,35 +121,44 @@ impl Gateway {
 
     async fn serve(
         &self,
-        route: &Route,
-        path: &str,
+        routed: &Routed<'_>,
         req: Request<Incoming>,
         conn: &ConnInfo,
     ) -> Result<Response<Body>, GatewayError> {
-        let principal = self.authenticate(route, req.headers()).await?;
+        let principal = self.authenticate(routed.route, req.headers()).await?;
         if principal.is_some() {
-            route.metrics.guard(GuardOutcome::Allowed);
+            routed.route.metrics.guard(GuardOutcome::Allowed);
         }
-        self.forward(route, path, req, conn, principal.as_deref())
-            .await
+        self.forward(routed, req, conn, principal.as_deref()).await
     }
 
-    /// Finds the route for the request's host and normalised path.
+    /// Finds the route for the request's authority and normalised path.
     fn route(&self, req: &Request<Incoming>) -> Result<Routed<'_>, GatewayError> {
-        self.route_for(req.uri().path(), || request_host(req))
+        let authority = authority::of_request(req)?;
+        self.route_for(req.uri().path(), authority)
     }
 
-    /// Finds the route for a raw request path; `host` is asked only if some route needs it.
-    fn route_for<'h>(
+    /// Finds the route of an origin-form HTTP/1.1 request (all the fast lane takes), whose
+    /// authority is its Host header.
+    fn route_origin_form(
         &self,
         raw_path: &str,
-        host: impl FnOnce() -> Option<&'h str>,
+        headers: &HeaderMap,
+    ) -> Result<Routed<'_>, GatewayError> {
+        let authority = authority::request_authority(Version::HTTP_11, None, headers)?;
+        self.route_for(raw_path, authority)
+    }
+
+    /// Finds the route for a raw request path and the request's (checked) authority.
+    fn route_for(
+        &self,
+        raw_path: &str,
+        authority: Option<HeaderValue>,
     ) -> Result<Routed<'_>, GatewayError> {
         let path = route::normalise_path(raw_path)?;
-        let host = if self.table.needs_host() {
-            host().map(route::normalise_host)
-        } else {
-            None
+        let host = match &authority {
+            Some(a) if self.table.needs_host() => a.to_str().ok().map(route::normalise_host),
+            _ => None,
         };
         let index = self
             .table
@@ -161,6 +173,7 @@ impl Gateway {
         Ok(Routed {
             route,
             path: forwarded,
+            authority,
         })
     }
 
@@ -202,23 +215,19 @@ impl Gateway {
     /// body-less request could not connect.
     async fn forward(
         &self,
-        route: &Route,
-        path: &str,
+        routed: &Routed<'_>,
         mut req: Request<Incoming>,
         conn: &ConnInfo,
         principal: Option<&Principal>,
     ) -> Result<Response<Body>, GatewayError> {
-        let upgrade = headers::is_upgrade_request(req.headers());
+        let (route, path) = (routed.route, routed.path.as_str());
+        let upgrade = headers::is_upgrade_request(req.method(), req.version(), req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let forwarded = ForwardedFor {
             client_ip: &conn.client_ip,
             proto: conn.proto,
-            host: parts
-                .headers
-                .get(HOST)
-                .cloned()
-                .or_else(|| authority_header(&parts.uri)),
+            host: routed.authority.clone(),
         };
         headers::prepare_request(
             &mut parts.headers,
@@ -270,6 +279,7 @@ impl Gateway {
             .observe(started.elapsed().as_secs_f64());
         match result {
             Err(_elapsed) => Err(GatewayError::UpstreamTimeout {
+                route: route.config.name.clone(),
                 upstream: target.label.clone(),
                 timeout_ms: route.config.timeout.as_millis(),
             }),
@@ -277,11 +287,13 @@ impl Gateway {
             Ok(Err(source)) if source.is_connect() => {
                 target.mark_down();
                 Err(GatewayError::UpstreamConnect {
+                    route: route.config.name.clone(),
                     upstream: target.label.clone(),
                     source: source.into(),
                 })
             }
             Ok(Err(source)) => Err(GatewayError::UpstreamFailed {
+                route: route.config.name.clone(),
                 upstream: target.label.clone(),
                 source: source.into(),
             }),
@@ -306,18 +318,6 @@ fn upstream_uri(
         None => target.uri(path, None),
     };
     uri.map_err(GatewayError::BadUpstreamRequest)
-}
-
-fn request_host(req: &Request<Incoming>) -> Option<&str> {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
-}
-
-fn authority_header(uri: &http::Uri) -> Option<HeaderValue> {
-    uri.authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
 }
 
 fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {

@@ -27,9 +27,8 @@ use crate::error::{BoxError, GatewayError};
 use crate::metrics::GuardOutcome;
 use crate::verify::Principal;
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::HOST;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderValue, Method};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -143,8 +142,7 @@ impl Gateway {
     async fn serve_fast(&self, head: RequestHead, lane: &mut Lane<'_>) -> Next {
         let started = Instant::now();
         let head_request = head.method == Method::HEAD;
-        let host = || head.headers.get(HOST).and_then(|h| h.to_str().ok());
-        let routed = match self.route_for(head.target.path(), host) {
+        let routed = match self.route_origin_form(head.target.path(), &head.headers) {
             Ok(r) => r,
             Err(e) => {
                 self.no_route_metrics.finish(e.status(), started);
@@ -161,7 +159,8 @@ impl Gateway {
                 if principal.is_some() {
                     metrics.guard(GuardOutcome::Allowed);
                 }
-                lane.forward(route, &routed.path, head, principal.as_deref())
+                let authority = routed.authority;
+                lane.forward(route, &routed.path, authority, head, principal.as_deref())
                     .await
             }
             Err(e) => Err(e),
@@ -220,6 +219,7 @@ impl<'c> Lane<'c> {
         &mut self,
         route: &Route,
         path: &str,
+        authority: Option<HeaderValue>,
         head: RequestHead,
         principal: Option<&Principal>,
     ) -> Result<(UpstreamConn, ResponseHead), GatewayError> {
@@ -232,7 +232,7 @@ impl<'c> Lane<'c> {
         let forwarded = ForwardedFor {
             client_ip: &self.conn.client_ip,
             proto: self.conn.proto,
-            host: headers.get(HOST).cloned(),
+            host: authority,
         };
         headers::prepare_request(
             &mut headers,
@@ -286,17 +286,20 @@ impl<'c> Lane<'c> {
         match result {
             Ok(Ok(pair)) => Ok(pair),
             Err(_elapsed) => Err(GatewayError::UpstreamTimeout {
+                route: route.config.name.clone(),
                 upstream: target.label.clone(),
                 timeout_ms: route.config.timeout.as_millis(),
             }),
             Ok(Err(AttemptError::Connect(e))) => {
                 target.mark_down();
                 Err(GatewayError::UpstreamConnect {
+                    route: route.config.name.clone(),
                     upstream: target.label.clone(),
                     source: e.into(),
                 })
             }
             Ok(Err(AttemptError::Failed(source))) => Err(GatewayError::UpstreamFailed {
+                route: route.config.name.clone(),
                 upstream: target.label.clone(),
                 source,
             }),

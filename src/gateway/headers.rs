@@ -1,13 +1,17 @@
 //! Header rewriting between client and upstream; pure functions on `HeaderMap`.
 //!
 //! RFC 9110 §7.6.1: hop-by-hop headers, and any header the `Connection` header names,
-//! belong to one connection and are dropped both ways (except `Upgrade` on an upgrade).
+//! belong to one connection and are dropped both ways (except `Upgrade` on a WebSocket
+//! upgrade, the only protocol switch passed on: see [`is_upgrade_request`]).
 //! `X-Forwarded-For` is appended to; `X-Forwarded-Proto` and `X-Forwarded-Host` are
-//! overwritten. Identity headers (`X-Auth-*`) are removed from what the caller sent and set
-//! only from a verified principal, so they cannot be spoofed.
+//! overwritten. Identity headers (`X-Auth-*`) are set only from a verified principal, so they
+//! cannot be spoofed: every client header an upstream could read as one of them, or as
+//! something else the gateway vouches for, is removed first, in any spelling (see
+//! [`is_forged`]).
 
 use crate::verify::IdentityHeaders;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Version};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -16,8 +20,9 @@ pub const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject")
 pub const X_AUTH_CLIENT_ID: HeaderName = HeaderName::from_static("x-auth-client-id");
 pub const X_AUTH_SCOPE: HeaderName = HeaderName::from_static("x-auth-scope");
 
-/// Always hop-by-hop (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and `Proxy-Connection`).
-pub const HOP_BY_HOP: [HeaderName; 8] = [
+/// Always hop-by-hop (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and `Proxy-Connection`,
+/// and `HTTP2-Settings`, which belongs to an h2c upgrade, RFC 7540 §3.2.1).
+pub const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -26,6 +31,7 @@ pub const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Facts about the client connection that the forwarded headers carry.
@@ -34,7 +40,7 @@ pub struct ForwardedFor<'a> {
     pub client_ip: &'a HeaderValue,
     /// `http` or `https`.
     pub proto: &'static HeaderValue,
-    /// The Host (or `:authority`) the client asked for.
+    /// The request's one authority (`gateway::authority`), for `X-Forwarded-Host`.
     pub host: Option<HeaderValue>,
 }
 
@@ -48,9 +54,18 @@ pub fn prepare_request(
     identity: Option<&IdentityHeaders>,
     upgrade: bool,
 ) {
-    remove_hop_by_hop(headers, upgrade);
+    // One pass over the names finds what needs removing; most requests carry none of it.
+    let found = scan_request(headers);
+    if found.hop_by_hop {
+        strip_hop_by_hop(headers, upgrade);
+    } else if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if found.forged {
+        remove_forged(headers);
+    }
     // The upstream's Host comes from its own URL, like nginx's default `proxy_set_header Host
-    // $proxy_host`; the caller's Host travels in X-Forwarded-Host.
+    // $proxy_host`; the request's authority travels in X-Forwarded-Host.
     headers.remove(header::HOST);
     append_forwarded_for(headers, forwarded.client_ip);
     headers.insert(X_FORWARDED_PROTO, forwarded.proto.clone());
@@ -58,18 +73,11 @@ pub fn prepare_request(
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
         None => headers.remove(X_FORWARDED_HOST),
     };
-    // `insert` replaces every value the caller sent, so spoofed values cannot survive.
-    match identity {
-        Some(id) => {
-            headers.insert(X_AUTH_SUBJECT, id.subject.clone());
-            headers.insert(X_AUTH_CLIENT_ID, id.client_id.clone());
-            headers.insert(X_AUTH_SCOPE, id.scope.clone());
-        }
-        None => {
-            headers.remove(X_AUTH_SUBJECT);
-            headers.remove(X_AUTH_CLIENT_ID);
-            headers.remove(X_AUTH_SCOPE);
-        }
+    // Whatever X-Auth-* the caller sent is gone already.
+    if let Some(id) = identity {
+        headers.insert(X_AUTH_SUBJECT, id.subject.clone());
+        headers.insert(X_AUTH_CLIENT_ID, id.client_id.clone());
+        headers.insert(X_AUTH_SCOPE, id.scope.clone());
     }
 }
 
@@ -78,9 +86,25 @@ pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool) {
     remove_hop_by_hop(headers, upgrade);
 }
 
-/// True when the request asks to switch protocols (WebSocket and friends).
-pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE) && connection_has_token(headers, "upgrade")
+/// True for the one protocol switch the gateway passes on: a WebSocket opening handshake
+/// (RFC 6455 §4.1: an HTTP/1.1 `GET` with `Connection: upgrade` and `Upgrade: websocket`, that
+/// one protocol and nothing beside it).
+///
+/// Any other request asking to switch is forwarded as a plain request, its `Upgrade`,
+/// `HTTP2-Settings` and `Connection` headers dropped, as nginx does. h2c above all: an
+/// upstream that took it would speak HTTP/2 with the client directly, and every later request
+/// on that connection would pass the guard unseen. Refusing such requests instead would break
+/// clients that offer h2c and carry on in HTTP/1.1 when it is not taken (`curl --http2`).
+pub fn is_upgrade_request(method: &Method, version: Version, headers: &HeaderMap) -> bool {
+    if method != Method::GET || version != Version::HTTP_11 {
+        return false;
+    }
+    let mut protocols = headers.get_all(header::UPGRADE).iter();
+    let only_websocket = match (protocols.next(), protocols.next()) {
+        (Some(p), None) => p.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"),
+        _ => false,
+    };
+    only_websocket && connection_has_token(headers, "upgrade")
 }
 
 fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
@@ -92,19 +116,23 @@ fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Drops hop-by-hop headers and those the `Connection` header names. On an upgrade the
-/// `Upgrade` header survives and `Connection: upgrade` is re-stated for the next hop.
+/// Drops hop-by-hop headers and those the `Connection` header names, if there are any.
 fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // Most messages carry none of these: one pass over the names beats a dozen lookups.
-    let any = headers
-        .keys()
-        .any(|k| k == header::UPGRADE || HOP_BY_HOP.contains(k));
-    if !any {
-        if upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        }
-        return;
+    if headers.keys().any(is_hop_by_hop) {
+        strip_hop_by_hop(headers, upgrade);
+    } else if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::UPGRADE || HOP_BY_HOP.contains(name)
+}
+
+/// Drops hop-by-hop headers and those the `Connection` header names. On an upgrade the
+/// `Upgrade` header survives and `Connection: upgrade` is re-stated for the next hop.
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -126,6 +154,75 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
         headers.remove(header::UPGRADE);
+    }
+}
+
+/// What one pass over a request's header names found.
+struct Found {
+    hop_by_hop: bool,
+    forged: bool,
+}
+
+fn scan_request(headers: &HeaderMap) -> Found {
+    let mut found = Found {
+        hop_by_hop: false,
+        forged: false,
+    };
+    for name in headers.keys() {
+        found.hop_by_hop |= is_hop_by_hop(name);
+        found.forged |= is_forged(name.as_str());
+    }
+    found
+}
+
+/// A client header an upstream could take for something the gateway vouches for: any
+/// `X-Auth-*` name (the identity headers, and any the gateway may set later), `Forwarded`,
+/// `X-Real-IP`, `X-Original-URL` and `X-Rewrite-URL` (routing and client-address overrides
+/// in common frameworks), and `X_Forwarded_For`/`_Proto`/`_Host`. Matched case-insensitively
+/// with `_` read as `-`, because WSGI, CGI and their kin turn both into the same variable
+/// (`X_Auth_Subject` and `X-Auth-Subject` are both `HTTP_X_AUTH_SUBJECT`). The `-` spellings
+/// of `X-Forwarded-*` are not forged: they are appended to or overwritten instead.
+pub fn is_forged(name: &str) -> bool {
+    let name = name.as_bytes();
+    // The common case ends here: few header names start with either letter.
+    if !matches!(name.first(), Some(b'x' | b'X' | b'f' | b'F')) {
+        return false;
+    }
+    const ALWAYS: [&[u8]; 4] = [
+        b"forwarded",
+        b"x-real-ip",
+        b"x-original-url",
+        b"x-rewrite-url",
+    ];
+    const UNDERSCORED: [&[u8]; 3] = [
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+    ];
+    let prefix = b"x-auth-";
+    (name.len() >= prefix.len() && same_name(&name[..prefix.len()], prefix))
+        || ALWAYS.iter().any(|n| same_name(name, n))
+        || (name.contains(&b'_') && UNDERSCORED.iter().any(|n| same_name(name, n)))
+}
+
+/// `name` spells `canonical` (lower case, with `-`), ignoring case and reading `_` as `-`.
+fn same_name(name: &[u8], canonical: &[u8]) -> bool {
+    name.len() == canonical.len()
+        && name
+            .iter()
+            .zip(canonical)
+            .all(|(&n, &c)| n.to_ascii_lowercase() == c || (n == b'_' && c == b'-'))
+}
+
+/// Removes every header [`is_forged`] matches (rare: only then is a list made).
+fn remove_forged(headers: &mut HeaderMap) {
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_forged(n.as_str()))
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(name);
     }
 }
 

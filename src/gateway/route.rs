@@ -5,6 +5,12 @@
 //! segments are collapsed, and encoded `/`, `\` or NUL are refused. The gateway routes on the
 //! normalised path *and forwards that same path*, so `/api/mail/../admin`, `%2e%2e` or `//`
 //! tricks can never reach a route, or an upstream path, that the plain path would not.
+//!
+//! A raw `\` and a raw `;` are refused too, as Spring Security's `StrictHttpFirewall` does:
+//! some upstreams read `\` as `/` and most Java servers cut `;` path parameters off a segment
+//! before resolving dots, so `/open/..;/admin` would route under the open route here and be
+//! `/admin` there. `%3B` stays encoded (it is never decoded), so to either side it is only a
+//! literal `;` inside a segment.
 
 use std::borrow::Cow;
 
@@ -17,6 +23,10 @@ pub enum PathError {
     BadEscape,
     #[error("the path encodes '/', '\\' or NUL")]
     EncodedSeparator,
+    #[error("the path contains a raw '\\'")]
+    Backslash,
+    #[error("the path contains a raw ';' (path parameters are refused; '%3B' is a literal ';')")]
+    Semicolon,
 }
 
 /// Routes sorted so the first match is the best: longest prefix, then host-specific.
@@ -112,7 +122,7 @@ pub fn normalise_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
-    if is_already_normal(raw) {
+    if is_already_normal(raw)? {
         return Ok(Cow::Borrowed(raw));
     }
     let mut segments: Vec<String> = Vec::new();
@@ -142,9 +152,28 @@ pub fn normalise_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     Ok(Cow::Owned(out))
 }
 
-/// The common case, checked without allocating: nothing to decode, collapse or resolve.
-fn is_already_normal(raw: &str) -> bool {
-    !raw.contains('%') && !raw.contains("//") && !raw.split('/').any(|s| s == "." || s == "..")
+/// One pass over the raw path: refuses a raw `\` or `;` anywhere, and says whether the
+/// path is already normal (the common case, checked without allocating): nothing to decode,
+/// collapse or resolve.
+fn is_already_normal(raw: &str) -> Result<bool, PathError> {
+    let mut normal = true;
+    // Where the current segment starts (just after its '/').
+    let mut segment = 0;
+    for (i, b) in raw.bytes().enumerate() {
+        match b {
+            b'\\' => return Err(PathError::Backslash),
+            b';' => return Err(PathError::Semicolon),
+            b'%' => normal = false,
+            // The segment before the leading '/' is not a segment.
+            b'/' if i > 0 => {
+                normal &= !matches!(&raw[segment..i], "" | "." | "..");
+                segment = i + 1;
+            }
+            b'/' => segment = 1,
+            _ => {}
+        }
+    }
+    Ok(normal && !matches!(&raw[segment..], "." | ".."))
 }
 
 /// Decodes `%XX` of unreserved characters, upper-cases the hex of the rest, and refuses

@@ -50,7 +50,7 @@ pub struct Target {
     connect_addr: String,
     /// See [`Target::host_header`].
     host_header: String,
-    /// The URL as configured, for logs.
+    /// The URL as configured, for logs, with any userinfo blanked (never for clients).
     pub label: String,
     /// Milliseconds (since `epoch()`) until which this target is skipped.
     down_until: AtomicU64,
@@ -84,7 +84,7 @@ impl Target {
             scheme,
             authority,
             base_path: uri.path().trim_end_matches('/').to_string(),
-            label: uri.to_string(),
+            label: crate::config::redact_userinfo(&uri.to_string()).into_owned(),
             down_until: AtomicU64::new(0),
         })
     }
@@ -236,6 +236,14 @@ mod tests {
         }
         p.targets[1].mark_down();
         assert!(p.pick().is_some(), "all down still yields a target to try");
+    }
+
+    #[test]
+    fn labels_never_show_credentials() {
+        // The config refuses such URLs; a label must not leak one all the same.
+        let p = pool(&["http://user:secret@api.internal:3000/v1"]);
+        let label = &p.pick().expect("target").label;
+        assert_eq!(label, "http://***@api.internal:3000/v1");
     }
 
     #[test]

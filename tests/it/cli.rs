@@ -188,6 +188,31 @@ auth = "none"
 }
 
 #[test]
+fn check_refuses_credentials_in_upstream_urls_without_printing_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = valid_config(free_addr(), free_addr(), "http://u:p@127.0.0.1:1");
+    let path = write(dir.path(), "gateway.toml", &config);
+    let out = tollgate(&["check", "-c", path.to_str().expect("UTF-8 path")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let file = path.display().to_string();
+    for route in ["mail", "files"] {
+        let key = format!("{file}: [[routes]] \"{route}\".upstream: \"http://***@127.0.0.1:1\"");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&key) && l.contains("credentials")),
+            "no line for {route}:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("u:p@"),
+        "the password was printed:\n{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "no route table for a broken config");
+}
+
+#[test]
 fn check_prints_the_route_table_of_a_valid_config_and_exits_0() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = valid_config(free_addr(), free_addr(), "http://127.0.0.1:3000");

@@ -16,6 +16,7 @@ mod oauth_flow;
 mod oauth_input;
 mod oauth_token;
 mod proxy;
+mod request_rules;
 mod routing;
 mod shipped;
 mod throttle;

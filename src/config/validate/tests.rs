@@ -126,6 +126,49 @@ fn bad_route_values_are_refused() {
     );
     let dotted = MINIMAL_ROUTE.replace("/api/mail", "/api/../admin");
     assert!(problems(&dotted)[0].contains("'..' segments"));
+    let parameter = MINIMAL_ROUTE.replace("/api/mail", "/api/mail;v=1");
+    assert!(problems(&parameter)[0].contains("no '?', '#', '%', '\\', ';' or '//'"));
+}
+
+#[test]
+fn credentials_in_upstream_urls_are_refused_without_being_shown() {
+    for url in [
+        "http://u:p@127.0.0.1:1",
+        "https://user:s3cret@api.internal/v1",
+        "http://token@api.internal",
+    ] {
+        let route = MINIMAL_ROUTE.replace("http://127.0.0.1:3000", url);
+        let p = problems(&route);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("[[routes]] \"mail\".upstream: \"")
+                && p[0].contains("***@")
+                && p[0].contains("credentials (user:password@)"),
+            "{p:?}"
+        );
+        let secret = &url[url.find("//").expect("scheme") + 2..url.find('@').expect("userinfo")];
+        assert!(!p[0].contains(secret), "{secret} shown in {p:?}");
+    }
+    // Listed upstreams are checked one by one.
+    let listed = MINIMAL_ROUTE.replace(
+        "\"http://127.0.0.1:3000\"",
+        "[\"http://127.0.0.1:3000\", \"http://a:b@127.0.0.1:3001\"]",
+    );
+    assert!(problems(&listed)[0].contains("\"http://***@127.0.0.1:3001\""));
+}
+
+#[test]
+fn redact_userinfo_blanks_only_the_userinfo() {
+    let cases = [
+        ("http://u:p@h:1/x@y", "http://***@h:1/x@y"),
+        ("http://h:1/p?q=a@b", "http://h:1/p?q=a@b"),
+        ("https://a@b@h", "https://***@h"),
+        ("not a url", "not a url"),
+        ("u:p@h", "***@h"),
+    ];
+    for (url, want) in cases {
+        assert_eq!(redact_userinfo(url), want, "{url}");
+    }
 }
 
 #[test]

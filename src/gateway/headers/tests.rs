@@ -1,5 +1,6 @@
 use super::*;
 use crate::verify::Principal;
+use http::{Method, Version};
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
@@ -50,12 +51,152 @@ fn hop_by_hop_and_connection_named_headers_are_dropped() {
 
 #[test]
 fn upgrade_keeps_upgrade_and_restates_connection() {
-    let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-    assert!(is_upgrade_request(&h));
+    let mut h = headers(&[
+        ("connection", "Upgrade, HTTP2-Settings"),
+        ("upgrade", "websocket"),
+        ("http2-settings", "AAMAAABkAAQAAP__"),
+    ]);
+    assert!(is_upgrade_request(&Method::GET, Version::HTTP_11, &h));
     let ip = HeaderValue::from_static("10.0.0.1");
     prepare_request(&mut h, forwarded(&ip), None, true);
     assert_eq!(h["upgrade"], "websocket");
     assert_eq!(h["connection"], "upgrade");
+    assert!(!h.contains_key("http2-settings"));
+}
+
+#[test]
+fn only_a_websocket_get_over_http11_is_an_upgrade() {
+    let upgrade = |method: Method, version: Version, upgrades: &[&str]| {
+        let mut pairs = vec![("connection", "keep-alive, Upgrade")];
+        pairs.extend(upgrades.iter().map(|u| ("upgrade", *u)));
+        is_upgrade_request(&method, version, &headers(&pairs))
+    };
+    let h11 = Version::HTTP_11;
+    assert!(upgrade(Method::GET, h11, &["websocket"]));
+    assert!(upgrade(Method::GET, h11, &["WebSocket"]));
+    for refused in [
+        &["h2c"][..],
+        &["websocket, h2c"],
+        &["h2c, websocket"],
+        &["websocket", "h2c"],
+        &["websocket/13"],
+        &["TLS/1.2"],
+        &[],
+    ] {
+        assert!(!upgrade(Method::GET, h11, refused), "{refused:?}");
+    }
+    assert!(!upgrade(Method::POST, h11, &["websocket"]));
+    assert!(!upgrade(Method::GET, Version::HTTP_10, &["websocket"]));
+    assert!(!upgrade(Method::GET, Version::HTTP_2, &["websocket"]));
+    let no_connection = headers(&[("upgrade", "websocket")]);
+    assert!(!is_upgrade_request(&Method::GET, h11, &no_connection));
+}
+
+#[test]
+fn a_refused_upgrade_is_forwarded_without_its_switch_headers() {
+    let mut h = headers(&[
+        ("connection", "Upgrade, HTTP2-Settings"),
+        ("upgrade", "h2c"),
+        ("http2-settings", "AAMAAABkAAQAAP__"),
+        ("accept", "*/*"),
+    ]);
+    let ip = HeaderValue::from_static("10.0.0.1");
+    prepare_request(&mut h, forwarded(&ip), None, false);
+    for gone in ["connection", "upgrade", "http2-settings"] {
+        assert!(!h.contains_key(gone), "{gone} should be dropped");
+    }
+    assert_eq!(h["accept"], "*/*");
+    // Without Connection naming it, HTTP2-Settings still belongs to one hop.
+    let mut h = headers(&[("http2-settings", "AAMAAABkAAQAAP__")]);
+    prepare_request(&mut h, forwarded(&ip), None, false);
+    assert!(!h.contains_key("http2-settings"));
+}
+
+#[test]
+fn forged_names_match_in_any_spelling() {
+    let cases = [
+        ("x-auth-subject", true),
+        ("x_auth_subject", true),
+        ("X_Auth_Subject", true),
+        ("x-auth_client-id", true),
+        ("x_auth-scope", true),
+        ("x-auth-anything-else", true),
+        ("x_auth_", true),
+        ("forwarded", true),
+        ("Forwarded", true),
+        ("x-real-ip", true),
+        ("x_real_ip", true),
+        ("x-original-url", true),
+        ("x_original_url", true),
+        ("x-rewrite-url", true),
+        ("X_Rewrite-URL", true),
+        ("x_forwarded_for", true),
+        ("x-forwarded_for", true),
+        ("x_forwarded_proto", true),
+        ("x_forwarded-host", true),
+        // The '-' spellings are appended to or overwritten, not removed.
+        ("x-forwarded-for", false),
+        ("x-forwarded-proto", false),
+        ("x-forwarded-host", false),
+        ("x-auth", false),
+        ("x-authorization", false),
+        ("x-author-id", false),
+        ("authorization", false),
+        ("forwarded-for", false),
+        ("x-forwarded-port", false),
+        ("x-request-id", false),
+        ("accept", false),
+        ("", false),
+    ];
+    for (name, want) in cases {
+        assert_eq!(is_forged(name), want, "{name}");
+    }
+}
+
+#[test]
+fn forged_headers_never_reach_the_upstream_and_real_ones_are_set() {
+    let p = Principal::new(
+        "alice".into(),
+        "mail-app".into(),
+        None,
+        vec!["email".into()],
+        None,
+    )
+    .expect("plain ASCII");
+    let ip = HeaderValue::from_static("10.0.0.1");
+    for identity in [None, Some(&p.headers)] {
+        let mut h = headers(&[
+            ("x_auth_subject", "admin"),
+            ("X-Auth-Subject", "admin"),
+            ("x-auth-roles", "admin"),
+            ("forwarded", "for=1.2.3.4;host=evil.example"),
+            ("x-real-ip", "1.2.3.4"),
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x_forwarded_host", "evil.example"),
+            ("x_forwarded_proto", "https"),
+            ("accept", "*/*"),
+        ]);
+        prepare_request(&mut h, forwarded(&ip), identity, false);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        let mut want = vec![
+            "accept",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+        ];
+        if identity.is_some() {
+            want.extend(["x-auth-subject", "x-auth-client-id", "x-auth-scope"]);
+            assert_eq!(h["x-auth-subject"], "alice");
+            assert_eq!(h.get_all("x-auth-subject").iter().count(), 1);
+        }
+        let mut left_sorted = left.clone();
+        left_sorted.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(left_sorted, want, "identity: {}", identity.is_some());
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+    }
 }
 
 #[test]

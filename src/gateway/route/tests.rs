@@ -19,6 +19,9 @@ fn normalise_path_resolves_tricks_to_the_plain_path() {
         ("/a/%3f", "/a/%3F"),
         ("/a/%c3%a9", "/a/%C3%A9"),
         ("/caf\u{e9}", "/caf\u{e9}"),
+        // An encoded ';' is never decoded: to either side only a literal ';' in a segment.
+        ("/open/..%3B/admin", "/open/..%3B/admin"),
+        ("/a/%3b", "/a/%3B"),
     ];
     for (raw, want) in cases {
         assert_eq!(normalise_path(raw).as_deref(), Ok(want), "{raw}");
@@ -36,9 +39,44 @@ fn normalise_path_refuses_encoded_separators_and_bad_escapes() {
         ("/api%2", PathError::BadEscape),
         ("api", PathError::NotAbsolute),
         ("*", PathError::NotAbsolute),
+        // Raw '\\' and ';' anywhere, also where normalising would have removed them.
+        ("/open/..\\admin", PathError::Backslash),
+        ("\\admin", PathError::NotAbsolute),
+        ("/\\", PathError::Backslash),
+        ("/api/mail\\", PathError::Backslash),
+        ("/api/%2e%2e/x\\y", PathError::Backslash),
+        ("/open/..;/admin", PathError::Semicolon),
+        ("/api/mail;jsessionid=1", PathError::Semicolon),
+        ("/api/mail/;", PathError::Semicolon),
+        ("/api/../x;y", PathError::Semicolon),
+        ("/a%2e/;", PathError::Semicolon),
     ];
     for (raw, want) in cases {
         assert_eq!(normalise_path(raw), Err(want), "{raw}");
+    }
+}
+
+#[test]
+fn already_normal_paths_are_recognised_in_one_pass() {
+    let cases = [
+        ("/", true),
+        ("/api/mail", true),
+        ("/api/mail/", true),
+        ("/api/mail/.x/..y/...", true),
+        ("/caf\u{e9}", true),
+        ("//", false),
+        ("/api//mail", false),
+        ("/api/./mail", false),
+        ("/api/mail/.", false),
+        ("/api/mail/..", false),
+        ("/..", false),
+        ("/api/m%61il", false),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(is_already_normal(raw), Ok(want), "{raw}");
+        // Whatever the fast check says, normalising changes exactly the paths it flags.
+        let normalised = normalise_path(raw).expect("valid path");
+        assert_eq!(normalised == raw, want, "{raw} became {normalised}");
     }
 }
 

@@ -1,10 +1,12 @@
 //! Raw HTTP/1.1 over TCP, for requests a well-behaved client library would "fix" first
-//! (dot segments, percent-encoded dots, doubled slashes, odd headers).
+//! (dot segments, percent-encoded dots, doubled slashes, odd headers), and [`Recorder`], an
+//! upstream that keeps every request head it receives.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 pub struct RawResponse {
     pub status: u16,
@@ -79,7 +81,7 @@ fn dechunk(head: &str, body: &str) -> String {
 
 /// Reads one response head (up to the blank line) from a connection that stays open;
 /// returns it and whatever body bytes arrived with it. Bounded by 10 s.
-pub async fn read_head(stream: &mut TcpStream) -> (RawResponse, Vec<u8>) {
+pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> (RawResponse, Vec<u8>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let end = loop {
@@ -99,4 +101,137 @@ pub async fn read_head(stream: &mut TcpStream) -> (RawResponse, Vec<u8>) {
     };
     let rest = buf.split_off(end);
     (parse(&buf), rest)
+}
+
+/// Reads one whole response from a connection that stays open: its head, then a body framed
+/// by Content-Length or chunked (none after a 101, 204 or 304; else until close). Bounded.
+pub async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> RawResponse {
+    let (mut response, mut body) = read_head(stream).await;
+    if matches!(response.status, 101 | 204 | 304) {
+        return response;
+    }
+    let length: Option<usize> = response
+        .header("content-length")
+        .map(|v| v.parse().expect("numeric Content-Length"));
+    let chunked = response
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let mut chunk = [0u8; 4096];
+    loop {
+        let done = match length {
+            Some(n) => body.len() >= n,
+            None if chunked => body.ends_with(b"0\r\n\r\n"),
+            None => false,
+        };
+        if done {
+            break;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("body within 10s")
+            .expect("read");
+        if n == 0 {
+            assert!(length.is_none() && !chunked, "closed inside the body");
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&body).into_owned();
+    response.body = dechunk(&response.head, &text);
+    response
+}
+
+/// An upstream that answers `101 Switching Protocols` to any request carrying `Upgrade`
+/// (whatever it names) and then echoes bytes, as a careless upstream would; every other
+/// request gets 200 with the request head it received as the body. Every head is kept.
+pub struct Recorder {
+    pub addr: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Recorder {
+    pub async fn spawn() -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+        let kept = heads.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(answer_recorded(stream, kept.clone()));
+            }
+        });
+        Recorder { addr, heads, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request head received so far, in order.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().expect("not poisoned").clone()
+    }
+}
+
+async fn answer_recorded(mut stream: TcpStream, heads: Arc<Mutex<Vec<String>>>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match stream.read(&mut chunk).await {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end + 4);
+        heads.lock().expect("not poisoned").push(head.clone());
+        let header = |name: &str| {
+            head.lines().skip(1).find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        if let Some(protocol) = header("upgrade") {
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+            );
+            if stream.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+            // Whatever follows is the new protocol's: echoed back as it comes.
+            let _ = stream.write_all(&buf).await;
+            let (mut r, mut w) = stream.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+            return;
+        }
+        // A body (by Content-Length only: enough for these tests) is read and dropped.
+        let length: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while buf.len() < length {
+            match stream.read(&mut chunk).await {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
+        }
+        buf.drain(..length);
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{head}",
+            head.len()
+        );
+        if stream.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+    }
 }
