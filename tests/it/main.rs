@@ -8,6 +8,7 @@ mod cli;
 mod fast_lane;
 mod guard;
 mod ldap;
+mod limits;
 mod listeners;
 mod oauth_flow;
 mod oauth_input;

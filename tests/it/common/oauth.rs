@@ -100,6 +100,8 @@ pub struct AuthConfig {
     access_token_ttl: String,
     allow_implicit: bool,
     allow_password_grant: bool,
+    /// Extra `[server]` keys (limits); none by default.
+    server: String,
 }
 
 impl Default for AuthConfig {
@@ -110,6 +112,7 @@ impl Default for AuthConfig {
             access_token_ttl: "1h".to_string(),
             allow_implicit: false,
             allow_password_grant: false,
+            server: String::new(),
         }
     }
 }
@@ -140,6 +143,12 @@ impl AuthConfig {
         self
     }
 
+    /// Adds `keys` to the `[server]` section.
+    pub fn server(mut self, keys: &str) -> Self {
+        self.server = keys.to_string();
+        self
+    }
+
     /// The config body: `[oauth]`, `[users]`, the clients, and two bearer routes to
     /// `upstream`: `mail` (/api/mail, scope `email`) and `send` (/api/send, `email.send`).
     pub fn toml(&self, upstream: &str) -> String {
@@ -149,9 +158,10 @@ impl AuthConfig {
             access_token_ttl,
             allow_implicit,
             allow_password_grant,
+            server,
         } = self;
         format!(
-            r#"[oauth]
+            r#"{server}[oauth]
 store = "{store}"
 code_ttl = "{code_ttl}"
 access_token_ttl = "{access_token_ttl}"
@@ -239,6 +249,7 @@ scopes = ["email.send"]
             cli = CLI_APP.id,
             cli_secret = secret_line(CLI_APP),
             spa = SPA.id,
+            server = super::server_section(server),
         )
     }
 

@@ -100,3 +100,43 @@ pub async fn read_head(stream: &mut TcpStream) -> (RawResponse, Vec<u8>) {
     let rest = buf.split_off(end);
     (parse(&buf), rest)
 }
+
+/// Reads one whole response (head and a `Content-Length` body) from a connection that
+/// stays open. Bounded by 10 s.
+pub async fn read_response(stream: &mut TcpStream) -> RawResponse {
+    let (mut response, mut body) = read_head(stream).await;
+    let length: usize = response
+        .header("content-length")
+        .unwrap_or_else(|| panic!("no Content-Length in {}", response.head))
+        .parse()
+        .expect("a number");
+    let mut chunk = [0u8; 4096];
+    while body.len() < length {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("response body within 10s")
+            .expect("read");
+        assert!(n > 0, "connection closed inside the body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    response.body = String::from_utf8_lossy(&body).into_owned();
+    response
+}
+
+/// Waits (at most `bound`) until the server closes `stream`; returns how long that took
+/// and anything the server sent before closing. Panics if it stays open.
+pub async fn closed_within(stream: &mut TcpStream, bound: Duration) -> (Duration, Vec<u8>) {
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout_at((started + bound).into(), stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("the connection was still open after {bound:?}"));
+        match read {
+            Ok(n) if n > 0 => received.extend_from_slice(&chunk[..n]),
+            // End of stream or a reset: closed either way.
+            Ok(_) | Err(_) => return (started.elapsed(), received),
+        }
+    }
+}
