@@ -67,7 +67,12 @@ impl App {
         })?;
         let directory = open_directory(&config)?;
         let cache = build_verifier(&config, store.clone(), clock.clone(), metrics.clone())?;
-        let gateway = Gateway::new(&config.routes, cache.clone(), &metrics);
+        let gateway = Gateway::new(
+            &config.routes,
+            config.server.limits.request_body_timeout,
+            cache.clone(),
+            &metrics,
+        );
         let oauth = Arc::new(OAuthServer::new(
             &config,
             store.clone(),
@@ -109,12 +114,14 @@ impl App {
             public_listener,
             public.clone(),
             metrics.clone(),
+            config.server.limits,
             stop.clone(),
         ));
         tasks.spawn(server::serve(
             internal_listener,
             internal,
             metrics.clone(),
+            config.server.limits,
             stop.clone(),
         ));
         if let Some(listener) = tls_listener {
@@ -122,6 +129,7 @@ impl App {
                 listener,
                 public,
                 metrics.clone(),
+                config.server.limits,
                 stop.clone(),
             ));
         }

@@ -1,9 +1,13 @@
 //! The one response/request body type the server speaks: either bytes we made, or a
-//! body streaming from the other side (never buffered).
+//! body streaming from the other side (never buffered), maybe under a request body's
+//! limits ([`limited`]).
+
+pub mod limited;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
+use limited::LimitedBody;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -14,6 +18,34 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A body streaming from a peer, passed on frame by frame.
     Stream(Incoming),
+    /// A client's request body on its way to an upstream, under the size and pause limits.
+    Limited(LimitedBody),
+}
+
+/// Why a body stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body could not be read")]
+    Peer(#[from] hyper::Error),
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the request body paused for longer than {timeout_ms} ms")]
+    Stalled { timeout_ms: u128 },
+}
+
+impl BodyError {
+    /// The body error somewhere in `e`'s cause chain (a client that sent a body reports
+    /// it wrapped in its own errors).
+    pub fn find<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e BodyError> {
+        let mut cause = Some(e);
+        while let Some(c) = cause {
+            if let Some(found) = c.downcast_ref::<BodyError>() {
+                return Some(found);
+            }
+            cause = c.source();
+        }
+        None
+    }
 }
 
 impl Body {
@@ -46,12 +78,12 @@ impl From<Incoming> for Body {
 
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             Body::Full(bytes) => Poll::Ready(
                 bytes
@@ -59,7 +91,8 @@ impl http_body::Body for Body {
                     .filter(|b| !b.is_empty())
                     .map(|b| Ok(Frame::data(b))),
             ),
-            Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx),
+            Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx).map_err(BodyError::Peer),
+            Body::Limited(limited) => Pin::new(limited).poll_frame(cx),
         }
     }
 
@@ -67,6 +100,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(bytes) => bytes.as_ref().is_none_or(|b| b.is_empty()),
             Body::Stream(incoming) => incoming.is_end_stream(),
+            Body::Limited(limited) => limited.is_end_stream(),
         }
     }
 
@@ -74,6 +108,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Stream(incoming) => incoming.size_hint(),
+            Body::Limited(limited) => limited.size_hint(),
         }
     }
 }

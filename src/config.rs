@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use entries::redact_userinfo;
-pub use validate::{is_scope_token, parse_duration};
+pub use validate::{is_scope_token, parse_duration, parse_size};
 
 /// The whole gateway configuration, validated.
 pub struct Config {
@@ -38,6 +38,27 @@ pub struct ServerConfig {
     /// Internal listener: `/verify`, `/metrics`, `/healthz`, `/readyz`.
     pub internal_listen: SocketAddr,
     pub tls: Option<TlsConfig>,
+    pub limits: Limits,
+}
+
+/// The `[server]` limits every listener applies to its connections and requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once per listener; more wait in the listen backlog (they are
+    /// not accepted). Default 10000.
+    pub max_connections: u32,
+    /// A request head must arrive in full within this: counted from the connection's start
+    /// for its first request, from the head's first byte for later ones. Default 30 s.
+    pub request_head_timeout: Duration,
+    /// A connection with no request in flight is closed after this. Default 60 s.
+    pub keepalive_timeout: Duration,
+    /// Largest request body in bytes, for routes that set no `max_request_body` of their
+    /// own and for the authorization server (which also keeps its own 64 KiB cap).
+    /// Default 10 MiB.
+    pub max_request_body: u64,
+    /// A body the gateway reads itself (`/oauth/*` forms, `/verify`) must arrive in full
+    /// within this; a proxied body may not pause longer than this. Default 30 s.
+    pub request_body_timeout: Duration,
 }
 
 /// `[server.tls]`: an HTTPS listener terminating TLS with rustls.
@@ -247,6 +268,9 @@ pub struct RouteConfig {
     pub scopes: Vec<String>,
     /// When set, the token's `aud` must contain it (RFC 8707); `None` accepts any audience.
     pub audience: Option<String>,
+    /// Largest request body in bytes: the route's own `max_request_body`, else the
+    /// `[server]` one.
+    pub max_request_body: u64,
 }
 
 /// Whether a route needs a bearer token.

@@ -72,6 +72,15 @@ pub enum GatewayError {
     },
     #[error("cannot build the upstream request")]
     BadUpstreamRequest(#[source] http::Error),
+    #[error("the request body is larger than {limit} bytes")]
+    RequestBodyTooLarge { limit: u64 },
+    #[error("the request body paused for longer than {timeout_ms} ms")]
+    RequestBodyTimeout { timeout_ms: u128 },
+    #[error("the request body could not be read")]
+    RequestBodyBroken {
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl GatewayError {
@@ -89,7 +98,11 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::BadUpstreamRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BadUpstreamRequest(_) | GatewayError::RequestBodyBroken { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            GatewayError::RequestBodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RequestBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -103,7 +116,10 @@ impl GatewayError {
             | GatewayError::InvalidToken
             | GatewayError::WrongAudience
             | GatewayError::InsufficientScope { .. }
-            | GatewayError::BadUpstreamRequest(_) => ErrorSource::Client,
+            | GatewayError::BadUpstreamRequest(_)
+            | GatewayError::RequestBodyTooLarge { .. }
+            | GatewayError::RequestBodyTimeout { .. }
+            | GatewayError::RequestBodyBroken { .. } => ErrorSource::Client,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamFailed { .. } => ErrorSource::Upstream,
@@ -126,7 +142,10 @@ impl GatewayError {
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamFailed { .. }
-            | GatewayError::BadUpstreamRequest(_) => None,
+            | GatewayError::BadUpstreamRequest(_)
+            | GatewayError::RequestBodyTooLarge { .. }
+            | GatewayError::RequestBodyTimeout { .. }
+            | GatewayError::RequestBodyBroken { .. } => None,
         }
     }
 
@@ -136,7 +155,10 @@ impl GatewayError {
             GatewayError::NoRoute => "not_found",
             GatewayError::BadPath(_)
             | GatewayError::BadAuthority(_)
-            | GatewayError::BadUpstreamRequest(_) => "invalid_request",
+            | GatewayError::BadUpstreamRequest(_)
+            | GatewayError::RequestBodyBroken { .. } => "invalid_request",
+            GatewayError::RequestBodyTooLarge { .. } => "request_too_large",
+            GatewayError::RequestBodyTimeout { .. } => "request_timeout",
             GatewayError::MissingToken | GatewayError::MalformedToken => "unauthorized",
             GatewayError::InvalidToken | GatewayError::WrongAudience => "invalid_token",
             GatewayError::InsufficientScope { .. } => "insufficient_scope",
@@ -170,7 +192,10 @@ impl GatewayError {
             | GatewayError::WrongAudience
             | GatewayError::InsufficientScope { .. }
             | GatewayError::VerifierUnavailable(_)
-            | GatewayError::BadUpstreamRequest(_) => self.to_string(),
+            | GatewayError::BadUpstreamRequest(_)
+            | GatewayError::RequestBodyTooLarge { .. }
+            | GatewayError::RequestBodyTimeout { .. }
+            | GatewayError::RequestBodyBroken { .. } => self.to_string(),
         }
     }
 

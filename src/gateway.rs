@@ -11,7 +11,8 @@ pub mod headers;
 pub mod route;
 pub mod upstream;
 
-use crate::body::Body;
+use crate::body::limited::LimitedBody;
+use crate::body::{Body, BodyError};
 use crate::config::{AuthMode, RouteConfig};
 use crate::error::GatewayError;
 use crate::metrics::{GuardOutcome, Metrics, RouteMetrics, NO_ROUTE};
@@ -25,7 +26,7 @@ use hyper_util::rt::TokioIo;
 use route::RouteTable;
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use upstream::{Target, UpstreamClient, UpstreamPool};
 
 /// What the gateway knows of the client connection a request came on.
@@ -53,6 +54,8 @@ pub struct Gateway {
     client: UpstreamClient,
     verifier: Arc<VerifyCache>,
     no_route_metrics: RouteMetrics,
+    /// `[server].request_body_timeout`: the longest pause in a proxied request body.
+    body_timeout: Duration,
 }
 
 /// A request that passed routing, with its normalised path.
@@ -65,8 +68,13 @@ struct Routed<'a> {
 }
 
 impl Gateway {
-    /// `verifier` may be `None` only if no route needs bearer tokens.
-    pub fn new(routes: &[RouteConfig], verifier: Arc<VerifyCache>, metrics: &Metrics) -> Self {
+    /// `body_timeout` is the longest pause allowed in a proxied request body.
+    pub fn new(
+        routes: &[RouteConfig],
+        body_timeout: Duration,
+        verifier: Arc<VerifyCache>,
+        metrics: &Metrics,
+    ) -> Self {
         let table = RouteTable::new(
             routes
                 .iter()
@@ -91,6 +99,7 @@ impl Gateway {
             client: upstream::client(),
             verifier,
             no_route_metrics: metrics.route(NO_ROUTE),
+            body_timeout,
         }
     }
 
@@ -236,7 +245,7 @@ impl Gateway {
             upgrade,
         );
         parts.version = Version::HTTP_11;
-        let body = Body::from(body);
+        let body = self.limit_body(route, body)?;
         // A retry needs the request again; only body-less requests on multi-target routes
         // are worth the copy.
         let retry_parts = (route.pool.len() > 1 && http_body::Body::is_end_stream(&body))
@@ -264,6 +273,20 @@ impl Gateway {
         Ok(response.map(Body::from))
     }
 
+    /// Refuses a body declared larger than the route allows before any upstream sees it,
+    /// and holds the rest to the route's size limit and the pause limit as it streams.
+    fn limit_body(&self, route: &Route, body: Incoming) -> Result<Body, GatewayError> {
+        let limit = route.config.max_request_body;
+        if http_body::Body::size_hint(&body).lower() > limit {
+            return Err(GatewayError::RequestBodyTooLarge { limit });
+        }
+        Ok(Body::Limited(LimitedBody::new(
+            body,
+            limit,
+            self.body_timeout,
+        )))
+    }
+
     /// One attempt at one target, bounded by the route's timeout.
     async fn send(
         &self,
@@ -284,19 +307,46 @@ impl Gateway {
                 timeout_ms: route.config.timeout.as_millis(),
             }),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(source)) if source.is_connect() => {
-                target.mark_down();
-                Err(GatewayError::UpstreamConnect {
-                    route: route.config.name.clone(),
-                    upstream: target.label.clone(),
-                    source: source.into(),
-                })
+            Ok(Err(source)) => Err(send_error(route, target, source)),
+        }
+    }
+}
+
+/// Why sending to an upstream failed: the client's body first (too large, stalled, cut
+/// off: the upstream request was aborted, and it is the client's doing), then the upstream.
+fn send_error(
+    route: &Route,
+    target: &Target,
+    source: hyper_util::client::legacy::Error,
+) -> GatewayError {
+    match BodyError::find(&source) {
+        Some(BodyError::TooLarge { limit }) => {
+            return GatewayError::RequestBodyTooLarge { limit: *limit }
+        }
+        Some(BodyError::Stalled { timeout_ms }) => {
+            return GatewayError::RequestBodyTimeout {
+                timeout_ms: *timeout_ms,
             }
-            Ok(Err(source)) => Err(GatewayError::UpstreamFailed {
-                route: route.config.name.clone(),
-                upstream: target.label.clone(),
+        }
+        Some(BodyError::Peer(_)) => {
+            return GatewayError::RequestBodyBroken {
                 source: source.into(),
-            }),
+            }
+        }
+        None => {}
+    }
+    if source.is_connect() {
+        target.mark_down();
+        GatewayError::UpstreamConnect {
+            route: route.config.name.clone(),
+            upstream: target.label.clone(),
+            source: source.into(),
+        }
+    } else {
+        GatewayError::UpstreamFailed {
+            route: route.config.name.clone(),
+            upstream: target.label.clone(),
+            source: source.into(),
         }
     }
 }

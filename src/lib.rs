@@ -3,8 +3,10 @@
 //!
 //! The module map follows the data path and depends downward only:
 //!
-//! - [`app`] wires state and listeners; [`server`] accepts (TLS in [`server::tls`]) and
-//!   serves HTTP/1.1 + HTTP/2.
+//! - [`app`] wires state and listeners; [`server`] accepts (TLS in [`server::tls`]) under
+//!   `max_connections` and serves HTTP/1.1 + HTTP/2 with head and keep-alive deadlines
+//!   ([`server::deadlines`]); [`body`] carries bodies, a proxied request body under its
+//!   size and pause limits ([`body::limited`]).
 //! - [`gateway`] is the proxy: [`gateway::authority`] (the one host a request is for),
 //!   [`gateway::route`] (pure matching), [`gateway::guard`] (RFC 6750),
 //!   [`gateway::headers`] (pure rewriting), [`gateway::upstream`] (pool),

@@ -8,6 +8,7 @@
 pub mod authorize;
 mod browser;
 pub mod csrf;
+mod form;
 mod introspect;
 mod metadata;
 pub mod pages;
@@ -29,19 +30,15 @@ use crate::verify::cache::VerifyCache;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
-use http::header::{
-    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use form::FormLimits;
+use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use protocol::{ErrorCode, OAuthError, Params};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Largest form body accepted on any OAuth endpoint.
-const MAX_FORM_BYTES: usize = 64 * 1024;
 /// How long a login session lasts.
 const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 
@@ -58,6 +55,8 @@ pub struct OAuthServer {
     throttle: crate::config::ThrottleConfig,
     /// The login-CSRF key, read from (or created in) the store at first use.
     csrf_key: tokio::sync::OnceCell<csrf::CsrfKey>,
+    /// Size and time limits of the form bodies read here.
+    form_limits: FormLimits,
 }
 
 /// A request with its body read (bounded) and what the handlers need of its connection.
@@ -102,6 +101,7 @@ impl OAuthServer {
             cache,
             throttle: config.users.throttle,
             csrf_key: tokio::sync::OnceCell::new(),
+            form_limits: FormLimits::new(&config.server.limits),
         }
     }
 
@@ -113,7 +113,9 @@ impl OAuthServer {
     /// Serves one public-listener request under `/oauth/` or the metadata path.
     pub async fn handle(&self, req: Request<Incoming>, secure: bool, peer: &str) -> Response<Body> {
         let path = req.uri().path().to_string();
-        let req = match read(req, secure, peer).await {
+        // The browser's forms get an HTML page when their body is refused.
+        let page = matches!(path.as_str(), "/oauth/login" | "/oauth/consent");
+        let req = match read(req, secure, peer, self.form_limits, page).await {
             Ok(r) => r,
             Err(response) => return *response,
         };
@@ -144,7 +146,7 @@ impl OAuthServer {
         if req.method() != Method::POST {
             return method_not_allowed("POST");
         }
-        match read(req, false, "").await {
+        match read(req, false, "", self.form_limits, false).await {
             Ok(r) => self.introspect(&r).await,
             Err(response) => *response,
         }
@@ -288,45 +290,21 @@ impl OAuthServer {
     }
 }
 
-/// Reads the body of a form POST (bounded); other methods get an empty body.
+/// Reads the body of a form POST (bounded in size and time); other methods get an empty
+/// body. A refused body is answered as a page when `page`, else as JSON.
 async fn read(
     req: Request<Incoming>,
     secure: bool,
     peer: &str,
+    limits: FormLimits,
+    page: bool,
 ) -> Result<OAuthRequest, Box<Response<Body>>> {
     let (parts, body) = req.into_parts();
     let form = if parts.method == Method::POST {
-        let is_form = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.to_ascii_lowercase()
-                    .starts_with("application/x-www-form-urlencoded")
-            });
-        if !is_form {
-            let e = OAuthError::new(
-                ErrorCode::InvalidRequest,
-                "the body must be application/x-www-form-urlencoded",
-            );
-            return Err(Box::new(json_response(
-                StatusCode::BAD_REQUEST,
-                e.to_json(),
-            )));
-        }
-        match Limited::new(body, MAX_FORM_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
-                let e = OAuthError::new(
-                    ErrorCode::InvalidRequest,
-                    "the body is too large or was cut off",
-                );
-                return Err(Box::new(json_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    e.to_json(),
-                )));
-            }
-        }
+        limits
+            .read(&parts.headers, body)
+            .await
+            .map_err(|refusal| Box::new(refusal.into_response(page)))?
     } else {
         Bytes::new()
     };

@@ -1,35 +1,43 @@
 //! Accept loops: plain TCP or TLS, HTTP/1.1 and HTTP/2 on one port (hyper-util auto),
-//! connection gauges, slow-header protection, and graceful drain on shutdown. A plain-TCP
-//! connection starts on the gateway's HTTP/1.1 fast lane ([`fast`]) and moves to hyper,
-//! with the bytes already read, as soon as a request needs hyper.
+//! connection gauges, the `[server]` connection limits, and graceful drain on shutdown. A
+//! plain-TCP connection starts on the gateway's HTTP/1.1 fast lane ([`fast`]) and moves to
+//! hyper, with the bytes already read, as soon as a request needs hyper.
+//!
+//! `max_connections`: each connection holds a semaphore permit, taken before `accept`, for
+//! its whole life; at the limit the loop stops accepting and new connections wait in the
+//! kernel's listen backlog (not refused, not served) until one ends. The same permits tell
+//! the drain when every connection has finished. Head and keep-alive deadlines: the fast
+//! lane keeps its own, hyper's connections get [`deadlines`].
 
+pub mod deadlines;
 pub mod prefixed;
 pub mod tls;
 
 use crate::body::Body;
+use crate::config::Limits;
+use crate::error::BoxError;
 use crate::gateway::fast;
 use crate::gateway::headers::{PROTO_HTTP, PROTO_HTTPS};
 use crate::gateway::{ConnInfo, Gateway};
 use crate::metrics::Metrics;
 use bytes::Bytes;
+use deadlines::{Activity, Expiry, TrackedBody, Watched};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use prefixed::Prefixed;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-/// How long a client may take to send a request head before the connection is closed.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -75,32 +83,44 @@ impl Listener {
     }
 }
 
-/// Accepts connections until `shutdown` turns true, then waits (bounded) for the
-/// connections it started to finish their in-flight requests.
+/// Accepts connections (at most `limits.max_connections` at once) until `shutdown` turns
+/// true, then waits (bounded) for the connections it started to finish their in-flight
+/// requests.
 pub async fn serve<H: Handler>(
     listener: Listener,
     handler: Arc<H>,
     metrics: Arc<Metrics>,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // Head and keep-alive deadlines are `deadlines`' job: hyper's head timer would also
+        // end idle keep-alive connections at the head timeout.
+        .header_read_timeout(None)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
     let proto = if listener.tls.is_some() {
         &PROTO_HTTPS
     } else {
         &PROTO_HTTP
     };
     loop {
+        // At the limit nothing is accepted: new connections wait in the listen backlog.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_closed) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.tcp.accept() => match accepted {
                 Ok(pair) => pair,
@@ -113,6 +133,7 @@ pub async fn serve<H: Handler>(
             },
             _ = shutdown.changed() => break,
         };
+        let accepted = Instant::now();
         let _ = stream.set_nodelay(true);
         let conn = Arc::new(ConnInfo {
             client_ip: HeaderValue::from_str(&peer.ip().to_string())
@@ -123,18 +144,18 @@ pub async fn serve<H: Handler>(
             builder: builder.clone(),
             handler: handler.clone(),
             conn,
-            gauge: metrics.connection_opened(listener.name),
+            _gauge: metrics.connection_opened(listener.name),
             tls: listener.tls.clone(),
             shutdown: shutdown.clone(),
+            limits,
+            _slot: slot,
         };
-        let watcher = graceful.watcher();
-        tokio::spawn(async move { task.run(stream, watcher).await });
+        tokio::spawn(async move { task.run(stream, accepted).await });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Every connection holds a slot until it ends: all slots back means all drained.
+    let all = slots.acquire_many(limits.max_connections);
+    if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
         tracing::warn!("drain timed out; closing remaining connections");
     }
 }
@@ -144,61 +165,51 @@ struct Connection<H> {
     builder: Arc<auto::Builder<TokioExecutor>>,
     handler: Arc<H>,
     conn: Arc<ConnInfo>,
-    gauge: crate::metrics::ConnectionGuard,
+    /// Counts the connection in `tollgate_open_connections` until it ends.
+    _gauge: crate::metrics::ConnectionGuard,
     tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
+    limits: Limits,
+    /// Its place under `max_connections`, given back when the connection ends.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl<H: Handler> Connection<H> {
-    async fn run(self, stream: TcpStream, watcher: hyper_util::server::graceful::Watcher) {
-        let Connection {
-            builder,
-            handler,
-            conn,
-            gauge,
-            tls,
-            mut shutdown,
-        } = self;
-        let result = match tls {
+    async fn run(mut self, stream: TcpStream, accepted: Instant) {
+        let result = match self.tls.take() {
             None => {
                 let mut stream = stream;
-                // The watcher is held while on the fast lane, so the drain waits for it.
-                let read_ahead = if H::FAST_LANE {
+                // The slot is held while on the fast lane, so the drain waits for it.
+                let (read_ahead, head_since) = if H::FAST_LANE {
+                    let handler = self.handler.clone();
                     match fast::serve(
                         &mut stream,
                         |path| handler.fast_gateway(path),
-                        &conn,
-                        &mut shutdown,
-                        HEADER_READ_TIMEOUT,
+                        &self.conn,
+                        &mut self.shutdown,
+                        &self.limits,
+                        accepted,
                     )
                     .await
                     {
                         fast::Exit::Closed => return,
-                        fast::Exit::HandOff(bytes) => bytes,
+                        fast::Exit::HandOff { read, head_since } => (read, head_since),
                     }
                 } else {
-                    Bytes::new()
+                    (Bytes::new(), accepted)
                 };
-                let io = TokioIo::new(Prefixed::new(read_ahead, stream));
-                let served =
-                    builder.serve_connection_with_upgrades(io, service(handler, conn.clone()));
-                watcher.watch(served).await
+                self.serve_hyper(Prefixed::new(read_ahead, stream), head_since)
+                    .await
             }
             Some(acceptor) => {
                 let handshake = tokio::select! {
                     done = tls::handshake(&acceptor, stream) => done,
                     // A client still in its handshake has no request in flight: the drain
                     // does not wait for it.
-                    _ = shutdown.wait_for(|stop| *stop) => return,
+                    _ = self.shutdown.wait_for(|stop| *stop) => return,
                 };
                 match handshake {
-                    Ok(stream) => {
-                        let served = builder.serve_connection_with_upgrades(
-                            TokioIo::new(stream),
-                            service(handler, conn.clone()),
-                        );
-                        watcher.watch(served).await
-                    }
+                    Ok(stream) => self.serve_hyper(stream, Instant::now()).await,
                     Err(e) => {
                         tracing::debug!(error = %e, "TLS handshake failed");
                         Ok(())
@@ -209,7 +220,37 @@ impl<H: Handler> Connection<H> {
         if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended with an error");
         }
-        drop(gauge);
+    }
+
+    /// Serves the connection with hyper, closing it when a [`deadlines`] deadline passes
+    /// and shutting it down gracefully when the drain begins.
+    async fn serve_hyper<S>(&mut self, io: S, head_since: Instant) -> Result<(), BoxError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Activity::new(self.limits, head_since.into());
+        let io = TokioIo::new(Watched::new(io, activity.clone()));
+        let service = service(self.handler.clone(), self.conn.clone(), activity.clone());
+        let served = self.builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(served);
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                done = served.as_mut() => return done,
+                _ = self.shutdown.wait_for(|stop| *stop), if !draining => {
+                    draining = true;
+                    served.as_mut().graceful_shutdown();
+                }
+                expiry = activity.expired() => match expiry {
+                    // Dropping the connection closes it.
+                    Expiry::Close => return Ok(()),
+                    Expiry::GoAway => {
+                        activity.going_away();
+                        served.as_mut().graceful_shutdown();
+                    }
+                },
+            }
+        }
     }
 }
 
@@ -217,15 +258,21 @@ impl<H: Handler> Connection<H> {
 fn service<H: Handler>(
     handler: Arc<H>,
     conn: Arc<ConnInfo>,
+    activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = Response<Body>,
+    Response = Response<TrackedBody<Body>>,
     Error = Infallible,
-    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+    Future = impl Future<Output = Result<Response<TrackedBody<Body>>, Infallible>> + Send,
 > + Clone {
     service_fn(move |req| {
+        // The head is in: the request is in flight until hyper drops its response body.
+        let in_flight = activity.begin();
         let handler = handler.clone();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(handler.call(req, &conn).await) }
+        async move {
+            let response = handler.call(req, &conn).await;
+            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
+        }
     })
 }

@@ -78,7 +78,8 @@ pub(super) fn clients(
     out
 }
 
-pub(super) fn routes(ck: &mut Checker, raw: Vec<RawRoute>) -> Vec<RouteConfig> {
+/// `default_body` is `[server].max_request_body`, for routes without their own.
+pub(super) fn routes(ck: &mut Checker, raw: Vec<RawRoute>, default_body: u64) -> Vec<RouteConfig> {
     let mut out: Vec<RouteConfig> = Vec::new();
     for r in raw {
         let key = format!("[[routes]] {:?}", r.name);
@@ -184,6 +185,11 @@ pub(super) fn routes(ck: &mut Checker, raw: Vec<RawRoute>) -> Vec<RouteConfig> {
         if timeout.is_zero() {
             ck.problem(format!("{key}.timeout"), "must be longer than zero");
         }
+        let max_request_body = ck.size(
+            &format!("{key}.max_request_body"),
+            r.max_request_body.as_deref(),
+            default_body,
+        );
         out.push(RouteConfig {
             name: r.name,
             path_prefix: prefix,
@@ -194,6 +200,7 @@ pub(super) fn routes(ck: &mut Checker, raw: Vec<RawRoute>) -> Vec<RouteConfig> {
             auth,
             scopes: r.scopes,
             audience: r.audience,
+            max_request_body,
         });
     }
     out

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// `[server]`: the listeners.
+/// `[server]`: the listeners and the limits they apply.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
@@ -15,6 +15,16 @@ pub struct RawServer {
     pub listen: Option<String>,
     /// Internal listener for `/verify`, `/metrics`, `/healthz`, `/readyz`; default `127.0.0.1:9090`.
     pub internal_listen: Option<String>,
+    /// Connections served at once, per listener; default 10000.
+    pub max_connections: Option<u32>,
+    /// A duration; default `"30s"`.
+    pub request_head_timeout: Option<String>,
+    /// A duration; default `"60s"`.
+    pub keepalive_timeout: Option<String>,
+    /// A size; default `"10MiB"`.
+    pub max_request_body: Option<String>,
+    /// A duration; default `"30s"`.
+    pub request_body_timeout: Option<String>,
     /// Optional HTTPS listener.
     pub tls: Option<RawTls>,
 }
@@ -137,6 +147,8 @@ pub struct RawRoute {
     pub scopes: Vec<String>,
     /// RFC 8707 resource identifier the token's `aud` must contain.
     pub audience: Option<String>,
+    /// A size; default `[server].max_request_body`.
+    pub max_request_body: Option<String>,
 }
 
 /// `upstream = "http://…"` or `upstream = ["http://a", "http://b"]`.

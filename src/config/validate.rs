@@ -8,6 +8,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_INTERNAL_LISTEN: &str = "127.0.0.1:9090";
 const DEFAULT_ISSUER: &str = "http://127.0.0.1:8080";
 const DEFAULT_STORE: &str = "sqlite:data/tollgate.db";
+const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+const DEFAULT_MAX_REQUEST_BODY: u64 = 10 << 20;
 const SECTIONS: &[&str] = &["server", "oauth", "users", "clients", "verify", "routes"];
 
 /// Accumulates problems while the typed config is built.
@@ -70,6 +72,39 @@ impl Checker<'_> {
                     format!("{text:?} is not a duration like \"30s\", \"5m\", \"1h\", \"30d\""),
                 );
                 Duration::ZERO
+            }
+        }
+    }
+
+    /// A duration that must be longer than zero.
+    pub(super) fn timeout(&mut self, key: &str, value: Option<&str>, default: &str) -> Duration {
+        let d = self.duration(key, value, default);
+        if d.is_zero() && value.is_some_and(|v| parse_duration(v).is_some()) {
+            self.problem(key, "must be longer than zero");
+        }
+        d
+    }
+
+    /// A size in bytes, larger than zero.
+    pub(super) fn size(&mut self, key: &str, value: Option<&str>, default: u64) -> u64 {
+        let Some(text) = value else {
+            return default;
+        };
+        match parse_size(text) {
+            Some(0) => {
+                self.problem(key, "must be larger than zero");
+                default
+            }
+            Some(n) => n,
+            None => {
+                self.problem(
+                    key,
+                    format!(
+                        "{text:?} is not a size like \"512KiB\", \"10MiB\" or \"1GiB\" \
+                         (units B, KiB, MiB, GiB, or KB, MB, GB for powers of 1000)"
+                    ),
+                );
+                default
             }
         }
     }
@@ -138,6 +173,30 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     humantime::parse_duration(text.trim()).ok()
 }
 
+/// Parses sizes such as `"512KiB"`, `"10MiB"`, `"1GiB"`, `"100KB"` (powers of 1000) or
+/// `"800B"`: a whole number and a unit (case-insensitive, a space between allowed).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    if digits.is_empty() {
+        return None;
+    }
+    let factor: u64 = match unit.trim_start().to_ascii_lowercase().as_str() {
+        "b" => 1,
+        "kb" => 1000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(factor)
+}
+
 pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let mut table: toml::Table =
@@ -173,7 +232,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let users = super::users::users(&mut ck, raw_users.unwrap_or_default(), users_required);
     let verify = verify(&mut ck, raw_verify.unwrap_or_default());
     let clients = super::entries::clients(&mut ck, raw_clients, &oauth);
-    let routes = super::entries::routes(&mut ck, raw_routes);
+    let routes = super::entries::routes(&mut ck, raw_routes, server.limits.max_request_body);
 
     if !ck.problems.is_empty() {
         return Err(ConfigError::Invalid {
@@ -203,6 +262,7 @@ fn server(ck: &mut Checker, raw: RawServer) -> ServerConfig {
             .as_deref()
             .unwrap_or(DEFAULT_INTERNAL_LISTEN),
     );
+    let limits = limits(ck, &raw);
     let tls = raw.tls.map(|t| TlsConfig {
         listen: ck.socket_addr("[server.tls].listen", &t.listen),
         cert: ck.path(&t.cert),
@@ -212,6 +272,37 @@ fn server(ck: &mut Checker, raw: RawServer) -> ServerConfig {
         listen,
         internal_listen,
         tls,
+        limits,
+    }
+}
+
+fn limits(ck: &mut Checker, raw: &RawServer) -> Limits {
+    let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        ck.problem("[server].max_connections", "must be at least 1");
+    }
+    Limits {
+        max_connections: max_connections.max(1),
+        request_head_timeout: ck.timeout(
+            "[server].request_head_timeout",
+            raw.request_head_timeout.as_deref(),
+            "30s",
+        ),
+        keepalive_timeout: ck.timeout(
+            "[server].keepalive_timeout",
+            raw.keepalive_timeout.as_deref(),
+            "60s",
+        ),
+        max_request_body: ck.size(
+            "[server].max_request_body",
+            raw.max_request_body.as_deref(),
+            DEFAULT_MAX_REQUEST_BODY,
+        ),
+        request_body_timeout: ck.timeout(
+            "[server].request_body_timeout",
+            raw.request_body_timeout.as_deref(),
+            "30s",
+        ),
     }
 }
 

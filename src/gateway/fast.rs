@@ -23,13 +23,14 @@ use super::headers::{self, ForwardedFor};
 use super::upstream::Target;
 use super::{ConnInfo, Gateway, Route};
 use crate::body::Body;
+use crate::config::Limits;
 use crate::error::{BoxError, GatewayError};
 use crate::metrics::GuardOutcome;
 use crate::verify::Principal;
 use bytes::{Buf, Bytes, BytesMut};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -44,8 +45,9 @@ pub enum Exit {
     /// The connection is finished: the client left, shutdown began while it was idle, a
     /// response ended it, or I/O failed.
     Closed,
-    /// hyper serves the rest; these bytes were read from the client and not yet answered.
-    HandOff(Bytes),
+    /// hyper serves the rest: `read` holds bytes read from the client and not yet
+    /// answered, the start of a request head that has been due since `head_since`.
+    HandOff { read: Bytes, head_since: Instant },
 }
 
 /// What serving one request left the connection fit for.
@@ -69,16 +71,19 @@ struct Lane<'c> {
     idle: IdleSet,
 }
 
-/// Serves requests from `client` while they suit the fast lane. `gateway_for` says whether a
-/// raw path belongs to the gateway (and not to the authorization server). A connection
-/// that stays idle for `idle_limit` is closed, as hyper closes one that sends no head in
-/// its header-read timeout.
+/// Serves requests from `client`, accepted at `started`, while they suit the fast lane.
+/// `gateway_for` says whether a raw path belongs to the gateway (and not to the
+/// authorization server). A connection that sends no byte of its first head within
+/// `request_head_timeout`, or of a later one within `keepalive_timeout` of the previous
+/// response, is closed, as on hyper's path; a head that arrives in pieces goes to hyper,
+/// which gives it the rest of its `request_head_timeout`.
 pub async fn serve<'g>(
     client: &mut TcpStream,
     gateway_for: impl Fn(&str) -> Option<&'g Gateway>,
     conn: &ConnInfo,
     shutdown: &mut watch::Receiver<bool>,
-    idle_limit: Duration,
+    limits: &Limits,
+    started: Instant,
 ) -> Exit {
     let mut lane = Lane {
         client,
@@ -92,9 +97,11 @@ pub async fn serve<'g>(
     // registration: the timer is moved on only when it fires early.
     let stop = shutdown.wait_for(|stop| *stop);
     tokio::pin!(stop);
-    let mut idle_since = Instant::now();
-    let idle_timer = tokio::time::sleep(idle_limit);
+    let mut idle_since = started;
+    let mut idle_limit = limits.request_head_timeout;
+    let idle_timer = tokio::time::sleep_until((started + idle_limit).into());
     tokio::pin!(idle_timer);
+    let mut served_one = false;
     loop {
         while lane.buf.is_empty() {
             make_room(&mut lane.buf);
@@ -114,26 +121,37 @@ pub async fn serve<'g>(
                 }
             }
         }
+        // The first head has been due since the start; a later one since its first byte.
+        let head_since = if served_one { Instant::now() } else { started };
         // The head's header values become slices of these bytes, not copies.
         let data = lane.buf.split().freeze();
+        let hand_off = |read| Exit::HandOff { read, head_since };
         let head = match wire::parse_request(&data) {
             ParsedRequest::Complete(head) => head,
-            ParsedRequest::Partial | ParsedRequest::Decline => return Exit::HandOff(data),
+            ParsedRequest::Partial | ParsedRequest::Decline => return hand_off(data),
         };
         let Some(gateway) = gateway_for(head.target.path()) else {
-            return Exit::HandOff(data);
+            return hand_off(data);
         };
         let len = head.len;
         match gateway.serve_fast(head, &mut lane).await {
             Next::KeepAlive => {}
             Next::Close => return Exit::Closed,
-            Next::Decline => return Exit::HandOff(data),
+            Next::Decline => return hand_off(data),
         }
         // Pipelined requests behind this one (rare) go back into the buffer.
         if data.len() > len {
             lane.buf.extend_from_slice(&data[len..]);
         }
+        served_one = true;
         idle_since = Instant::now();
+        idle_limit = limits.keepalive_timeout;
+        // The timer only moves on when it fires early; a keep-alive limit shorter than the
+        // head limit needs it earlier now.
+        let due = (idle_since + idle_limit).into();
+        if due < idle_timer.deadline() {
+            idle_timer.as_mut().reset(due);
+        }
     }
 }
 
@@ -203,7 +221,7 @@ impl<'c> Lane<'c> {
     async fn respond_error(&mut self, e: GatewayError, head_request: bool) -> Next {
         let response = e.into_response().map(|body| match body {
             Body::Full(bytes) => bytes.unwrap_or_default(),
-            Body::Stream(_) => Bytes::new(),
+            Body::Stream(_) | Body::Limited(_) => Bytes::new(),
         });
         self.out.clear();
         wire::encode_response(&response, head_request, &mut self.out);

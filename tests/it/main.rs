@@ -10,6 +10,7 @@ mod faults_backends;
 mod grant_life;
 mod guard;
 mod ldap;
+mod limits;
 mod listeners;
 mod login_csrf;
 mod oauth_flow;

@@ -293,3 +293,93 @@ fn route_audience_is_optional_and_needs_a_bearer_route() {
         assert!(p.iter().any(|l| l.contains(want)), "{lines}: {p:?}");
     }
 }
+
+#[test]
+fn server_limits_have_the_documented_defaults_and_routes_inherit_the_body_limit() {
+    let c = parse_str(MINIMAL_ROUTE).expect("valid");
+    let l = c.server.limits;
+    assert_eq!(l.max_connections, 10_000);
+    assert_eq!(l.request_head_timeout, Duration::from_secs(30));
+    assert_eq!(l.keepalive_timeout, Duration::from_secs(60));
+    assert_eq!(l.max_request_body, 10 * 1024 * 1024);
+    assert_eq!(l.request_body_timeout, Duration::from_secs(30));
+    assert_eq!(c.routes[0].max_request_body, 10 * 1024 * 1024);
+
+    let c = parse_str(&format!(
+        "[server]\nmax_connections = 2\nrequest_head_timeout = \"300ms\"\nkeepalive_timeout = \"1s\"\n\
+         max_request_body = \"1KiB\"\nrequest_body_timeout = \"2s\"\n{MINIMAL_ROUTE}\
+         [[routes]]\nname = \"big\"\npath_prefix = \"/big\"\nupstream = \"http://127.0.0.1:1\"\n\
+         max_request_body = \"2 MB\"\n"
+    ))
+    .expect("valid");
+    let l = c.server.limits;
+    assert_eq!(l.max_connections, 2);
+    assert_eq!(l.request_head_timeout, Duration::from_millis(300));
+    assert_eq!(l.keepalive_timeout, Duration::from_secs(1));
+    assert_eq!(l.request_body_timeout, Duration::from_secs(2));
+    assert_eq!(c.routes[0].max_request_body, 1024, "inherits [server]");
+    assert_eq!(c.routes[1].max_request_body, 2_000_000, "its own");
+}
+
+#[test]
+fn sizes_accept_binary_and_decimal_units_and_nothing_else() {
+    for (text, bytes) in [
+        ("512KiB", 512 * 1024),
+        ("10MiB", 10 << 20),
+        ("1GiB", 1 << 30),
+        ("100KB", 100_000),
+        ("3 MB", 3_000_000),
+        ("1gb", 1_000_000_000),
+        ("800B", 800),
+        (" 2mib ", 2 << 20),
+    ] {
+        assert_eq!(parse_size(text), Some(bytes), "{text}");
+    }
+    for text in [
+        "", "10", "MiB", "1.5MiB", "-1KiB", "10 MiBs", "ten MiB", "1TiB",
+    ] {
+        assert_eq!(parse_size(text), None, "{text:?}");
+    }
+    assert_eq!(parse_size("99999999999999999GiB"), None, "overflow");
+}
+
+#[test]
+fn bad_limits_are_refused_naming_the_key() {
+    let cases = [
+        (
+            "max_connections = 0",
+            "[server].max_connections: must be at least 1",
+        ),
+        ("max_connections = -5", "[server]: invalid value"),
+        (
+            "request_head_timeout = \"0s\"",
+            "[server].request_head_timeout: must be longer than zero",
+        ),
+        (
+            "keepalive_timeout = \"later\"",
+            "[server].keepalive_timeout: \"later\" is not a duration",
+        ),
+        (
+            "request_body_timeout = \"0ms\"",
+            "[server].request_body_timeout: must be longer than zero",
+        ),
+        (
+            "max_request_body = \"0KiB\"",
+            "[server].max_request_body: must be larger than zero",
+        ),
+        (
+            "max_request_body = \"10 megs\"",
+            "[server].max_request_body: \"10 megs\" is not a size like \"512KiB\"",
+        ),
+    ];
+    for (line, want) in cases {
+        let p = problems(&format!("[server]\n{line}\n"));
+        assert!(p.iter().any(|l| l.contains(want)), "{line}: {p:?}");
+    }
+    let p = problems(&format!("{MINIMAL_ROUTE}max_request_body = \"lots\"\n"));
+    assert!(
+        p.iter()
+            .any(|l| l.contains("[[routes]] \"mail\".max_request_body: \"lots\" is not a size")),
+        "{p:?}"
+    );
+}

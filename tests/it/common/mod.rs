@@ -456,7 +456,8 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
-    /// Starts tollgate with `body` appended to a config whose listeners are on port 0.
+    /// Starts tollgate with `body` appended to a config whose listeners are on port 0
+    /// (unless `body` has its own `[server]`, e.g. from [`server_section`]).
     pub async fn spawn(body: &str) -> TestGateway {
         let dir = tempfile::tempdir().expect("temp dir");
         Self::spawn_in(dir, body).await
@@ -467,9 +468,7 @@ impl TestGateway {
         let text = if body.contains("[server]") {
             body.to_string()
         } else {
-            format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n\n{body}"
-            )
+            format!("{}{body}", server_section(""))
         };
         let path: PathBuf = dir.path().join("gateway.toml");
         std::fs::write(&path, &text).expect("write config");
@@ -507,6 +506,11 @@ impl TestGateway {
             r.shutdown().await;
         }
     }
+}
+
+/// A `[server]` section with both listeners on port 0 and `extra` keys (limits).
+pub fn server_section(extra: &str) -> String {
+    format!("[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n{extra}\n\n")
 }
 
 /// A `[verify]` section pointing at `introspector`.

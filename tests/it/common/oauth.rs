@@ -123,6 +123,8 @@ pub struct AuthConfig {
     allow_password_grant: bool,
     /// Serve over the HTTPS listener too, and talk to it there (see [`AuthServer::url`]).
     tls: bool,
+    /// Extra `[server]` keys (limits); none by default.
+    server: String,
 }
 
 impl Default for AuthConfig {
@@ -135,6 +137,7 @@ impl Default for AuthConfig {
             allow_implicit: false,
             allow_password_grant: false,
             tls: false,
+            server: String::new(),
         }
     }
 }
@@ -177,6 +180,12 @@ impl AuthConfig {
         self
     }
 
+    /// Adds `keys` to the `[server]` section.
+    pub fn server(mut self, keys: &str) -> Self {
+        self.server = keys.to_string();
+        self
+    }
+
     /// The config body: `[oauth]`, `[users]`, the clients, and two bearer routes to
     /// `upstream`: `mail` (/api/mail, scope `email`) and `send` (/api/send, `email.send`).
     pub fn toml(&self, upstream: &str) -> String {
@@ -188,10 +197,10 @@ impl AuthConfig {
             allow_implicit,
             allow_password_grant,
             tls,
+            server,
         } = self;
-        let server = if *tls {
-            "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n\
-             [server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n"
+        let tls_table = if *tls {
+            "[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n"
         } else {
             ""
         };
@@ -285,6 +294,7 @@ scopes = ["email.send"]
             cli = CLI_APP.id,
             cli_secret = secret_line(CLI_APP),
             spa = SPA.id,
+            server = super::server_section(&format!("{server}\n{tls_table}")),
         )
     }
 

@@ -235,3 +235,21 @@ async fn answer_recorded(mut stream: TcpStream, heads: Arc<Mutex<Vec<String>>>) 
         }
     }
 }
+
+/// Waits (at most `bound`) until the server closes `stream`; returns how long that took
+/// and anything the server sent before closing. Panics if it stays open.
+pub async fn closed_within(stream: &mut TcpStream, bound: Duration) -> (Duration, Vec<u8>) {
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout_at((started + bound).into(), stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("the connection was still open after {bound:?}"));
+        match read {
+            Ok(n) if n > 0 => received.extend_from_slice(&chunk[..n]),
+            // End of stream or a reset: closed either way.
+            Ok(_) | Err(_) => return (started.elapsed(), received),
+        }
+    }
+}
