@@ -5,6 +5,7 @@
 //! and their cause chain goes to the log, never to the client.
 
 use crate::body::Body;
+use crate::gateway::framing::FramingError;
 use crate::gateway::guard::{CHALLENGE_INVALID, CHALLENGE_MISSING};
 use crate::gateway::route::PathError;
 use crate::metrics::GuardOutcome;
@@ -55,6 +56,12 @@ pub enum GatewayError {
         #[source]
         source: BoxError,
     },
+    #[error("upstream {upstream} sent a response whose framing cannot be trusted")]
+    UpstreamFraming {
+        upstream: String,
+        #[source]
+        source: FramingError,
+    },
     #[error("cannot build the upstream request")]
     BadUpstreamRequest(#[source] http::Error),
 }
@@ -69,9 +76,9 @@ impl GatewayError {
             | GatewayError::InvalidToken => StatusCode::UNAUTHORIZED,
             GatewayError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             GatewayError::VerifierUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamFailed { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamFailed { .. }
+            | GatewayError::UpstreamFraming { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::BadUpstreamRequest(_) => StatusCode::BAD_REQUEST,
         }
@@ -88,7 +95,8 @@ impl GatewayError {
             | GatewayError::BadUpstreamRequest(_) => ErrorSource::Client,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
-            | GatewayError::UpstreamFailed { .. } => ErrorSource::Upstream,
+            | GatewayError::UpstreamFailed { .. }
+            | GatewayError::UpstreamFraming { .. } => ErrorSource::Upstream,
             GatewayError::VerifierUnavailable(_) => ErrorSource::Internal,
         }
     }
@@ -107,6 +115,7 @@ impl GatewayError {
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamFailed { .. }
+            | GatewayError::UpstreamFraming { .. }
             | GatewayError::BadUpstreamRequest(_) => None,
         }
     }
@@ -120,9 +129,9 @@ impl GatewayError {
             GatewayError::InvalidToken => "invalid_token",
             GatewayError::InsufficientScope { .. } => "insufficient_scope",
             GatewayError::VerifierUnavailable(_) => "temporarily_unavailable",
-            GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamFailed { .. } => {
-                "bad_gateway"
-            }
+            GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamFailed { .. }
+            | GatewayError::UpstreamFraming { .. } => "bad_gateway",
             GatewayError::UpstreamTimeout { .. } => "gateway_timeout",
         }
     }

@@ -5,22 +5,25 @@
 //! server: it reaches tokens only through the [`VerifyCache`] in front of a `TokenVerifier`.
 
 pub mod fast;
+pub mod framing;
 pub mod guard;
 pub mod headers;
 pub mod route;
 pub mod upstream;
 
-use crate::body::Body;
+use crate::body::{Body, Paced};
 use crate::config::{AuthMode, RouteConfig};
 use crate::error::GatewayError;
 use crate::metrics::{GuardOutcome, Metrics, RouteMetrics, NO_ROUTE};
 use crate::verify::cache::VerifyCache;
 use crate::verify::{Principal, Verdict};
+use framing::HeadFacts;
 use headers::ForwardedFor;
-use http::header::HOST;
+use http::header::{HOST, UPGRADE};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::TokioIo;
 use route::RouteTable;
 use std::borrow::Cow;
@@ -203,6 +206,13 @@ impl Gateway {
         principal: Option<&Principal>,
     ) -> Result<Response<Body>, GatewayError> {
         let upgrade = headers::is_upgrade_request(req.headers());
+        // The one switch an upstream may answer with (checked in `send`).
+        let websocket = upgrade
+            && req
+                .headers()
+                .get_all(UPGRADE)
+                .iter()
+                .any(|v| framing::is_websocket(v.as_bytes()));
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let forwarded = ForwardedFor {
@@ -229,33 +239,46 @@ impl Gateway {
         let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
         parts.uri = upstream_uri(target, &parts.uri, path)?;
         let first = self
-            .send(route, target, Request::from_parts(parts, body))
+            .send(route, target, Request::from_parts(parts, body), websocket)
             .await;
         let mut response = match (first, retry_parts) {
             (Err(GatewayError::UpstreamConnect { .. }), Some(mut parts)) => {
                 let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
                 parts.uri = upstream_uri(target, &parts.uri, path)?;
-                self.send(route, target, Request::from_parts(parts, Body::empty()))
-                    .await?
+                self.send(
+                    route,
+                    target,
+                    Request::from_parts(parts, Body::empty()),
+                    websocket,
+                )
+                .await?
             }
             (result, _) => result?,
         };
+        // `send` let a 101 through only in answer to a WebSocket upgrade.
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        headers::prepare_response(response.headers_mut(), switching && upgrade);
+        headers::prepare_response(response.headers_mut(), switching);
         if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(splice_upgraded(client_upgrade, upstream_upgrade));
         }
-        Ok(response.map(Body::from))
+        let pause = route.config.timeout;
+        Ok(response.map(|body| Body::Upstream(Paced::new(body, pause))))
     }
 
-    /// One attempt at one target, bounded by the route's timeout.
+    /// One attempt at one target, bounded by the route's timeout; the answer's head must
+    /// pass the framing rules both engines share (`websocket`: the request asks for a
+    /// WebSocket upgrade).
     async fn send(
         &self,
         route: &Route,
         target: &Target,
-        req: Request<Body>,
+        mut req: Request<Body>,
+        websocket: bool,
     ) -> Result<Response<Incoming>, GatewayError> {
+        // hyper's pool takes a connection back once the body is read off it, which a small
+        // body already is when the head arrives: a refused answer must poison it.
+        let connection = capture_connection(&mut req);
         let started = Instant::now();
         let result = tokio::time::timeout(route.config.timeout, self.client.request(req)).await;
         route
@@ -267,7 +290,21 @@ impl Gateway {
                 upstream: target.label.clone(),
                 timeout_ms: route.config.timeout.as_millis(),
             }),
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                let facts = HeadFacts::of(response.version(), response.headers());
+                match framing::check(response.status(), facts, websocket) {
+                    Ok(()) => Ok(response),
+                    Err(source) => {
+                        if let Some(connected) = connection.connection_metadata().as_ref() {
+                            connected.poison();
+                        }
+                        Err(GatewayError::UpstreamFraming {
+                            upstream: target.label.clone(),
+                            source,
+                        })
+                    }
+                }
+            }
             Ok(Err(source)) if source.is_connect() => {
                 target.mark_down();
                 Err(GatewayError::UpstreamConnect {

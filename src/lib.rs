@@ -6,7 +6,8 @@
 //! - [`app`] wires state and listeners; [`server`] accepts (TLS in [`server::tls`]) and
 //!   serves HTTP/1.1 + HTTP/2.
 //! - [`gateway`] is the proxy: [`gateway::route`] (pure matching), [`gateway::guard`]
-//!   (RFC 6750), [`gateway::headers`] (pure rewriting), [`gateway::upstream`] (pool),
+//!   (RFC 6750), [`gateway::headers`] (pure rewriting), [`gateway::framing`] (pure rules
+//!   for upstream response heads), [`gateway::upstream`] (pool),
 //!   [`gateway::fast`] (the HTTP/1.1 fast lane for body-less GET/HEAD on plain TCP).
 //! - [`verify`] is the `TokenVerifier` seam between the guard and whoever issued the token;
 //!   [`verify::cache`] puts a moka cache with call coalescing in front of it.

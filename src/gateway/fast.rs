@@ -19,6 +19,7 @@ mod relay;
 mod upstreams;
 pub mod wire;
 
+use super::framing::FramingError;
 use super::headers::{self, ForwardedFor};
 use super::upstream::Target;
 use super::{ConnInfo, Gateway, Route};
@@ -171,7 +172,7 @@ impl Gateway {
         match result {
             Ok((upstream, response)) => {
                 metrics.finish(response.status, started);
-                lane.relay(upstream, response).await
+                lane.relay(upstream, response, route.config.timeout).await
             }
             Err(e) => {
                 if let Some(outcome) = e.guard_outcome() {
@@ -197,6 +198,7 @@ struct Outgoing<'r> {
 enum AttemptError {
     Connect(std::io::Error),
     Failed(BoxError),
+    Refused(FramingError),
 }
 
 impl<'c> Lane<'c> {
@@ -204,7 +206,7 @@ impl<'c> Lane<'c> {
     async fn respond_error(&mut self, e: GatewayError, head_request: bool) -> Next {
         let response = e.into_response().map(|body| match body {
             Body::Full(bytes) => bytes.unwrap_or_default(),
-            Body::Stream(_) => Bytes::new(),
+            Body::Stream(_) | Body::Upstream(_) => Bytes::new(),
         });
         self.out.clear();
         wire::encode_response(&response, head_request, &mut self.out);
@@ -300,6 +302,10 @@ impl<'c> Lane<'c> {
                 upstream: target.label.clone(),
                 source,
             }),
+            Ok(Err(AttemptError::Refused(source))) => Err(GatewayError::UpstreamFraming {
+                upstream: target.label.clone(),
+                source,
+            }),
         }
     }
 
@@ -340,7 +346,9 @@ impl<'c> Lane<'c> {
                         up.buf.advance(len);
                         continue;
                     }
+                    // The connection is dropped with the error: never reused.
                     ParsedResponse::Invalid(why) => return Err(AttemptError::Failed(why.into())),
+                    ParsedResponse::Refused(fault) => return Err(AttemptError::Refused(fault)),
                     ParsedResponse::Partial => {}
                 }
                 make_room(&mut up.buf);

@@ -4,7 +4,9 @@
 
 pub mod browser;
 pub mod oauth;
+pub mod outcomes;
 pub mod raw;
+pub mod scripted;
 pub mod slapd;
 pub mod tls;
 

@@ -47,3 +47,31 @@ pub fn url(gateway: &TestGateway, path: &str) -> String {
     let addr = gateway.tls.expect("the TLS listener is configured");
     format!("https://localhost:{}{path}", addr.port())
 }
+
+/// A raw TLS connection to the gateway's TLS listener (HTTP/1.1 by ALPN), trusting only
+/// `cert_pem`: for requests a client library would not send as written.
+pub async fn connect_raw(
+    cert_pem: &str,
+    gateway: &TestGateway,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut cert_pem.as_bytes()) {
+        roots.add(cert.expect("PEM")).expect("a CA certificate");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("default versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(gateway.tls.expect("the TLS listener is configured"))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake")
+}

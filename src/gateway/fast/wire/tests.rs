@@ -89,11 +89,41 @@ fn content_length_framing_and_hop_by_hop_removal() {
 }
 
 #[test]
-fn chunked_keeps_its_transfer_encoding_and_drops_a_length_beside_it() {
-    let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n";
+fn chunked_keeps_its_transfer_encoding() {
+    let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
     let (head, out) = complete(raw, false);
     assert_eq!(head.framing, Framing::Chunked);
-    assert_eq!(out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    assert_eq!(out, raw);
+}
+
+#[test]
+fn framing_the_gateway_refuses_on_both_paths_is_refused_here() {
+    let refused = [
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n",
+            FramingError::LengthAndTransferCoding,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: gzip\r\n\r\n",
+            FramingError::LengthAndTransferCoding,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            FramingError::TransferCodingInHttp10,
+        ),
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            FramingError::UnrequestedSwitch,
+        ),
+    ];
+    for (raw, fault) in refused {
+        for head_request in [false, true] {
+            assert!(
+                matches!(response(raw, head_request).0, ParsedResponse::Refused(f) if f == fault),
+                "{raw:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -141,7 +171,6 @@ fn interim_responses_are_skipped_and_bad_ones_refused() {
         ParsedResponse::Interim(n) if n == 40
     ));
     let invalid = [
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
