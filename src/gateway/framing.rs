@@ -13,6 +13,10 @@
 use http::header::{self, HeaderMap};
 use http::{StatusCode, Version};
 
+/// Largest upstream response head accepted (nginx's default `proxy_buffer_size` is 4-8 KiB;
+/// hyper's client would take 400 KiB, and only roughly): a longer one is answered 502.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
 /// What the framing rules look at in an upstream's response head.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HeadFacts {
@@ -22,6 +26,9 @@ pub struct HeadFacts {
     pub content_length: bool,
     /// `Upgrade: websocket`, the one protocol a connection may switch to.
     pub upgrade_websocket: bool,
+    /// Bytes of the head: exact where the raw head is at hand, else the length of its
+    /// status line and fields written out plainly.
+    pub head_len: usize,
 }
 
 /// Why an upstream's response head is refused.
@@ -39,6 +46,8 @@ pub enum FramingError {
     UnrequestedSwitch,
     #[error("101 Switching Protocols to something other than WebSocket")]
     SwitchNotWebsocket,
+    #[error("response head larger than {MAX_RESPONSE_HEAD} bytes")]
+    HeadTooLarge,
 }
 
 // === impl HeadFacts ===
@@ -46,7 +55,14 @@ pub enum FramingError {
 impl HeadFacts {
     /// The facts of a head hyper's client parsed.
     pub fn of(version: Version, headers: &HeaderMap) -> Self {
+        // "HTTP/1.1 200 " + reason + CRLF, each "name: value" + CRLF, the final CRLF.
+        const STATUS_LINE: usize = 32;
+        let fields: usize = headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
         HeadFacts {
+            head_len: STATUS_LINE + fields + 2,
             http10: version == Version::HTTP_10 || version == Version::HTTP_09,
             transfer_encoding: headers.contains_key(header::TRANSFER_ENCODING),
             content_length: headers.contains_key(header::CONTENT_LENGTH),
@@ -71,6 +87,9 @@ pub fn check(
     facts: HeadFacts,
     websocket_requested: bool,
 ) -> Result<(), FramingError> {
+    if facts.head_len > MAX_RESPONSE_HEAD {
+        return Err(FramingError::HeadTooLarge);
+    }
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return match (websocket_requested, facts.upgrade_websocket) {
             (false, _) => Err(FramingError::UnrequestedSwitch),
@@ -99,6 +118,7 @@ mod tests {
         transfer_encoding: true,
         content_length: false,
         upgrade_websocket: false,
+        head_len: 100,
     };
 
     #[test]
@@ -118,6 +138,10 @@ mod tests {
             upgrade_websocket: true,
             ..ok
         };
+        let huge = HeadFacts {
+            head_len: MAX_RESPONSE_HEAD + 1,
+            ..ok
+        };
         let cases = [
             (200, ok, false, Ok(())),
             (200, TE, false, Ok(())),
@@ -130,6 +154,8 @@ mod tests {
             (101, ok, true, Err(FramingError::SwitchNotWebsocket)),
             (101, ws, true, Ok(())),
             (103, both, false, Ok(())),
+            (200, huge, false, Err(FramingError::HeadTooLarge)),
+            (101, huge, true, Err(FramingError::HeadTooLarge)),
         ];
         for (status, facts, websocket, expected) in cases {
             let status = StatusCode::from_u16(status).expect("valid status");
@@ -155,8 +181,11 @@ mod tests {
                 transfer_encoding: true,
                 content_length: true,
                 upgrade_websocket: true,
+                head_len: facts.head_len,
             }
         );
+        let written = "transfer-encoding: chunked\r\ncontent-length: 5\r\nupgrade:  WebSocket \r\n";
+        assert!(facts.head_len >= written.len() + 2, "{}", facts.head_len);
         headers.insert(header::UPGRADE, "h2c, websocket".parse().expect("value"));
         assert!(!HeadFacts::of(Version::HTTP_11, &headers).upgrade_websocket);
     }

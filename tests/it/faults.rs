@@ -8,7 +8,7 @@ use crate::common::outcomes::{
 };
 use crate::common::raw::Outcome;
 use crate::common::scripted::{Scripted, Step};
-use crate::common::{refused_url, route};
+use crate::common::{refused_url, route, tls};
 use std::time::{Duration, Instant};
 
 const OPEN: &str = "auth = \"none\"";
@@ -151,4 +151,39 @@ async fn a_body_pause_longer_than_the_route_timeout_aborts_the_client_connection
         0,
         "the stalled connection is given up"
     );
+}
+
+/// Over HTTP/2 an aborted body is a reset stream: the client's read of it fails, and the
+/// connection goes on serving other streams.
+#[tokio::test]
+async fn an_aborted_body_is_an_error_for_an_http2_client_too() {
+    let up = Scripted::spawn(script).await;
+    let both = Both::spawn(&route(
+        "up",
+        "/",
+        &up.url,
+        "auth = \"none\"\ntimeout = \"1s\"",
+    ))
+    .await;
+    let client = tls::client(&both.cert, &both.gateway, false);
+    for path in ["/reset-mid-body", "/stalled-body"] {
+        let response = client
+            .get(tls::url(&both.gateway, path))
+            .send()
+            .await
+            .expect("the head arrives");
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status(), 200);
+        assert!(response.bytes().await.is_err(), "{path}: the body fails");
+        let next = client
+            .get(tls::url(&both.gateway, "/ok"))
+            .send()
+            .await
+            .expect("next request");
+        assert_eq!(
+            next.text().await.expect("body"),
+            "ok",
+            "{path}: next request"
+        );
+    }
 }

@@ -13,6 +13,28 @@ use crate::common::route;
 use crate::common::scripted::{Scripted, Step};
 use tokio::io::AsyncWriteExt;
 
+/// A response head of `N` bytes with an empty body.
+const fn head_of<const N: usize>() -> [u8; N] {
+    let mut head = [b'a'; N];
+    let start = b"HTTP/1.1 200 OK\r\nX-Big: ";
+    let mut i = 0;
+    while i < start.len() {
+        head[i] = start[i];
+        i += 1;
+    }
+    let end = b"\r\nContent-Length: 0\r\n\r\n";
+    let mut j = 0;
+    while j < end.len() {
+        head[N - end.len() + j] = end[j];
+        j += 1;
+    }
+    head
+}
+
+/// Past the gateway's 64 KiB limit on response heads (hyper's own is 400 KiB), and below.
+static HUGE_HEAD: [u8; 100 * 1024] = head_of();
+static BIG_HEAD: [u8; 48 * 1024] = head_of();
+
 const CHUNKED_HEAD: &str = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
 
 /// (path, what the upstream does, what the client sees). The upstream closes where a
@@ -62,6 +84,14 @@ const CASES: &[(&str, &[Step], Expect)] = {
             ],
             BAD_GATEWAY,
         ),
+        (
+            "/interim-then-close",
+            &[Write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"), Close],
+            BAD_GATEWAY,
+        ),
+        ("/not-http", &[Write(b"SSH-2.0-OpenSSH\r\n\r\n"), Taint], BAD_GATEWAY),
+        ("/huge-head", &[Write(&HUGE_HEAD), Taint], BAD_GATEWAY),
+        ("/big-head", &[Write(&BIG_HEAD)], Expect::Ok("")),
         ("/close-before-head", &[Close], BAD_GATEWAY),
         ("/reset-before-head", &[Reset], BAD_GATEWAY),
         (

@@ -22,8 +22,7 @@ use http::{Method, StatusCode};
 pub const MAX_HEADERS: usize = 100;
 /// Headers the gateway's rewrite may add to a request.
 const REWRITE_ADDS: usize = 6;
-/// Largest upstream response head accepted.
-pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+pub use super::super::framing::MAX_RESPONSE_HEAD;
 
 /// A request head the fast lane takes.
 #[derive(Debug)]
@@ -182,7 +181,11 @@ pub fn parse_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> Pars
     };
     if status.is_informational() {
         // The fast lane never forwards an upgrade, so any 101 is refused.
-        return match framing::check(status, HeadFacts::default(), false) {
+        let facts = HeadFacts {
+            head_len: len,
+            ..HeadFacts::default()
+        };
+        return match framing::check(status, facts, false) {
             Ok(()) => ParsedResponse::Interim(len),
             Err(fault) => ParsedResponse::Refused(fault),
         };
@@ -230,6 +233,7 @@ pub fn parse_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> Pars
         transfer_encoding: has_te,
         content_length: has_length,
         upgrade_websocket: false,
+        head_len: len,
     };
     if let Err(fault) = framing::check(status, facts, false) {
         return ParsedResponse::Refused(fault);

@@ -188,13 +188,18 @@ fn interim_responses_are_skipped_and_bad_ones_refused() {
 }
 
 #[test]
-fn an_oversized_response_head_is_refused() {
-    let raw = format!(
-        "HTTP/1.1 200 OK\r\nX-Big: {}",
+fn an_oversized_response_head_is_refused_whole_or_in_part() {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nX-Big: {}\r\n\r\n",
         "a".repeat(MAX_RESPONSE_HEAD)
     );
     assert!(matches!(
-        response(&raw, false).0,
+        response(&head, false).0,
+        ParsedResponse::Refused(FramingError::HeadTooLarge)
+    ));
+    let partial = &head[..head.len() - 2];
+    assert!(matches!(
+        response(partial, false).0,
         ParsedResponse::Invalid(_)
     ));
 }
