@@ -18,7 +18,8 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A body streaming from a peer, passed on frame by frame.
     Stream(Incoming),
-    /// A client's request body on its way to an upstream, under the size and pause limits.
+    /// A client's request body on its way to an upstream, under the size and pause limits,
+    /// or an upstream's response body under the pause limit.
     Limited(LimitedBody),
 }
 
@@ -29,7 +30,7 @@ pub enum BodyError {
     Peer(#[from] hyper::Error),
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: u64 },
-    #[error("the request body paused for longer than {timeout_ms} ms")]
+    #[error("the body paused for longer than {timeout_ms} ms")]
     Stalled { timeout_ms: u128 },
 }
 

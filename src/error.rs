@@ -6,6 +6,7 @@
 
 use crate::body::Body;
 use crate::gateway::authority::AuthorityError;
+use crate::gateway::framing::FramingError;
 use crate::gateway::guard::{CHALLENGE_INVALID, CHALLENGE_MISSING};
 use crate::gateway::route::PathError;
 use crate::metrics::GuardOutcome;
@@ -70,6 +71,13 @@ pub enum GatewayError {
         #[source]
         source: BoxError,
     },
+    #[error("upstream {upstream} sent a response whose framing cannot be trusted")]
+    UpstreamFraming {
+        route: String,
+        upstream: String,
+        #[source]
+        source: FramingError,
+    },
     #[error("cannot build the upstream request")]
     BadUpstreamRequest(#[source] http::Error),
     #[error("the request body is larger than {limit} bytes")]
@@ -94,9 +102,9 @@ impl GatewayError {
             | GatewayError::WrongAudience => StatusCode::UNAUTHORIZED,
             GatewayError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             GatewayError::VerifierUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamFailed { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamFailed { .. }
+            | GatewayError::UpstreamFraming { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::BadUpstreamRequest(_) | GatewayError::RequestBodyBroken { .. } => {
                 StatusCode::BAD_REQUEST
@@ -122,7 +130,8 @@ impl GatewayError {
             | GatewayError::RequestBodyBroken { .. } => ErrorSource::Client,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
-            | GatewayError::UpstreamFailed { .. } => ErrorSource::Upstream,
+            | GatewayError::UpstreamFailed { .. }
+            | GatewayError::UpstreamFraming { .. } => ErrorSource::Upstream,
             GatewayError::VerifierUnavailable(_) => ErrorSource::Internal,
         }
     }
@@ -142,6 +151,7 @@ impl GatewayError {
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamFailed { .. }
+            | GatewayError::UpstreamFraming { .. }
             | GatewayError::BadUpstreamRequest(_)
             | GatewayError::RequestBodyTooLarge { .. }
             | GatewayError::RequestBodyTimeout { .. }
@@ -163,9 +173,9 @@ impl GatewayError {
             GatewayError::InvalidToken | GatewayError::WrongAudience => "invalid_token",
             GatewayError::InsufficientScope { .. } => "insufficient_scope",
             GatewayError::VerifierUnavailable(_) => "temporarily_unavailable",
-            GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamFailed { .. } => {
-                "bad_gateway"
-            }
+            GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamFailed { .. }
+            | GatewayError::UpstreamFraming { .. } => "bad_gateway",
             GatewayError::UpstreamTimeout { .. } => "gateway_timeout",
         }
     }
@@ -182,7 +192,8 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { route, .. } => {
                 format!("the upstream of route {route:?} did not answer in time")
             }
-            GatewayError::UpstreamFailed { route, .. } => {
+            GatewayError::UpstreamFailed { route, .. }
+            | GatewayError::UpstreamFraming { route, .. } => {
                 format!("the upstream of route {route:?} did not answer properly")
             }
             GatewayError::NoRoute

@@ -6,6 +6,7 @@
 
 pub mod authority;
 pub mod fast;
+pub mod framing;
 pub mod guard;
 pub mod headers;
 pub mod route;
@@ -18,10 +19,12 @@ use crate::error::GatewayError;
 use crate::metrics::{GuardOutcome, Metrics, RouteMetrics, NO_ROUTE};
 use crate::verify::cache::VerifyCache;
 use crate::verify::{Principal, Verdict};
+use framing::HeadFacts;
 use headers::ForwardedFor;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::TokioIo;
 use route::RouteTable;
 use std::borrow::Cow;
@@ -231,6 +234,9 @@ impl Gateway {
     ) -> Result<Response<Body>, GatewayError> {
         let (route, path) = (routed.route, routed.path.as_str());
         let upgrade = headers::is_upgrade_request(req.method(), req.version(), req.headers());
+        // `is_upgrade_request` takes only a WebSocket handshake: the one switch an upstream
+        // may answer with (checked in `send`).
+        let websocket = upgrade;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let forwarded = ForwardedFor {
@@ -253,24 +259,31 @@ impl Gateway {
         let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
         parts.uri = upstream_uri(target, &parts.uri, path)?;
         let first = self
-            .send(route, target, Request::from_parts(parts, body))
+            .send(route, target, Request::from_parts(parts, body), websocket)
             .await;
         let mut response = match (first, retry_parts) {
             (Err(GatewayError::UpstreamConnect { .. }), Some(mut parts)) => {
                 let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
                 parts.uri = upstream_uri(target, &parts.uri, path)?;
-                self.send(route, target, Request::from_parts(parts, Body::empty()))
-                    .await?
+                self.send(
+                    route,
+                    target,
+                    Request::from_parts(parts, Body::empty()),
+                    websocket,
+                )
+                .await?
             }
             (result, _) => result?,
         };
+        // `send` let a 101 through only in answer to a WebSocket upgrade.
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        headers::prepare_response(response.headers_mut(), switching && upgrade);
+        headers::prepare_response(response.headers_mut(), switching);
         if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(splice_upgraded(client_upgrade, upstream_upgrade));
         }
-        Ok(response.map(Body::from))
+        let pause = route.config.timeout;
+        Ok(response.map(|body| Body::Limited(LimitedBody::paced(body, pause))))
     }
 
     /// Refuses a body declared larger than the route allows before any upstream sees it,
@@ -287,13 +300,19 @@ impl Gateway {
         )))
     }
 
-    /// One attempt at one target, bounded by the route's timeout.
+    /// One attempt at one target, bounded by the route's timeout; the answer's head must
+    /// pass the framing rules both engines share (`websocket`: the request asks for a
+    /// WebSocket upgrade).
     async fn send(
         &self,
         route: &Route,
         target: &Target,
-        req: Request<Body>,
+        mut req: Request<Body>,
+        websocket: bool,
     ) -> Result<Response<Incoming>, GatewayError> {
+        // hyper's pool takes a connection back once the body is read off it, which a small
+        // body already is when the head arrives: a refused answer must poison it.
+        let connection = capture_connection(&mut req);
         let started = Instant::now();
         let result = tokio::time::timeout(route.config.timeout, self.client.request(req)).await;
         route
@@ -306,7 +325,22 @@ impl Gateway {
                 upstream: target.label.clone(),
                 timeout_ms: route.config.timeout.as_millis(),
             }),
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                let facts = HeadFacts::of(response.version(), response.headers());
+                match framing::check(response.status(), facts, websocket) {
+                    Ok(()) => Ok(response),
+                    Err(source) => {
+                        if let Some(connected) = connection.connection_metadata().as_ref() {
+                            connected.poison();
+                        }
+                        Err(GatewayError::UpstreamFraming {
+                            route: route.config.name.clone(),
+                            upstream: target.label.clone(),
+                            source,
+                        })
+                    }
+                }
+            }
             Ok(Err(source)) => Err(send_error(route, target, source)),
         }
     }

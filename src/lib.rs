@@ -5,11 +5,12 @@
 //!
 //! - [`app`] wires state and listeners; [`server`] accepts (TLS in [`server::tls`]) under
 //!   `max_connections` and serves HTTP/1.1 + HTTP/2 with head and keep-alive deadlines
-//!   ([`server::deadlines`]); [`body`] carries bodies, a proxied request body under its
-//!   size and pause limits ([`body::limited`]).
+//!   ([`server::deadlines`]); [`body`] carries bodies, a streamed one under its size and
+//!   pause limits ([`body::limited`]).
 //! - [`gateway`] is the proxy: [`gateway::authority`] (the one host a request is for),
 //!   [`gateway::route`] (pure matching), [`gateway::guard`] (RFC 6750),
-//!   [`gateway::headers`] (pure rewriting), [`gateway::upstream`] (pool),
+//!   [`gateway::headers`] (pure rewriting), [`gateway::framing`] (pure rules for upstream
+//!   response heads), [`gateway::upstream`] (pool),
 //!   [`gateway::fast`] (the HTTP/1.1 fast lane for body-less GET/HEAD on plain TCP).
 //! - [`verify`] is the `TokenVerifier` seam between the guard and whoever issued the token;
 //!   [`verify::cache`] puts a moka cache with call coalescing in front of it.

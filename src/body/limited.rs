@@ -1,8 +1,11 @@
-//! A client's request body under the route's limits while it streams to the upstream:
-//! at most `limit` bytes, and no pause longer than `stall_timeout` while the gateway waits
-//! for the client. Either breach fails the body, which makes the upstream client abort the
+//! A streamed body under limits. A client's request body on its way to the upstream: at
+//! most `limit` bytes, and no pause longer than `stall_timeout` while the gateway waits for
+//! the client. Either breach fails the body, which makes the upstream client abort the
 //! request; the gateway finds the [`BodyError`] in the failure and answers 413 or 408 (or,
-//! if the response had already started, the connection is closed).
+//! if the response had already started, the connection is closed). An upstream's response
+//! body on its way to the client: no size limit, and no pause longer than the route's
+//! `timeout` (nginx's `proxy_read_timeout`), past which the client's connection is aborted,
+//! so a stalled upstream cannot hold a client connection forever.
 //!
 //! The pause clock runs only while the body is asked for and the client has nothing to
 //! give: time the upstream spends not reading (back-pressure) is not the client's.
@@ -41,6 +44,11 @@ impl LimitedBody {
             stall: None,
             waiting: false,
         }
+    }
+
+    /// An upstream's response body: no size limit, only the bound on each pause.
+    pub fn paced(inner: Incoming, pause: Duration) -> Self {
+        Self::new(inner, u64::MAX, pause)
     }
 
     /// Starts the pause clock if it is not running, and says whether it has run out.

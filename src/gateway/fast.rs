@@ -19,6 +19,7 @@ mod relay;
 mod upstreams;
 pub mod wire;
 
+use super::framing::FramingError;
 use super::headers::{self, ForwardedFor};
 use super::upstream::Target;
 use super::{ConnInfo, Gateway, Route};
@@ -188,7 +189,7 @@ impl Gateway {
         match result {
             Ok((upstream, response)) => {
                 metrics.finish(response.status, started);
-                lane.relay(upstream, response).await
+                lane.relay(upstream, response, route.config.timeout).await
             }
             Err(e) => {
                 if let Some(outcome) = e.guard_outcome() {
@@ -214,6 +215,7 @@ struct Outgoing<'r> {
 enum AttemptError {
     Connect(std::io::Error),
     Failed(BoxError),
+    Refused(FramingError),
 }
 
 impl<'c> Lane<'c> {
@@ -321,6 +323,11 @@ impl<'c> Lane<'c> {
                 upstream: target.label.clone(),
                 source,
             }),
+            Ok(Err(AttemptError::Refused(source))) => Err(GatewayError::UpstreamFraming {
+                route: route.config.name.clone(),
+                upstream: target.label.clone(),
+                source,
+            }),
         }
     }
 
@@ -361,7 +368,9 @@ impl<'c> Lane<'c> {
                         up.buf.advance(len);
                         continue;
                     }
+                    // The connection is dropped with the error: never reused.
                     ParsedResponse::Invalid(why) => return Err(AttemptError::Failed(why.into())),
+                    ParsedResponse::Refused(fault) => return Err(AttemptError::Refused(fault)),
                     ParsedResponse::Partial => {}
                 }
                 make_room(&mut up.buf);

@@ -1,6 +1,7 @@
 //! Upstream targets of a route: round-robin choice, skipping targets that recently
 //! refused connections, and the pooled keep-alive client shared by all routes.
 
+use super::framing::MAX_RESPONSE_HEAD;
 use crate::body::Body;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::Uri;
@@ -31,6 +32,8 @@ pub fn client() -> UpstreamClient {
         .enable_http1()
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
+        // The read buffer bounds a response head: the fast lane's limit on this path too.
+        .http1_max_buf_size(MAX_RESPONSE_HEAD)
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)

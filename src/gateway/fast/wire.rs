@@ -11,6 +11,7 @@ pub mod chunked;
 
 pub use chunked::ChunkScanner;
 
+use super::super::framing::{self, FramingError, HeadFacts};
 use super::super::headers::HOP_BY_HOP;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -21,8 +22,7 @@ use http::{Method, StatusCode};
 pub const MAX_HEADERS: usize = 100;
 /// Headers the gateway's rewrite may add to a request.
 const REWRITE_ADDS: usize = 6;
-/// Largest upstream response head accepted.
-pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+pub use super::super::framing::MAX_RESPONSE_HEAD;
 
 /// A request head the fast lane takes.
 #[derive(Debug)]
@@ -148,6 +148,8 @@ pub enum ParsedResponse {
     Partial,
     /// Not a response this proxy can relay; the client gets 502.
     Invalid(&'static str),
+    /// Framing the gateway refuses on both paths ([`framing::check`]); the client gets 502.
+    Refused(FramingError),
 }
 
 /// Hop-by-hop response headers (RFC 9110 §7.6.1) and `Upgrade`. `Transfer-Encoding` and
@@ -177,11 +179,16 @@ pub fn parse_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> Pars
     let Some(status) = res.code.and_then(|c| StatusCode::from_u16(c).ok()) else {
         return ParsedResponse::Invalid("bad status code");
     };
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        return ParsedResponse::Invalid("protocol switch that was not asked for");
-    }
     if status.is_informational() {
-        return ParsedResponse::Interim(len);
+        // The fast lane never forwards an upgrade, so any 101 is refused.
+        let facts = HeadFacts {
+            head_len: len,
+            ..HeadFacts::default()
+        };
+        return match framing::check(status, facts, false) {
+            Ok(()) => ParsedResponse::Interim(len),
+            Err(fault) => ParsedResponse::Refused(fault),
+        };
     }
     let headers = res.headers;
     let http10 = res.version == Some(0);
@@ -190,6 +197,7 @@ pub fn parse_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> Pars
     let mut named: Vec<&str> = Vec::new();
     let mut chunked = false;
     let mut has_te = false;
+    let mut has_length = false;
     let mut length: Option<u64> = None;
     for h in headers.iter() {
         if h.name.eq_ignore_ascii_case("connection") {
@@ -213,11 +221,22 @@ pub fn parse_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> Pars
                     .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"))
             });
         } else if h.name.eq_ignore_ascii_case("content-length") {
+            has_length = true;
             match parse_content_length(h.value) {
                 Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
                 _ => return ParsedResponse::Invalid("bad Content-Length"),
             }
         }
+    }
+    let facts = HeadFacts {
+        http10,
+        transfer_encoding: has_te,
+        content_length: has_length,
+        upgrade_websocket: false,
+        head_len: len,
+    };
+    if let Err(fault) = framing::check(status, facts, false) {
+        return ParsedResponse::Refused(fault);
     }
     let framing =
         if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
@@ -242,8 +261,6 @@ pub fn parse_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> Pars
     out.extend_from_slice(b"\r\n");
     for h in headers.iter() {
         let drop = is_hop_by_hop_response(h.name)
-            // A length beside a transfer coding is a smuggling vector; the coding wins.
-            || (has_te && h.name.eq_ignore_ascii_case("content-length"))
             || named.iter().any(|n| {
                 h.name.eq_ignore_ascii_case(n)
                     && !n.eq_ignore_ascii_case("transfer-encoding")

@@ -5,7 +5,9 @@
 pub mod browser;
 pub mod engines;
 pub mod oauth;
+pub mod outcomes;
 pub mod raw;
+pub mod scripted;
 pub mod slapd;
 pub mod tls;
 

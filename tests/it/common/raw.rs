@@ -81,7 +81,7 @@ fn dechunk(head: &str, body: &str) -> String {
 
 /// Reads one response head (up to the blank line) from a connection that stays open;
 /// returns it and whatever body bytes arrived with it. Bounded by 10 s.
-pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> (RawResponse, Vec<u8>) {
+pub async fn read_head<S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> (RawResponse, Vec<u8>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let end = loop {
@@ -251,5 +251,101 @@ pub async fn closed_within(stream: &mut TcpStream, bound: Duration) -> (Duration
             // End of stream or a reset: closed either way.
             Ok(_) | Err(_) => return (started.elapsed(), received),
         }
+    }
+}
+
+/// How one response ended, as a strict client judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A whole message (its framing complete): status and (de-chunked) body.
+    Answered(u16, String),
+    /// The connection ended (closed or reset) before a whole message had arrived.
+    Aborted,
+    /// Neither within 10 s: these bytes came, and the connection stayed open.
+    Unfinished(String),
+}
+
+/// Reads one response (to a request that was not HEAD) from a connection that may stay
+/// open after it. Bounded by 10 s.
+pub async fn read_outcome(conn: &mut (impl AsyncRead + Unpin + ?Sized)) -> Outcome {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(outcome) = whole_message(&buf, false) {
+            return outcome;
+        }
+        let read = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut chunk)).await;
+        match read {
+            Err(_elapsed) => {
+                return Outcome::Unfinished(String::from_utf8_lossy(&buf).into_owned())
+            }
+            Ok(Ok(0)) => return whole_message(&buf, true).unwrap_or(Outcome::Aborted),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(_)) => return Outcome::Aborted,
+        }
+    }
+}
+
+/// The response at the front of `buf` if it is whole; `closed`: nothing more will come.
+fn whole_message(buf: &[u8], closed: bool) -> Option<Outcome> {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut res = httparse::Response::new(&mut slots);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => return closed.then_some(Outcome::Aborted),
+    };
+    let status = res.code.expect("parsed");
+    let header = |name: &str| {
+        res.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+    };
+    let body = &buf[len..];
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if status == 204 || status == 304 {
+        return Some(Outcome::Answered(status, String::new()));
+    }
+    if header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked")) {
+        return match dechunk_strict(body) {
+            Some(body) => Some(Outcome::Answered(status, text(&body))),
+            None => closed.then_some(Outcome::Aborted),
+        };
+    }
+    if let Some(length) = header("content-length").and_then(|l| l.trim().parse::<usize>().ok()) {
+        return if body.len() >= length {
+            Some(Outcome::Answered(status, text(&body[..length])))
+        } else {
+            closed.then_some(Outcome::Aborted)
+        };
+    }
+    // Delimited by the close: whole only if the connection closed cleanly.
+    closed.then(|| Outcome::Answered(status, text(body)))
+}
+
+/// A chunked body with every line ended by CRLF, up to its empty trailer line; `None`
+/// until it is all there.
+fn dechunk_strict(mut rest: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let line = std::str::from_utf8(&rest[..end]).ok()?;
+        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+        rest = &rest[end + 2..];
+        if size == 0 {
+            // Trailers, up to the empty line.
+            loop {
+                let end = rest.windows(2).position(|w| w == b"\r\n")?;
+                if end == 0 {
+                    return Some(out);
+                }
+                rest = &rest[end + 2..];
+            }
+        }
+        if rest.len() < size + 2 || &rest[size..size + 2] != b"\r\n" {
+            return None;
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
     }
 }

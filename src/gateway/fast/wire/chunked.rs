@@ -1,6 +1,11 @@
 //! Where a chunked body (RFC 9112 §7.1) ends, found as its bytes stream past: the fast lane
 //! relays them unchanged and only needs to know when the last chunk and the trailers have
 //! gone by. Size lines are parsed by httparse; sizes, lines and trailers are bounded.
+//!
+//! Every line must end in CRLF, as hyper's decoder requires on the other path: the bytes go
+//! to the client verbatim, and a client that took a bare LF for a line end (RFC 9112 §2.2
+//! allows it to) would find a different end of the message than we did. So a bare LF, a
+//! stray CR or a trailer line that is not a header field is an error, never an end.
 
 /// Longest chunk-size line (with extensions) or trailer line accepted.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -66,11 +71,7 @@ impl ChunkScanner {
                     let (consumed, line_done) = self.take_line(&buf[i..], MAX_CHUNK_LINE)?;
                     i += consumed;
                     if line_done {
-                        self.state = match httparse::parse_chunk_size(&self.line) {
-                            Ok(httparse::Status::Complete((_, 0))) => ChunkState::Trailers,
-                            Ok(httparse::Status::Complete((_, n))) => ChunkState::Data(n),
-                            _ => return Err(ChunkError("bad chunk size line")),
-                        };
+                        self.state = size_line(&self.line)?;
                         self.line.clear();
                     }
                 }
@@ -82,7 +83,7 @@ impl ChunkScanner {
                         return Err(ChunkError("trailers too large"));
                     }
                     if line_done {
-                        if self.line == b"\r\n" || self.line == b"\n" {
+                        if trailer_line(&mut self.line)? {
                             self.state = ChunkState::Done;
                         }
                         self.line.clear();
@@ -110,6 +111,43 @@ impl ChunkScanner {
         }
         self.line.extend_from_slice(&buf[..take]);
         Ok((take, done))
+    }
+}
+
+/// A chunk-size line (RFC 9112 §7.1): at least one hex digit, extensions, CRLF. httparse
+/// takes an empty size for 0 and a line without CRLF as unfinished; both are refused here.
+fn size_line(line: &[u8]) -> Result<ChunkState, ChunkError> {
+    if !line.first().is_some_and(u8::is_ascii_hexdigit) {
+        return Err(ChunkError("chunk size line without a size"));
+    }
+    match httparse::parse_chunk_size(line) {
+        Ok(httparse::Status::Complete((_, 0))) => Ok(ChunkState::Trailers),
+        Ok(httparse::Status::Complete((_, n))) => Ok(ChunkState::Data(n)),
+        _ => Err(ChunkError("bad chunk size line")),
+    }
+}
+
+/// Checks one line of the trailer section (ending in LF); says whether it was the empty
+/// line that ends the body. `line` is scratch space: it may be changed.
+fn trailer_line(line: &mut Vec<u8>) -> Result<bool, ChunkError> {
+    let Some(text) = line.strip_suffix(b"\r\n") else {
+        return Err(ChunkError("trailer line not ended by CRLF"));
+    };
+    if text.is_empty() {
+        return Ok(true);
+    }
+    if text.contains(&b'\r') {
+        return Err(ChunkError("stray CR in a trailer line"));
+    }
+    // One header field and the end of a header section: what httparse takes as such is what
+    // hyper's decoder would take.
+    line.extend_from_slice(b"\r\n");
+    let mut slot = [httparse::EMPTY_HEADER; 1];
+    match httparse::parse_headers(line, &mut slot) {
+        Ok(httparse::Status::Complete((n, fields))) if n == line.len() && fields.len() == 1 => {
+            Ok(false)
+        }
+        _ => Err(ChunkError("trailer line is not a header field")),
     }
 }
 
@@ -150,6 +188,41 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    /// A body in which some line is not ended by CRLF is an error at that line, whichever
+    /// way it is split, and never an end of the body.
+    #[test]
+    fn chunk_scanner_never_takes_a_bare_lf_or_a_bad_trailer_for_an_end() {
+        let bad: [&[u8]; 14] = [
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5;ext=1\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r0\r\n\r\n",
+            b"5\r\nhello\r\n0\n\r\n",
+            b"5\r\nhello\r\n0\r\n\n",
+            b"5\r\nhello\r\n0\r\nX-T: t\n\r\n",
+            b"5\r\nhello\r\n0\r\nX-T: t\r\n\n",
+            b"5\r\nhello\r\n0\r\nX-T: a\rb\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nno colon\r\n\r\n",
+            b"5\r\nhello\r\n0\r\n folded\r\n\r\n",
+            b"5\r\nhello\r\n\r\n",
+            b"5\r\nhello\r\n;ext\r\n\r\n",
+            b"5\r\nhello\r\n 0\r\n\r\n",
+        ];
+        for body in bad {
+            for split in 0..=body.len() {
+                let mut scanner = ChunkScanner::default();
+                let result = scanner
+                    .advance(&body[..split])
+                    .and_then(|_| scanner.advance(&body[split..]));
+                assert!(
+                    result.is_err() && !scanner.is_done(),
+                    "{:?} split at {split}",
+                    String::from_utf8_lossy(body)
+                );
+            }
         }
     }
 }

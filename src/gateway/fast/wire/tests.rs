@@ -89,11 +89,41 @@ fn content_length_framing_and_hop_by_hop_removal() {
 }
 
 #[test]
-fn chunked_keeps_its_transfer_encoding_and_drops_a_length_beside_it() {
-    let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n";
+fn chunked_keeps_its_transfer_encoding() {
+    let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
     let (head, out) = complete(raw, false);
     assert_eq!(head.framing, Framing::Chunked);
-    assert_eq!(out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    assert_eq!(out, raw);
+}
+
+#[test]
+fn framing_the_gateway_refuses_on_both_paths_is_refused_here() {
+    let refused = [
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n",
+            FramingError::LengthAndTransferCoding,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: gzip\r\n\r\n",
+            FramingError::LengthAndTransferCoding,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            FramingError::TransferCodingInHttp10,
+        ),
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            FramingError::UnrequestedSwitch,
+        ),
+    ];
+    for (raw, fault) in refused {
+        for head_request in [false, true] {
+            assert!(
+                matches!(response(raw, head_request).0, ParsedResponse::Refused(f) if f == fault),
+                "{raw:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -141,7 +171,6 @@ fn interim_responses_are_skipped_and_bad_ones_refused() {
         ParsedResponse::Interim(n) if n == 40
     ));
     let invalid = [
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
@@ -159,13 +188,18 @@ fn interim_responses_are_skipped_and_bad_ones_refused() {
 }
 
 #[test]
-fn an_oversized_response_head_is_refused() {
-    let raw = format!(
-        "HTTP/1.1 200 OK\r\nX-Big: {}",
+fn an_oversized_response_head_is_refused_whole_or_in_part() {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nX-Big: {}\r\n\r\n",
         "a".repeat(MAX_RESPONSE_HEAD)
     );
     assert!(matches!(
-        response(&raw, false).0,
+        response(&head, false).0,
+        ParsedResponse::Refused(FramingError::HeadTooLarge)
+    ));
+    let partial = &head[..head.len() - 2];
+    assert!(matches!(
+        response(partial, false).0,
         ParsedResponse::Invalid(_)
     ));
 }
