@@ -1,6 +1,6 @@
 //! What each subcommand does; `main.rs` only parses arguments.
 
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, Config, ConfigError};
 use crate::App;
 use std::io::Read;
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 /// `tollgate run`: start, serve until SIGTERM/SIGINT, drain, exit 0.
 pub fn run(config_path: &Path) -> ExitCode {
     init_tracing();
-    let config = match Config::load(config_path) {
+    let config = match load(config_path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -56,9 +56,17 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
+/// The config as `run` and `check` both take it: parsed, and everything it names that
+/// start-up would refuse checked (see [`crate::preflight`]).
+fn load(config_path: &Path) -> Result<Config, ConfigError> {
+    let config = Config::load(config_path)?;
+    crate::preflight::check(&config)?;
+    Ok(config)
+}
+
 /// `tollgate check`: validate and print the route table.
 pub fn check(config_path: &Path) -> ExitCode {
-    match Config::load(config_path) {
+    match load(config_path) {
         Ok(config) => {
             print!("{}", route_table(&config));
             println!("{}: ok", config_path.display());

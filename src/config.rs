@@ -3,9 +3,11 @@
 //! `load(path)` reads the file; `from_str` holds the logic. Each section (and each
 //! `[[routes]]` / `[[clients]]` entry) is deserialized on its own so that one mistake does
 //! not hide the next: every problem is collected and reported with the file name and the
-//! key path, e.g. ``gateway.toml: [[routes]] "mail".upstream: not an http(s) URL``.
+//! key path and, where the key is written in the file, its line and column, e.g.
+//! ``gateway.toml:12:1: [[routes]] "mail".upstream: not an http(s) URL``.
 
 mod entries;
+mod locate;
 pub mod raw;
 mod users;
 mod validate;
@@ -29,6 +31,8 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     pub verify: VerifyConfig,
     pub routes: Vec<RouteConfig>,
+    /// Where each key is written in the file, for problems found after parsing.
+    locations: locate::Locations,
 }
 
 /// `[server]`.
@@ -289,8 +293,13 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{file}: not valid TOML: {message}")]
-    Syntax { file: String, message: String },
+    #[error("{}: not valid TOML: {message}", at_position(.file, *.at))]
+    Syntax {
+        file: String,
+        /// Line and column of the mistake, when the parser knows them.
+        at: Option<(usize, usize)>,
+        message: String,
+    },
     #[error("{}", render_problems(.file, .problems))]
     Invalid {
         file: String,
@@ -304,12 +313,32 @@ pub struct Problem {
     /// Key path as a user would look for it, e.g. `[[routes]] "mail".upstream`.
     pub key: String,
     pub why: String,
+    /// Line and column of the key in the file, when it is written there.
+    pub at: Option<(usize, usize)>,
+}
+
+impl Problem {
+    pub fn new(key: impl Into<String>, why: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            why: why.into(),
+            at: None,
+        }
+    }
+}
+
+/// `gateway.toml:12:1` (or just `gateway.toml`), the way compilers point at a place.
+fn at_position(file: &str, at: Option<(usize, usize)>) -> String {
+    match at {
+        Some((line, column)) => format!("{file}:{line}:{column}"),
+        None => file.to_string(),
+    }
 }
 
 fn render_problems(file: &str, problems: &[Problem]) -> String {
     problems
         .iter()
-        .map(|p| format!("{file}: {}: {}", p.key, p.why))
+        .map(|p| format!("{}: {}: {}", at_position(file, p.at), p.key, p.why))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -349,6 +378,15 @@ impl Config {
 
     pub fn client(&self, id: &str) -> Option<&ClientConfig> {
         self.clients.iter().find(|c| c.id == id)
+    }
+
+    /// Problems found after parsing (files the config names, see `preflight`), as one error
+    /// that points at the keys in this config's file.
+    pub fn refuse(&self, problems: Vec<Problem>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.source.display().to_string(),
+            problems: self.locations.locate(problems),
+        }
     }
 }
 

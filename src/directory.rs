@@ -21,6 +21,8 @@ pub struct User {
 pub enum DirectoryError {
     #[error("cannot read the users file {path}: {reason}")]
     File { path: String, reason: String },
+    #[error("cannot load the CA certificates in {path}: {reason}")]
+    CaFile { path: String, reason: String },
     #[error("password check failed to run")]
     Worker(#[from] tokio::task::JoinError),
     #[error("LDAP directory unavailable")]

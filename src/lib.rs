@@ -14,7 +14,8 @@
 //!   [`gateway::fast`] (the HTTP/1.1 fast lane for body-less GET/HEAD on plain TCP).
 //! - [`verify`] is the `TokenVerifier` seam between the guard and whoever issued the token;
 //!   [`verify::cache`] puts a moka cache with call coalescing in front of it.
-//! - [`config`] parses `gateway.toml` once; [`error`] turns every error into a response;
+//! - [`config`] parses `gateway.toml` once (every problem with its line and column);
+//!   [`preflight`] checks the files and addresses it names, for `run` and `check` alike; [`error`] turns every error into a response;
 //!   [`metrics`] owns the Prometheus names; [`clock`] makes expiry testable.
 #![forbid(unsafe_code)]
 
@@ -29,6 +30,7 @@ pub mod error;
 pub mod gateway;
 pub mod metrics;
 pub mod oauth;
+pub mod preflight;
 pub mod secrets;
 pub mod server;
 pub mod store;

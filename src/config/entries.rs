@@ -8,6 +8,7 @@ pub(super) fn clients(
     ck: &mut Checker,
     raw: Vec<RawClient>,
     oauth: &OAuthConfig,
+    scopes_known: bool,
 ) -> Vec<ClientConfig> {
     let mut out: Vec<ClientConfig> = Vec::new();
     for c in raw {
@@ -32,7 +33,7 @@ pub(super) fn clients(
             }
         }
         for s in &c.scopes {
-            if !oauth.scopes.contains_key(s) {
+            if scopes_known && !oauth.scopes.contains_key(s) {
                 ck.problem(
                     format!("{key}.scopes"),
                     format!("{s:?} is not listed in [oauth.scopes]"),

@@ -1,15 +1,17 @@
 //! The serde mirror of `gateway.toml`, exactly as the contract spells it.
 //!
-//! No logic lives here: every struct rejects unknown keys and every value stays as
-//! written (durations and URLs are strings). `config.rs` turns this into typed config
-//! and collects every problem it finds, naming the key path.
+//! No logic lives here: every value stays as written (durations and URLs are strings).
+//! `config.rs` turns this into typed config and collects every problem it finds, naming
+//! the key path. Unknown keys are errors, but not serde's: `config/validate.rs` reads each
+//! table through `serde_ignored` and reports every key these structs do not name as a
+//! problem of its own, so a typo does not throw the rest of its table away (which would
+//! bring follow-on problems from defaults the user never meant).
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// `[server]`: the listeners and the limits they apply.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawServer {
     /// Public plain-HTTP listener; default `127.0.0.1:8080`.
     pub listen: Option<String>,
@@ -31,7 +33,6 @@ pub struct RawServer {
 
 /// `[server.tls]`: HTTPS listener with a PEM chain and key.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub listen: String,
     pub cert: String,
@@ -40,7 +41,6 @@ pub struct RawTls {
 
 /// `[oauth]`: the authorization server.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawOAuth {
     pub issuer: Option<String>,
     pub store: Option<String>,
@@ -56,7 +56,6 @@ pub struct RawOAuth {
 
 /// `[users]`: where resource owners' passwords are checked.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawUsers {
     pub source: Option<String>,
     pub file: Option<String>,
@@ -66,7 +65,6 @@ pub struct RawUsers {
 
 /// `[users.ldap]`: bind against a directory, by DN template or search-then-bind.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawLdap {
     pub url: String,
     pub user_dn: Option<String>,
@@ -87,7 +85,6 @@ pub struct RawLdap {
 
 /// `[users.throttle]`: brute-force protection for password checks.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawThrottle {
     pub max_failures_per_user: Option<u32>,
     pub max_failures_per_ip: Option<u32>,
@@ -97,7 +94,6 @@ pub struct RawThrottle {
 
 /// One `[[clients]]` entry.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawClient {
     pub id: String,
     pub name: Option<String>,
@@ -114,7 +110,6 @@ pub struct RawClient {
 
 /// `[verify]`: how the guard checks bearer tokens.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawVerify {
     pub source: Option<String>,
     pub url: Option<String>,
@@ -133,7 +128,6 @@ pub struct RawVerify {
 
 /// One `[[routes]]` entry.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub name: String,
     pub path_prefix: String,

@@ -20,16 +20,21 @@ pub(super) struct Checker<'a> {
 
 impl Checker<'_> {
     pub(super) fn problem(&mut self, key: impl Into<String>, why: impl Into<String>) {
-        self.problems.push(Problem {
-            key: key.into(),
-            why: why.into(),
-        });
+        self.problems.push(Problem::new(key, why));
     }
 
-    /// Deserializes one table, recording the serde message under `key` on failure.
+    /// Deserializes one table, recording the serde message under `key` on failure. Unknown
+    /// keys do not stop it: each is one problem of its own (`[server].lisen: unknown key`)
+    /// and the rest of the table is still read and checked, so a typo brings no follow-on
+    /// problems from a section left at its defaults.
     fn section<T: DeserializeOwned>(&mut self, key: &str, value: Option<toml::Value>) -> Option<T> {
         let value = value.unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
-        match value.try_into::<T>() {
+        let mut unknown = Vec::new();
+        let result = serde_ignored::deserialize(value, |path| unknown.push(key_path(key, &path)));
+        for path in unknown {
+            self.problem(path, "unknown key");
+        }
+        match result {
             Ok(t) => Some(t),
             Err(e) => {
                 self.problem(key, e.message().trim().to_string());
@@ -54,7 +59,8 @@ impl Checker<'_> {
         };
         let mut out = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
-            let label = entry_label(section, i, &item);
+            let named = item.get("name").or_else(|| item.get("id"));
+            let label = entry_label(section, i, named.and_then(|v| v.as_str()));
             if let Some(t) = self.section::<T>(&label, Some(item)) {
                 out.push(t);
             }
@@ -157,14 +163,41 @@ impl Checker<'_> {
 }
 
 /// Names an array entry by its `name` or `id` when it has one, else by position.
-fn entry_label(section: &str, index: usize, item: &toml::Value) -> String {
-    let named = item
-        .get("name")
-        .or_else(|| item.get("id"))
-        .and_then(|v| v.as_str());
+pub(super) fn entry_label(section: &str, index: usize, named: Option<&str>) -> String {
     match named {
         Some(name) => format!("[[{section}]] {name:?}"),
         None => format!("[[{section}]] #{}", index + 1),
+    }
+}
+
+/// The key path of a key inside the table labelled `table`: `[server]` + `tls.colour` is
+/// `[server.tls].colour`, `[[routes]] "mail"` + `colour` is `[[routes]] "mail".colour`.
+fn key_path(table: &str, path: &serde_ignored::Path) -> String {
+    fn segments(path: &serde_ignored::Path, out: &mut Vec<String>) {
+        match path {
+            serde_ignored::Path::Root => {}
+            serde_ignored::Path::Seq { parent, index } => {
+                segments(parent, out);
+                out.push(index.to_string());
+            }
+            serde_ignored::Path::Map { parent, key } => {
+                segments(parent, out);
+                out.push(key.clone());
+            }
+            serde_ignored::Path::Some { parent }
+            | serde_ignored::Path::NewtypeStruct { parent }
+            | serde_ignored::Path::NewtypeVariant { parent } => segments(parent, out),
+        }
+    }
+    let mut parts = Vec::new();
+    segments(path, &mut parts);
+    let Some(last) = parts.pop() else {
+        return table.to_string();
+    };
+    match table.strip_suffix(']').filter(|_| !table.starts_with("[[")) {
+        Some(open) if !parts.is_empty() => format!("{open}.{}].{last}", parts.join(".")),
+        _ if parts.is_empty() => format!("{table}.{last}"),
+        _ => format!("{table}.{}.{last}", parts.join(".")),
     }
 }
 
@@ -203,7 +236,10 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         text.parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax {
                 file: file.clone(),
-                message: e.to_string().trim().replace('\n', " "),
+                at: e
+                    .span()
+                    .map(|span| super::locate::LineIndex::new(text).at(span.start)),
+                message: e.message().trim().replace('\n', " "),
             })?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     let mut ck = Checker {
@@ -212,14 +248,17 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
-            ck.problems.push(Problem {
-                key: key.clone(),
-                why: format!("unknown section (expected one of {})", SECTIONS.join(", ")),
-            });
+            ck.problem(
+                key.clone(),
+                format!("unknown section (expected one of {})", SECTIONS.join(", ")),
+            );
         }
     }
     let raw_server: Option<RawServer> = ck.section("[server]", table.remove("server"));
     let raw_oauth: Option<RawOAuth> = ck.section("[oauth]", table.remove("oauth"));
+    // A broken [oauth] leaves no scopes to check clients against: saying every client
+    // scope is unknown would only repeat that one mistake.
+    let scopes_known = raw_oauth.is_some();
     let table_had_users = table.contains_key("users");
     let raw_users: Option<RawUsers> = ck.section("[users]", table.remove("users"));
     let raw_verify: Option<RawVerify> = ck.section("[verify]", table.remove("verify"));
@@ -231,13 +270,14 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let users_required = table_had_users;
     let users = super::users::users(&mut ck, raw_users.unwrap_or_default(), users_required);
     let verify = verify(&mut ck, raw_verify.unwrap_or_default());
-    let clients = super::entries::clients(&mut ck, raw_clients, &oauth);
+    let clients = super::entries::clients(&mut ck, raw_clients, &oauth, scopes_known);
     let routes = super::entries::routes(&mut ck, raw_routes, server.limits.max_request_body);
 
+    let locations = super::locate::Locations::of(text);
     if !ck.problems.is_empty() {
         return Err(ConfigError::Invalid {
             file,
-            problems: ck.problems,
+            problems: locations.locate(ck.problems),
         });
     }
     Ok(Config {
@@ -248,6 +288,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         clients,
         verify,
         routes,
+        locations,
     })
 }
 

@@ -304,7 +304,7 @@ impl UserDirectory for LdapDirectory {
 
 /// A rustls client config trusting the CA certificates in a PEM file.
 fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, DirectoryError> {
-    let fail = |reason: String| DirectoryError::File {
+    let fail = |reason: String| DirectoryError::CaFile {
         path: path.display().to_string(),
         reason,
     };

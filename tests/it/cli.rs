@@ -182,8 +182,10 @@ auth = "none"
             .to_string()
     };
     assert!(line_with("[server].listen").contains("not-an-address"));
-    assert!(line_with(r#"[[routes]] "mail""#).contains("colour"));
+    assert!(line_with("[server].listen").starts_with(&format!("{file}:2:1: ")));
+    assert!(line_with(r#"[[routes]] "mail".colour"#).starts_with(&format!("{file}:10:1: ")));
     assert!(line_with(r#"[[routes]] "files".upstream"#).contains("ftp://files.internal"));
+    assert!(line_with(r#"[[routes]] "files".upstream"#).starts_with(&format!("{file}:15:1: ")));
     assert!(out.stdout.is_empty(), "no route table for a broken config");
 }
 
@@ -196,8 +198,9 @@ fn check_refuses_credentials_in_upstream_urls_without_printing_them() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let file = path.display().to_string();
-    for route in ["mail", "files"] {
-        let key = format!("{file}: [[routes]] \"{route}\".upstream: \"http://***@127.0.0.1:1\"");
+    for (route, line) in [("mail", 11), ("files", 18)] {
+        let key =
+            format!("{file}:{line}:1: [[routes]] \"{route}\".upstream: \"http://***@127.0.0.1:1\"");
         assert!(
             stderr
                 .lines()
@@ -210,6 +213,181 @@ fn check_refuses_credentials_in_upstream_urls_without_printing_them() {
         "the password was printed:\n{stderr}"
     );
     assert!(out.stdout.is_empty(), "no route table for a broken config");
+}
+
+/// One way start-up can fail: a config (`{L}`, `{I}`, `{T}` stand for free loopback
+/// addresses), the files beside it, and the one problem line both commands must print,
+/// after the file name.
+struct StartFailure {
+    what: &'static str,
+    config: &'static str,
+    files: &'static [(&'static str, &'static str)],
+    line: &'static str,
+}
+
+/// Lines 1–5 of most cases below.
+const HEAD: &str =
+    "[server]\nlisten = \"{L}\"\ninternal_listen = \"{I}\"\n[oauth]\nstore = \"memory\"\n";
+
+const START_FAILURES: &[StartFailure] = &[
+    StartFailure {
+        what: "a users file named in [users] that is missing",
+        config: "{HEAD}[users]\nfile = \"nope.toml\"\n",
+        files: &[],
+        line: ":7:1: [users].file: cannot read the users file",
+    },
+    StartFailure {
+        what: "a users file that does not parse",
+        config: "{HEAD}[users]\nfile = \"users.toml\"\n",
+        files: &[("users.toml", "[[users]]\nusername = 1\n")],
+        line: ":7:1: [users].file: cannot read the users file",
+    },
+    StartFailure {
+        what: "a TLS certificate file that is missing",
+        config: "{HEAD}[server.tls]\nlisten = \"{T}\"\ncert = \"missing.pem\"\nkey = \"key.pem\"\n",
+        files: &[],
+        line: ":8:1: [server.tls].cert: cannot read",
+    },
+    StartFailure {
+        what: "a TLS key file without a key",
+        config: "{HEAD}[server.tls]\nlisten = \"{T}\"\ncert = \"cert.pem\"\nkey = \"bad.pem\"\n",
+        files: &[("bad.pem", "not a key\n")],
+        line: ":9:1: [server.tls].key: ",
+    },
+    StartFailure {
+        what: "a store this build does not have",
+        config: "[server]\nlisten = \"{L}\"\ninternal_listen = \"{I}\"\n[oauth]\nstore = \"redis://127.0.0.1:6379/0\"\n",
+        files: &[],
+        line: ":5:1: [oauth].store: the Redis store is not in this build",
+    },
+    StartFailure {
+        what: "an SQLite path below a file",
+        config: "[server]\nlisten = \"{L}\"\ninternal_listen = \"{I}\"\n[oauth]\nstore = \"sqlite:blocker/tollgate.db\"\n",
+        files: &[("blocker", "a file, not a directory\n")],
+        line: ":5:1: [oauth].store: cannot create",
+    },
+    StartFailure {
+        what: "a port out of range",
+        config: "[server]\nlisten = \"127.0.0.1:99999\"\ninternal_listen = \"{I}\"\n",
+        files: &[],
+        line: ":2:1: [server].listen: \"127.0.0.1:99999\" is not an address",
+    },
+    StartFailure {
+        what: "two listeners on one address",
+        config: "[server]\nlisten = \"{L}\"\ninternal_listen = \"{L}\"\n",
+        files: &[],
+        line: ":3:1: [server].internal_listen: ",
+    },
+    StartFailure {
+        what: "a secret file that cannot be read",
+        config: "{HEAD}[verify]\nsource = \"remote\"\nurl = \"http://127.0.0.1:1/verify\"\nclient_id = \"gw\"\nclient_secret_file = \"missing-secret\"\n",
+        files: &[],
+        line: ":10:1: [verify].client_secret_file: cannot read",
+    },
+    StartFailure {
+        what: "an LDAP CA file that does not load",
+        config: "{HEAD}[users]\nsource = \"ldap\"\n[users.ldap]\nurl = \"ldaps://127.0.0.1:1\"\nuser_dn = \"uid={username},dc=example\"\nca_file = \"ca.pem\"\n",
+        files: &[("ca.pem", "not a certificate\n")],
+        line: ":11:1: [users.ldap].ca_file: cannot load the CA certificates",
+    },
+    StartFailure {
+        what: "a typo in a key",
+        config: "{HEAD}[users]\nsorce = \"ldap\"\nfile = \"nope.toml\"\n",
+        files: &[],
+        line: ":7:1: [users].sorce: unknown key",
+    },
+];
+
+/// Writes the case's config and files into `dir` and returns the config's path.
+fn write_case(dir: &Path, case: &StartFailure) -> PathBuf {
+    crate::common::tls::write_self_signed(dir);
+    for (name, body) in case.files {
+        write(dir, name, body);
+    }
+    let config = case
+        .config
+        .replace("{HEAD}", HEAD)
+        .replace("{L}", &free_addr().to_string())
+        .replace("{I}", &free_addr().to_string())
+        .replace("{T}", &free_addr().to_string());
+    write(dir, "gateway.toml", &config)
+}
+
+/// `tollgate run` on a config it must refuse: its exit code and stderr (killed after 10 s).
+fn run_refused(config: &Path) -> (Option<i32>, String) {
+    let mut running = Running::start(config);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = running.child().try_wait().expect("try_wait") {
+            running.child = None;
+            return (status.code(), running.stderr());
+        }
+        if Instant::now() > deadline {
+            return (None, running.stderr());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn check_refuses_everything_run_refuses_with_the_same_one_line() {
+    for case in START_FAILURES {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write_case(dir.path(), case);
+        let file = path.display().to_string();
+        let want = format!("{file}{}", case.line);
+
+        let out = tollgate(&["check", "-c", &file]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: check\n{stderr}", case.what);
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&file)).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{}: exactly one problem\n{stderr}",
+            case.what
+        );
+        assert!(
+            lines[0].starts_with(&want),
+            "{}: check said\n{stderr}\nwanted a line starting {want}",
+            case.what
+        );
+        assert!(out.stdout.is_empty(), "{}: no route table", case.what);
+
+        let (code, run_stderr) = run_refused(&path);
+        assert_eq!(code, Some(1), "{}: run\n{run_stderr}", case.what);
+        assert!(
+            run_stderr.lines().any(|l| l == lines[0]),
+            "{}: run said\n{run_stderr}\ncheck said {}",
+            case.what,
+            lines[0]
+        );
+    }
+}
+
+#[test]
+fn check_accepts_what_run_accepts_beside_the_refused_cases() {
+    // The same files with the mistake fixed pass: the table above fails for its one reason.
+    let dir = tempfile::tempdir().expect("temp dir");
+    crate::common::tls::write_self_signed(dir.path());
+    write(dir.path(), "secret", "s3cret\n");
+    write(dir.path(), "users.toml", "");
+    let config = format!(
+        "{}[server.tls]\nlisten = \"{}\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+         [users]\nfile = \"users.toml\"\n[verify]\nsource = \"remote\"\n\
+         url = \"http://127.0.0.1:1/verify\"\nclient_id = \"gw\"\nclient_secret_file = \"secret\"\n",
+        HEAD.replace("{L}", &free_addr().to_string())
+            .replace("{I}", &free_addr().to_string())
+            .replace("store = \"memory\"", "store = \"sqlite:data/tollgate.db\""),
+        free_addr()
+    );
+    let path = write(dir.path(), "gateway.toml", &config);
+    let out = tollgate(&["check", "-c", path.to_str().expect("UTF-8 path")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !dir.path().join("data").exists(),
+        "check creates no store directory"
+    );
 }
 
 #[test]
