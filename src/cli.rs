@@ -2,7 +2,7 @@
 
 use crate::config::{AuthMode, Config, ConfigError};
 use crate::App;
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -132,22 +132,27 @@ pub fn route_table(config: &Config) -> String {
     out
 }
 
-/// `tollgate hash-password`: argon2id PHC string of the password on stdin.
+/// `tollgate hash-password`: argon2id PHC string of a password. On a terminal it is
+/// asked for twice without echo (prompts on the terminal, so stdout stays the hash alone);
+/// from a pipe it is stdin with one trailing newline dropped, as scripts rely on.
 pub fn hash_password() -> ExitCode {
-    let mut input = String::new();
-    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
-        eprintln!("cannot read the password from stdin: {e}");
-        return ExitCode::from(1);
-    }
-    let password = input
-        .strip_suffix('\n')
-        .map(|p| p.strip_suffix('\r').unwrap_or(p))
-        .unwrap_or(&input);
+    let password = if std::io::stdin().is_terminal() {
+        ask_twice()
+    } else {
+        read_stdin()
+    };
+    let password = match password {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("{why}");
+            return ExitCode::from(1);
+        }
+    };
     if password.is_empty() {
         eprintln!("the password is empty");
         return ExitCode::from(1);
     }
-    match crate::secrets::hash_password(password) {
+    match crate::secrets::hash_password(&password) {
         Ok(phc) => {
             println!("{phc}");
             ExitCode::SUCCESS
@@ -157,6 +162,35 @@ pub fn hash_password() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn read_stdin() -> Result<String, String> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+    let password = input
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&input);
+    Ok(password.to_string())
+}
+
+/// Both prompts on the terminal with echo off; a typo in either is caught by the mismatch.
+fn ask_twice() -> Result<String, String> {
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map_err(|e| format!("cannot read the password from the terminal: {e}"))
+    };
+    let first = ask("Password: ")?;
+    if first.is_empty() {
+        return Err("the password is empty".to_string());
+    }
+    let second = ask("Repeat the password: ")?;
+    if first != second {
+        return Err("the passwords do not match".to_string());
+    }
+    Ok(first)
 }
 
 /// `tollgate gen-secret`: a new client secret and its hash, as two TOML lines.

@@ -471,6 +471,116 @@ fn hash_password_prints_an_argon2id_hash_of_stdin_without_its_newline() {
     ));
 }
 
+/// `tollgate hash-password` on a real pseudo-terminal: util-linux's `script` runs it with
+/// a pty as its terminal and relays what we write as keystrokes, and everything printed
+/// on the terminal (prompts, echo, the hash) comes back on its stdout.
+struct OnTerminal {
+    child: Child,
+    screen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl OnTerminal {
+    fn hash_password() -> OnTerminal {
+        let mut child = Command::new("script")
+            .args(["-qec", &format!("'{BIN}' hash-password"), "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("util-linux `script` runs (Debian: apt-get install bsdutils)");
+        let mut out = child.stdout.take().expect("piped stdout");
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = screen.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = std::io::Read::read(&mut out, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("screen lock")
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        OnTerminal {
+            child,
+            screen,
+            reader,
+        }
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().expect("screen lock")).into_owned()
+    }
+
+    /// Waits (at most 10 s) until the terminal shows `prompt`, then types `line` and Enter.
+    fn answer(&mut self, prompt: &str, line: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.screen().contains(prompt) {
+            assert!(
+                Instant::now() < deadline,
+                "no {prompt:?} on the terminal after 10 s:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stdin = self.child.stdin.as_mut().expect("piped stdin");
+        stdin
+            .write_all(format!("{line}\r").as_bytes())
+            .expect("type on the terminal");
+        stdin.flush().expect("flush");
+    }
+
+    /// Waits (at most 30 s: argon2 runs) for the exit; its code and the whole screen.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // `script` has exited, so its stdout is closed: the reader ends at EOF.
+                let OnTerminal { screen, reader, .. } = self;
+                reader.join().expect("reader thread");
+                let screen = String::from_utf8_lossy(&screen.lock().expect("lock")).into_owned();
+                return (status.code(), screen);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("hash-password did not exit:\n{}", self.screen());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn hash_password_on_a_terminal_asks_twice_without_echo() {
+    let mut term = OnTerminal::hash_password();
+    term.answer("Password: ", "tr0ub4dor&3");
+    term.answer("Repeat the password: ", "tr0ub4dor&3");
+    let (code, screen) = term.finish();
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        !screen.contains("tr0ub4dor"),
+        "the password was echoed:\n{screen}"
+    );
+    let phc = screen
+        .split_whitespace()
+        .find(|w| w.starts_with("$argon2id$"))
+        .unwrap_or_else(|| panic!("no hash on the terminal:\n{screen}"));
+    assert!(tollgate::secrets::verify_password("tr0ub4dor&3", phc));
+}
+
+#[test]
+fn hash_password_on_a_terminal_refuses_two_different_answers() {
+    let mut term = OnTerminal::hash_password();
+    term.answer("Password: ", "tr0ub4dor&3");
+    term.answer("Repeat the password: ", "tr0ub4dor&4");
+    let (code, screen) = term.finish();
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(screen.contains("the passwords do not match"), "{screen}");
+    assert!(!screen.contains("$argon2id$"), "{screen}");
+}
+
 #[test]
 fn run_with_a_missing_config_exits_1_naming_the_file() {
     let dir = tempfile::tempdir().expect("temp dir");
