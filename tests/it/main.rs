@@ -5,6 +5,7 @@ mod common;
 
 mod browser;
 mod cli;
+mod deploy;
 mod fast_lane;
 mod faults;
 mod faults_backends;
