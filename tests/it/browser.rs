@@ -27,7 +27,7 @@ impl Driver {
     fn start() -> Driver {
         assert!(
             Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),
-            "Chromium is not installed: run `apt-get install -y chromium chromium-driver` (.ci/run does)"
+            "Chromium is not installed: run `./test.sh` (it installs chromium and chromium-driver)"
         );
         let port = free_port();
         let child = Command::new(CHROMEDRIVER)

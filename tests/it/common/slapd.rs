@@ -95,7 +95,7 @@ impl Slapd {
     fn start_with(tls: bool) -> Slapd {
         assert!(
             Path::new(SLAPD).exists(),
-            "slapd is not installed: run `apt-get install -y slapd ldap-utils` (.ci/run does)"
+            "slapd is not installed: run `./test.sh` (it installs slapd)"
         );
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("db");
