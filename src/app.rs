@@ -67,6 +67,9 @@ impl App {
         })?;
         let directory = open_directory(&config)?;
         let cache = build_verifier(&config, store.clone(), clock.clone(), metrics.clone())?;
+        // The guard hears of revocations from the store, whichever instance made them.
+        let sink: Arc<dyn crate::store::RevocationSink> = cache.clone();
+        store.subscribe(&sink);
         let gateway = Gateway::new(
             &config.routes,
             config.server.limits.request_body_timeout,
@@ -79,7 +82,6 @@ impl App {
             directory,
             clock.clone(),
             metrics.clone(),
-            cache,
         ));
         let public = Arc::new(PublicService {
             gateway,

@@ -13,15 +13,30 @@
 //! that rotation never moves. Every record of the grant carries it (`grant_expires_at`), so
 //! one record read answers "is this grant over?" and a store keeps one grant's records
 //! together without a separate grants table.
+//!
+//! Revocations leave the store on its [`RevocationFeed`]: the store publishes every hash it
+//! revokes, and guards subscribe (see `feed`). The authorization server only writes to the
+//! store; it never reaches into a guard's cache.
 
+pub mod feed;
 pub mod memory;
 pub mod sqlite;
 
 use crate::config::StoreSpec;
-use crate::verify::cache::TokenHash;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
+
+pub use feed::{LocalFeed, RevocationFeed, RevocationSink, Revoked};
+
+/// SHA-256 of a token: the store's key for it (and the guard cache's).
+pub type TokenHash = [u8; 32];
+
+/// Hashes a token the way the store and the guard's cache key it.
+pub fn token_hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
 
 /// What a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,8 +122,10 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The token database. All methods are cheap to call concurrently; implementations keep
-/// blocking IO off the async workers.
-pub trait TokenStore: Send + Sync + 'static {
+/// blocking IO off the async workers. Every store is also a [`RevocationFeed`]: `revoke`
+/// and `revoke_grant` return only after the revoked hashes have been handed to this
+/// process's subscribers, so revocation takes effect here at once.
+pub trait TokenStore: RevocationFeed + Send + Sync + 'static {
     /// Stores a record under `hash` (replacing any record there).
     fn insert(&self, hash: TokenHash, record: Record) -> BoxFuture<'_, StoreResult<()>>;
 
@@ -119,10 +136,11 @@ pub trait TokenStore: Send + Sync + 'static {
     /// exactly one caller ever sees `Active` for a single-use record.
     fn consume(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>>;
 
-    /// Marks one record revoked; returns it as it was before.
+    /// Marks one record revoked and publishes it on the feed; returns it as it was before.
     fn revoke(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>>;
 
-    /// Revokes every record of a grant; returns the hashes it revoked (for cache eviction).
+    /// Revokes every record of a grant and publishes their hashes on the feed; returns the
+    /// hashes it revoked.
     fn revoke_grant<'a>(&'a self, grant_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<TokenHash>>>;
 
     /// Removes a record (sessions at logout).

@@ -1,7 +1,34 @@
 //! The behaviour every `TokenStore` must have; each implementation's tests run this.
 
 use super::*;
-use crate::verify::cache::token_hash;
+use std::sync::Mutex;
+
+/// A subscriber that remembers what the feed handed it.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Revoked>>);
+
+impl RevocationSink for Recorder {
+    fn revoked(&self, event: Revoked) -> BoxFuture<'_, ()> {
+        self.0.lock().expect("not poisoned").push(event);
+        Box::pin(async {})
+    }
+}
+
+impl Recorder {
+    /// The token hashes received so far, sorted, and forgotten.
+    fn take(&self) -> Vec<TokenHash> {
+        let mut seen: Vec<TokenHash> = std::mem::take(&mut *self.0.lock().expect("not poisoned"))
+            .into_iter()
+            .filter_map(|e| match e {
+                Revoked::Token(h) => Some(h),
+                Revoked::Everything => None,
+            })
+            .collect();
+        seen.sort();
+        seen.dedup();
+        seen
+    }
+}
 
 pub fn record(kind: RecordKind, grant: &str, expires_at: u64) -> Record {
     Record {
@@ -30,6 +57,9 @@ pub async fn run(store: &dyn TokenStore) {
     let access = token_hash("access-1");
     let refresh = token_hash("refresh-1");
     let other = token_hash("access-other-grant");
+    let recorder = Arc::new(Recorder::default());
+    let sink: Arc<dyn RevocationSink> = recorder.clone();
+    store.subscribe(&sink);
 
     // insert / get round-trips every field.
     let code_record = record(RecordKind::Code, "g1", 5_000);
@@ -79,6 +109,11 @@ pub async fn run(store: &dyn TokenStore) {
     let mut want = vec![code, access, refresh];
     want.sort();
     assert_eq!(revoked, want);
+    assert_eq!(
+        recorder.take(),
+        want,
+        "revoke_grant publishes every hash before it returns"
+    );
     for h in [code, access, refresh] {
         assert_eq!(
             store.get(h).await.expect("get").expect("present").state,
@@ -110,6 +145,20 @@ pub async fn run(store: &dyn TokenStore) {
     // revoke one record.
     let before = store.revoke(other).await.expect("revoke").expect("present");
     assert_eq!(before.state, RecordState::Active);
+    assert_eq!(
+        recorder.take(),
+        vec![other],
+        "revoke publishes before it returns"
+    );
+    assert_eq!(
+        store.revoke(token_hash("nope")).await.expect("revoke"),
+        None
+    );
+    assert_eq!(
+        recorder.take(),
+        Vec::<TokenHash>::new(),
+        "nothing revoked, nothing published"
+    );
     assert!(!store
         .get(other)
         .await
