@@ -58,13 +58,15 @@ impl App {
     pub async fn start(config: Config) -> anyhow::Result<Running> {
         let metrics = Arc::new(Metrics::new());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = crate::store::open(&config.oauth.store).with_context(|| {
-            format!(
-                "{}: [oauth].store = \"{}\"",
-                config.source.display(),
-                config.oauth.store
-            )
-        })?;
+        let store = crate::store::open(&config.oauth.store)
+            .await
+            .with_context(|| {
+                format!(
+                    "{}: [oauth].store = \"{}\"",
+                    config.source.display(),
+                    config.oauth.store
+                )
+            })?;
         let directory = open_directory(&config)?;
         let cache = build_verifier(&config, store.clone(), clock.clone(), metrics.clone())?;
         // The guard hears of revocations from the store, whichever instance made them.

@@ -20,6 +20,7 @@
 
 pub mod feed;
 pub mod memory;
+pub mod redis;
 pub mod sqlite;
 
 use crate::config::StoreSpec;
@@ -115,8 +116,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store's worker thread failed")]
     Worker(#[from] tokio::task::JoinError),
-    #[error("store {0:?} is not available in this build")]
-    Unsupported(String),
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -181,12 +182,12 @@ pub trait TokenStore: RevocationFeed + Send + Sync + 'static {
 /// Failures older than this are swept whatever the configured window.
 pub const FAILURE_RETENTION_SECS: u64 = 24 * 3600;
 
-/// Opens the store the config names.
-pub fn open(spec: &StoreSpec) -> StoreResult<Arc<dyn TokenStore>> {
+/// Opens the store the config names (for Redis: connects, and fails if it cannot).
+pub async fn open(spec: &StoreSpec) -> StoreResult<Arc<dyn TokenStore>> {
     match spec {
         StoreSpec::Memory => Ok(Arc::new(memory::MemoryStore::default())),
         StoreSpec::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
-        StoreSpec::Redis(url) => Err(StoreError::Unsupported(url.clone())),
+        StoreSpec::Redis(redis) => Ok(Arc::new(redis::RedisStore::open(redis).await?)),
     }
 }
 
