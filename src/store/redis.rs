@@ -23,9 +23,9 @@
 //! round trips (one atomic pipeline per record).
 //!
 //! Revocations made here reach this process's guard through the in-process feed before the
-//! call returns, as with the other stores. (The Redis stream that carries them to the other
-//! instances is issue 9, item 3; until then another instance learns of a revocation only
-//! when its cached answer expires, after at most `[verify] cache_ttl`.)
+//! call returns, as with the other stores, and every other instance through the revocation
+//! stream `P:revocations` (see [`stream`]), which each instance reads on a connection of its
+//! own.
 
 use super::{LocalFeed, Record, RecordState, RevocationFeed, RevocationSink, StoreError};
 use super::{StoreResult, TokenHash, TokenStore, FAILURE_RETENTION_SECS};
@@ -36,6 +36,9 @@ use redis::{AsyncCommands, IntoConnectionInfo, Script};
 use std::fmt::Write;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+
+mod stream;
+use stream::RevocationStream;
 
 /// How long connecting may take before a call fails (and `/oauth/*` answers 503).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -113,7 +116,9 @@ return redis.call('GET', KEYS[1])
 pub struct RedisStore {
     conn: ConnectionManager,
     keys: Keys,
-    feed: LocalFeed,
+    /// This process's subscribers; the stream reader holds it weakly and stops with it.
+    feed: Arc<LocalFeed>,
+    stream: RevocationStream,
 }
 
 /// Key names under the prefix (see the module comment).
@@ -173,14 +178,26 @@ impl RedisStore {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let mut conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let stream = RevocationStream::new(&spec.prefix);
+        // Read from the newest entry now: nothing revoked after `open` returns is missed.
+        let last = stream.last_id(&mut conn).await?;
+        let feed = Arc::new(LocalFeed::default());
+        tokio::spawn(stream.clone().read(client, Arc::downgrade(&feed), last));
         Ok(Self {
             conn,
             keys: Keys {
                 prefix: spec.prefix.clone(),
             },
-            feed: LocalFeed::default(),
+            feed,
+            stream,
         })
+    }
+
+    /// Tells this process's guard, then every other instance, that `hashes` are revoked.
+    async fn announce(&self, hashes: &[TokenHash]) -> StoreResult<()> {
+        self.feed.publish_tokens(hashes).await;
+        self.stream.publish(&mut self.conn(), hashes).await
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -278,7 +295,7 @@ impl TokenStore for RedisStore {
         Box::pin(async move {
             let before = self.transition(hash, RecordState::Revoked, true).await?;
             if before.is_some() {
-                self.feed.publish_tokens(&[hash]).await;
+                self.announce(&[hash]).await?;
             }
             Ok(before)
         })
@@ -295,7 +312,7 @@ impl TokenStore for RedisStore {
                 .iter()
                 .map(|h| unhex(h))
                 .collect::<StoreResult<Vec<_>>>()?;
-            self.feed.publish_tokens(&hashes).await;
+            self.announce(&hashes).await?;
             Ok(hashes)
         })
     }

@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::Secret;
 use crate::store::conformance::{self, Expiry};
-use crate::store::{token_hash, RecordKind};
+use crate::store::{token_hash, RecordKind, Revoked};
 use redis::TypedCommands as _;
 
 /// The Redis the tests use.
@@ -190,4 +190,145 @@ fn hashes_round_trip_through_hex() {
     assert_eq!(unhex(&hex(&hash)).expect("valid"), hash);
     assert!(unhex("zz").is_err());
     assert!(unhex(&"é".repeat(32)).is_err());
+}
+
+/// A subscriber that remembers what it was handed.
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<Revoked>>);
+
+impl RevocationSink for Seen {
+    fn revoked(&self, event: Revoked) -> BoxFuture<'_, ()> {
+        self.0.lock().expect("not poisoned").push(event);
+        Box::pin(async {})
+    }
+}
+
+impl Seen {
+    fn tokens(&self) -> Vec<TokenHash> {
+        let mut seen: Vec<TokenHash> = self
+            .0
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter_map(|e| match e {
+                Revoked::Token(h) => Some(*h),
+                Revoked::Everything => None,
+            })
+            .collect();
+        seen.sort();
+        seen
+    }
+}
+
+/// A second instance on `a`'s prefix (sharing its cleanup).
+async fn second_instance(cleanup: &Cleanup) -> RedisStore {
+    RedisStore::open(&spec(&cleanup.prefix))
+        .await
+        .expect("second instance")
+}
+
+#[tokio::test]
+async fn a_revocation_at_one_instance_reaches_the_others_within_a_second() {
+    let (a, cleanup) = spawn_store().await;
+    let b = second_instance(&cleanup).await;
+    let seen = Arc::new(Seen::default());
+    let sink: Arc<dyn RevocationSink> = seen.clone();
+    b.subscribe(&sink);
+    let at_a = Arc::new(Seen::default());
+    let sink_a: Arc<dyn RevocationSink> = at_a.clone();
+    a.subscribe(&sink_a);
+
+    let mut want = vec![token_hash("s-access"), token_hash("s-refresh")];
+    want.sort();
+    for (h, kind) in want.iter().zip([RecordKind::Access, RecordKind::Refresh]) {
+        a.insert(*h, conformance::record(kind, "g-stream", 9_000))
+            .await
+            .expect("insert");
+    }
+    let single = token_hash("s-single");
+    a.insert(
+        single,
+        conformance::record(RecordKind::Access, "g-one", 9_000),
+    )
+    .await
+    .expect("insert");
+    let started = std::time::Instant::now();
+    a.revoke_grant("g-stream").await.expect("revoke_grant");
+    a.revoke(single).await.expect("revoke");
+    let mut all = want.clone();
+    all.push(single);
+    all.sort();
+    while seen.tokens() != all && started.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        seen.tokens(),
+        all,
+        "B heard every revocation within a second"
+    );
+    assert_eq!(
+        at_a.tokens(),
+        all,
+        "A heard each once, from its own call, not again from the stream"
+    );
+}
+
+#[tokio::test]
+async fn a_reader_whose_place_was_trimmed_away_knows_it_missed_some() {
+    let (a, cleanup) = spawn_store().await;
+    let mut conn = a.conn();
+    let stream = RevocationStream::new(&cleanup.prefix);
+    stream
+        .publish(&mut conn, &[token_hash("1")])
+        .await
+        .expect("xadd");
+    let seen_up_to = stream.last_id(&mut conn).await.expect("last id");
+    stream
+        .publish(&mut conn, &[token_hash("2")])
+        .await
+        .expect("xadd");
+    let mut reader = redis::Client::open(test_url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    assert!(!stream
+        .missed_some(&mut reader, &seen_up_to)
+        .await
+        .expect("xinfo"));
+    let newest = stream.last_id(&mut conn).await.expect("last id");
+    let _: i64 = redis::cmd("XTRIM")
+        .arg(format!("{}revocations", cleanup.prefix))
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("trim");
+    assert!(stream
+        .missed_some(&mut reader, &seen_up_to)
+        .await
+        .expect("xinfo"));
+    assert!(
+        !stream
+            .missed_some(&mut reader, &newest)
+            .await
+            .expect("xinfo"),
+        "a reader that had seen everything missed nothing"
+    );
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{}revocations", cleanup.prefix))
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+    assert!(
+        stream
+            .missed_some(&mut reader, &newest)
+            .await
+            .expect("exists"),
+        "the stream is gone (Redis restarted empty)"
+    );
+    assert!(!stream
+        .missed_some(&mut reader, "0-0")
+        .await
+        .expect("exists"));
 }

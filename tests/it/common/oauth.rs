@@ -140,6 +140,8 @@ pub struct AuthConfig {
     tls: bool,
     /// Extra `[server]` keys (limits); none by default.
     server: String,
+    /// Extra `[verify]` keys (cache lifetimes); none by default.
+    verify: String,
 }
 
 impl Default for AuthConfig {
@@ -154,6 +156,7 @@ impl Default for AuthConfig {
             allow_password_grant: false,
             tls: false,
             server: String::new(),
+            verify: String::new(),
         }
     }
 }
@@ -221,6 +224,12 @@ impl AuthConfig {
         self
     }
 
+    /// Adds `keys` to the `[verify]` section.
+    pub fn verify(mut self, keys: &str) -> Self {
+        self.verify = keys.to_string();
+        self
+    }
+
     /// The config body: `[oauth]`, `[users]`, the clients, and two bearer routes to
     /// `upstream`: `mail` (/api/mail, scope `email`) and `send` (/api/send, `email.send`).
     pub fn toml(&self, upstream: &str) -> String {
@@ -234,6 +243,7 @@ impl AuthConfig {
             allow_password_grant,
             tls,
             server,
+            verify,
         } = self;
         let tls_table = if *tls {
             "[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n"
@@ -307,6 +317,7 @@ scopes = ["email"]
 
 [verify]
 source = "local"
+{verify}
 
 [[routes]]
 name = "mail"
