@@ -71,6 +71,7 @@ impl App {
         let cache = build_verifier(&config, store.clone(), clock.clone(), metrics.clone())?;
         // The guard hears of revocations from the store, whichever instance made them.
         let sink: Arc<dyn crate::store::RevocationSink> = cache.clone();
+        store.count_in(metrics.revocations.clone());
         store.subscribe(&sink);
         let gateway = Gateway::new(
             &config.routes,

@@ -9,8 +9,10 @@
 //! handed to the same subscribers.
 
 use super::TokenHash;
+use crate::metrics::RevocationMetrics;
 use futures_util::future::BoxFuture;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One thing a subscriber must act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,12 +35,17 @@ pub trait RevocationFeed {
     /// Hands every later revocation to `sink`, for as long as the sink lives elsewhere (the
     /// feed holds it weakly: the sink's owner usually holds the store).
     fn subscribe(&self, sink: &Arc<dyn RevocationSink>);
+
+    /// Counts what the feed delivers in `metrics` from now on (set once; later calls are
+    /// ignored).
+    fn count_in(&self, metrics: RevocationMetrics);
 }
 
 /// The in-process feed every store carries: a list of subscribers, called in turn.
 #[derive(Default)]
 pub struct LocalFeed {
     sinks: RwLock<Vec<Weak<dyn RevocationSink>>>,
+    metrics: OnceLock<RevocationMetrics>,
 }
 
 // === impl LocalFeed ===
@@ -67,10 +74,37 @@ impl LocalFeed {
         }
     }
 
-    /// Publishes revoked token hashes.
+    /// Publishes token hashes this instance revoked.
     pub async fn publish_tokens(&self, hashes: &[TokenHash]) {
+        if let Some(m) = self.metrics.get() {
+            m.local.inc_by(hashes.len() as u64);
+        }
         self.publish(hashes.iter().copied().map(Revoked::Token))
             .await
+    }
+
+    /// Publishes token hashes another instance revoked at `sent_at` (ms since the epoch).
+    pub async fn publish_remote(&self, hashes: &[TokenHash], sent_at: u64) {
+        if let Some(m) = self.metrics.get() {
+            m.stream.inc_by(hashes.len() as u64);
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            m.lag.observe(now.saturating_sub(sent_at) as f64 / 1000.0);
+        }
+        self.publish(hashes.iter().copied().map(Revoked::Token))
+            .await
+    }
+
+    /// Notes whether the shared channel (the Redis stream) is being read.
+    pub fn stream_up(&self, up: bool) {
+        if let Some(m) = self.metrics.get() {
+            m.stream_up.set(i64::from(up));
+        }
+    }
+
+    pub fn count_in(&self, metrics: RevocationMetrics) {
+        let _ = self.metrics.set(metrics);
     }
 }
 

@@ -170,6 +170,10 @@ impl RevocationFeed for MemoryStore {
     fn subscribe(&self, sink: &Arc<dyn RevocationSink>) {
         self.feed.subscribe(sink);
     }
+
+    fn count_in(&self, metrics: crate::metrics::RevocationMetrics) {
+        self.feed.count_in(metrics);
+    }
 }
 
 fn remove_from_grant(

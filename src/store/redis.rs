@@ -410,6 +410,10 @@ impl RevocationFeed for RedisStore {
     fn subscribe(&self, sink: &Arc<dyn RevocationSink>) {
         self.feed.subscribe(sink);
     }
+
+    fn count_in(&self, metrics: crate::metrics::RevocationMetrics) {
+        self.feed.count_in(metrics);
+    }
 }
 
 fn state_str(s: RecordState) -> &'static str {

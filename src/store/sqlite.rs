@@ -436,6 +436,10 @@ impl RevocationFeed for SqliteStore {
     fn subscribe(&self, sink: &Arc<dyn RevocationSink>) {
         self.feed.subscribe(sink);
     }
+
+    fn count_in(&self, metrics: crate::metrics::RevocationMetrics) {
+        self.feed.count_in(metrics);
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! a revocation at one is refused at the others within a second although their caches
 //! would keep the answer for a minute.
 
+use crate::common::metric;
 use crate::common::oauth::{
     AuthConfig, AuthRequest, AuthServer, Browser, TestStore, MAIL_APP, USER,
 };
@@ -53,6 +54,31 @@ async fn a_token_revoked_at_one_instance_is_refused_at_another_within_a_second()
     assert_eq!(status, 401, "at once where it was revoked");
     let lag = refused_after(&b, access, answered, Duration::from_secs(1)).await;
     eprintln!("revocation reached B after {lag:?}");
+
+    let (at_a, at_b) = (a.gw.metrics().await, b.gw.metrics().await);
+    let revocations = |text: &str, source: &str| {
+        metric(
+            text,
+            &format!("tollgate_revocations_total{{source=\"{source}\"}}"),
+        )
+    };
+    assert_eq!(revocations(&at_a, "local"), Some(1.0), "{at_a}");
+    assert_eq!(
+        revocations(&at_a, "stream"),
+        Some(0.0),
+        "A skips its own entry"
+    );
+    assert_eq!(revocations(&at_b, "stream"), Some(1.0), "{at_b}");
+    assert_eq!(
+        metric(&at_b, "tollgate_revocation_lag_seconds_count"),
+        Some(1.0)
+    );
+    assert!(metric(&at_b, "tollgate_revocation_lag_seconds_sum").is_some_and(|s| s < 1.0));
+    assert_eq!(
+        metric(&at_b, "tollgate_revocation_stream_up"),
+        Some(1.0),
+        "{at_b}"
+    );
 }
 
 #[tokio::test]

@@ -120,6 +120,9 @@ impl RevocationStream {
             let mut conn = match linked {
                 Ok(conn) => conn,
                 Err(e) => {
+                    if let Some(feed) = feed.upgrade() {
+                        feed.stream_up(false);
+                    }
                     if std::mem::replace(&mut up, false) {
                         tracing::warn!(error = %crate::error::error_chain(&e), "revocation stream lost; reconnecting");
                     }
@@ -133,6 +136,9 @@ impl RevocationStream {
             }
             backoff = Duration::from_millis(50);
             if let Err(e) = self.follow(&mut conn, &feed, &mut last).await {
+                if let Some(feed) = feed.upgrade() {
+                    feed.stream_up(false);
+                }
                 up = false;
                 tracing::warn!(error = %crate::error::error_chain(&e), "revocation stream lost; reconnecting");
             }
@@ -156,6 +162,8 @@ impl RevocationStream {
             let Some(feed) = feed.upgrade() else {
                 return Ok(());
             };
+            // An answer, even an empty one after the block timeout, proves the link.
+            feed.stream_up(true);
             let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
             for entry in entries {
                 *last = entry.id.clone();
@@ -168,7 +176,8 @@ impl RevocationStream {
                     .split(',')
                     .filter_map(|h| unhex(h).ok())
                     .collect();
-                feed.publish_tokens(&hashes).await;
+                let sent_at = entry.get::<u64>("t").unwrap_or(0);
+                feed.publish_remote(&hashes, sent_at).await;
             }
         }
     }
