@@ -32,85 +32,20 @@ use super::{StoreResult, TokenHash, TokenStore, FAILURE_RETENTION_SECS};
 use crate::config::RedisSpec;
 use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, IntoConnectionInfo, Script};
+use redis::{AsyncCommands, IntoConnectionInfo};
 use std::fmt::Write;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+mod scripts;
 mod stream;
+use scripts::{ADD_FAILURE, GET, REVOKE_GRANT, SERVER_KEY, TRANSITION};
 use stream::RevocationStream;
 
 /// How long connecting may take before a call fails (and `/oauth/*` answers 503).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long one command may take before a call fails.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// `get`: the hash's grant from the index, then the record, in one round trip. Reads a key
-/// it was not given (allowed outside Cluster; see the module comment).
-static GET: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local grant = redis.call('GET', KEYS[1])
-if not grant then return false end
-return redis.call('HMGET', ARGV[1] .. '{' .. grant .. '}:r:' .. ARGV[2], 's', 'd')
-",
-    )
-});
-
-/// `consume` and `revoke`: sets the state (only of an `active` record unless ARGV[2] is
-/// `any`) and returns the state and record as they were.
-static TRANSITION: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local s = redis.call('HGET', KEYS[1], 's')
-if not s then return false end
-if ARGV[2] == 'any' or s == 'active' then redis.call('HSET', KEYS[1], 's', ARGV[1]) end
-return {s, redis.call('HGET', KEYS[1], 'd')}
-",
-    )
-});
-
-/// `revoke_grant`: revokes every record of the grant that still exists and returns their
-/// hashes; forgets hashes whose record expired.
-static REVOKE_GRANT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local revoked = {}
-for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local k = ARGV[1] .. h
-  if redis.call('EXISTS', k) == 1 then
-    redis.call('HSET', k, 's', 'revoked')
-    table.insert(revoked, h)
-  else
-    redis.call('SREM', KEYS[1], h)
-  end
-end
-return revoked
-",
-    )
-});
-
-/// `add_failure`: notes one failure, drops those past retention, counts the window.
-static ADD_FAILURE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return redis.call('ZCOUNT', KEYS[1], ARGV[3], '+inf')
-",
-    )
-});
-
-/// `server_key`: set if absent, then read back, atomically.
-static SERVER_KEY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-return redis.call('GET', KEYS[1])
-",
-    )
-});
 
 /// A Redis-backed [`TokenStore`].
 pub struct RedisStore {
