@@ -5,7 +5,7 @@
 
 use crate::common::metric;
 use crate::common::oauth::{
-    AuthConfig, AuthRequest, AuthServer, Browser, TestStore, MAIL_APP, USER,
+    AuthConfig, AuthRequest, AuthServer, Browser, TestStore, MAIL_APP, REPORTS, USER,
 };
 use std::time::{Duration, Instant};
 
@@ -132,4 +132,37 @@ async fn a_code_redeemed_at_one_instance_cannot_be_redeemed_at_another() {
         Duration::from_secs(1),
     )
     .await;
+}
+
+#[tokio::test]
+async fn each_of_200_cached_tokens_revoked_at_one_instance_is_refused_at_another_within_a_second() {
+    let (a, b) = two_instances().await;
+    let mut tokens = Vec::new();
+    for _ in 0..200 {
+        let answer = a
+            .token(REPORTS, &[("grant_type", "client_credentials")])
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.json);
+        let token = answer.access_token().to_string();
+        assert_eq!(
+            b.subject_seen_upstream(&token).await,
+            REPORTS.id,
+            "cached at B"
+        );
+        tokens.push(token);
+    }
+    let mut lags = Vec::new();
+    for token in &tokens {
+        let revoked = a.revoke(REPORTS, token).await;
+        assert_eq!(revoked.status, 200, "{}", revoked.json);
+        lags.push(refused_after(&b, token, Instant::now(), Duration::from_secs(1)).await);
+    }
+    lags.sort();
+    eprintln!(
+        "revocation lag A -> B over {} tokens: p50 {:?}, p99 {:?}, max {:?}",
+        lags.len(),
+        lags[lags.len() / 2],
+        lags[lags.len() * 99 / 100],
+        lags[lags.len() - 1]
+    );
 }

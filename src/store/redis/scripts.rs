@@ -6,7 +6,7 @@ use redis::Script;
 use std::sync::LazyLock;
 
 /// `get`: the hash's grant from the index, then the record, in one round trip. Reads a key
-/// it was not given (allowed outside Cluster; see the module comment).
+/// it was not given (allowed outside Cluster; see `store::redis`).
 pub(super) static GET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
