@@ -58,15 +58,21 @@ impl App {
     pub async fn start(config: Config) -> anyhow::Result<Running> {
         let metrics = Arc::new(Metrics::new());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = crate::store::open(&config.oauth.store).with_context(|| {
-            format!(
-                "{}: [oauth].store = \"{}\"",
-                config.source.display(),
-                config.oauth.store
-            )
-        })?;
+        let store = crate::store::open(&config.oauth.store)
+            .await
+            .with_context(|| {
+                format!(
+                    "{}: [oauth].store = \"{}\"",
+                    config.source.display(),
+                    config.oauth.store
+                )
+            })?;
         let directory = open_directory(&config)?;
         let cache = build_verifier(&config, store.clone(), clock.clone(), metrics.clone())?;
+        // The guard hears of revocations from the store, whichever instance made them.
+        let sink: Arc<dyn crate::store::RevocationSink> = cache.clone();
+        store.count_in(metrics.revocations.clone());
+        store.subscribe(&sink);
         let gateway = Gateway::new(
             &config.routes,
             config.server.limits.request_body_timeout,
@@ -79,7 +85,6 @@ impl App {
             directory,
             clock.clone(),
             metrics.clone(),
-            cache,
         ));
         let public = Arc::new(PublicService {
             gateway,

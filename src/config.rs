@@ -97,8 +97,50 @@ pub struct OAuthConfig {
 pub enum StoreSpec {
     Memory,
     Sqlite(PathBuf),
-    Redis(String),
+    Redis(RedisSpec),
 }
+
+/// A Redis store: `redis://[:PASSWORD@]HOST:PORT/DB` or `rediss://…` (TLS).
+#[derive(Clone)]
+pub struct RedisSpec {
+    /// The URL as configured (it may hold a password: shown only through [`Self::redacted`]).
+    pub url: Secret,
+    /// `[oauth] store_prefix`: put before every key, so deployments can share one Redis.
+    /// Default `"tollgate:"`.
+    pub prefix: String,
+    /// `[oauth] store_password_file`: the password, instead of one in the URL.
+    pub password: Option<Secret>,
+}
+
+// === impl RedisSpec ===
+
+impl RedisSpec {
+    /// The URL with any user and password replaced by `***`, for logs and error messages.
+    pub fn redacted(&self) -> String {
+        entries::redact_userinfo(self.url.expose()).into_owned()
+    }
+}
+
+impl fmt::Debug for RedisSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSpec")
+            .field("url", &self.redacted())
+            .field("prefix", &self.prefix)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl PartialEq for RedisSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.url.expose() == other.url.expose()
+            && self.prefix == other.prefix
+            && self.password.as_ref().map(Secret::expose)
+                == other.password.as_ref().map(Secret::expose)
+    }
+}
+
+impl Eq for RedisSpec {}
 
 /// `[users]`: where passwords are checked, and how guessing is slowed down.
 pub struct UsersConfig {
@@ -395,7 +437,7 @@ impl fmt::Display for StoreSpec {
         match self {
             StoreSpec::Memory => f.write_str("memory"),
             StoreSpec::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
-            StoreSpec::Redis(url) => f.write_str(url),
+            StoreSpec::Redis(redis) => f.write_str(&redis.redacted()),
         }
     }
 }

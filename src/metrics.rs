@@ -33,6 +33,22 @@ pub struct Metrics {
     /// `tollgate_login_bans_total{kind="user"|"ip"}`: bans imposed by brute-force protection.
     pub login_bans: IntCounterVec,
     open_connections: IntGaugeVec,
+    /// How revocations reach this instance (handed to the token store's feed).
+    pub revocations: RevocationMetrics,
+}
+
+/// `tollgate_revocations_total{source}`, `tollgate_revocation_lag_seconds` and
+/// `tollgate_revocation_stream_up`: the token store's revocation feed.
+#[derive(Clone)]
+pub struct RevocationMetrics {
+    /// Tokens revoked by this instance.
+    pub local: IntCounter,
+    /// Tokens revoked by other instances, read from the store's stream.
+    pub stream: IntCounter,
+    /// Time from a revocation at another instance to its arrival here.
+    pub lag: Histogram,
+    /// 1 while this instance is reading the revocation stream.
+    pub stream_up: IntGauge,
 }
 
 /// `tollgate_verify_cache_total` by result.
@@ -181,7 +197,31 @@ impl Metrics {
             &["listener"],
         )
         .expect("static metric definition is valid");
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let revocation_sources = counter(
+            "tollgate_revocations_total",
+            "Revoked tokens this instance's guard was told of, by where the news came from",
+            &["source"],
+        );
+        let revocation_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "tollgate_revocation_lag_seconds",
+                "Time from a revocation at another instance to its arrival here",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("static metric definition is valid");
+        let stream_up = IntGauge::new(
+            "tollgate_revocation_stream_up",
+            "1 while this instance is reading the revocation stream",
+        )
+        .expect("static metric definition is valid");
+        let revocations = RevocationMetrics {
+            local: revocation_sources.with_label_values(&["local"]),
+            stream: revocation_sources.with_label_values(&["stream"]),
+            lag: revocation_lag.clone(),
+            stream_up: stream_up.clone(),
+        };
+        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_duration.clone()),
@@ -193,6 +233,9 @@ impl Metrics {
             Box::new(logins.clone()),
             Box::new(login_bans.clone()),
             Box::new(open_connections.clone()),
+            Box::new(revocation_sources),
+            Box::new(revocation_lag),
+            Box::new(stream_up),
         ];
         for c in collectors {
             registry
@@ -212,6 +255,7 @@ impl Metrics {
             logins,
             login_bans,
             open_connections,
+            revocations,
         }
     }
 

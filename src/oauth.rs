@@ -26,7 +26,6 @@ use crate::error::{json_response, RETRY_AFTER_SECS};
 use crate::metrics::Metrics;
 use crate::secrets::{secret_hash_kind, verify_secret, SecretHashKind};
 use crate::store::TokenStore;
-use crate::verify::cache::VerifyCache;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
@@ -50,8 +49,6 @@ pub struct OAuthServer {
     directory: Arc<dyn UserDirectory>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
-    /// The guard's cache, so revocation here takes effect at once.
-    cache: Arc<VerifyCache>,
     throttle: crate::config::ThrottleConfig,
     /// The login-CSRF key, read from (or created in) the store at first use.
     csrf_key: tokio::sync::OnceCell<csrf::CsrfKey>,
@@ -85,7 +82,6 @@ impl OAuthServer {
         directory: Arc<dyn UserDirectory>,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
-        cache: Arc<VerifyCache>,
     ) -> Self {
         Self {
             settings: config.oauth.clone(),
@@ -98,7 +94,6 @@ impl OAuthServer {
             directory,
             clock,
             metrics,
-            cache,
             throttle: config.users.throttle,
             csrf_key: tokio::sync::OnceCell::new(),
             form_limits: FormLimits::new(&config.server.limits),
@@ -280,13 +275,6 @@ impl OAuthServer {
             );
         }
         response
-    }
-
-    /// Drops cached verdicts of tokens just revoked, so the guard refuses them at once.
-    async fn forget(&self, hashes: &[[u8; 32]]) {
-        for h in hashes {
-            self.cache.forget(h).await;
-        }
     }
 }
 

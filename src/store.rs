@@ -13,15 +13,31 @@
 //! that rotation never moves. Every record of the grant carries it (`grant_expires_at`), so
 //! one record read answers "is this grant over?" and a store keeps one grant's records
 //! together without a separate grants table.
+//!
+//! Revocations leave the store on its [`RevocationFeed`]: the store publishes every hash it
+//! revokes, and guards subscribe (see `feed`). The authorization server only writes to the
+//! store; it never reaches into a guard's cache.
 
+pub mod feed;
 pub mod memory;
+pub mod redis;
 pub mod sqlite;
 
 use crate::config::StoreSpec;
-use crate::verify::cache::TokenHash;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
+
+pub use feed::{LocalFeed, RevocationFeed, RevocationSink, Revoked};
+
+/// SHA-256 of a token: the store's key for it (and the guard cache's).
+pub type TokenHash = [u8; 32];
+
+/// Hashes a token the way the store and the guard's cache key it.
+pub fn token_hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
 
 /// What a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,15 +116,17 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store's worker thread failed")]
     Worker(#[from] tokio::task::JoinError),
-    #[error("store {0:?} is not available in this build")]
-    Unsupported(String),
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The token database. All methods are cheap to call concurrently; implementations keep
-/// blocking IO off the async workers.
-pub trait TokenStore: Send + Sync + 'static {
+/// blocking IO off the async workers. Every store is also a [`RevocationFeed`]: `revoke`
+/// and `revoke_grant` return only after the revoked hashes have been handed to this
+/// process's subscribers, so revocation takes effect here at once.
+pub trait TokenStore: RevocationFeed + Send + Sync + 'static {
     /// Stores a record under `hash` (replacing any record there).
     fn insert(&self, hash: TokenHash, record: Record) -> BoxFuture<'_, StoreResult<()>>;
 
@@ -119,10 +137,11 @@ pub trait TokenStore: Send + Sync + 'static {
     /// exactly one caller ever sees `Active` for a single-use record.
     fn consume(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>>;
 
-    /// Marks one record revoked; returns it as it was before.
+    /// Marks one record revoked and publishes it on the feed; returns it as it was before.
     fn revoke(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>>;
 
-    /// Revokes every record of a grant; returns the hashes it revoked (for cache eviction).
+    /// Revokes every record of a grant and publishes their hashes on the feed; returns the
+    /// hashes it revoked.
     fn revoke_grant<'a>(&'a self, grant_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<TokenHash>>>;
 
     /// Removes a record (sessions at logout).
@@ -163,12 +182,12 @@ pub trait TokenStore: Send + Sync + 'static {
 /// Failures older than this are swept whatever the configured window.
 pub const FAILURE_RETENTION_SECS: u64 = 24 * 3600;
 
-/// Opens the store the config names.
-pub fn open(spec: &StoreSpec) -> StoreResult<Arc<dyn TokenStore>> {
+/// Opens the store the config names (for Redis: connects, and fails if it cannot).
+pub async fn open(spec: &StoreSpec) -> StoreResult<Arc<dyn TokenStore>> {
     match spec {
         StoreSpec::Memory => Ok(Arc::new(memory::MemoryStore::default())),
         StoreSpec::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
-        StoreSpec::Redis(url) => Err(StoreError::Unsupported(url.clone())),
+        StoreSpec::Redis(redis) => Ok(Arc::new(redis::RedisStore::open(redis).await?)),
     }
 }
 

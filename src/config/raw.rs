@@ -44,6 +44,8 @@ pub struct RawTls {
 pub struct RawOAuth {
     pub issuer: Option<String>,
     pub store: Option<String>,
+    pub store_prefix: Option<String>,
+    pub store_password_file: Option<String>,
     pub access_token_ttl: Option<String>,
     pub refresh_token_ttl: Option<String>,
     pub code_ttl: Option<String>,

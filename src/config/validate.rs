@@ -8,6 +8,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_INTERNAL_LISTEN: &str = "127.0.0.1:9090";
 const DEFAULT_ISSUER: &str = "http://127.0.0.1:8080";
 const DEFAULT_STORE: &str = "sqlite:data/tollgate.db";
+const DEFAULT_STORE_PREFIX: &str = "tollgate:";
 const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 const DEFAULT_MAX_REQUEST_BODY: u64 = 10 << 20;
 const SECTIONS: &[&str] = &["server", "oauth", "users", "clients", "verify", "routes"];
@@ -347,7 +348,89 @@ fn limits(ck: &mut Checker, raw: &RawServer) -> Limits {
     }
 }
 
+/// `[oauth] store` (with `store_prefix` and `store_password_file` for Redis).
+fn store(ck: &mut Checker, raw: &RawOAuth) -> StoreSpec {
+    let text = raw.store.as_deref().unwrap_or(DEFAULT_STORE);
+    let redis = text.starts_with("redis://") || text.starts_with("rediss://");
+    if !redis {
+        for (key, set) in [
+            ("[oauth].store_prefix", raw.store_prefix.is_some()),
+            (
+                "[oauth].store_password_file",
+                raw.store_password_file.is_some(),
+            ),
+        ] {
+            if set {
+                ck.problem(key, "only used with a Redis store");
+            }
+        }
+    }
+    if text == "memory" {
+        return StoreSpec::Memory;
+    }
+    if let Some(p) = text.strip_prefix("sqlite:") {
+        return StoreSpec::Sqlite(ck.path(p));
+    }
+    if text.starts_with("redis+sentinel://") || text.starts_with("redis+cluster://") {
+        ck.problem(
+            "[oauth].store",
+            "Redis Sentinel and Cluster are not supported yet; use redis:// or rediss://",
+        );
+        return StoreSpec::Memory;
+    }
+    if !redis {
+        ck.problem(
+            "[oauth].store",
+            format!(
+                "{text:?} is not \"memory\", \"sqlite:PATH\", \"redis://HOST:PORT/DB\" or \"rediss://HOST:PORT/DB\""
+            ),
+        );
+        return StoreSpec::Memory;
+    }
+    let url = Secret::new(text.to_string());
+    let spec = RedisSpec {
+        url,
+        prefix: raw
+            .store_prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STORE_PREFIX.to_string()),
+        password: None,
+    };
+    // The parser's message may quote the URL, and so a password: it is not passed on.
+    let url_password = match redis::IntoConnectionInfo::into_connection_info(spec.url.expose()) {
+        Ok(info) => info.redis_settings().password().is_some(),
+        Err(_) => {
+            ck.problem(
+                "[oauth].store",
+                format!(
+                    "{:?} is not a Redis URL like \"redis://HOST:PORT/DB\"",
+                    spec.redacted()
+                ),
+            );
+            false
+        }
+    };
+    if spec.prefix.is_empty() {
+        ck.problem("[oauth].store_prefix", "must not be empty");
+    }
+    let password = raw.store_password_file.as_deref().map(|file| {
+        if url_password {
+            ck.problem(
+                "[oauth].store_password_file",
+                "set a password in [oauth].store or store_password_file, not both",
+            );
+        }
+        ck.secret(
+            ("[oauth].store_password", None),
+            ("[oauth].store_password_file", Some(file)),
+            "",
+        )
+    });
+    StoreSpec::Redis(RedisSpec { password, ..spec })
+}
+
 fn oauth(ck: &mut Checker, raw: RawOAuth) -> OAuthConfig {
+    let store = store(ck, &raw);
     let issuer = raw.issuer.unwrap_or_else(|| DEFAULT_ISSUER.to_string());
     if !is_http_url(&issuer) {
         ck.problem(
@@ -355,22 +438,6 @@ fn oauth(ck: &mut Checker, raw: RawOAuth) -> OAuthConfig {
             format!("{issuer:?} is not an http(s) URL"),
         );
     }
-    let store_text = raw.store.unwrap_or_else(|| DEFAULT_STORE.to_string());
-    let store = if store_text == "memory" {
-        StoreSpec::Memory
-    } else if let Some(p) = store_text.strip_prefix("sqlite:") {
-        StoreSpec::Sqlite(ck.path(p))
-    } else if store_text.starts_with("redis://") || store_text.starts_with("rediss://") {
-        StoreSpec::Redis(store_text.clone())
-    } else {
-        ck.problem(
-            "[oauth].store",
-            format!(
-                "{store_text:?} is not \"memory\", \"sqlite:PATH\" or \"redis://HOST:PORT/DB\""
-            ),
-        );
-        StoreSpec::Memory
-    };
     let scopes = raw.scopes.unwrap_or_default();
     for name in scopes.keys() {
         if !is_scope_token(name) {

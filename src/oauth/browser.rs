@@ -18,8 +18,8 @@ use crate::body::Body;
 use crate::config::GrantType;
 use crate::directory::User;
 use crate::secrets::random_token;
+use crate::store::token_hash;
 use crate::store::{Record, RecordKind, RecordState};
-use crate::verify::cache::token_hash;
 use http::header::{HeaderValue, CACHE_CONTROL, LOCATION, SET_COOKIE};
 use http::{Response, StatusCode};
 

@@ -7,8 +7,8 @@ use super::token::store_error;
 use super::{OAuthRequest, OAuthServer};
 use crate::body::Body;
 use crate::error::json_response;
+use crate::store::token_hash;
 use crate::store::RecordKind;
-use crate::verify::cache::token_hash;
 use http::{Response, StatusCode};
 use serde_json::json;
 

@@ -7,8 +7,8 @@ use super::token::store_error;
 use super::{OAuthRequest, OAuthServer};
 use crate::body::Body;
 use crate::error::json_response;
+use crate::store::token_hash;
 use crate::store::RecordKind;
-use crate::verify::cache::token_hash;
 use http::{Response, StatusCode};
 
 impl OAuthServer {
@@ -32,7 +32,6 @@ impl OAuthServer {
                 RecordKind::Refresh => self.revoke_grant(&record.grant_id).await,
                 RecordKind::Access => {
                     self.store.revoke(hash).await.map_err(store_error)?;
-                    self.forget(&[hash]).await;
                 }
                 // Codes and sessions are not tokens a client can revoke here.
                 RecordKind::Code | RecordKind::Session => {}

@@ -16,8 +16,8 @@
 use super::csrf::browser_binding;
 use crate::directory::User;
 use crate::secrets::random_token;
+use crate::store::token_hash;
 use crate::store::{Record, RecordKind, RecordState, StoreError, TokenStore};
-use crate::verify::cache::token_hash;
 use http::header::{HeaderMap, HeaderValue, COOKIE};
 use subtle::ConstantTimeEq;
 

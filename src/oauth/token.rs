@@ -16,8 +16,8 @@ use crate::body::Body;
 use crate::config::{ClientConfig, GrantType};
 use crate::error::json_response;
 use crate::secrets::random_token;
+use crate::store::token_hash;
 use crate::store::{Record, RecordKind, RecordState};
-use crate::verify::cache::token_hash;
 use http::header::{HeaderValue, PRAGMA};
 use http::{Response, StatusCode};
 use serde::Serialize;
@@ -387,10 +387,10 @@ impl OAuthServer {
         })
     }
 
+    /// Revokes a grant; the store's feed takes the revocation to the guards.
     pub(super) async fn revoke_grant(&self, grant_id: &str) {
-        match self.store.revoke_grant(grant_id).await {
-            Ok(hashes) => self.forget(&hashes).await,
-            Err(e) => tracing::error!(error = %e, "cannot revoke a grant"),
+        if let Err(e) = self.store.revoke_grant(grant_id).await {
+            tracing::error!(error = %e, "cannot revoke a grant");
         }
     }
 }

@@ -1,7 +1,34 @@
 //! The behaviour every `TokenStore` must have; each implementation's tests run this.
 
 use super::*;
-use crate::verify::cache::token_hash;
+use std::sync::Mutex;
+
+/// A subscriber that remembers what the feed handed it.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Revoked>>);
+
+impl RevocationSink for Recorder {
+    fn revoked(&self, event: Revoked) -> BoxFuture<'_, ()> {
+        self.0.lock().expect("not poisoned").push(event);
+        Box::pin(async {})
+    }
+}
+
+impl Recorder {
+    /// The token hashes received so far, sorted, and forgotten.
+    fn take(&self) -> Vec<TokenHash> {
+        let mut seen: Vec<TokenHash> = std::mem::take(&mut *self.0.lock().expect("not poisoned"))
+            .into_iter()
+            .filter_map(|e| match e {
+                Revoked::Token(h) => Some(h),
+                Revoked::Everything => None,
+            })
+            .collect();
+        seen.sort();
+        seen.dedup();
+        seen
+    }
+}
 
 pub fn record(kind: RecordKind, grant: &str, expires_at: u64) -> Record {
     Record {
@@ -24,12 +51,30 @@ pub fn record(kind: RecordKind, grant: &str, expires_at: u64) -> Record {
     }
 }
 
-/// Runs every rule against `store`, which must start empty.
+/// How a store gets rid of expired records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// `sweep(now)` deletes them (memory, SQLite).
+    Sweep,
+    /// Each record carries a TTL and the database drops it by itself (Redis); `sweep` is a
+    /// no-op and the records' timestamps here are far from the real clock.
+    Ttl,
+}
+
+/// Runs every rule against `store`, which must start empty and sweeps on call.
 pub async fn run(store: &dyn TokenStore) {
+    run_with(store, Expiry::Sweep).await
+}
+
+/// Runs every rule against `store`, which must start empty.
+pub async fn run_with(store: &dyn TokenStore, expiry: Expiry) {
     let code = token_hash("code-1");
     let access = token_hash("access-1");
     let refresh = token_hash("refresh-1");
     let other = token_hash("access-other-grant");
+    let recorder = Arc::new(Recorder::default());
+    let sink: Arc<dyn RevocationSink> = recorder.clone();
+    store.subscribe(&sink);
 
     // insert / get round-trips every field.
     let code_record = record(RecordKind::Code, "g1", 5_000);
@@ -79,6 +124,11 @@ pub async fn run(store: &dyn TokenStore) {
     let mut want = vec![code, access, refresh];
     want.sort();
     assert_eq!(revoked, want);
+    assert_eq!(
+        recorder.take(),
+        want,
+        "revoke_grant publishes every hash before it returns"
+    );
     for h in [code, access, refresh] {
         assert_eq!(
             store.get(h).await.expect("get").expect("present").state,
@@ -110,6 +160,20 @@ pub async fn run(store: &dyn TokenStore) {
     // revoke one record.
     let before = store.revoke(other).await.expect("revoke").expect("present");
     assert_eq!(before.state, RecordState::Active);
+    assert_eq!(
+        recorder.take(),
+        vec![other],
+        "revoke publishes before it returns"
+    );
+    assert_eq!(
+        store.revoke(token_hash("nope")).await.expect("revoke"),
+        None
+    );
+    assert_eq!(
+        recorder.take(),
+        Vec::<TokenHash>::new(),
+        "nothing revoked, nothing published"
+    );
     assert!(!store
         .get(other)
         .await
@@ -120,10 +184,12 @@ pub async fn run(store: &dyn TokenStore) {
     // delete and sweep.
     store.delete(other).await.expect("delete");
     assert_eq!(store.get(other).await.expect("get"), None);
-    let swept = store.sweep(6_000).await.expect("sweep");
-    assert_eq!(swept, 2, "code and access expired at 5000");
-    assert_eq!(store.get(access).await.expect("get"), None);
-    assert!(store.get(refresh).await.expect("get").is_some());
+    if expiry == Expiry::Sweep {
+        let swept = store.sweep(6_000).await.expect("sweep");
+        assert_eq!(swept, 2, "code and access expired at 5000");
+        assert_eq!(store.get(access).await.expect("get"), None);
+        assert!(store.get(refresh).await.expect("get").is_some());
+    }
     assert_eq!(
         store.revoke_grant("g2").await.expect("revoke_grant"),
         Vec::<TokenHash>::new()
@@ -131,6 +197,36 @@ pub async fn run(store: &dyn TokenStore) {
 
     grant_end_travels_with_every_record(store).await;
     server_keys_are_created_once(store).await;
+    login_failures_count_in_a_sliding_window(store).await;
+}
+
+/// `add_failure` counts a key's failures since a time; `clear_failures` forgets them; a
+/// ban is read back until it ends.
+async fn login_failures_count_in_a_sliding_window(store: &dyn TokenStore) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let key = "user:alice";
+    assert_eq!(store.add_failure(key, now - 100, 0).await.expect("add"), 1);
+    assert_eq!(store.add_failure(key, now, now - 50).await.expect("add"), 1);
+    assert_eq!(
+        store.add_failure(key, now, 0).await.expect("add"),
+        3,
+        "two failures in one second both count"
+    );
+    assert_eq!(
+        store.add_failure("ip:10.0.0.1", now, 0).await.expect("add"),
+        1
+    );
+    store.clear_failures(key).await.expect("clear");
+    assert_eq!(store.add_failure(key, now, 0).await.expect("add"), 1);
+    assert_eq!(store.banned_until(key).await.expect("ban"), None);
+    store.ban(key, now + 3600).await.expect("ban");
+    assert_eq!(
+        store.banned_until(key).await.expect("ban"),
+        Some(now + 3600)
+    );
 }
 
 /// The grant's end is kept with each of its records through every state change.

@@ -1,15 +1,16 @@
 //! The in-memory store: for tests and throwaway runs. Everything is lost on exit.
 
-use super::{Record, RecordState, StoreResult, TokenStore};
-use crate::verify::cache::TokenHash;
+use super::{LocalFeed, Record, RecordState, RevocationFeed, RevocationSink, StoreResult};
+use super::{TokenHash, TokenStore};
 use futures_util::future::{self, BoxFuture};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Records in a map, with a per-grant index for `revoke_grant`.
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    feed: LocalFeed,
 }
 
 #[derive(Default)]
@@ -64,24 +65,34 @@ impl TokenStore for MemoryStore {
     }
 
     fn revoke(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
-        Box::pin(future::ready(Ok(
-            self.transition(&hash, RecordState::Revoked)
-        )))
+        let before = self.transition(&hash, RecordState::Revoked);
+        Box::pin(async move {
+            if before.is_some() {
+                self.feed.publish_tokens(&[hash]).await;
+            }
+            Ok(before)
+        })
     }
 
     fn revoke_grant<'a>(&'a self, grant_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<TokenHash>>> {
-        let mut inner = self.lock();
-        let hashes: Vec<TokenHash> = inner
-            .grants
-            .get(grant_id)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
-        for h in &hashes {
-            if let Some(r) = inner.records.get_mut(h) {
-                r.state = RecordState::Revoked;
+        let hashes: Vec<TokenHash> = {
+            let mut inner = self.lock();
+            let hashes: Vec<TokenHash> = inner
+                .grants
+                .get(grant_id)
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default();
+            for h in &hashes {
+                if let Some(r) = inner.records.get_mut(h) {
+                    r.state = RecordState::Revoked;
+                }
             }
-        }
-        Box::pin(future::ready(Ok(hashes)))
+            hashes
+        };
+        Box::pin(async move {
+            self.feed.publish_tokens(&hashes).await;
+            Ok(hashes)
+        })
     }
 
     fn delete(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<()>> {
@@ -152,6 +163,16 @@ impl TokenStore for MemoryStore {
             .entry(name.to_string())
             .or_insert(candidate);
         Box::pin(future::ready(Ok(key)))
+    }
+}
+
+impl RevocationFeed for MemoryStore {
+    fn subscribe(&self, sink: &Arc<dyn RevocationSink>) {
+        self.feed.subscribe(sink);
+    }
+
+    fn count_in(&self, metrics: crate::metrics::RevocationMetrics) {
+        self.feed.count_in(metrics);
     }
 }
 

@@ -11,8 +11,8 @@
 //! plus waiting out another process's lock), so an outage is a prompt error (503 upstream
 //! of here), not a queue of requests that grows behind a lock.
 
-use super::{Record, RecordKind, RecordState, StoreError, StoreResult, TokenStore};
-use crate::verify::cache::TokenHash;
+use super::{LocalFeed, Record, RecordKind, RecordState, RevocationFeed, RevocationSink};
+use super::{StoreError, StoreResult, TokenHash, TokenStore};
 use futures_util::future::BoxFuture;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -71,6 +71,9 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// `query_only` connection for plain lookups.
     reader: Arc<Mutex<Connection>>,
+    /// This process's revocations, for its own guard. (Other processes on the same file
+    /// learn of them only when their cache entries expire: issue 9, item 5.)
+    feed: LocalFeed,
 }
 
 impl SqliteStore {
@@ -93,6 +96,7 @@ impl SqliteStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             reader: Arc::new(Mutex::new(reader)),
+            feed: LocalFeed::default(),
         })
     }
 
@@ -280,7 +284,7 @@ impl TokenStore for SqliteStore {
     }
 
     fn revoke(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
-        self.with(move |conn| {
+        let revoked = self.with(move |conn| {
             let tx = conn.transaction()?;
             let before = read(&tx, &hash)?;
             if before.is_some() {
@@ -288,12 +292,19 @@ impl TokenStore for SqliteStore {
             }
             tx.commit()?;
             Ok(before)
+        });
+        Box::pin(async move {
+            let before = revoked.await?;
+            if before.is_some() {
+                self.feed.publish_tokens(&[hash]).await;
+            }
+            Ok(before)
         })
     }
 
     fn revoke_grant<'a>(&'a self, grant_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<TokenHash>>> {
         let grant_id = grant_id.to_string();
-        self.with(move |conn| {
+        let revoked = self.with(move |conn| {
             let tx = conn.transaction()?;
             let hashes = {
                 let mut stmt = tx.prepare("SELECT hash FROM records WHERE grant_id = ?1")?;
@@ -306,6 +317,11 @@ impl TokenStore for SqliteStore {
                 params![grant_id],
             )?;
             tx.commit()?;
+            Ok(hashes)
+        });
+        Box::pin(async move {
+            let hashes = revoked.await?;
+            self.feed.publish_tokens(&hashes).await;
             Ok(hashes)
         })
     }
@@ -416,11 +432,21 @@ impl TokenStore for SqliteStore {
     }
 }
 
+impl RevocationFeed for SqliteStore {
+    fn subscribe(&self, sink: &Arc<dyn RevocationSink>) {
+        self.feed.subscribe(sink);
+    }
+
+    fn count_in(&self, metrics: crate::metrics::RevocationMetrics) {
+        self.feed.count_in(metrics);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::conformance;
-    use crate::verify::cache::token_hash;
+    use crate::store::token_hash;
 
     #[tokio::test]
     async fn sqlite_store_meets_the_contract() {

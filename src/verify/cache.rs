@@ -5,24 +5,20 @@
 //! entry never outlives its token; an inactive one for `negative_cache_ttl`. Concurrent
 //! misses for one token share a single call to the verifier (moka's entry API runs one
 //! initializer per key). Errors are not cached: the next request asks again.
+//!
+//! The cache subscribes to the token store's revocation feed (`store::feed`): a revoked
+//! token's entry is dropped before the revoking call returns.
 
 use super::{TokenVerifier, Verdict, VerifyError};
 use crate::clock::Clock;
 use crate::config::VerifyConfig;
+use crate::store::{token_hash, RevocationSink, Revoked, TokenHash};
+use futures_util::future::BoxFuture;
 use moka::future::Cache;
 use moka::Expiry;
 use prometheus::Histogram;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// SHA-256 of a token: the cache key here and the lookup key in the token store.
-pub type TokenHash = [u8; 32];
-
-/// Hashes a token the way the cache and the token store key it.
-pub fn token_hash(token: &str) -> TokenHash {
-    Sha256::digest(token.as_bytes()).into()
-}
 
 /// A verifier with a cache and call coalescing in front.
 pub struct VerifyCache {
@@ -124,9 +120,20 @@ impl VerifyCache {
         Ok(entry.into_value())
     }
 
-    /// Drops whatever is cached for this token hash (revocation in this process).
+    /// Drops whatever is cached for this token hash.
     pub async fn forget(&self, hash: &TokenHash) {
         self.cache.invalidate(hash).await;
+    }
+}
+
+impl RevocationSink for VerifyCache {
+    fn revoked(&self, event: Revoked) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match event {
+                Revoked::Token(hash) => self.forget(&hash).await,
+                Revoked::Everything => self.cache.invalidate_all(),
+            }
+        })
     }
 }
 

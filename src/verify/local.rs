@@ -1,13 +1,12 @@
 //! The local verifier: looks access tokens up in this process's own token store, with no
-//! network hop. Revocation in this process also evicts the cache entry (see `oauth::revoke`).
+//! network hop. Revocations reach the cache in front of it through the store's feed.
 //!
 //! Tokens are issued without RFC 8707 `resource` so far, so each one's audience is the
 //! `[oauth] issuer` (as `/verify` reports it).
 
-use super::cache::token_hash;
 use super::{Principal, TokenVerifier, Verdict, VerifyError};
 use crate::clock::Clock;
-use crate::store::{RecordKind, TokenStore};
+use crate::store::{token_hash, RecordKind, TokenStore};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 

@@ -256,9 +256,9 @@ const START_FAILURES: &[StartFailure] = &[
     },
     StartFailure {
         what: "a store this build does not have",
-        config: "[server]\nlisten = \"{L}\"\ninternal_listen = \"{I}\"\n[oauth]\nstore = \"redis://127.0.0.1:6379/0\"\n",
+        config: "[server]\nlisten = \"{L}\"\ninternal_listen = \"{I}\"\n[oauth]\nstore = \"redis+cluster://127.0.0.1:6379\"\n",
         files: &[],
-        line: ":5:1: [oauth].store: the Redis store is not in this build",
+        line: ":5:1: [oauth].store: Redis Sentinel and Cluster are not supported yet",
     },
     StartFailure {
         what: "an SQLite path below a file",

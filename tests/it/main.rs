@@ -11,6 +11,7 @@ mod faults;
 mod faults_backends;
 mod grant_life;
 mod guard;
+mod instances;
 mod ldap;
 mod limits;
 mod listeners;

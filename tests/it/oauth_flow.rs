@@ -5,8 +5,8 @@
 
 use crate::common::oauth::{
     fragment_params, is_redirect_to, query_params, AuthConfig, AuthRequest, AuthServer, Browser,
-    Page, EMAIL_TEXT, MAIL_APP, OTHER_APP, PASSWORD, PUBLIC_APP, REDIRECT_URI, SEND_TEXT,
-    SPA_REDIRECT_URI, USER, USER_NAME,
+    Page, TestStore, EMAIL_TEXT, MAIL_APP, OTHER_APP, PASSWORD, PUBLIC_APP, REDIRECT_URI,
+    SEND_TEXT, SPA_REDIRECT_URI, USER, USER_NAME,
 };
 
 async fn server() -> AuthServer {
@@ -57,86 +57,90 @@ fn assert_not_cached_or_framed(page: &Page, what: &str) {
 
 #[tokio::test]
 async fn code_flow_issues_tokens_that_pass_the_gateway_until_revoked() {
-    let s = server().await;
-    let browser = Browser::new();
-    let request = AuthRequest::code(MAIL_APP, "email email.send");
+    // One set of tests for every store (issue 9).
+    for store in TestStore::ALL {
+        eprintln!("store: {store:?}");
+        let s = AuthConfig::default().on(store).spawn().await;
+        let browser = Browser::new();
+        let request = AuthRequest::code(MAIL_APP, "email email.send");
 
-    // /oauth/authorize sends a new browser to the login page.
-    let first = browser.get(&request.url(&s)).await;
-    assert_eq!(first.status, 302, "{}", first.body);
-    let login = browser.follow(first).await;
-    assert_eq!(login.status, 200);
-    assert!(login.url.path().ends_with("/oauth/login"), "{}", login.url);
-    let form = login.form();
-    assert!(form.inputs.contains(&"username".to_string()), "{form:?}");
-    assert!(form.inputs.contains(&"password".to_string()), "{form:?}");
-    assert!(
-        form.hidden.iter().any(|(_, v)| v.len() >= 20),
-        "a hidden CSRF field: {form:?}"
-    );
+        // /oauth/authorize sends a new browser to the login page.
+        let first = browser.get(&request.url(&s)).await;
+        assert_eq!(first.status, 302, "{}", first.body);
+        let login = browser.follow(first).await;
+        assert_eq!(login.status, 200);
+        assert!(login.url.path().ends_with("/oauth/login"), "{}", login.url);
+        let form = login.form();
+        assert!(form.inputs.contains(&"username".to_string()), "{form:?}");
+        assert!(form.inputs.contains(&"password".to_string()), "{form:?}");
+        assert!(
+            form.hidden.iter().any(|(_, v)| v.len() >= 20),
+            "a hidden CSRF field: {form:?}"
+        );
 
-    // The right password leads to the consent page, naming the client and each scope.
-    let consent = browser.log_in(&login, USER, PASSWORD).await;
-    assert_eq!(consent.status, 200, "{}", consent.body);
-    assert!(
-        consent.url.path().ends_with("/oauth/consent"),
-        "{}",
-        consent.url
-    );
-    let text = consent.text();
-    assert!(text.contains("Awesome Mail"), "{text}");
-    assert!(
-        !text.contains(MAIL_APP.id),
-        "named by its name, not id: {text}"
-    );
-    assert!(text.contains(EMAIL_TEXT), "{text}");
-    assert!(text.contains(SEND_TEXT), "{text}");
-    let buttons = consent.form().buttons;
-    assert!(
-        buttons.contains(&("decision".into(), "approve".into())),
-        "{buttons:?}"
-    );
-    assert!(
-        buttons.contains(&("decision".into(), "deny".into())),
-        "{buttons:?}"
-    );
+        // The right password leads to the consent page, naming the client and each scope.
+        let consent = browser.log_in(&login, USER, PASSWORD).await;
+        assert_eq!(consent.status, 200, "{}", consent.body);
+        assert!(
+            consent.url.path().ends_with("/oauth/consent"),
+            "{}",
+            consent.url
+        );
+        let text = consent.text();
+        assert!(text.contains("Awesome Mail"), "{text}");
+        assert!(
+            !text.contains(MAIL_APP.id),
+            "named by its name, not id: {text}"
+        );
+        assert!(text.contains(EMAIL_TEXT), "{text}");
+        assert!(text.contains(SEND_TEXT), "{text}");
+        let buttons = consent.form().buttons;
+        assert!(
+            buttons.contains(&("decision".into(), "approve".into())),
+            "{buttons:?}"
+        );
+        assert!(
+            buttons.contains(&("decision".into(), "deny".into())),
+            "{buttons:?}"
+        );
 
-    // Approve: back to the registered redirect URI with a code and the same state.
-    let done = browser.decide(&consent, "approve").await;
-    assert_eq!(done.status, 302, "{}", done.body);
-    let to = done.location().expect("redirect to the client");
-    assert!(is_redirect_to(&to, REDIRECT_URI), "{to}");
-    let params = query_params(&to);
-    assert_eq!(
-        params.get("state").map(String::as_str),
-        Some(request.state())
-    );
-    let code = params.get("code").expect("a code");
+        // Approve: back to the registered redirect URI with a code and the same state.
+        let done = browser.decide(&consent, "approve").await;
+        assert_eq!(done.status, 302, "{}", done.body);
+        let to = done.location().expect("redirect to the client");
+        assert!(is_redirect_to(&to, REDIRECT_URI), "{to}");
+        let params = query_params(&to);
+        assert_eq!(
+            params.get("state").map(String::as_str),
+            Some(request.state())
+        );
+        let code = params.get("code").expect("a code");
 
-    // The code exchange.
-    let tokens = s.exchange(MAIL_APP, code, request.verifier()).await;
-    assert_eq!(tokens.status, 200, "{}", tokens.json);
-    assert_eq!(tokens.header("cache-control"), Some("no-store"));
-    assert_eq!(tokens.json["token_type"], "Bearer");
-    assert!(
-        tokens.json["expires_in"].as_u64().is_some_and(|n| n > 0),
-        "{}",
-        tokens.json
-    );
-    let access = tokens.access_token().to_string();
-    assert!(access.len() >= 43, "256 random bits: {access}");
-    assert_ne!(tokens.refresh_token(), access);
+        // The code exchange.
+        let tokens = s.exchange(MAIL_APP, code, request.verifier()).await;
+        assert_eq!(tokens.status, 200, "{}", tokens.json);
+        assert_eq!(tokens.header("cache-control"), Some("no-store"));
+        assert_eq!(tokens.json["token_type"], "Bearer");
+        assert!(
+            tokens.json["expires_in"].as_u64().is_some_and(|n| n > 0),
+            "{}",
+            tokens.json
+        );
+        let access = tokens.access_token().to_string();
+        assert!(access.len() >= 43, "256 random bits: {access}");
+        assert_ne!(tokens.refresh_token(), access);
 
-    // The token passes the gateway, which tells the upstream who the user is.
-    assert_eq!(s.subject_seen_upstream(&access).await, USER);
-    assert_eq!(s.up.hits(), 1);
+        // The token passes the gateway, which tells the upstream who the user is.
+        assert_eq!(s.subject_seen_upstream(&access).await, USER);
+        assert_eq!(s.up.hits(), 1);
 
-    // Revocation takes effect at once, though the verdict is cached.
-    let revoked = s.revoke(MAIL_APP, &access).await;
-    assert_eq!(revoked.status, 200, "{}", revoked.json);
-    let (status, body) = s.call("/api/mail/inbox", &access).await;
-    assert_eq!(status, 401, "{body}");
-    assert_eq!(s.up.hits(), 1, "nothing more reached the upstream");
+        // Revocation takes effect at once, though the verdict is cached.
+        let revoked = s.revoke(MAIL_APP, &access).await;
+        assert_eq!(revoked.status, 200, "{}", revoked.json);
+        let (status, body) = s.call("/api/mail/inbox", &access).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(s.up.hits(), 1, "nothing more reached the upstream");
+    }
 }
 
 #[tokio::test]

@@ -4,8 +4,8 @@
 
 use crate::common::now;
 use crate::common::oauth::{
-    AuthConfig, AuthRequest, AuthServer, Browser, Client, ClientAuth, CLI_APP, MAIL_APP, OTHER_APP,
-    PASSWORD, REDIRECT_URI, REPORTS, RESOURCE_SERVER, SECOND_REDIRECT_URI, USER,
+    AuthConfig, AuthRequest, AuthServer, Browser, Client, ClientAuth, TestStore, CLI_APP, MAIL_APP,
+    OTHER_APP, PASSWORD, REDIRECT_URI, REPORTS, RESOURCE_SERVER, SECOND_REDIRECT_URI, USER,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -60,43 +60,51 @@ async fn wrong_pkce_verifier_is_invalid_grant() {
 
 #[tokio::test]
 async fn replayed_code_revokes_tokens_from_first_exchange() {
-    let s = server().await;
-    let (request, code) = code(&s, "email").await;
-    let first = s.exchange(MAIL_APP, &code, request.verifier()).await;
-    assert_eq!(first.status, 200, "{}", first.json);
-    let access = first.access_token();
-    let refresh = first.refresh_token();
-    // The verdict is now cached at the gateway.
-    assert_eq!(s.subject_seen_upstream(access).await, USER);
-    assert_eq!(s.verify(access).await["active"], true);
+    // One set of tests for every store (issue 9).
+    for store in TestStore::ALL {
+        eprintln!("store: {store:?}");
+        let s = AuthConfig::default().on(store).spawn().await;
+        let (request, code) = code(&s, "email").await;
+        let first = s.exchange(MAIL_APP, &code, request.verifier()).await;
+        assert_eq!(first.status, 200, "{}", first.json);
+        let access = first.access_token();
+        let refresh = first.refresh_token();
+        // The verdict is now cached at the gateway.
+        assert_eq!(s.subject_seen_upstream(access).await, USER);
+        assert_eq!(s.verify(access).await["active"], true);
 
-    let replay = s.exchange(MAIL_APP, &code, request.verifier()).await;
-    replay.assert_error(400, "invalid_grant");
+        let replay = s.exchange(MAIL_APP, &code, request.verifier()).await;
+        replay.assert_error(400, "invalid_grant");
 
-    assert_dead(&s, access, "access token of the first exchange").await;
-    s.refresh(MAIL_APP, refresh, None)
-        .await
-        .assert_error(400, "invalid_grant");
-    assert_eq!(
-        s.up.hits(),
-        1,
-        "nothing reached the upstream after the replay"
-    );
+        assert_dead(&s, access, "access token of the first exchange").await;
+        s.refresh(MAIL_APP, refresh, None)
+            .await
+            .assert_error(400, "invalid_grant");
+        assert_eq!(
+            s.up.hits(),
+            1,
+            "nothing reached the upstream after the replay"
+        );
+    }
 }
 
 #[tokio::test]
 async fn concurrent_exchanges_of_one_code_leave_no_live_token() {
-    let s = server().await;
-    let (request, code) = code(&s, "email").await;
-    let attempts = (0..8).map(|_| s.exchange(MAIL_APP, &code, request.verifier()));
-    let answers = futures_util::future::join_all(attempts).await;
-    assert!(
-        answers.iter().filter(|a| a.status == 200).count() <= 1,
-        "one winner at most"
-    );
-    // Whatever the interleaving, the replay revokes the grant, the winner's tokens included.
-    for answer in answers.iter().filter(|a| a.status == 200) {
-        assert_eq!(s.verify(answer.access_token()).await["active"], false);
+    // One set of tests for every store (issue 9).
+    for store in TestStore::ALL {
+        eprintln!("store: {store:?}");
+        let s = AuthConfig::default().on(store).spawn().await;
+        let (request, code) = code(&s, "email").await;
+        let attempts = (0..8).map(|_| s.exchange(MAIL_APP, &code, request.verifier()));
+        let answers = futures_util::future::join_all(attempts).await;
+        assert!(
+            answers.iter().filter(|a| a.status == 200).count() <= 1,
+            "one winner at most"
+        );
+        // Whatever the interleaving, the replay revokes the grant, the winner's tokens included.
+        for answer in answers.iter().filter(|a| a.status == 200) {
+            assert_eq!(s.verify(answer.access_token()).await["active"], false);
+        }
     }
 }
 
@@ -351,27 +359,31 @@ async fn malformed_token_requests_get_rfc6749_error_json_and_no_store() {
 
 #[tokio::test]
 async fn refresh_rotates_and_reuse_of_old_refresh_token_revokes_the_grant() {
-    let s = server().await;
-    let first = s.tokens("email").await;
-    let second = s.refresh(MAIL_APP, first.refresh_token(), None).await;
-    assert_eq!(second.status, 200, "{}", second.json);
-    assert_eq!(second.header("cache-control"), Some("no-store"));
-    assert_ne!(second.refresh_token(), first.refresh_token(), "rotated");
-    assert_ne!(second.access_token(), first.access_token());
-    assert_eq!(s.subject_seen_upstream(second.access_token()).await, USER);
-    let third = s.refresh(MAIL_APP, second.refresh_token(), None).await;
-    assert_eq!(third.status, 200, "{}", third.json);
-    assert_eq!(s.subject_seen_upstream(third.access_token()).await, USER);
+    // One set of tests for every store (issue 9).
+    for store in TestStore::ALL {
+        eprintln!("store: {store:?}");
+        let s = AuthConfig::default().on(store).spawn().await;
+        let first = s.tokens("email").await;
+        let second = s.refresh(MAIL_APP, first.refresh_token(), None).await;
+        assert_eq!(second.status, 200, "{}", second.json);
+        assert_eq!(second.header("cache-control"), Some("no-store"));
+        assert_ne!(second.refresh_token(), first.refresh_token(), "rotated");
+        assert_ne!(second.access_token(), first.access_token());
+        assert_eq!(s.subject_seen_upstream(second.access_token()).await, USER);
+        let third = s.refresh(MAIL_APP, second.refresh_token(), None).await;
+        assert_eq!(third.status, 200, "{}", third.json);
+        assert_eq!(s.subject_seen_upstream(third.access_token()).await, USER);
 
-    // An old refresh token used again: refused, and the whole grant dies with it.
-    s.refresh(MAIL_APP, first.refresh_token(), None)
-        .await
-        .assert_error(400, "invalid_grant");
-    assert_dead(&s, third.access_token(), "newest access token").await;
-    assert_dead(&s, second.access_token(), "older access token").await;
-    s.refresh(MAIL_APP, third.refresh_token(), None)
-        .await
-        .assert_error(400, "invalid_grant");
+        // An old refresh token used again: refused, and the whole grant dies with it.
+        s.refresh(MAIL_APP, first.refresh_token(), None)
+            .await
+            .assert_error(400, "invalid_grant");
+        assert_dead(&s, third.access_token(), "newest access token").await;
+        assert_dead(&s, second.access_token(), "older access token").await;
+        s.refresh(MAIL_APP, third.refresh_token(), None)
+            .await
+            .assert_error(400, "invalid_grant");
+    }
 }
 
 #[tokio::test]
@@ -431,36 +443,40 @@ async fn refresh_may_narrow_scope_but_not_widen_it() {
 
 #[tokio::test]
 async fn client_credentials_token_has_client_as_subject_and_no_username() {
-    let s = server().await;
-    let answer = s
-        .token(REPORTS, &[("grant_type", "client_credentials")])
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json);
-    assert!(
-        answer.json.get("refresh_token").is_none(),
-        "{}",
-        answer.json
-    );
-    let v = s.verify(answer.access_token()).await;
-    assert_eq!(v["active"], true, "{v}");
-    assert_eq!(v["sub"], REPORTS.id);
-    assert_eq!(v["client_id"], REPORTS.id);
-    assert!(v.get("username").is_none(), "{v}");
-    assert_eq!(v["scope"], "email");
-    assert_eq!(
-        s.subject_seen_upstream(answer.access_token()).await,
-        REPORTS.id
-    );
-    s.token(
-        REPORTS,
-        &[
-            ("grant_type", "client_credentials"),
-            ("scope", "email.send"),
-        ],
-    )
-    .await
-    .assert_error(400, "invalid_scope");
-    assert_eq!(issued(&s, "client_credentials").await, 1);
+    // One set of tests for every store (issue 9).
+    for store in TestStore::ALL {
+        eprintln!("store: {store:?}");
+        let s = AuthConfig::default().on(store).spawn().await;
+        let answer = s
+            .token(REPORTS, &[("grant_type", "client_credentials")])
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.json);
+        assert!(
+            answer.json.get("refresh_token").is_none(),
+            "{}",
+            answer.json
+        );
+        let v = s.verify(answer.access_token()).await;
+        assert_eq!(v["active"], true, "{v}");
+        assert_eq!(v["sub"], REPORTS.id);
+        assert_eq!(v["client_id"], REPORTS.id);
+        assert!(v.get("username").is_none(), "{v}");
+        assert_eq!(v["scope"], "email");
+        assert_eq!(
+            s.subject_seen_upstream(answer.access_token()).await,
+            REPORTS.id
+        );
+        s.token(
+            REPORTS,
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "email.send"),
+            ],
+        )
+        .await
+        .assert_error(400, "invalid_scope");
+        assert_eq!(issued(&s, "client_credentials").await, 1);
+    }
 }
 
 fn password_form() -> Vec<(&'static str, &'static str)> {
@@ -558,17 +574,21 @@ async fn expired_access_token_is_refused_even_when_cached() {
 
 #[tokio::test]
 async fn revoking_a_refresh_token_revokes_its_access_tokens() {
-    let s = server().await;
-    let tokens = s.tokens("email").await;
-    let access = tokens.access_token();
-    assert_eq!(s.subject_seen_upstream(access).await, USER);
-    let revoked = s.revoke(MAIL_APP, tokens.refresh_token()).await;
-    assert_eq!(revoked.status, 200, "{}", revoked.json);
-    assert_eq!(revoked.header("cache-control"), Some("no-store"));
-    assert_dead(&s, access, "access token of a revoked refresh token").await;
-    s.refresh(MAIL_APP, tokens.refresh_token(), None)
-        .await
-        .assert_error(400, "invalid_grant");
+    // One set of tests for every store (issue 9).
+    for store in TestStore::ALL {
+        eprintln!("store: {store:?}");
+        let s = AuthConfig::default().on(store).spawn().await;
+        let tokens = s.tokens("email").await;
+        let access = tokens.access_token();
+        assert_eq!(s.subject_seen_upstream(access).await, USER);
+        let revoked = s.revoke(MAIL_APP, tokens.refresh_token()).await;
+        assert_eq!(revoked.status, 200, "{}", revoked.json);
+        assert_eq!(revoked.header("cache-control"), Some("no-store"));
+        assert_dead(&s, access, "access token of a revoked refresh token").await;
+        s.refresh(MAIL_APP, tokens.refresh_token(), None)
+            .await
+            .assert_error(400, "invalid_grant");
+    }
 }
 
 #[tokio::test]

@@ -452,3 +452,70 @@ fn bad_limits_are_refused_naming_the_key() {
         "{p:?}"
     );
 }
+
+#[test]
+fn redis_stores_take_a_prefix_and_a_password_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("redis.pass"), "s3cret\n").expect("write");
+    let at = |text: &str| Config::from_str(text, &dir.path().join("gateway.toml"));
+    let c = at("[oauth]\nstore = \"redis://127.0.0.1:6379/2\"").expect("valid");
+    let StoreSpec::Redis(redis) = &c.oauth.store else {
+        panic!("not redis: {:?}", c.oauth.store)
+    };
+    assert_eq!(redis.prefix, "tollgate:");
+    assert!(redis.password.is_none());
+    let c = at(
+        "[oauth]\nstore = \"rediss://cache.internal:6380/0\"\nstore_prefix = \"edge-a:\"\nstore_password_file = \"redis.pass\"",
+    )
+    .expect("valid");
+    let StoreSpec::Redis(redis) = &c.oauth.store else {
+        panic!("not redis: {:?}", c.oauth.store)
+    };
+    assert_eq!(redis.prefix, "edge-a:");
+    assert_eq!(redis.password.as_ref().map(Secret::expose), Some("s3cret"));
+}
+
+#[test]
+fn bad_redis_store_settings_are_refused_naming_the_key() {
+    let cases = [
+        (
+            "store = \"redis+sentinel://h:26379/mymaster/0\"",
+            "[oauth].store: Redis Sentinel and Cluster are not supported yet",
+        ),
+        (
+            "store = \"redis+cluster://h:7000,h:7001\"",
+            "[oauth].store: Redis Sentinel and Cluster are not supported yet",
+        ),
+        ("store = \"redis://h:notaport/0\"", "[oauth].store: \"redis://h:notaport/0\" is not a Redis URL"),
+        (
+            "store = \"memory\"\nstore_prefix = \"x:\"",
+            "[oauth].store_prefix: only used with a Redis store",
+        ),
+        (
+            "store = \"sqlite:t.db\"\nstore_password_file = \"p\"",
+            "[oauth].store_password_file: only used with a Redis store",
+        ),
+        (
+            "store = \"redis://h:6379/0\"\nstore_prefix = \"\"",
+            "[oauth].store_prefix: must not be empty",
+        ),
+        (
+            "store = \"redis://:pw@h:6379/0\"\nstore_password_file = \"/dev/null\"",
+            "[oauth].store_password_file: set a password in [oauth].store or store_password_file, not both",
+        ),
+    ];
+    for (oauth, want) in cases {
+        let p = problems(&format!("[oauth]\n{oauth}"));
+        assert!(p.iter().any(|l| l.contains(want)), "{oauth}: {p:?}");
+    }
+}
+
+#[test]
+fn a_redis_password_never_shows_in_the_store_description() {
+    let c = parse_str("[oauth]\nstore = \"redis://:hunter2@127.0.0.1:6379/0\"").expect("valid");
+    let shown = format!("{} {:?}", c.oauth.store, c.oauth.store);
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("redis://***@127.0.0.1:6379/0"), "{shown}");
+    let p = problems("[oauth]\nstore = \"redis://:hunter2@h:bad/0\"");
+    assert!(!p.join("\n").contains("hunter2"), "{p:?}");
+}

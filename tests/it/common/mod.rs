@@ -7,6 +7,7 @@ pub mod engines;
 pub mod oauth;
 pub mod outcomes;
 pub mod raw;
+pub mod redis;
 pub mod scripted;
 pub mod slapd;
 pub mod tls;

@@ -11,7 +11,7 @@ use reqwest::{StatusCode, Url};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The user in the users file, with their password and display name.
 pub const USER: &str = "alice";
@@ -112,10 +112,25 @@ fn secret_line(client: Client) -> String {
 
 // ---------------------------------------------------------------- the config
 
+/// The token stores the authorization-server tests run against (one set of tests for all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestStore {
+    Memory,
+    Sqlite,
+    /// The machine's Redis, under a key prefix of the test's own.
+    Redis,
+}
+
+impl TestStore {
+    pub const ALL: [TestStore; 3] = [TestStore::Memory, TestStore::Sqlite, TestStore::Redis];
+}
+
 /// What varies between the tests' authorization servers.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     store: String,
+    /// Redis: the prefix (keys removed when the last clone of the config is dropped).
+    redis: Option<Arc<super::redis::RedisPrefix>>,
     code_ttl: String,
     access_token_ttl: String,
     grant_max_lifetime: String,
@@ -125,12 +140,15 @@ pub struct AuthConfig {
     tls: bool,
     /// Extra `[server]` keys (limits); none by default.
     server: String,
+    /// Extra `[verify]` keys (cache lifetimes); none by default.
+    verify: String,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             store: "memory".to_string(),
+            redis: None,
             code_ttl: "60s".to_string(),
             access_token_ttl: "1h".to_string(),
             grant_max_lifetime: "90d".to_string(),
@@ -138,6 +156,7 @@ impl Default for AuthConfig {
             allow_password_grant: false,
             tls: false,
             server: String::new(),
+            verify: String::new(),
         }
     }
 }
@@ -146,6 +165,25 @@ impl AuthConfig {
     pub fn store(mut self, store: &str) -> Self {
         self.store = store.to_string();
         self
+    }
+
+    /// Runs on `store`: SQLite in the server's directory, Redis under a fresh prefix.
+    pub fn on(mut self, store: TestStore) -> Self {
+        self.redis = None;
+        self.store = match store {
+            TestStore::Memory => "memory".to_string(),
+            TestStore::Sqlite => "sqlite:tollgate.db".to_string(),
+            TestStore::Redis => {
+                self.redis = Some(Arc::new(super::redis::RedisPrefix::new()));
+                super::redis::url()
+            }
+        };
+        self
+    }
+
+    /// The Redis key prefix, when the server runs on Redis.
+    pub fn redis_prefix(&self) -> Option<&str> {
+        self.redis.as_deref().map(|r| r.prefix.as_str())
     }
 
     pub fn code_ttl(mut self, ttl: &str) -> Self {
@@ -186,11 +224,18 @@ impl AuthConfig {
         self
     }
 
+    /// Adds `keys` to the `[verify]` section.
+    pub fn verify(mut self, keys: &str) -> Self {
+        self.verify = keys.to_string();
+        self
+    }
+
     /// The config body: `[oauth]`, `[users]`, the clients, and two bearer routes to
     /// `upstream`: `mail` (/api/mail, scope `email`) and `send` (/api/send, `email.send`).
     pub fn toml(&self, upstream: &str) -> String {
         let AuthConfig {
             store,
+            redis,
             code_ttl,
             access_token_ttl,
             grant_max_lifetime,
@@ -198,16 +243,21 @@ impl AuthConfig {
             allow_password_grant,
             tls,
             server,
+            verify,
         } = self;
         let tls_table = if *tls {
             "[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n"
         } else {
             ""
         };
+        let store_prefix = redis
+            .as_ref()
+            .map(|r| format!("store_prefix = \"{}\"\n", r.prefix))
+            .unwrap_or_default();
         format!(
             r#"{server}[oauth]
 store = "{store}"
-code_ttl = "{code_ttl}"
+{store_prefix}code_ttl = "{code_ttl}"
 access_token_ttl = "{access_token_ttl}"
 grant_max_lifetime = "{grant_max_lifetime}"
 allow_implicit = {allow_implicit}
@@ -267,6 +317,7 @@ scopes = ["email"]
 
 [verify]
 source = "local"
+{verify}
 
 [[routes]]
 name = "mail"

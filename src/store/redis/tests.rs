@@ -1,0 +1,334 @@
+//! The Redis store against the machine's real Redis (127.0.0.1:6379, or
+//! `TOLLGATE_TEST_REDIS`), each test under its own random key prefix, removed at the end.
+
+use super::*;
+use crate::config::Secret;
+use crate::store::conformance::{self, Expiry};
+use crate::store::{token_hash, RecordKind, Revoked};
+use redis::TypedCommands as _;
+
+/// The Redis the tests use.
+fn test_url() -> String {
+    std::env::var("TOLLGATE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// Deletes every key under its prefix when dropped (SCAN + DEL), whatever the test did.
+struct Cleanup {
+    prefix: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(test_url())
+            .and_then(|c| c.get_connection_with_timeout(RESPONSE_TIMEOUT))
+        else {
+            return;
+        };
+        let keys: Vec<String> = match conn.scan_match(format!("{}*", self.prefix)) {
+            Ok(iter) => iter.filter_map(Result::ok).collect(),
+            Err(_) => return,
+        };
+        for chunk in keys.chunks(500) {
+            let _: redis::RedisResult<()> = redis::Commands::del(&mut conn, chunk);
+        }
+    }
+}
+
+fn spec(prefix: &str) -> RedisSpec {
+    RedisSpec {
+        url: Secret::new(test_url()),
+        prefix: prefix.to_string(),
+        password: None,
+    }
+}
+
+/// A store under a fresh prefix, and the guard that removes its keys.
+async fn spawn_store() -> (RedisStore, Cleanup) {
+    let prefix = format!("tollgate-test-{:016x}:", rand::random::<u64>());
+    let store = RedisStore::open(&spec(&prefix)).await.unwrap_or_else(|e| {
+        panic!(
+            "Redis is not reachable at {} ({e}): these tests need a real Redis. Start one with \
+             `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''` \
+             (.ci/run does), or point TOLLGATE_TEST_REDIS at one.",
+            test_url()
+        )
+    });
+    (store, Cleanup { prefix })
+}
+
+#[tokio::test]
+async fn redis_store_meets_the_contract() {
+    let (store, _cleanup) = spawn_store().await;
+    conformance::run_with(&store, Expiry::Ttl).await;
+}
+
+#[tokio::test]
+async fn every_key_of_a_record_lives_as_long_as_the_record() {
+    let (store, cleanup) = spawn_store().await;
+    let hash = token_hash("ttl");
+    let record = Record {
+        issued_at: 1_000,
+        ..conformance::record(RecordKind::Access, "g-ttl", 1_600)
+    };
+    store.insert(hash, record).await.expect("insert");
+    let mut conn = store.conn();
+    let hex = hex(&hash);
+    for key in [
+        format!("{}{{g-ttl}}:r:{hex}", cleanup.prefix),
+        format!("{}{{g-ttl}}:g", cleanup.prefix),
+        format!("{}h:{hex}", cleanup.prefix),
+    ] {
+        let ttl: i64 = conn.ttl(&key).await.expect("ttl");
+        assert!((595..=600).contains(&ttl), "{key}: TTL {ttl}, want 600");
+    }
+    // A longer-lived record of the grant stretches the grant's set, never shrinks it.
+    let longer = Record {
+        issued_at: 1_000,
+        ..conformance::record(RecordKind::Refresh, "g-ttl", 4_000)
+    };
+    store
+        .insert(token_hash("ttl-2"), longer)
+        .await
+        .expect("insert");
+    let shorter = Record {
+        issued_at: 1_000,
+        ..conformance::record(RecordKind::Access, "g-ttl", 1_100)
+    };
+    store
+        .insert(token_hash("ttl-3"), shorter)
+        .await
+        .expect("insert");
+    let ttl: i64 = conn
+        .ttl(format!("{}{{g-ttl}}:g", cleanup.prefix))
+        .await
+        .expect("ttl");
+    assert!(
+        (2_995..=3_000).contains(&ttl),
+        "grant set TTL {ttl}, want 3000"
+    );
+}
+
+#[tokio::test]
+async fn one_code_is_consumed_once_however_many_race_for_it() {
+    let (store, _cleanup) = spawn_store().await;
+    let store = Arc::new(store);
+    let code = token_hash("raced-code");
+    store
+        .insert(code, conformance::record(RecordKind::Code, "g-race", 9_000))
+        .await
+        .expect("insert");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let store = store.clone();
+        tasks.spawn(async move { store.consume(code).await.expect("consume") });
+    }
+    let mut active = 0;
+    while let Some(before) = tasks.join_next().await {
+        if before.expect("task").expect("present").state == RecordState::Active {
+            active += 1;
+        }
+    }
+    assert_eq!(active, 1, "exactly one consumer saw the code active");
+}
+
+#[tokio::test]
+async fn racing_instances_agree_on_one_server_key() {
+    let (store, _cleanup) = spawn_store().await;
+    let store = Arc::new(store);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10u8 {
+        let store = store.clone();
+        tasks.spawn(async move { store.server_key("csrf", [i; 32]).await.expect("key") });
+    }
+    let mut keys = Vec::new();
+    while let Some(key) = tasks.join_next().await {
+        keys.push(key.expect("task"));
+    }
+    keys.dedup();
+    assert_eq!(keys.len(), 1, "every racer got the same key");
+}
+
+#[tokio::test]
+async fn prefixes_keep_deployments_apart() {
+    let (a, _ca) = spawn_store().await;
+    let (b, _cb) = spawn_store().await;
+    let hash = token_hash("shared-name");
+    a.insert(hash, conformance::record(RecordKind::Access, "g", 9_000))
+        .await
+        .expect("insert");
+    assert!(a.get(hash).await.expect("get").is_some());
+    assert_eq!(b.get(hash).await.expect("get"), None);
+    assert_eq!(
+        b.revoke_grant("g").await.expect("revoke"),
+        Vec::<TokenHash>::new()
+    );
+    assert_eq!(
+        a.get(hash).await.expect("get").map(|r| r.state),
+        Some(RecordState::Active)
+    );
+}
+
+#[tokio::test]
+async fn unreachable_redis_fails_fast_at_open() {
+    // A port nothing listens on: the listener is bound, read for its port, and closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let started = std::time::Instant::now();
+    let spec = RedisSpec {
+        url: Secret::new(format!("redis://127.0.0.1:{port}/0")),
+        ..spec("unused:")
+    };
+    assert!(RedisStore::open(&spec).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn hashes_round_trip_through_hex() {
+    let hash = token_hash("x");
+    assert_eq!(unhex(&hex(&hash)).expect("valid"), hash);
+    assert!(unhex("zz").is_err());
+    assert!(unhex(&"é".repeat(32)).is_err());
+}
+
+/// A subscriber that remembers what it was handed.
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<Revoked>>);
+
+impl RevocationSink for Seen {
+    fn revoked(&self, event: Revoked) -> BoxFuture<'_, ()> {
+        self.0.lock().expect("not poisoned").push(event);
+        Box::pin(async {})
+    }
+}
+
+impl Seen {
+    fn tokens(&self) -> Vec<TokenHash> {
+        let mut seen: Vec<TokenHash> = self
+            .0
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter_map(|e| match e {
+                Revoked::Token(h) => Some(*h),
+                Revoked::Everything => None,
+            })
+            .collect();
+        seen.sort();
+        seen
+    }
+}
+
+/// A second instance on `a`'s prefix (sharing its cleanup).
+async fn second_instance(cleanup: &Cleanup) -> RedisStore {
+    RedisStore::open(&spec(&cleanup.prefix))
+        .await
+        .expect("second instance")
+}
+
+#[tokio::test]
+async fn a_revocation_at_one_instance_reaches_the_others_within_a_second() {
+    let (a, cleanup) = spawn_store().await;
+    let b = second_instance(&cleanup).await;
+    let seen = Arc::new(Seen::default());
+    let sink: Arc<dyn RevocationSink> = seen.clone();
+    b.subscribe(&sink);
+    let at_a = Arc::new(Seen::default());
+    let sink_a: Arc<dyn RevocationSink> = at_a.clone();
+    a.subscribe(&sink_a);
+
+    let mut want = vec![token_hash("s-access"), token_hash("s-refresh")];
+    want.sort();
+    for (h, kind) in want.iter().zip([RecordKind::Access, RecordKind::Refresh]) {
+        a.insert(*h, conformance::record(kind, "g-stream", 9_000))
+            .await
+            .expect("insert");
+    }
+    let single = token_hash("s-single");
+    a.insert(
+        single,
+        conformance::record(RecordKind::Access, "g-one", 9_000),
+    )
+    .await
+    .expect("insert");
+    let started = std::time::Instant::now();
+    a.revoke_grant("g-stream").await.expect("revoke_grant");
+    a.revoke(single).await.expect("revoke");
+    let mut all = want.clone();
+    all.push(single);
+    all.sort();
+    while seen.tokens() != all && started.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        seen.tokens(),
+        all,
+        "B heard every revocation within a second"
+    );
+    assert_eq!(
+        at_a.tokens(),
+        all,
+        "A heard each once, from its own call, not again from the stream"
+    );
+}
+
+#[tokio::test]
+async fn a_reader_whose_place_was_trimmed_away_knows_it_missed_some() {
+    let (a, cleanup) = spawn_store().await;
+    let mut conn = a.conn();
+    let stream = RevocationStream::new(&cleanup.prefix);
+    stream
+        .publish(&mut conn, &[token_hash("1")])
+        .await
+        .expect("xadd");
+    let seen_up_to = stream.last_id(&mut conn).await.expect("last id");
+    stream
+        .publish(&mut conn, &[token_hash("2")])
+        .await
+        .expect("xadd");
+    let mut reader = redis::Client::open(test_url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    assert!(!stream
+        .missed_some(&mut reader, &seen_up_to)
+        .await
+        .expect("xinfo"));
+    let newest = stream.last_id(&mut conn).await.expect("last id");
+    let _: i64 = redis::cmd("XTRIM")
+        .arg(format!("{}revocations", cleanup.prefix))
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("trim");
+    assert!(stream
+        .missed_some(&mut reader, &seen_up_to)
+        .await
+        .expect("xinfo"));
+    assert!(
+        !stream
+            .missed_some(&mut reader, &newest)
+            .await
+            .expect("xinfo"),
+        "a reader that had seen everything missed nothing"
+    );
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{}revocations", cleanup.prefix))
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+    assert!(
+        stream
+            .missed_some(&mut reader, &newest)
+            .await
+            .expect("exists"),
+        "the stream is gone (Redis restarted empty)"
+    );
+    assert!(!stream
+        .missed_some(&mut reader, "0-0")
+        .await
+        .expect("exists"));
+}
