@@ -8,8 +8,9 @@ use crate::directory::file::FileDirectory;
 use crate::directory::UserDirectory;
 use crate::error::{json_response, GatewayError};
 use crate::gateway::{ConnInfo, Gateway};
-use crate::metrics::{Metrics, RouteMetrics, OAUTH_ROUTE};
+use crate::metrics::{Metrics, RouteKind, RouteMetrics, OAUTH_ROUTE, VERIFY_ROUTE};
 use crate::oauth::OAuthServer;
+use crate::readiness::{Readiness, ReadinessCheck};
 use crate::server::{self, Handler, Listener};
 use crate::store::TokenStore;
 use crate::verify::cache::VerifyCache;
@@ -34,6 +35,9 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// The internal listener outlives the drain, so `/readyz` can say "draining".
+    internal_shutdown: watch::Sender<bool>,
+    internal_task: JoinSet<()>,
 }
 
 /// How often expired codes, tokens and sessions are deleted from the store.
@@ -51,6 +55,9 @@ struct PublicService {
 struct InternalService {
     metrics: Arc<Metrics>,
     oauth: Arc<OAuthServer>,
+    /// `/verify` counts under `route="_verify"`.
+    verify_metrics: RouteMetrics,
+    readiness: ReadinessCheck,
 }
 
 impl App {
@@ -67,6 +74,13 @@ impl App {
                     config.oauth.store
                 )
             })?;
+        // It just answered `open`; the probe keeps this true from here on.
+        metrics.store_up.set(1);
+        for client in &config.clients {
+            for grant_type in &client.grant_types {
+                metrics.grant_type_enabled(grant_type.as_str());
+            }
+        }
         let directory = open_directory(&config)?;
         let cache = build_verifier(&config, store.clone(), clock.clone(), metrics.clone())?;
         // The guard hears of revocations from the store, whichever instance made them.
@@ -89,11 +103,15 @@ impl App {
         let public = Arc::new(PublicService {
             gateway,
             oauth: oauth.clone(),
-            oauth_metrics: metrics.route(OAUTH_ROUTE),
+            oauth_metrics: metrics.route(OAUTH_ROUTE, RouteKind::Pseudo),
         });
+        let (shutdown, stop) = watch::channel(false);
+        let (internal_shutdown, internal_stop) = watch::channel(false);
         let internal = Arc::new(InternalService {
             metrics: metrics.clone(),
             oauth,
+            verify_metrics: metrics.route(VERIFY_ROUTE, RouteKind::Pseudo),
+            readiness: ReadinessCheck::new(stop.clone(), &metrics),
         });
 
         let public_listener = bind("public", config.server.listen, None).await?;
@@ -113,7 +131,12 @@ impl App {
             .map(Listener::local_addr)
             .transpose()?;
 
-        let (shutdown, stop) = watch::channel(false);
+        metrics.listener_bound(public_listener.name);
+        metrics.listener_bound(internal_listener.name);
+        if let Some(tls) = &tls_listener {
+            metrics.listener_bound(tls.name);
+        }
+
         let mut tasks = JoinSet::new();
         tasks.spawn(server::serve(
             public_listener,
@@ -122,12 +145,13 @@ impl App {
             config.server.limits,
             stop.clone(),
         ));
-        tasks.spawn(server::serve(
+        let mut internal_task = JoinSet::new();
+        internal_task.spawn(server::serve(
             internal_listener,
             internal,
             metrics.clone(),
             config.server.limits,
-            stop.clone(),
+            internal_stop,
         ));
         if let Some(listener) = tls_listener {
             tasks.spawn(server::serve(
@@ -138,6 +162,11 @@ impl App {
                 stop.clone(),
             ));
         }
+        tasks.spawn(crate::readiness::probe(
+            store.clone(),
+            metrics.store_up.clone(),
+            stop.clone(),
+        ));
         tasks.spawn(sweep(store, clock, stop));
         tracing::info!(%public_addr, %internal_addr, tls_addr = ?tls_addr, "tollgate is listening");
         Ok(Running {
@@ -147,6 +176,8 @@ impl App {
             metrics,
             shutdown,
             tasks,
+            internal_shutdown,
+            internal_task,
         })
     }
 }
@@ -226,10 +257,14 @@ async fn sweep(store: Arc<dyn TokenStore>, clock: Arc<dyn Clock>, mut stop: watc
 // === impl Running ===
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish (bounded), and returns.
+    /// Stops accepting, lets in-flight requests finish (bounded), and returns. The
+    /// internal listener keeps serving (`/readyz` answers "draining") until the public
+    /// listeners have drained, then drains too.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        let _ = self.internal_shutdown.send(true);
+        while self.internal_task.join_next().await.is_some() {}
     }
 }
 
@@ -275,12 +310,27 @@ impl Handler for InternalService {
                 );
                 response
             }
-            (_, "/verify") => self.oauth.handle_verify(req).await,
+            (_, "/verify") => {
+                let started = std::time::Instant::now();
+                let response = self.oauth.handle_verify(req).await;
+                self.verify_metrics.finish(response.status(), started);
+                response
+            }
             (&Method::GET, path) if path.starts_with("/demo/mail/") || path == "/demo/mail" => {
                 crate::demo::mail(path, req.headers())
             }
-            (&Method::GET, "/healthz") | (&Method::GET, "/readyz") => {
+            (&Method::GET, "/healthz") => {
                 json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_string())
+            }
+            (&Method::GET, "/readyz") => {
+                let readiness = self.readiness.now();
+                let status = match readiness {
+                    Readiness::Ready => StatusCode::OK,
+                    Readiness::Draining | Readiness::StoreUnavailable => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                };
+                json_response(status, format!(r#"{{"status":"{}"}}"#, readiness.label()))
             }
             _ => json_response(
                 StatusCode::NOT_FOUND,

@@ -16,7 +16,7 @@ use crate::body::limited::LimitedBody;
 use crate::body::{Body, BodyError};
 use crate::config::{AuthMode, RouteConfig};
 use crate::error::GatewayError;
-use crate::metrics::{GuardOutcome, Metrics, RouteMetrics, NO_ROUTE};
+use crate::metrics::{GuardOutcome, Metrics, RouteKind, RouteMetrics, NO_ROUTE};
 use crate::verify::cache::VerifyCache;
 use crate::verify::{Principal, Verdict};
 use framing::HeadFacts;
@@ -90,7 +90,13 @@ impl Gateway {
                 Route {
                     fast_lane: pool.all_plain_http(),
                     pool,
-                    metrics: metrics.route(&r.name),
+                    metrics: metrics.route(
+                        &r.name,
+                        match r.auth {
+                            AuthMode::Bearer => RouteKind::Bearer,
+                            AuthMode::None => RouteKind::Open,
+                        },
+                    ),
                     scope_challenge: guard::insufficient_scope_challenge(&r.scopes),
                     config: r.clone(),
                 }
@@ -101,7 +107,7 @@ impl Gateway {
             routes,
             client: upstream::client(),
             verifier,
-            no_route_metrics: metrics.route(NO_ROUTE),
+            no_route_metrics: metrics.route(NO_ROUTE, RouteKind::Pseudo),
             body_timeout,
         }
     }
@@ -317,8 +323,7 @@ impl Gateway {
         let result = tokio::time::timeout(route.config.timeout, self.client.request(req)).await;
         route
             .metrics
-            .upstream_duration
-            .observe(started.elapsed().as_secs_f64());
+            .observe_upstream(started.elapsed().as_secs_f64());
         match result {
             Err(_elapsed) => Err(GatewayError::UpstreamTimeout {
                 route: route.config.name.clone(),

@@ -31,6 +31,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod oauth;
 pub mod preflight;
+pub mod readiness;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -13,6 +13,13 @@ use std::sync::OnceLock;
 pub const NO_ROUTE: &str = "_none";
 /// Route label for the authorization server's own endpoints.
 pub const OAUTH_ROUTE: &str = "_oauth";
+/// Route label for `/verify` (RFC 7662) on the internal listener.
+pub const VERIFY_ROUTE: &str = "_verify";
+
+/// `tollgate_logins_total`'s `result` values, created at zero.
+const LOGIN_RESULTS: [&str; 4] = ["success", "failure", "throttled", "unavailable"];
+/// `tollgate_login_bans_total`'s `kind` values, created at zero.
+const BAN_KINDS: [&str; 2] = ["user", "ip"];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -35,6 +42,8 @@ pub struct Metrics {
     open_connections: IntGaugeVec,
     /// How revocations reach this instance (handed to the token store's feed).
     pub revocations: RevocationMetrics,
+    /// `tollgate_store_up`: 1 while the token store answers (set by the readiness probe).
+    pub store_up: IntGauge,
 }
 
 /// `tollgate_revocations_total{source}`, `tollgate_revocation_lag_seconds` and
@@ -90,13 +99,27 @@ impl GuardOutcome {
 }
 
 /// The handles one route (or pseudo-route) uses on every request.
+///
+/// Series that can never move are not created: pseudo-routes have no upstream, and only
+/// `bearer` routes have a guard. Those that can move exist (at zero) from the start.
 pub struct RouteMetrics {
     name: String,
     requests: IntCounterVec,
     by_status: Box<[OnceLock<IntCounter>]>,
     pub duration: Histogram,
-    pub upstream_duration: Histogram,
-    guard: [IntCounter; 5],
+    upstream_duration: Option<Histogram>,
+    guard: Option<[IntCounter; 5]>,
+}
+
+/// What a route's series are for: which of them can move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    /// A `[[routes]]` entry with `auth = "bearer"`: upstream and guard decisions.
+    Bearer,
+    /// A `[[routes]]` entry with `auth = "none"`: upstream, no guard.
+    Open,
+    /// `_none`, `_oauth`, `_verify`: answered by tollgate itself.
+    Pseudo,
 }
 
 impl RouteMetrics {
@@ -119,7 +142,16 @@ impl RouteMetrics {
     }
 
     pub fn guard(&self, outcome: GuardOutcome) {
-        self.guard[outcome as usize].inc();
+        if let Some(guard) = &self.guard {
+            guard[outcome as usize].inc();
+        }
+    }
+
+    /// Records how long the upstream took to send its response head.
+    pub fn observe_upstream(&self, seconds: f64) {
+        if let Some(h) = &self.upstream_duration {
+            h.observe(seconds);
+        }
     }
 }
 
@@ -187,11 +219,17 @@ impl Metrics {
             &["error"],
         );
         let logins = counter("tollgate_logins_total", "Login attempts", &["result"]);
+        for result in LOGIN_RESULTS {
+            logins.with_label_values(&[result]);
+        }
         let login_bans = counter(
             "tollgate_login_bans_total",
             "Bans imposed after repeated login failures",
             &["kind"],
         );
+        for kind in BAN_KINDS {
+            login_bans.with_label_values(&[kind]);
+        }
         let open_connections = IntGaugeVec::new(
             Opts::new("tollgate_open_connections", "Open client connections"),
             &["listener"],
@@ -221,7 +259,17 @@ impl Metrics {
             lag: revocation_lag.clone(),
             stream_up: stream_up.clone(),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let store_up = IntGauge::new("tollgate_store_up", "1 while the token store answers")
+            .expect("static metric definition is valid");
+        let build_info = IntGaugeVec::new(
+            Opts::new("tollgate_build_info", "Always 1; the version in a label"),
+            &["version"],
+        )
+        .expect("static metric definition is valid");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_duration.clone()),
@@ -236,11 +284,20 @@ impl Metrics {
             Box::new(revocation_sources),
             Box::new(revocation_lag),
             Box::new(stream_up),
+            Box::new(store_up.clone()),
+            Box::new(build_info),
         ];
         for c in collectors {
             registry
                 .register(c)
                 .expect("each metric is registered once");
+        }
+        // process_cpu_seconds_total, process_resident_memory_bytes, ... (Linux only).
+        #[cfg(target_os = "linux")]
+        if let Err(e) = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::warn!(error = %e, "cannot register the process metrics");
         }
         Self {
             registry,
@@ -256,20 +313,35 @@ impl Metrics {
             login_bans,
             open_connections,
             revocations,
+            store_up,
         }
     }
 
-    /// Resolves the per-request handles of one route.
-    pub fn route(&self, name: &str) -> RouteMetrics {
+    /// Resolves the per-request handles of one route (creating its series that can move).
+    pub fn route(&self, name: &str, kind: RouteKind) -> RouteMetrics {
+        let upstream = matches!(kind, RouteKind::Bearer | RouteKind::Open);
         RouteMetrics {
             name: name.to_string(),
             requests: self.requests.clone(),
             by_status: (100..=600).map(|_| OnceLock::new()).collect(),
             duration: self.request_duration.with_label_values(&[name]),
-            upstream_duration: self.upstream_duration.with_label_values(&[name]),
-            guard: GuardOutcome::ALL
-                .map(|o| self.guard_decisions.with_label_values(&[name, o.label()])),
+            upstream_duration: upstream.then(|| self.upstream_duration.with_label_values(&[name])),
+            guard: (kind == RouteKind::Bearer).then(|| {
+                GuardOutcome::ALL
+                    .map(|o| self.guard_decisions.with_label_values(&[name, o.label()]))
+            }),
         }
+    }
+
+    /// Creates `tollgate_tokens_issued_total{grant_type}` at zero for a grant type a
+    /// client is registered for.
+    pub fn grant_type_enabled(&self, grant_type: &str) {
+        self.tokens_issued.with_label_values(&[grant_type]);
+    }
+
+    /// Creates `tollgate_open_connections{listener}` at zero for a listener that is bound.
+    pub fn listener_bound(&self, listener: &str) {
+        self.open_connections.with_label_values(&[listener]);
     }
 
     pub fn introspection(&self, verifier: &str) -> Histogram {

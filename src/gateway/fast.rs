@@ -301,8 +301,7 @@ impl<'c> Lane<'c> {
         .await;
         route
             .metrics
-            .upstream_duration
-            .observe(started.elapsed().as_secs_f64());
+            .observe_upstream(started.elapsed().as_secs_f64());
         match result {
             Ok(Ok(pair)) => Ok(pair),
             Err(_elapsed) => Err(GatewayError::UpstreamTimeout {

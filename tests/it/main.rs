@@ -20,6 +20,7 @@ mod oauth_flow;
 mod oauth_input;
 mod oauth_token;
 mod proxy;
+mod readiness;
 mod request_rules;
 mod routing;
 mod shipped;

@@ -60,3 +60,55 @@ impl Drop for RedisPrefix {
         }
     }
 }
+
+/// A redis-server of the test's own on `port`, so that the test can stop it (and start
+/// another on the same port); it is killed when dropped.
+#[derive(Debug)]
+pub struct OwnRedis {
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    /// Starts redis-server on 127.0.0.1:`port` (no persistence) and waits (at most 10 s)
+    /// until it answers PING.
+    pub fn start(port: u16) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (the tests need it installed)");
+        let own = OwnRedis { child };
+        let url = format!("redis://127.0.0.1:{port}/0");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let pong = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if pong.is_ok() {
+                return own;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server on port {port} does not answer after 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server and waits for it to be gone (its port is then free).
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
