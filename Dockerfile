@@ -28,7 +28,7 @@ VOLUME ["/data"]
 EXPOSE 8080 9090
 # SIGTERM: stop accepting, let in-flight requests finish for up to 30 s, exit 0. Docker
 # kills after 10 s by default, so give `docker stop -t` (compose: stop_grace_period,
-# Kubernetes: terminationGracePeriodSeconds) more than 30 s, e.g. 40.
+# Kubernetes: terminationGracePeriodSeconds) more than 35 s (30 s drain + 5 s for the internal listener), e.g. 40.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["tollgate"]
 CMD ["run", "-c", "/etc/tollgate/gateway.toml"]

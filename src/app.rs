@@ -40,6 +40,10 @@ pub struct Running {
     internal_task: JoinSet<()>,
 }
 
+/// How long the internal listener (introspection, metrics, probes: short requests) gets
+/// to finish after the public listeners have drained.
+const INTERNAL_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How often expired codes, tokens and sessions are deleted from the store.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -259,12 +263,17 @@ async fn sweep(store: Arc<dyn TokenStore>, clock: Arc<dyn Clock>, mut stop: watc
 impl Running {
     /// Stops accepting, lets in-flight requests finish (bounded), and returns. The
     /// internal listener keeps serving (`/readyz` answers "draining") until the public
-    /// listeners have drained, then drains too.
+    /// listeners have drained, then gets [`INTERNAL_DRAIN`] more, so a whole stop stays
+    /// within the public drain plus that (what the systemd unit and Dockerfile allow for).
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
         let _ = self.internal_shutdown.send(true);
-        while self.internal_task.join_next().await.is_some() {}
+        let drained = async { while self.internal_task.join_next().await.is_some() {} };
+        if tokio::time::timeout(INTERNAL_DRAIN, drained).await.is_err() {
+            tracing::warn!("internal listener drain timed out; closing its connections");
+        }
+        // Dropping the set aborts whatever is left of it.
     }
 }
 
