@@ -12,6 +12,7 @@ mod listeners;
 mod oauth_flow;
 mod oauth_input;
 mod oauth_token;
+mod properties;
 mod proxy;
 mod routing;
 mod shipped;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod hyper_head;
 pub mod oauth;
 pub mod raw;
 pub mod slapd;
