@@ -68,6 +68,13 @@ impl RemoteVerifier {
     }
 }
 
+/// Reads an RFC 7662 answer body at `now` (Unix seconds) exactly as the verifier does
+/// after a 200 (reqwest's `json()` is `serde_json::from_slice`). Public for the fuzz
+/// target `introspection_answer`.
+pub fn verdict_from_answer(body: &[u8], now: u64) -> Result<Verdict, serde_json::Error> {
+    serde_json::from_slice::<IntrospectionAnswer>(body).map(|answer| answer.into_verdict(now))
+}
+
 impl IntrospectionAnswer {
     fn into_verdict(self, now: u64) -> Verdict {
         if !self.active || self.exp.is_some_and(|exp| exp <= now) {
