@@ -7,7 +7,8 @@
 #
 # Env: FUZZ_SECONDS per target (15); FUZZ_RUNS executions per target (instead of seconds);
 # FUZZ_BUDGET seconds for the whole script, build included: FUZZ_SECONDS shrinks to fit
-# (never below 3). Each target starts from its seeds in corpus/<target>/ and keeps what it
+# (never below 3); FUZZ_PROFILE `release` (default: fastest executions) or `dev` (builds in
+# a third of the time, runs several times slower: what a short CI run wants). Each target starts from its seeds in corpus/<target>/ and keeps what it
 # finds in work/<target>/ (not committed); a crash leaves its input in
 # artifacts/<target>/ and fails the script. Logs: work/<target>.log.
 set -euo pipefail
@@ -20,9 +21,16 @@ targets=("$@")
 
 # No sanitizer: the code under test forbids `unsafe`, so ASan would find nothing Rust's
 # own checks (bounds, overflow: see Cargo.toml) do not, at half the speed.
-cargo +nightly fuzz build -s none --release 2>&1 | tail -3
+case ${FUZZ_PROFILE:-release} in
+  release) build=(--release) out=release ;;
+  # cargo-fuzz builds with one codegen unit unless told otherwise: slow to build, and
+  # pointless without optimisation.
+  dev) build=(--dev --codegen-units 16) out=debug ;;
+  *) echo "FUZZ_PROFILE must be release or dev" >&2; exit 2 ;;
+esac
+cargo +nightly fuzz build -s none "${build[@]}" 2>&1 | tail -3
 triple=$(rustc +nightly -vV | sed -n 's/^host: //p')
-bin_dir=${CARGO_TARGET_DIR:-$PWD/target}/$triple/release
+bin_dir=${CARGO_TARGET_DIR:-$PWD/target}/$triple/$out
 
 seconds=${FUZZ_SECONDS:-15}
 if [[ -n ${FUZZ_BUDGET:-} ]]; then

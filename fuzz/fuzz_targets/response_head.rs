@@ -19,7 +19,12 @@ fuzz_target!(|data: &[u8]| {
     match parse_response(buf, head_request, &mut out) {
         ParsedResponse::Complete(head) => {
             assert!(head.len <= buf.len());
-            check_client_head(&head, head_request, &out);
+            let headers = check_client_head(&head, head_request, &out);
+            // Our `connection: close` can make it 101 headers, one more than our own parser
+            // reads (`MAX_HEADERS`): the re-parse below cannot take it.
+            if headers > MAX_HEADERS {
+                return;
+            }
             let mut again = Vec::new();
             match parse_response(&out, head_request, &mut again) {
                 ParsedResponse::Complete(second) => {
@@ -37,7 +42,8 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn check_client_head(head: &ResponseHead, head_request: bool, out: &[u8]) {
+/// Checks the head written for the client; returns how many headers it has.
+fn check_client_head(head: &ResponseHead, head_request: bool, out: &[u8]) -> usize {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS + 1];
     let mut res = httparse::Response::new(&mut slots);
     match res.parse(out) {
@@ -80,4 +86,5 @@ fn check_client_head(head: &ResponseHead, head_request: bool, out: &[u8]) {
     if head.framing != Framing::UntilClose {
         assert!(connection.is_empty(), "Connection relayed");
     }
+    res.headers.len()
 }
