@@ -306,8 +306,9 @@ async fn read(
     })
 }
 
-/// Decodes `Authorization: Basic` into a form-decoded (id, secret) pair.
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+/// Decodes `Authorization: Basic` into a form-decoded (id, secret) pair (RFC 6749 §2.3.1);
+/// `Ok(None)` without the header. Public for the fuzz target `basic_credentials`.
+pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };

@@ -15,7 +15,7 @@ use http::HeaderValue;
 use std::sync::Arc;
 
 pub use local::LocalVerifier;
-pub use remote::RemoteVerifier;
+pub use remote::{verdict_from_answer, RemoteVerifier};
 
 /// The identity behind an active token, as introspection reports it.
 #[derive(Debug, Clone)]

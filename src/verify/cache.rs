@@ -187,6 +187,45 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 512,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Whenever an active verdict is cached (the clock stepping between inserts), the
+        /// entry's life ends before the clock can read `exp`: at a reading of `now` the real
+        /// time is in `[now, now + 1)`, so a hit at any instant of the entry's life happens at
+        /// a reading `< exp`. It never lives longer than `cache_ttl` either.
+        #[test]
+        fn cached_active_verdict_never_outlives_token_exp(
+            start in 0u64..4_000_000_000,
+            exp_offset in -100i64..100_000,
+            ttl in 0u64..100_000,
+            steps in proptest::collection::vec(0u64..5_000, 1..16),
+        ) {
+            let clock = Arc::new(ManualClock::new(start));
+            let expiry = VerdictExpiry {
+                ttl: Duration::from_secs(ttl),
+                negative_ttl: Duration::from_secs(5),
+                clock: clock.clone(),
+            };
+            let exp = start.saturating_add_signed(exp_offset);
+            let verdict = active(Some(exp));
+            for step in steps {
+                clock.advance(step);
+                let now = clock.now_unix();
+                let life = expiry.lifetime(&verdict).as_secs();
+                proptest::prop_assert!(life <= ttl);
+                if life > 0 {
+                    // The last whole second of the entry's life starts before `exp - 1`.
+                    proptest::prop_assert!(now + 1 + life <= exp, "now {now} life {life} exp {exp}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn same_token_same_hash_and_different_tokens_differ() {
         assert_eq!(token_hash("abc"), token_hash("abc"));

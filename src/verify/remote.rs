@@ -122,21 +122,30 @@ impl RemoteVerifier {
             }
             body.extend_from_slice(&chunk);
         }
-        let answer: IntrospectionAnswer =
-            serde_json::from_slice(&body).map_err(VerifyError::BadAnswer)?;
-        Ok(
-            match answer.into_principal(self.clock.now_unix(), self.issuer.as_deref()) {
-                Ok(p) => Verdict::Active(Arc::new(p)),
-                Err(reason) => {
-                    tracing::debug!(
-                        ?reason,
-                        "introspection answer is not an active access token"
-                    );
-                    Verdict::Inactive
-                }
-            },
-        )
+        verdict_from_answer(&body, self.clock.now_unix(), self.issuer.as_deref())
+            .map_err(VerifyError::BadAnswer)
     }
+}
+
+/// Reads an RFC 7662 answer body at `now` (Unix seconds) exactly as the verifier does
+/// after a 200; `issuer` is `[verify] issuer`. Public for the fuzz target
+/// `introspection_answer`.
+pub fn verdict_from_answer(
+    body: &[u8],
+    now: u64,
+    issuer: Option<&str>,
+) -> Result<Verdict, serde_json::Error> {
+    let answer: IntrospectionAnswer = serde_json::from_slice(body)?;
+    Ok(match answer.into_principal(now, issuer) {
+        Ok(p) => Verdict::Active(Arc::new(p)),
+        Err(reason) => {
+            tracing::debug!(
+                ?reason,
+                "introspection answer is not an active access token"
+            );
+            Verdict::Inactive
+        }
+    })
 }
 
 /// RFC 7662 §2.2 `token_type`, with RFC 6749 §7.1 and RFC 8693 §3 names: only an access

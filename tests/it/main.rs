@@ -19,6 +19,7 @@ mod login_csrf;
 mod oauth_flow;
 mod oauth_input;
 mod oauth_token;
+mod properties;
 mod proxy;
 mod readiness;
 mod request_rules;

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod engines;
+pub mod hyper_head;
 pub mod oauth;
 pub mod outcomes;
 pub mod raw;
