@@ -235,10 +235,29 @@ fn parse_upstream(u: &str) -> Option<http::Uri> {
     let uri: http::Uri = u.parse().ok()?;
     let scheme_ok = matches!(uri.scheme_str(), Some("http") | Some("https"));
     let has_query = uri.query().is_some();
-    if !scheme_ok || uri.host().is_none() || has_query {
+    // `http::Uri` reads `http://:8080` as an empty host and `http://x:port` or
+    // `http://x:99999` as no port at all (traffic would go to port 80): refuse both.
+    let host_ok = uri.host().is_some_and(|h| !h.is_empty());
+    let port_ok = uri
+        .authority()
+        .is_some_and(|a| port_text_is_valid(a.as_str()));
+    if !scheme_ok || !host_ok || !port_ok || has_query {
         return None;
     }
     Some(uri)
+}
+
+/// The port after the host (past any userinfo and IPv6 literal) is absent, empty or a port
+/// number from 1 to 65535.
+fn port_text_is_valid(authority: &str) -> bool {
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let after_host = host_port
+        .rsplit_once(']')
+        .map_or(host_port, |(_, rest)| rest);
+    match after_host.rsplit_once(':') {
+        None => true,
+        Some((_, port)) => port.is_empty() || port.parse::<u16>().is_ok_and(|p| p != 0),
+    }
 }
 
 fn has_userinfo(uri: &http::Uri) -> bool {

@@ -519,3 +519,34 @@ fn a_redis_password_never_shows_in_the_store_description() {
     let p = problems("[oauth]\nstore = \"redis://:hunter2@h:bad/0\"");
     assert!(!p.join("\n").contains("hunter2"), "{p:?}");
 }
+
+/// Found by the `config_load` fuzz target: `http::Uri` reads an empty host, and a port that
+/// is not a number or out of range, as "no port", so traffic would go elsewhere than written.
+#[test]
+fn upstreams_with_an_empty_host_or_a_bad_port_are_refused() {
+    for bad in [
+        "http://:8080",
+        "http://@:8080",
+        "http://x:port",
+        "http://x:99999",
+        "http://x:0",
+        "http://[::1]:bbbb",
+    ] {
+        let text = MINIMAL_ROUTE.replace("http://127.0.0.1:3000", bad);
+        assert_ne!(
+            text, MINIMAL_ROUTE,
+            "the test route's upstream was replaced"
+        );
+        let p = problems(&text);
+        assert!(p.iter().any(|l| l.contains(".upstream:")), "{bad}: {p:?}");
+    }
+    for good in [
+        "http://x",
+        "http://x:/",
+        "http://[::1]:8443",
+        "https://x:443/base",
+    ] {
+        let text = MINIMAL_ROUTE.replace("http://127.0.0.1:3000", good);
+        assert!(parse_str(&text).is_ok(), "{good}: {:?}", problems(&text));
+    }
+}
