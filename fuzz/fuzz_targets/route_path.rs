@@ -109,6 +109,8 @@ fn check_normal(path: &str) {
         !path[1..].split('/').any(|s| s == "." || s == ".."),
         "{path:?}"
     );
+    // Issue 8 finding 6: a raw `\` or `;` is refused, never normalised into a path.
+    assert!(!path.contains(['\\', ';']), "{path:?}");
     let upper = path.to_ascii_uppercase();
     for encoded in ["%2F", "%5C", "%00", "%2E"] {
         assert!(!upper.contains(encoded), "{path:?} keeps {encoded}");
