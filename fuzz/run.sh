@@ -28,7 +28,14 @@ case ${FUZZ_PROFILE:-release} in
   dev) build=(--dev --codegen-units 16) out=debug ;;
   *) echo "FUZZ_PROFILE must be release or dev" >&2; exit 2 ;;
 esac
-cargo +nightly fuzz build -s none "${build[@]}" 2>&1 | tail -3
+mkdir -p work
+# The whole build log stays in work/build.log; a failed build shows its end, errors included.
+if ! cargo +nightly fuzz build -s none "${build[@]}" >work/build.log 2>&1; then
+  tail -60 work/build.log
+  echo "fuzz: the build failed (work/build.log)" >&2
+  exit 1
+fi
+tail -3 work/build.log
 triple=$(rustc +nightly -vV | sed -n 's/^host: //p')
 bin_dir=${CARGO_TARGET_DIR:-$PWD/target}/$triple/$out
 
