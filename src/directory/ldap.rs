@@ -235,6 +235,28 @@ impl LdapDirectory {
     }
 }
 
+/// A name worth asking the directory about: not empty, not too long, no control bytes.
+fn plausible_username(username: &str) -> bool {
+    !username.is_empty()
+        && username.len() <= MAX_USERNAME
+        && !username.chars().any(char::is_control)
+}
+
+impl LdapBind {
+    /// Search-then-bind's service account, base and filter; `None` for a DN template.
+    fn service_account(&self) -> Option<(&str, &str, &str, &str)> {
+        match self {
+            LdapBind::Search {
+                bind_dn,
+                bind_password,
+                base_dn,
+                filter,
+            } => Some((bind_dn, bind_password.expose(), base_dn, filter)),
+            LdapBind::Template { .. } => None,
+        }
+    }
+}
+
 impl UserDirectory for LdapDirectory {
     fn authenticate<'a>(
         &'a self,
@@ -242,28 +264,17 @@ impl UserDirectory for LdapDirectory {
         password: &'a str,
     ) -> BoxFuture<'a, Result<Option<User>, DirectoryError>> {
         Box::pin(async move {
-            if password.is_empty() || username.is_empty() || username.len() > MAX_USERNAME {
-                return Ok(None);
-            }
-            if username.chars().any(char::is_control) {
+            if password.is_empty() || !plausible_username(username) {
                 return Ok(None);
             }
             match &self.cfg.bind {
                 LdapBind::Template { user_dn } => {
                     self.by_template(user_dn, username, password).await
                 }
-                LdapBind::Search {
-                    bind_dn,
-                    bind_password,
-                    base_dn,
-                    filter,
-                } => {
-                    let service = (
-                        bind_dn.as_str(),
-                        bind_password.expose(),
-                        base_dn.as_str(),
-                        filter.as_str(),
-                    );
+                search @ LdapBind::Search { .. } => {
+                    let Some(service) = search.service_account() else {
+                        return Ok(None);
+                    };
                     self.by_search(service, username, password).await
                 }
             }
@@ -272,10 +283,7 @@ impl UserDirectory for LdapDirectory {
 
     fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, DirectoryError>> {
         Box::pin(async move {
-            if username.is_empty()
-                || username.len() > MAX_USERNAME
-                || username.chars().any(char::is_control)
-            {
+            if !plausible_username(username) {
                 return Ok(false);
             }
             match &self.cfg.bind {
@@ -283,18 +291,10 @@ impl UserDirectory for LdapDirectory {
                     let dn = user_dn.replace("{username}", &dn_escape(username));
                     self.entry_visible(&dn).await
                 }
-                LdapBind::Search {
-                    bind_dn,
-                    bind_password,
-                    base_dn,
-                    filter,
-                } => {
-                    let service = (
-                        bind_dn.as_str(),
-                        bind_password.expose(),
-                        base_dn.as_str(),
-                        filter.as_str(),
-                    );
+                search @ LdapBind::Search { .. } => {
+                    let Some(service) = search.service_account() else {
+                        return Ok(false);
+                    };
                     Ok(self.search_user(service, username).await?.is_some())
                 }
             }
