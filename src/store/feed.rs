@@ -11,8 +11,9 @@
 use super::TokenHash;
 use crate::metrics::RevocationMetrics;
 use futures_util::future::BoxFuture;
-use std::sync::{Arc, OnceLock, RwLock, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock, RwLock, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// One thing a subscriber must act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +40,28 @@ pub trait RevocationFeed {
     /// Counts what the feed delivers in `metrics` from now on (set once; later calls are
     /// ignored).
     fn count_in(&self, metrics: RevocationMetrics);
+
+    /// How long the feed's shared channel (the Redis stream, the SQLite revocations table)
+    /// has gone without proving that it delivers: `None` when the feed has no shared channel
+    /// (every revocation is made in this process and delivered at once), `Duration::MAX` when
+    /// it has never been heard from. The guard re-checks cached answers at the store once
+    /// this passes `[verify] max_stale`.
+    fn silent_for(&self) -> Option<Duration>;
 }
+
+/// The instant `LocalFeed` times are counted from (milliseconds after it, plus one, so that
+/// zero can mean "never").
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// The in-process feed every store carries: a list of subscribers, called in turn.
 #[derive(Default)]
 pub struct LocalFeed {
     sinks: RwLock<Vec<Weak<dyn RevocationSink>>>,
     metrics: OnceLock<RevocationMetrics>,
+    /// Set by a store whose revocations also arrive over a shared channel.
+    shared: AtomicBool,
+    /// When that channel last proved it delivers (ms after [`EPOCH`] + 1; 0: never).
+    heard_at: AtomicU64,
 }
 
 // === impl LocalFeed ===
@@ -96,10 +112,36 @@ impl LocalFeed {
             .await
     }
 
-    /// Notes whether the shared channel (the Redis stream) is being read.
+    /// Says that revocations also arrive over a shared channel (other instances'), whose
+    /// liveness [`Self::stream_up`] reports from now on.
+    pub fn share(&self) {
+        self.shared.store(true, Ordering::Relaxed);
+    }
+
+    /// Notes whether the shared channel (the Redis stream, the SQLite revocations table) is
+    /// being read. `true` means a read just succeeded: everything revoked elsewhere before
+    /// that read has been delivered.
     pub fn stream_up(&self, up: bool) {
+        if up {
+            let ms = EPOCH.elapsed().as_millis() as u64 + 1;
+            self.heard_at.store(ms, Ordering::Relaxed);
+        }
         if let Some(m) = self.metrics.get() {
             m.stream_up.set(i64::from(up));
+        }
+    }
+
+    /// See [`RevocationFeed::silent_for`].
+    pub fn silent_for(&self) -> Option<Duration> {
+        if !self.shared.load(Ordering::Relaxed) {
+            return None;
+        }
+        match self.heard_at.load(Ordering::Relaxed) {
+            0 => Some(Duration::MAX),
+            heard => {
+                let now = EPOCH.elapsed().as_millis() as u64 + 1;
+                Some(Duration::from_millis(now.saturating_sub(heard)))
+            }
         }
     }
 
@@ -135,6 +177,18 @@ mod tests {
         let want = vec![Revoked::Token([1; 32]), Revoked::Token([2; 32])];
         assert_eq!(*a.0.lock().expect("not poisoned"), want);
         assert_eq!(*b.0.lock().expect("not poisoned"), want);
+    }
+
+    #[test]
+    fn a_feed_without_a_shared_channel_is_never_silent_and_a_shared_one_is_until_heard() {
+        let feed = LocalFeed::default();
+        assert_eq!(feed.silent_for(), None);
+        feed.share();
+        assert_eq!(feed.silent_for(), Some(Duration::MAX));
+        feed.stream_up(true);
+        assert!(feed.silent_for().is_some_and(|d| d < Duration::from_secs(1)));
+        feed.stream_up(false);
+        assert!(feed.silent_for().is_some_and(|d| d < Duration::from_secs(1)), "down does not reset the last read");
     }
 
     #[tokio::test]

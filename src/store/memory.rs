@@ -174,6 +174,10 @@ impl RevocationFeed for MemoryStore {
     fn count_in(&self, metrics: crate::metrics::RevocationMetrics) {
         self.feed.count_in(metrics);
     }
+
+    fn silent_for(&self) -> Option<std::time::Duration> {
+        self.feed.silent_for()
+    }
 }
 
 fn remove_from_grant(

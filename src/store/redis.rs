@@ -118,6 +118,7 @@ impl RedisStore {
         // Read from the newest entry now: nothing revoked after `open` returns is missed.
         let last = stream.last_id(&mut conn).await?;
         let feed = Arc::new(LocalFeed::default());
+        feed.share();
         tokio::spawn(stream.clone().read(client, Arc::downgrade(&feed), last));
         Ok(Self {
             conn,
@@ -348,6 +349,10 @@ impl RevocationFeed for RedisStore {
 
     fn count_in(&self, metrics: crate::metrics::RevocationMetrics) {
         self.feed.count_in(metrics);
+    }
+
+    fn silent_for(&self) -> Option<std::time::Duration> {
+        self.feed.silent_for()
     }
 }
 

@@ -440,6 +440,10 @@ impl RevocationFeed for SqliteStore {
     fn count_in(&self, metrics: crate::metrics::RevocationMetrics) {
         self.feed.count_in(metrics);
     }
+
+    fn silent_for(&self) -> Option<std::time::Duration> {
+        self.feed.silent_for()
+    }
 }
 
 #[cfg(test)]
