@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tollgate::clock::SystemClock;
-use tollgate::config::{VerifyConfig, VerifySource};
+use tollgate::config::{VerifyConfig, VerifySource, WhenStoreDown};
 use tollgate::gateway::headers::{self as gw_headers, ForwardedFor, PROTO_HTTP};
 use tollgate::gateway::{guard, route};
 use tollgate::metrics::Metrics;
@@ -91,6 +91,8 @@ fn warm_cache(rt: &tokio::runtime::Runtime) -> VerifyCache {
         cache_ttl: Duration::from_secs(300),
         negative_cache_ttl: Duration::from_secs(5),
         cache_capacity: 100_000,
+        max_stale: Duration::from_secs(1),
+        stale_grace: Duration::from_secs(300),
     };
     let cache = VerifyCache::new(
         &cfg,
@@ -99,7 +101,10 @@ fn warm_cache(rt: &tokio::runtime::Runtime) -> VerifyCache {
         Arc::new(Metrics::new()),
     );
     rt.block_on(async {
-        let verdict = cache.verify(TOKEN).await.expect("verifier answers");
+        let verdict = cache
+            .verify(TOKEN, WhenStoreDown::ServeCached)
+            .await
+            .expect("verifier answers");
         assert!(matches!(verdict, Verdict::Active(_)));
     });
     cache
@@ -167,8 +172,14 @@ fn bench_verify_cache_hit(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let cache = warm_cache(&rt);
     c.bench_function("verify_cache/hit", |b| {
-        b.to_async(&rt)
-            .iter(|| async { black_box(cache.verify(black_box(TOKEN)).await.expect("cached")) })
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                cache
+                    .verify(black_box(TOKEN), WhenStoreDown::ServeCached)
+                    .await
+                    .expect("cached"),
+            )
+        })
     });
 }
 
@@ -215,10 +226,12 @@ fn bench_together(c: &mut Criterion) {
                         .map(route::normalise_host);
                     let index = table.find(host.as_deref(), &path).expect("a route");
                     let principal = match guard::extract(&headers) {
-                        guard::Credential::Bearer(token) => match cache.verify(token).await {
-                            Ok(Verdict::Active(p)) => p,
-                            _ => unreachable!("the token is cached as active"),
-                        },
+                        guard::Credential::Bearer(token) => {
+                            match cache.verify(token, WhenStoreDown::ServeCached).await {
+                                Ok(Verdict::Active(p)) => p,
+                                _ => unreachable!("the token is cached as active"),
+                            }
+                        }
                         _ => unreachable!("the request carries a bearer token"),
                     };
                     assert!(guard::has_all_scopes(&principal.scopes, required));

@@ -13,7 +13,7 @@ use crate::oauth::OAuthServer;
 use crate::readiness::{Readiness, ReadinessCheck};
 use crate::server::{self, Handler, Listener};
 use crate::store::TokenStore;
-use crate::verify::cache::VerifyCache;
+use crate::verify::cache::{Staleness, VerifyCache};
 use crate::verify::{LocalVerifier, RemoteVerifier, TokenVerifier};
 use anyhow::Context;
 use http::header::CONTENT_TYPE;
@@ -208,11 +208,23 @@ fn build_verifier(
             RemoteVerifier::new(remote, clock.clone())
                 .context("cannot build the introspection client")?,
         ),
-        VerifySource::Local => Arc::new(LocalVerifier::new(
-            store,
-            clock.clone(),
-            config.oauth.issuer.clone(),
-        )),
+        VerifySource::Local => {
+            let verifier = Arc::new(LocalVerifier::new(
+                store.clone(),
+                clock.clone(),
+                config.oauth.issuer.clone(),
+            ));
+            // Answers from our own store age with its revocation feed (see verify::cache).
+            let staleness =
+                Staleness::new(store, config.verify.max_stale, config.verify.stale_grace);
+            return Ok(Arc::new(VerifyCache::with_staleness(
+                &config.verify,
+                verifier,
+                clock,
+                metrics,
+                staleness,
+            )));
+        }
     };
     Ok(Arc::new(VerifyCache::new(
         &config.verify,

@@ -260,6 +260,13 @@ pub struct VerifyConfig {
     pub negative_cache_ttl: Duration,
     /// Most cached results kept.
     pub cache_capacity: u64,
+    /// When the store's revocation feed has a shared channel (Redis, a shared SQLite file)
+    /// and it has been silent this long, cached answers are re-checked at the store before
+    /// use.
+    pub max_stale: Duration,
+    /// Local verifier, store unreachable: routes with `when_store_down = "serve_cached"`
+    /// keep using answers verified at the store at most this long ago.
+    pub stale_grace: Duration,
 }
 
 /// Which verifier the guard uses.
@@ -317,6 +324,18 @@ pub struct RouteConfig {
     /// Largest request body in bytes: the route's own `max_request_body`, else the
     /// `[server]` one.
     pub max_request_body: u64,
+    /// What the guard does with a cached answer it cannot re-check at the store.
+    pub when_store_down: WhenStoreDown,
+}
+
+/// A route's `when_store_down`: what a cached answer is worth while the token store cannot
+/// be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenStoreDown {
+    /// Keep using answers verified at most `[verify] stale_grace` ago (availability first).
+    ServeCached,
+    /// Answer 503 once an answer would need a re-check (revocation first).
+    Deny,
 }
 
 /// Whether a route needs a bearer token.

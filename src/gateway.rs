@@ -209,7 +209,11 @@ impl Gateway {
             guard::Credential::Malformed => return Err(GatewayError::MalformedToken),
             guard::Credential::Bearer(t) => t,
         };
-        let principal = match self.verifier.verify(token).await {
+        let principal = match self
+            .verifier
+            .verify(token, route.config.when_store_down)
+            .await
+        {
             Ok(Verdict::Active(p)) => p,
             Ok(Verdict::Inactive) => return Err(GatewayError::InvalidToken),
             Err(e) => return Err(GatewayError::VerifierUnavailable(e)),

@@ -66,6 +66,13 @@ pub struct CacheMetrics {
     pub miss: IntCounter,
     pub negative_hit: IntCounter,
     pub coalesced: IntCounter,
+    /// `tollgate_verify_stale_total{result}`: cached answers that needed a re-check at the
+    /// store (the revocation feed silent past `max_stale`, or older than `cache_ttl` but
+    /// kept for `stale_grace`): re-checked (`revalidated`), used without one because the
+    /// store was unreachable (`served`), or refused for that reason (`refused`).
+    pub stale_revalidated: IntCounter,
+    pub stale_served: IntCounter,
+    pub stale_refused: IntCounter,
 }
 
 /// The guard's possible decisions, the `outcome` label.
@@ -197,11 +204,19 @@ impl Metrics {
             "Token verification cache lookups",
             &["result"],
         );
+        let stale_vec = counter(
+            "tollgate_verify_stale_total",
+            "Cached verification answers that needed a re-check at the token store",
+            &["result"],
+        );
         let cache = CacheMetrics {
             hit: cache_vec.with_label_values(&["hit"]),
             miss: cache_vec.with_label_values(&["miss"]),
             negative_hit: cache_vec.with_label_values(&["negative_hit"]),
             coalesced: cache_vec.with_label_values(&["coalesced"]),
+            stale_revalidated: stale_vec.with_label_values(&["revalidated"]),
+            stale_served: stale_vec.with_label_values(&["served"]),
+            stale_refused: stale_vec.with_label_values(&["refused"]),
         };
         let introspection_duration = histogram(
             "tollgate_introspection_duration_seconds",
@@ -269,12 +284,13 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_duration.clone()),
             Box::new(guard_decisions.clone()),
             Box::new(cache_vec),
+            Box::new(stale_vec),
             Box::new(introspection_duration.clone()),
             Box::new(tokens_issued.clone()),
             Box::new(token_endpoint_errors.clone()),

@@ -18,6 +18,7 @@
 //! revokes, and guards subscribe (see `feed`). The authorization server only writes to the
 //! store; it never reaches into a guard's cache.
 
+pub mod fail_fast;
 pub mod feed;
 pub mod memory;
 pub mod redis;
@@ -118,6 +119,28 @@ pub enum StoreError {
     Worker(#[from] tokio::task::JoinError),
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    #[error("the token store could not be reached moments ago; trying again in {hold:?}")]
+    Unavailable { hold: std::time::Duration },
+}
+
+// === impl StoreError ===
+
+impl StoreError {
+    /// True when the store could not be reached at all (refused, timed out, link dropped),
+    /// as opposed to answering with an error: what [`fail_fast::FailFast`] holds down for.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_unrecoverable_error()
+            }
+            StoreError::Unavailable { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -187,7 +210,9 @@ pub async fn open(spec: &StoreSpec) -> StoreResult<Arc<dyn TokenStore>> {
     match spec {
         StoreSpec::Memory => Ok(Arc::new(memory::MemoryStore::default())),
         StoreSpec::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
-        StoreSpec::Redis(redis) => Ok(Arc::new(redis::RedisStore::open(redis).await?)),
+        StoreSpec::Redis(redis) => Ok(Arc::new(fail_fast::FailFast::new(
+            redis::RedisStore::open(redis).await?,
+        ))),
     }
 }
 

@@ -63,6 +63,8 @@ pub enum VerifyError {
     BadAnswer(#[source] serde_json::Error),
     #[error("token store unavailable")]
     Store(#[source] crate::store::StoreError),
+    #[error("token store unavailable (a re-check failed moments ago)")]
+    StoreDown,
 }
 
 /// Checks a bearer token. Implementations must be cheap to share across tasks.

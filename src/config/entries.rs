@@ -2,7 +2,7 @@
 
 use super::raw::{RawClient, RawRoute};
 use super::validate::{is_identifier, is_scope_token, Checker};
-use super::{AuthMode, ClientConfig, GrantType, OAuthConfig, RouteConfig};
+use super::{AuthMode, ClientConfig, GrantType, OAuthConfig, RouteConfig, WhenStoreDown};
 
 pub(super) fn clients(
     ck: &mut Checker,
@@ -186,6 +186,23 @@ pub(super) fn routes(ck: &mut Checker, raw: Vec<RawRoute>, default_body: u64) ->
         if timeout.is_zero() {
             ck.problem(format!("{key}.timeout"), "must be longer than zero");
         }
+        let when_store_down = match r.when_store_down.as_deref() {
+            None | Some("serve_cached") => WhenStoreDown::ServeCached,
+            Some("deny") => WhenStoreDown::Deny,
+            Some(other) => {
+                ck.problem(
+                    format!("{key}.when_store_down"),
+                    format!("{other:?} is not \"serve_cached\" or \"deny\""),
+                );
+                WhenStoreDown::ServeCached
+            }
+        };
+        if r.when_store_down.is_some() && auth == AuthMode::None {
+            ck.problem(
+                format!("{key}.when_store_down"),
+                "when_store_down needs auth = \"bearer\"",
+            );
+        }
         let max_request_body = ck.size(
             &format!("{key}.max_request_body"),
             r.max_request_body.as_deref(),
@@ -202,6 +219,7 @@ pub(super) fn routes(ck: &mut Checker, raw: Vec<RawRoute>, default_body: u64) ->
             scopes: r.scopes,
             audience: r.audience,
             max_request_body,
+            when_store_down,
         });
     }
     out

@@ -126,6 +126,8 @@ pub struct RawVerify {
     pub timeout: Option<String>,
     /// Remote: the `iss` an introspection answer must carry, when set.
     pub issuer: Option<String>,
+    pub max_stale: Option<String>,
+    pub stale_grace: Option<String>,
 }
 
 /// One `[[routes]]` entry.
@@ -145,6 +147,8 @@ pub struct RawRoute {
     pub audience: Option<String>,
     /// A size; default `[server].max_request_body`.
     pub max_request_body: Option<String>,
+    /// `"serve_cached"` (default) or `"deny"`.
+    pub when_store_down: Option<String>,
 }
 
 /// `upstream = "http://…"` or `upstream = ["http://a", "http://b"]`.

@@ -493,6 +493,10 @@ fn verify(ck: &mut Checker, raw: RawVerify) -> VerifyConfig {
         ck.problem("[verify].issuer", "only used with source = \"remote\"");
     }
     let cache_capacity = raw.cache_capacity.unwrap_or(100_000);
+    let max_stale = ck.duration("[verify].max_stale", raw.max_stale.as_deref(), "1s");
+    if max_stale.is_zero() {
+        ck.problem("[verify].max_stale", "must be longer than zero");
+    }
     VerifyConfig {
         source,
         cache_ttl: ck.duration("[verify].cache_ttl", raw.cache_ttl.as_deref(), "30s"),
@@ -502,6 +506,8 @@ fn verify(ck: &mut Checker, raw: RawVerify) -> VerifyConfig {
             "5s",
         ),
         cache_capacity,
+        max_stale,
+        stale_grace: ck.duration("[verify].stale_grace", raw.stale_grace.as_deref(), "5m"),
     }
 }
 

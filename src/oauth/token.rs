@@ -127,15 +127,15 @@ impl OAuthServer {
         let grant_id = issue.grant_id.clone();
         let answer = self.issue(issue).await?;
         // A replay racing this exchange may have revoked the grant between our `consume`
-        // and the insert of the new tokens; if so, revoke again so they die with it.
+        // and the insert of the new tokens; if so, revoke again so they die with it. This
+        // request was the first use (it alone saw the record active), so it is answered as
+        // it would have been had the replay come a moment later (RFC 6749 §4.1.2: the reuse
+        // is denied and what the code gave is revoked): exactly one use ever succeeds, and
+        // nothing it got outlives the replay.
         if let Some(hash) = consumed {
             let record = self.store.get(hash).await.map_err(store_error)?;
             if record.is_some_and(|r| r.state == RecordState::Revoked) {
                 self.revoke_grant(&grant_id).await;
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidGrant,
-                    "the grant was revoked while it was being exchanged",
-                ));
             }
         }
         Ok(answer)
@@ -431,7 +431,10 @@ fn normalise_scope_text(s: &str) -> String {
 /// A store that cannot answer (locked, read-only, unreachable) is an outage the client
 /// may retry: 503 `temporarily_unavailable`, never a 500.
 pub(super) fn store_error(e: crate::store::StoreError) -> OAuthError {
-    tracing::error!(error = %crate::error::error_chain(&e), "token store failed");
+    // A store held down after a failure is logged once, by the readiness probe.
+    if !matches!(e, crate::store::StoreError::Unavailable { .. }) {
+        tracing::error!(error = %crate::error::error_chain(&e), "token store failed");
+    }
     OAuthError::new(
         ErrorCode::TemporarilyUnavailable,
         "the token store is unavailable",

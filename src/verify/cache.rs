@@ -1,35 +1,74 @@
 //! The verification cache in front of any [`TokenVerifier`].
 //!
-//! Keyed by the SHA-256 of the token (the raw token is never kept), an active result lives
-//! for `min(cache_ttl, exp − now)`, with now rounded up to the next second, so a cached
+//! Keyed by the SHA-256 of the token (the raw token is never kept), an active result is
+//! used for `min(cache_ttl, exp − now)`, with now rounded up to the next second, so a cached
 //! entry never outlives its token; an inactive one for `negative_cache_ttl`. Concurrent
 //! misses for one token share a single call to the verifier (moka's entry API runs one
 //! initializer per key). Errors are not cached: the next request asks again.
 //!
 //! The cache subscribes to the token store's revocation feed (`store::feed`): a revoked
-//! token's entry is dropped before the revoking call returns.
+//! token's entry is dropped before the revoking call returns, or, for a revocation made by
+//! another instance, when it arrives over the feed's shared channel.
+//!
+//! In front of the local verifier, two more rules make answers age (see [`Staleness`]):
+//! - when the shared channel has been silent longer than `[verify] max_stale`, a revocation
+//!   made elsewhere may be missing, so an active answer is re-checked at the store before
+//!   use (unless it was itself checked less than `max_stale` ago);
+//! - an active answer is kept `stale_grace` past `cache_ttl`, so that while the store cannot
+//!   be reached a route with `when_store_down = "serve_cached"` keeps serving tokens it
+//!   verified at most `stale_grace` ago; `"deny"` answers 503 instead.
 
 use super::{TokenVerifier, Verdict, VerifyError};
 use crate::clock::Clock;
-use crate::config::VerifyConfig;
-use crate::store::{token_hash, RevocationSink, Revoked, TokenHash};
+use crate::config::{VerifyConfig, WhenStoreDown};
+use crate::store::{token_hash, RevocationFeed, RevocationSink, Revoked, TokenHash};
 use futures_util::future::BoxFuture;
 use moka::future::Cache;
 use moka::Expiry;
 use prometheus::Histogram;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
+
+/// After the store failed a re-check, stale answers skip it for this long (the outage is
+/// answered by `when_store_down` at once instead of by one failed call per request).
+const STORE_DOWN_BACKOFF: Duration = Duration::from_millis(250);
 
 /// A verifier with a cache and call coalescing in front.
 pub struct VerifyCache {
-    cache: Cache<TokenHash, Verdict>,
+    cache: Cache<TokenHash, Entry>,
     verifier: Arc<dyn TokenVerifier>,
     metrics: Arc<crate::metrics::Metrics>,
     introspection: Histogram,
+    ttl: Duration,
+    staleness: Option<Staleness>,
+}
+
+/// How answers from the local verifier age (see the module comment). The remote verifier
+/// has neither a feed nor a store of ours: its answers simply live `cache_ttl`.
+pub struct Staleness {
+    /// The store's revocation feed, asked how long its shared channel has been silent.
+    pub feed: Arc<dyn RevocationFeed + Send + Sync>,
+    pub max_stale: Duration,
+    pub grace: Duration,
+    /// Until when (ms after [`EPOCH`]) the store counts as down for re-checks.
+    down_until: AtomicU64,
+}
+
+/// The instant the backoff times are counted from.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// One cached answer and when it was had from the verifier.
+#[derive(Clone)]
+struct Entry {
+    verdict: Verdict,
+    checked: Instant,
 }
 
 /// Per-entry lifetimes, see the module comment.
 struct VerdictExpiry {
+    /// How long an active answer is kept: `cache_ttl`, plus `stale_grace` when stale
+    /// answers may be served.
     ttl: Duration,
     negative_ttl: Duration,
     clock: Arc<dyn Clock>,
@@ -53,14 +92,51 @@ impl VerdictExpiry {
     }
 }
 
-impl Expiry<TokenHash, Verdict> for VerdictExpiry {
+impl Expiry<TokenHash, Entry> for VerdictExpiry {
     fn expire_after_create(
         &self,
         _key: &TokenHash,
-        value: &Verdict,
+        value: &Entry,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(self.lifetime(value))
+        Some(self.lifetime(&value.verdict))
+    }
+}
+
+// === impl Staleness ===
+
+impl Staleness {
+    pub fn new(
+        feed: Arc<dyn RevocationFeed + Send + Sync>,
+        max_stale: Duration,
+        grace: Duration,
+    ) -> Self {
+        Self {
+            feed,
+            max_stale,
+            grace,
+            down_until: AtomicU64::new(0),
+        }
+    }
+
+    /// True when an active answer checked `age` ago may be used without a re-check.
+    fn current(&self, age: Duration, ttl: Duration) -> bool {
+        if age > ttl {
+            return false;
+        }
+        match self.feed.silent_for() {
+            None => true,
+            Some(silent) => silent <= self.max_stale || age <= self.max_stale,
+        }
+    }
+
+    fn store_down(&self) -> bool {
+        (EPOCH.elapsed().as_millis() as u64) < self.down_until.load(Ordering::Relaxed)
+    }
+
+    fn note_store_down(&self) {
+        let until = (EPOCH.elapsed() + STORE_DOWN_BACKOFF).as_millis() as u64;
+        self.down_until.store(until, Ordering::Relaxed);
     }
 }
 
@@ -73,8 +149,30 @@ impl VerifyCache {
         clock: Arc<dyn Clock>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
+        Self::build(cfg, verifier, clock, metrics, None)
+    }
+
+    /// A cache in front of the local verifier whose answers age by `staleness`.
+    pub fn with_staleness(
+        cfg: &VerifyConfig,
+        verifier: Arc<dyn TokenVerifier>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<crate::metrics::Metrics>,
+        staleness: Staleness,
+    ) -> Self {
+        Self::build(cfg, verifier, clock, metrics, Some(staleness))
+    }
+
+    fn build(
+        cfg: &VerifyConfig,
+        verifier: Arc<dyn TokenVerifier>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<crate::metrics::Metrics>,
+        staleness: Option<Staleness>,
+    ) -> Self {
+        let grace = staleness.as_ref().map_or(Duration::ZERO, |s| s.grace);
         let expiry = VerdictExpiry {
-            ttl: cfg.cache_ttl,
+            ttl: cfg.cache_ttl.saturating_add(grace),
             negative_ttl: cfg.negative_cache_ttl,
             clock,
         };
@@ -88,19 +186,39 @@ impl VerifyCache {
             verifier,
             metrics,
             introspection,
+            ttl: cfg.cache_ttl,
+            staleness,
         }
     }
 
-    /// The verdict for `token`, from the cache when it is there.
-    pub async fn verify(&self, token: &str) -> Result<Verdict, Arc<VerifyError>> {
+    /// The verdict for `token`, from the cache when it is there and current. `when_down`
+    /// (the route's) decides whether an answer that needs a re-check the store cannot give
+    /// may still be used.
+    pub async fn verify(
+        &self,
+        token: &str,
+        when_down: WhenStoreDown,
+    ) -> Result<Verdict, Arc<VerifyError>> {
         let key = token_hash(token);
-        if let Some(verdict) = self.cache.get(&key).await {
-            let counter = match verdict {
-                Verdict::Active(_) => &self.metrics.cache.hit,
-                Verdict::Inactive => &self.metrics.cache.negative_hit,
-            };
-            counter.inc();
-            return Ok(verdict);
+        if let Some(entry) = self.cache.get(&key).await {
+            match (&entry.verdict, &self.staleness) {
+                (Verdict::Inactive, _) => {
+                    self.metrics.cache.negative_hit.inc();
+                    return Ok(entry.verdict);
+                }
+                (Verdict::Active(_), None) => {
+                    self.metrics.cache.hit.inc();
+                    return Ok(entry.verdict);
+                }
+                (Verdict::Active(_), Some(staleness)) => {
+                    let age = entry.checked.elapsed();
+                    if staleness.current(age, self.ttl) {
+                        self.metrics.cache.hit.inc();
+                        return Ok(entry.verdict);
+                    }
+                    return self.recheck(token, key, entry, staleness, when_down).await;
+                }
+            }
         }
         let entry = self
             .cache
@@ -109,7 +227,10 @@ impl VerifyCache {
                 let started = Instant::now();
                 let result = self.verifier.verify(token).await;
                 self.introspection.observe(started.elapsed().as_secs_f64());
-                result
+                result.map(|verdict| Entry {
+                    verdict,
+                    checked: Instant::now(),
+                })
             })
             .await?;
         if entry.is_fresh() {
@@ -117,7 +238,48 @@ impl VerifyCache {
         } else {
             self.metrics.cache.coalesced.inc();
         }
-        Ok(entry.into_value())
+        Ok(entry.into_value().verdict)
+    }
+
+    /// Asks the store again about a cached active answer that is no longer current; when it
+    /// cannot answer, `when_down` decides whether the cached answer is still used.
+    async fn recheck(
+        &self,
+        token: &str,
+        key: TokenHash,
+        cached: Entry,
+        staleness: &Staleness,
+        when_down: WhenStoreDown,
+    ) -> Result<Verdict, Arc<VerifyError>> {
+        let error = if staleness.store_down() {
+            None
+        } else {
+            let started = Instant::now();
+            let result = self.verifier.verify(token).await;
+            self.introspection.observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(verdict) => {
+                    self.metrics.cache.stale_revalidated.inc();
+                    let entry = Entry {
+                        verdict: verdict.clone(),
+                        checked: Instant::now(),
+                    };
+                    self.cache.insert(key, entry).await;
+                    return Ok(verdict);
+                }
+                Err(e) => {
+                    staleness.note_store_down();
+                    Some(e)
+                }
+            }
+        };
+        let within_grace = cached.checked.elapsed() <= staleness.grace;
+        if when_down == WhenStoreDown::ServeCached && within_grace {
+            self.metrics.cache.stale_served.inc();
+            return Ok(cached.verdict);
+        }
+        self.metrics.cache.stale_refused.inc();
+        Err(Arc::new(error.unwrap_or(VerifyError::StoreDown)))
     }
 
     /// Drops whatever is cached for this token hash.

@@ -25,6 +25,7 @@ mod readiness;
 mod request_rules;
 mod routing;
 mod shipped;
+mod store_outage;
 mod throttle;
 mod upstream_framing;
 mod verify_claims;

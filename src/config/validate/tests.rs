@@ -364,6 +364,43 @@ fn route_audience_is_optional_and_needs_a_bearer_route() {
 }
 
 #[test]
+fn staleness_keys_have_documented_defaults_and_refuse_nonsense() {
+    let c = parse_str(MINIMAL_ROUTE).expect("valid");
+    assert_eq!(c.verify.max_stale, Duration::from_secs(1));
+    assert_eq!(c.verify.stale_grace, Duration::from_secs(300));
+    assert_eq!(c.routes[0].when_store_down, WhenStoreDown::ServeCached);
+    let c = parse_str(&format!(
+        "[verify]\nmax_stale = \"250ms\"\nstale_grace = \"0s\"\n{MINIMAL_ROUTE}when_store_down = \"deny\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(c.verify.max_stale, Duration::from_millis(250));
+    assert_eq!(c.verify.stale_grace, Duration::ZERO);
+    assert_eq!(c.routes[0].when_store_down, WhenStoreDown::Deny);
+    let cases = [
+        (
+            format!("{MINIMAL_ROUTE}when_store_down = \"serve\"\n"),
+            ".when_store_down: \"serve\" is not \"serve_cached\" or \"deny\"",
+        ),
+        (
+            format!("{MINIMAL_ROUTE}auth = \"none\"\nwhen_store_down = \"deny\"\n"),
+            ".when_store_down: when_store_down needs auth = \"bearer\"",
+        ),
+        (
+            "[verify]\nmax_stale = \"0s\"\n".to_string(),
+            "[verify].max_stale: must be longer than zero",
+        ),
+        (
+            "[verify]\nstale_grace = \"soon\"\n".to_string(),
+            "[verify].stale_grace",
+        ),
+    ];
+    for (text, want) in cases {
+        let p = problems(&text);
+        assert!(p.iter().any(|l| l.contains(want)), "{text}: {p:?}");
+    }
+}
+
+#[test]
 fn server_limits_have_the_documented_defaults_and_routes_inherit_the_body_limit() {
     let c = parse_str(MINIMAL_ROUTE).expect("valid");
     let l = c.server.limits;

@@ -162,9 +162,12 @@ impl RevocationStream {
             let Some(feed) = feed.upgrade() else {
                 return Ok(());
             };
-            // An answer, even an empty one after the block timeout, proves the link.
-            feed.stream_up(true);
-            let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
+            let entries: Vec<_> = reply
+                .into_iter()
+                .flat_map(|r| r.keys)
+                .flat_map(|k| k.ids)
+                .collect();
+            let caught_up = entries.len() < BATCH;
             for entry in entries {
                 *last = entry.id.clone();
                 if entry.get::<String>("o").as_deref() == Some(self.origin.as_str()) {
@@ -178,6 +181,12 @@ impl RevocationStream {
                     .collect();
                 let sent_at = entry.get::<u64>("t").unwrap_or(0);
                 feed.publish_remote(&hashes, sent_at).await;
+            }
+            // An answer, even an empty one after the block timeout, proves the link; but
+            // the guard may trust its cache again only once what the answer held has been
+            // delivered and nothing is left behind it (a full batch may have more).
+            if caught_up {
+                feed.stream_up(true);
             }
         }
     }

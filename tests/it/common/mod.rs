@@ -11,6 +11,7 @@ pub mod raw;
 pub mod redis;
 pub mod scripted;
 pub mod slapd;
+pub mod tcp_proxy;
 pub mod tls;
 
 use bytes::Bytes;

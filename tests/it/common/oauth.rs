@@ -142,6 +142,8 @@ pub struct AuthConfig {
     server: String,
     /// Extra `[verify]` keys (cache lifetimes); none by default.
     verify: String,
+    /// More config after the two standard routes (more `[[routes]]`); none by default.
+    extra: String,
 }
 
 impl Default for AuthConfig {
@@ -157,6 +159,7 @@ impl Default for AuthConfig {
             tls: false,
             server: String::new(),
             verify: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -230,6 +233,12 @@ impl AuthConfig {
         self
     }
 
+    /// Appends `toml` after the standard routes (e.g. another `[[routes]]`).
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra = toml.to_string();
+        self
+    }
+
     /// The config body: `[oauth]`, `[users]`, the clients, and two bearer routes to
     /// `upstream`: `mail` (/api/mail, scope `email`) and `send` (/api/send, `email.send`).
     pub fn toml(&self, upstream: &str) -> String {
@@ -244,6 +253,7 @@ impl AuthConfig {
             tls,
             server,
             verify,
+            extra,
         } = self;
         let tls_table = if *tls {
             "[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n"
@@ -332,6 +342,8 @@ path_prefix = "/api/send"
 upstream = "{upstream}"
 auth = "bearer"
 scopes = ["email.send"]
+
+{extra}
 "#,
             mail = MAIL_APP.id,
             mail_secret = secret_line(MAIL_APP),
