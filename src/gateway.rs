@@ -38,6 +38,13 @@ pub struct ConnInfo {
     pub client_ip: HeaderValue,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: &'static HeaderValue,
+    /// What the connection holds while it is open (its place under `max_connections`, in
+    /// `tollgate_open_connections` and in the drain; see `server`). An upgraded WebSocket
+    /// outlives the HTTP exchange it began in, so its splice keeps a clone until it ends.
+    pub hold: Arc<dyn std::any::Any + Send + Sync>,
+    /// Turns true when the drain's deadline has passed: upgraded connections still open
+    /// are closed then.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// One configured route with everything its requests need, resolved at start-up.
@@ -290,7 +297,12 @@ impl Gateway {
         headers::prepare_response(response.headers_mut(), switching);
         if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(splice_upgraded(client_upgrade, upstream_upgrade));
+            let (hold, closing) = (conn.hold.clone(), conn.closing.clone());
+            tokio::spawn(async move {
+                // Counted as the open connection it still is until the splice ends.
+                let _hold = hold;
+                splice_upgraded(client_upgrade, upstream_upgrade, closing).await;
+            });
         }
         let pause = route.config.timeout;
         Ok(response.map(|body| Body::Limited(LimitedBody::paced(body, pause))))
@@ -426,7 +438,11 @@ fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
 }
 
 /// Copies bytes both ways between an upgraded client and upstream connection.
-async fn splice_upgraded(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+async fn splice_upgraded(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {
@@ -436,7 +452,14 @@ async fn splice_upgraded(client: hyper::upgrade::OnUpgrade, upstream: hyper::upg
     };
     let mut client = TokioIo::new(client);
     let mut upstream = TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            if let Err(e) = copied {
+                tracing::debug!(error = %e, "upgraded connection ended with an error");
+            }
+        }
+        _ = closing.wait_for(|closing| *closing) => {
+            tracing::debug!("drain deadline passed: closing an upgraded connection");
+        }
     }
 }

@@ -107,6 +107,8 @@ pub async fn serve<H: Handler>(
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    // Set when the drain deadline passes, for upgraded connections still open then.
+    let (closing_tx, closing) = watch::channel(false);
     let proto = if listener.tls.is_some() {
         &PROTO_HTTPS
     } else {
@@ -135,43 +137,54 @@ pub async fn serve<H: Handler>(
         };
         let accepted = Instant::now();
         let _ = stream.set_nodelay(true);
+        let hold = Hold {
+            _gauge: metrics.connection_opened(listener.name),
+            _slot: slot,
+        };
         let conn = Arc::new(ConnInfo {
             client_ip: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),
             proto,
+            hold: Arc::new(hold),
+            closing: closing.clone(),
         });
         let task = Connection {
             builder: builder.clone(),
             handler: handler.clone(),
             conn,
-            _gauge: metrics.connection_opened(listener.name),
             tls: listener.tls.clone(),
             shutdown: shutdown.clone(),
             limits,
-            _slot: slot,
         };
         tokio::spawn(async move { task.run(stream, accepted).await });
     }
     drop(listener);
-    // Every connection holds a slot until it ends: all slots back means all drained.
+    // Every connection (upgraded ones included) holds a slot until it ends: all slots
+    // back means all drained.
     let all = slots.acquire_many(limits.max_connections);
     if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
         tracing::warn!("drain timed out; closing remaining connections");
+        let _ = closing_tx.send(true);
     }
+}
+
+/// What an open connection holds until it ends, upgraded or not (see [`ConnInfo::hold`]).
+struct Hold {
+    /// Counts the connection in `tollgate_open_connections`.
+    _gauge: crate::metrics::ConnectionGuard,
+    /// Its place under `max_connections`, given back when the connection ends.
+    _slot: OwnedSemaphorePermit,
 }
 
 /// One accepted connection and what it needs to be served.
 struct Connection<H> {
     builder: Arc<auto::Builder<TokioExecutor>>,
     handler: Arc<H>,
+    /// Holds the connection's [`Hold`], which an upgraded connection keeps past this task.
     conn: Arc<ConnInfo>,
-    /// Counts the connection in `tollgate_open_connections` until it ends.
-    _gauge: crate::metrics::ConnectionGuard,
     tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
     limits: Limits,
-    /// Its place under `max_connections`, given back when the connection ends.
-    _slot: OwnedSemaphorePermit,
 }
 
 impl<H: Handler> Connection<H> {

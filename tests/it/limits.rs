@@ -84,6 +84,74 @@ async fn max_connections_leaves_extra_connections_waiting_until_one_closes() {
     }
 }
 
+/// Reads exactly `want.len()` bytes from `stream` (bounded by 5 s) and compares them.
+async fn echoed(stream: &mut TcpStream, want: &[u8]) {
+    let mut got = vec![0u8; want.len()];
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_exact(stream, &mut got),
+    )
+    .await
+    .expect("echo within 5 s")
+    .expect("echo read");
+    assert_eq!(got, want);
+}
+
+/// A WebSocket outlives the HTTP exchange that upgraded it: it keeps its connection's place
+/// under `max_connections` and in `tollgate_open_connections`, and a graceful shutdown
+/// waits for it (up to the drain deadline) while bytes keep flowing both ways.
+#[tokio::test]
+async fn an_open_websocket_holds_its_connection_slot_and_the_drain_waits_for_it() {
+    let up = Upstream::echo().await;
+    let mut gw = TestGateway::spawn(&format!(
+        "{}{}",
+        server_section("max_connections = 1"),
+        route("ws", "/ws", &up.url(), OPEN)
+    ))
+    .await;
+    let mut ws = connect(gw.public).await;
+    ws.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let (switched, early_bytes) = raw::read_head(&mut ws).await;
+    assert_eq!(switched.status, 101, "{}", switched.head);
+    assert!(early_bytes.is_empty(), "{early_bytes:?}");
+    ws.write_all(b"ping").await.expect("write");
+    echoed(&mut ws, b"ping").await;
+
+    // The only slot is the WebSocket's: another connection waits in the backlog.
+    let mut other = connect(gw.public).await;
+    other
+        .write_all(FAST_LANE_GET.as_bytes())
+        .await
+        .expect("write");
+    let early =
+        tokio::time::timeout(Duration::from_millis(300), raw::read_response(&mut other)).await;
+    assert!(
+        early.is_err(),
+        "a second connection was served beside the WebSocket"
+    );
+    assert_eq!(open_connections(&gw).await, 1);
+    drop(other);
+
+    let running = gw.running.take().expect("running");
+    let shutdown = tokio::spawn(running.shutdown());
+    // Draining: the WebSocket still carries data and shutdown waits for it.
+    ws.write_all(b"still there").await.expect("write");
+    echoed(&mut ws, b"still there").await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown did not wait for the WebSocket"
+    );
+    drop(ws);
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .expect("shutdown completes once the WebSocket closed")
+        .expect("shutdown task");
+}
+
 #[tokio::test]
 async fn request_head_timeout_closes_a_connection_whose_head_does_not_arrive() {
     let up = Upstream::echo().await;
