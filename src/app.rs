@@ -93,6 +93,7 @@ impl App {
         store.subscribe(&sink);
         let gateway = Gateway::new(
             &config.routes,
+            &config.oauth.issuer,
             config.server.limits.request_body_timeout,
             cache.clone(),
             &metrics,

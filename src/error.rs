@@ -7,7 +7,6 @@
 use crate::body::Body;
 use crate::gateway::authority::AuthorityError;
 use crate::gateway::framing::FramingError;
-use crate::gateway::guard::{CHALLENGE_INVALID, CHALLENGE_MISSING};
 use crate::gateway::route::PathError;
 use crate::metrics::GuardOutcome;
 use crate::verify::VerifyError;
@@ -35,14 +34,15 @@ pub enum GatewayError {
     BadPath(#[from] PathError),
     #[error("request authority cannot be trusted")]
     BadAuthority(#[from] AuthorityError),
+    // Each guard refusal carries its route's `WWW-Authenticate` value (`guard::Challenges`).
     #[error("request has no bearer token")]
-    MissingToken,
+    MissingToken { challenge: HeaderValue },
     #[error("bearer token is malformed")]
-    MalformedToken,
+    MalformedToken { challenge: HeaderValue },
     #[error("bearer token is not active")]
-    InvalidToken,
+    InvalidToken { challenge: HeaderValue },
     #[error("bearer token is not meant for this resource (aud)")]
-    WrongAudience,
+    WrongAudience { challenge: HeaderValue },
     #[error("bearer token lacks a required scope")]
     InsufficientScope { challenge: HeaderValue },
     #[error("token verifier unavailable")]
@@ -96,10 +96,10 @@ impl GatewayError {
         match self {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::BadPath(_) | GatewayError::BadAuthority(_) => StatusCode::BAD_REQUEST,
-            GatewayError::MissingToken
-            | GatewayError::MalformedToken
-            | GatewayError::InvalidToken
-            | GatewayError::WrongAudience => StatusCode::UNAUTHORIZED,
+            GatewayError::MissingToken { .. }
+            | GatewayError::MalformedToken { .. }
+            | GatewayError::InvalidToken { .. }
+            | GatewayError::WrongAudience { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             GatewayError::VerifierUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamConnect { .. }
@@ -119,10 +119,10 @@ impl GatewayError {
             GatewayError::NoRoute
             | GatewayError::BadPath(_)
             | GatewayError::BadAuthority(_)
-            | GatewayError::MissingToken
-            | GatewayError::MalformedToken
-            | GatewayError::InvalidToken
-            | GatewayError::WrongAudience
+            | GatewayError::MissingToken { .. }
+            | GatewayError::MalformedToken { .. }
+            | GatewayError::InvalidToken { .. }
+            | GatewayError::WrongAudience { .. }
             | GatewayError::InsufficientScope { .. }
             | GatewayError::BadUpstreamRequest(_)
             | GatewayError::RequestBodyTooLarge { .. }
@@ -139,10 +139,10 @@ impl GatewayError {
     /// The guard decision this error records, if it came from the guard.
     pub fn guard_outcome(&self) -> Option<GuardOutcome> {
         match self {
-            GatewayError::MissingToken => Some(GuardOutcome::Missing),
-            GatewayError::MalformedToken
-            | GatewayError::InvalidToken
-            | GatewayError::WrongAudience => Some(GuardOutcome::Invalid),
+            GatewayError::MissingToken { .. } => Some(GuardOutcome::Missing),
+            GatewayError::MalformedToken { .. }
+            | GatewayError::InvalidToken { .. }
+            | GatewayError::WrongAudience { .. } => Some(GuardOutcome::Invalid),
             GatewayError::InsufficientScope { .. } => Some(GuardOutcome::InsufficientScope),
             GatewayError::VerifierUnavailable(_) => Some(GuardOutcome::VerifierError),
             GatewayError::NoRoute
@@ -169,8 +169,12 @@ impl GatewayError {
             | GatewayError::RequestBodyBroken { .. } => "invalid_request",
             GatewayError::RequestBodyTooLarge { .. } => "request_too_large",
             GatewayError::RequestBodyTimeout { .. } => "request_timeout",
-            GatewayError::MissingToken | GatewayError::MalformedToken => "unauthorized",
-            GatewayError::InvalidToken | GatewayError::WrongAudience => "invalid_token",
+            GatewayError::MissingToken { .. } | GatewayError::MalformedToken { .. } => {
+                "unauthorized"
+            }
+            GatewayError::InvalidToken { .. } | GatewayError::WrongAudience { .. } => {
+                "invalid_token"
+            }
             GatewayError::InsufficientScope { .. } => "insufficient_scope",
             GatewayError::VerifierUnavailable(_) => "temporarily_unavailable",
             GatewayError::UpstreamConnect { .. }
@@ -197,10 +201,10 @@ impl GatewayError {
                 format!("the upstream of route {route:?} did not answer properly")
             }
             GatewayError::NoRoute
-            | GatewayError::MissingToken
-            | GatewayError::MalformedToken
-            | GatewayError::InvalidToken
-            | GatewayError::WrongAudience
+            | GatewayError::MissingToken { .. }
+            | GatewayError::MalformedToken { .. }
+            | GatewayError::InvalidToken { .. }
+            | GatewayError::WrongAudience { .. }
             | GatewayError::InsufficientScope { .. }
             | GatewayError::VerifierUnavailable(_)
             | GatewayError::BadUpstreamRequest(_)
@@ -225,13 +229,11 @@ impl GatewayError {
         let status = self.status();
         let mut response = json_response(status, body.to_string());
         let challenge = match self {
-            GatewayError::MissingToken | GatewayError::MalformedToken => {
-                Some(CHALLENGE_MISSING.clone())
-            }
-            GatewayError::InvalidToken | GatewayError::WrongAudience => {
-                Some(CHALLENGE_INVALID.clone())
-            }
-            GatewayError::InsufficientScope { challenge } => Some(challenge),
+            GatewayError::MissingToken { challenge }
+            | GatewayError::MalformedToken { challenge }
+            | GatewayError::InvalidToken { challenge }
+            | GatewayError::WrongAudience { challenge }
+            | GatewayError::InsufficientScope { challenge } => Some(challenge),
             _ => None,
         };
         if let Some(c) = challenge {

@@ -54,7 +54,8 @@ pub struct Route {
     /// Its requests may take the fast lane: every target is plain `http://`.
     fast_lane: bool,
     metrics: RouteMetrics,
-    scope_challenge: HeaderValue,
+    /// Its `WWW-Authenticate` values, made once.
+    challenges: guard::Challenges,
 }
 
 /// The routing and proxying half of the public listener.
@@ -79,8 +80,10 @@ struct Routed<'a> {
 
 impl Gateway {
     /// `body_timeout` is the longest pause allowed in a proxied request body.
+    /// `public_base` is `[oauth] issuer`, where the routes' RFC 9728 metadata is served.
     pub fn new(
         routes: &[RouteConfig],
+        public_base: &str,
         body_timeout: Duration,
         verifier: Arc<VerifyCache>,
         metrics: &Metrics,
@@ -104,7 +107,10 @@ impl Gateway {
                             AuthMode::None => RouteKind::Open,
                         },
                     ),
-                    scope_challenge: guard::insufficient_scope_challenge(&r.scopes),
+                    challenges: guard::Challenges::new(
+                        &r.scopes,
+                        &crate::oauth::resource::metadata_url(public_base, &r.path_prefix),
+                    ),
                     config: r.clone(),
                 }
             })
@@ -212,8 +218,16 @@ impl Gateway {
             return Ok(None);
         }
         let token = match guard::extract(headers) {
-            guard::Credential::Missing => return Err(GatewayError::MissingToken),
-            guard::Credential::Malformed => return Err(GatewayError::MalformedToken),
+            guard::Credential::Missing => {
+                return Err(GatewayError::MissingToken {
+                    challenge: route.challenges.missing.clone(),
+                })
+            }
+            guard::Credential::Malformed => {
+                return Err(GatewayError::MalformedToken {
+                    challenge: route.challenges.missing.clone(),
+                })
+            }
             guard::Credential::Bearer(t) => t,
         };
         let principal = match self
@@ -222,19 +236,25 @@ impl Gateway {
             .await
         {
             Ok(Verdict::Active(p)) => p,
-            Ok(Verdict::Inactive) => return Err(GatewayError::InvalidToken),
+            Ok(Verdict::Inactive) => {
+                return Err(GatewayError::InvalidToken {
+                    challenge: route.challenges.invalid.clone(),
+                })
+            }
             Err(e) => return Err(GatewayError::VerifierUnavailable(e)),
         };
         // The audience and the scopes are checked on every request, cached verdict or not:
         // a verdict is cached per token, and one token may be sent to any route.
         if let Some(audience) = &route.config.audience {
             if !principal.has_audience(audience) {
-                return Err(GatewayError::WrongAudience);
+                return Err(GatewayError::WrongAudience {
+                    challenge: route.challenges.invalid.clone(),
+                });
             }
         }
         if !guard::has_all_scopes(&principal.scopes, &route.config.scopes) {
             return Err(GatewayError::InsufficientScope {
-                challenge: route.scope_challenge.clone(),
+                challenge: route.challenges.scope.clone(),
             });
         }
         Ok(Some(principal))

@@ -13,6 +13,7 @@ mod introspect;
 mod metadata;
 pub mod pages;
 pub mod protocol;
+pub mod resource;
 mod revoke;
 pub mod session;
 mod throttle;
@@ -54,6 +55,8 @@ pub struct OAuthServer {
     csrf_key: tokio::sync::OnceCell<csrf::CsrfKey>,
     /// Size and time limits of the form bodies read here.
     form_limits: FormLimits,
+    /// The protected routes as RFC 8707 resources, with their RFC 9728 metadata.
+    resources: resource::Resources,
 }
 
 /// A request with its body read (bounded) and what the handlers need of its connection.
@@ -97,12 +100,15 @@ impl OAuthServer {
             throttle: config.users.throttle,
             csrf_key: tokio::sync::OnceCell::new(),
             form_limits: FormLimits::new(&config.server.limits),
+            resources: resource::Resources::new(&config.oauth.issuer, &config.routes),
         }
     }
 
     /// True for the paths this server answers on the public listener.
     pub fn owns(path: &str) -> bool {
-        path.starts_with("/oauth/") || path == "/.well-known/oauth-authorization-server"
+        path.starts_with("/oauth/")
+            || path == "/.well-known/oauth-authorization-server"
+            || path.starts_with(resource::METADATA_PREFIX)
     }
 
     /// Serves one public-listener request under `/oauth/` or the metadata path.
@@ -116,6 +122,9 @@ impl OAuthServer {
         };
         match (&req.method, path.as_str()) {
             (&Method::GET, "/.well-known/oauth-authorization-server") => self.metadata(),
+            (&Method::GET, p) if p.starts_with(resource::METADATA_PREFIX) => {
+                self.resource_metadata(p)
+            }
             (&Method::GET, "/oauth/authorize") => self.authorize(&req).await,
             (&Method::GET, "/oauth/login") => self.login_page(&req).await,
             (&Method::POST, "/oauth/login") => self.login_submit(&req).await,
@@ -129,6 +138,7 @@ impl OAuthServer {
             | (_, "/.well-known/oauth-authorization-server")
             | (_, "/oauth/logout") => method_not_allowed("GET"),
             (_, "/oauth/login") | (_, "/oauth/consent") => method_not_allowed("GET, POST"),
+            (_, p) if p.starts_with(resource::METADATA_PREFIX) => method_not_allowed("GET"),
             _ => json_response(
                 StatusCode::NOT_FOUND,
                 r#"{"error":"not_found"}"#.to_string(),

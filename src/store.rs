@@ -91,6 +91,10 @@ pub struct Record {
     /// Sessions: the SHA-256 (base64url) of the browser id in the pre-login cookie; the
     /// session is honoured only together with that cookie (see `oauth::session`).
     pub browser: Option<String>,
+    /// Codes, tokens: the RFC 8707 resources the token is for (its `aud`); empty when the
+    /// request named none, and the token's audience is then the issuer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
 }
 
 impl Record {

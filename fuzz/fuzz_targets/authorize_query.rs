@@ -64,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for allow_implicit in [false, true] {
-        match validate(&params, find, allow_implicit) {
+        match validate(&params, find, allow_implicit, &Default::default()) {
             Ok(req) => {
                 let client = find(&req.client_id).expect("a registered client");
                 assert!(client.redirect_uris.contains(&req.redirect_uri));

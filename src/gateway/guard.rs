@@ -55,14 +55,52 @@ fn is_b64token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
-/// The `WWW-Authenticate` value for a token that lacks some of `required` (§3.1).
-pub fn insufficient_scope_challenge(required: &[String]) -> HeaderValue {
-    let value = format!(
-        r#"Bearer realm="tollgate", error="insufficient_scope", scope="{}""#,
-        required.join(" ")
-    );
-    // Scope names were validated as RFC 6749 scope-tokens (printable ASCII without '"' or '\').
-    HeaderValue::from_str(&value).unwrap_or_else(|_| CHALLENGE_INVALID.clone())
+/// The `WWW-Authenticate` values of one protected route (RFC 6750 §3), each naming the
+/// route's RFC 9728 metadata document as `resource_metadata` (RFC 9728 §5.1), so a client
+/// that meets the 401 can find out which authorization server and scopes the route wants.
+#[derive(Debug, Clone)]
+pub struct Challenges {
+    /// No (well-formed) token.
+    pub missing: HeaderValue,
+    /// A token that is not active, or not meant for this route.
+    pub invalid: HeaderValue,
+    /// A token that lacks some of the route's scopes (§3.1).
+    pub scope: HeaderValue,
+}
+
+impl Challenges {
+    /// The challenges of a route requiring `required`, whose metadata is at `metadata_url`.
+    pub fn new(required: &[String], metadata_url: &str) -> Self {
+        // The URL is the configured issuer (an http(s) URL) and a route prefix (a plain
+        // path): no '"' or '\\' to escape. One that cannot be a header value is left out.
+        let metadata = if metadata_url.contains(['"', '\\']) {
+            String::new()
+        } else {
+            format!(r#", resource_metadata="{metadata_url}""#)
+        };
+        let value = |text: String, fallback: &HeaderValue| {
+            HeaderValue::from_str(&text).unwrap_or_else(|_| fallback.clone())
+        };
+        Self {
+            missing: value(
+                format!(r#"Bearer realm="tollgate"{metadata}"#),
+                &CHALLENGE_MISSING,
+            ),
+            invalid: value(
+                format!(r#"Bearer realm="tollgate", error="invalid_token"{metadata}"#),
+                &CHALLENGE_INVALID,
+            ),
+            // Scope names were validated as RFC 6749 scope-tokens (printable ASCII without
+            // '"' or '\\').
+            scope: value(
+                format!(
+                    r#"Bearer realm="tollgate", error="insufficient_scope", scope="{}"{metadata}"#,
+                    required.join(" ")
+                ),
+                &CHALLENGE_INVALID,
+            ),
+        }
+    }
 }
 
 /// True when every required scope is among the granted ones.
@@ -135,11 +173,26 @@ mod tests {
     }
 
     #[test]
-    fn insufficient_scope_challenge_names_the_scopes() {
-        let v = insufficient_scope_challenge(&["email".to_string(), "email.send".to_string()]);
+    fn challenges_name_the_scopes_and_the_metadata_document() {
+        let url = "https://gw.example/.well-known/oauth-protected-resource/api/mail";
+        let c = Challenges::new(&["email".to_string(), "email.send".to_string()], url);
+        let metadata = format!(r#"resource_metadata="{url}""#);
         assert_eq!(
-            v,
-            r#"Bearer realm="tollgate", error="insufficient_scope", scope="email email.send""#
+            c.missing,
+            format!(r#"Bearer realm="tollgate", {metadata}"#).as_str()
         );
+        assert_eq!(
+            c.invalid,
+            format!(r#"Bearer realm="tollgate", error="invalid_token", {metadata}"#).as_str()
+        );
+        assert_eq!(
+            c.scope,
+            format!(
+                r#"Bearer realm="tollgate", error="insufficient_scope", scope="email email.send", {metadata}"#
+            )
+            .as_str()
+        );
+        let odd = Challenges::new(&[], "https://gw.example/\"x");
+        assert_eq!(odd.missing, CHALLENGE_MISSING);
     }
 }

@@ -7,6 +7,7 @@
 use super::protocol::{
     grant_scopes, is_valid_verifier_or_challenge, ErrorCode, OAuthError, Params,
 };
+use super::resource::Resources;
 use crate::config::{ClientConfig, GrantType};
 
 /// What the client asked for.
@@ -29,6 +30,8 @@ pub struct AuthorizeRequest {
     pub scopes: Vec<String>,
     pub state: Option<String>,
     pub code_challenge: Option<String>,
+    /// RFC 8707 resources asked for (each a protected route's); the tokens' `aud`.
+    pub audiences: Vec<String>,
 }
 
 /// Where an error may be sent once the redirect URI is proven.
@@ -56,6 +59,7 @@ pub fn validate<'c>(
     params: &Params,
     find_client: impl Fn(&str) -> Option<&'c ClientConfig>,
     allow_implicit: bool,
+    resources: &Resources,
 ) -> Result<AuthorizeRequest, AuthorizeError> {
     if matches!(
         params.duplicated(),
@@ -144,6 +148,13 @@ pub fn validate<'c>(
             "no scope was requested and the client has none",
         ));
     }
+    let audiences =
+        resources
+            .audiences(params.resources())
+            .map_err(|error| AuthorizeError::Redirect {
+                to: to.clone(),
+                error,
+            })?;
     let code_challenge = match response_type {
         ResponseType::Code => {
             pkce_challenge(params, client.secret_hash.is_none()).map_err(|error| {
@@ -164,6 +175,7 @@ pub fn validate<'c>(
         scopes,
         state: to.state.clone(),
         code_challenge,
+        audiences,
     })
 }
 

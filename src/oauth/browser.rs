@@ -218,6 +218,8 @@ impl OAuthServer {
                 refresh_scopes: None,
                 requested_scope: None,
                 grant_expires_at: self.new_grant_end(),
+                audiences: ar.audiences.clone(),
+                grant_audiences: ar.audiences.clone(),
             };
             return match self.issue(issue).await {
                 Ok(t) => {
@@ -257,6 +259,7 @@ impl OAuthServer {
             email: None,
             csrf: None,
             browser: None,
+            audiences: ar.audiences.clone(),
         };
         if let Err(e) = self.store.insert(token_hash(&code), record).await {
             return unavailable_page(&e);
@@ -277,7 +280,14 @@ impl OAuthServer {
                 "The request is malformed.",
             ))
         })?;
-        validate(&params, |id| self.client(id), self.settings.allow_implicit).map_err(|e| {
+        let allow_implicit = self.settings.allow_implicit;
+        validate(
+            &params,
+            |id| self.client(id),
+            allow_implicit,
+            &self.resources,
+        )
+        .map_err(|e| {
             Box::new(match e {
                 AuthorizeError::Page(message) => {
                     pages::error(StatusCode::BAD_REQUEST, "Invalid request", message)

@@ -45,7 +45,11 @@ impl OAuthServer {
                             "token_type": "Bearer",
                             "iss": self.settings.issuer,
                             // RFC 8707: a token issued without `resource` is for the issuer.
-                            "aud": self.settings.issuer,
+                            "aud": match r.audiences.as_slice() {
+                                [] => json!(self.settings.issuer),
+                                [one] => json!(one),
+                                many => json!(many),
+                            },
                         });
                         if let Some(username) = r.username {
                             answer["username"] = json!(username);

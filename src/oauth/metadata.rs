@@ -1,10 +1,12 @@
 //! `GET /.well-known/oauth-authorization-server` (RFC 8414 §2): lists only what is
-//! switched on.
+//! switched on; and `GET /.well-known/oauth-protected-resource/<path_prefix>` (RFC 9728
+//! §3), one document per protected route.
 
 use super::OAuthServer;
 use crate::body::Body;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::Response;
+use http::StatusCode;
 use serde_json::json;
 
 impl OAuthServer {
@@ -34,6 +36,29 @@ impl OAuthServer {
             "code_challenge_methods_supported": ["S256"],
         });
         let mut response = Response::new(Body::from(body.to_string()));
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
+        response
+    }
+
+    /// The RFC 9728 metadata of the protected route whose prefix follows the well-known
+    /// segment of `path`; 404 for anything else.
+    pub(super) fn resource_metadata(&self, path: &str) -> Response<Body> {
+        let Some(document) = self.resources.metadata(path) else {
+            return crate::error::json_response(
+                StatusCode::NOT_FOUND,
+                json!({
+                    "error": "not_found",
+                    "error_description": "no protected route has this prefix",
+                })
+                .to_string(),
+            );
+        };
+        let mut response = Response::new(Body::from(document.to_string()));
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

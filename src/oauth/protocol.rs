@@ -21,6 +21,8 @@ pub enum ErrorCode {
     UnsupportedResponseType,
     UnsupportedTokenType,
     InvalidScope,
+    /// RFC 8707 §2: a `resource` this server does not issue tokens for.
+    InvalidTarget,
     AccessDenied,
     ServerError,
     TemporarilyUnavailable,
@@ -37,6 +39,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedResponseType => "unsupported_response_type",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
@@ -56,6 +59,7 @@ impl ErrorCode {
             | ErrorCode::UnsupportedResponseType
             | ErrorCode::UnsupportedTokenType
             | ErrorCode::InvalidScope
+            | ErrorCode::InvalidTarget
             | ErrorCode::AccessDenied => 400,
         }
     }
@@ -86,6 +90,8 @@ impl OAuthError {
 pub struct Params {
     values: HashMap<String, String>,
     duplicated: Option<String>,
+    /// Every `resource` value, in order: RFC 8707 §2 lets it repeat.
+    resources: Vec<String>,
 }
 
 impl Params {
@@ -96,6 +102,10 @@ impl Params {
         })?;
         let mut params = Params::default();
         for (k, v) in pairs {
+            if k == "resource" {
+                params.resources.push(v);
+                continue;
+            }
             if params.values.contains_key(&k) && params.duplicated.is_none() {
                 params.duplicated = Some(k.clone());
             }
@@ -115,6 +125,11 @@ impl Params {
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
+    }
+
+    /// Every `resource` value sent (RFC 8707), empty ones included (they name no route).
+    pub fn resources(&self) -> &[String] {
+        &self.resources
     }
 
     pub fn require(&self, name: &str, description: &'static str) -> Result<&str, OAuthError> {

@@ -176,6 +176,7 @@ pub async fn create(
         email: user.email.clone(),
         csrf: Some(random_token()),
         browser: Some(browser_binding(browser)),
+        audiences: Vec::new(),
     };
     store.insert(token_hash(&id), record).await?;
     Ok(id)

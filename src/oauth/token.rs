@@ -37,6 +37,11 @@ pub(super) struct Issue<'a> {
     pub requested_scope: Option<String>,
     /// The grant's absolute end: no token issued here lives past it.
     pub grant_expires_at: u64,
+    /// RFC 8707 resources of the access token (its `aud`; empty: the issuer).
+    pub audiences: Vec<String>,
+    /// Resources of the grant, which a refresh token carries (a refresh may narrow them
+    /// for its access token, never widen them).
+    pub grant_audiences: Vec<String>,
 }
 
 /// RFC 6749 §5.1 success body.
@@ -115,7 +120,10 @@ impl OAuthServer {
         let issue = match grant {
             GrantType::AuthorizationCode => self.exchange_code(client, form).await?,
             GrantType::RefreshToken => self.refresh(client, form).await?,
-            GrantType::ClientCredentials => client_credentials(client, form, self.new_grant_end())?,
+            GrantType::ClientCredentials => {
+                let audiences = self.resources.audiences(form.resources())?;
+                client_credentials(client, form, self.new_grant_end(), audiences)?
+            }
             GrantType::Password => self.password(client, form, peer).await?,
             GrantType::Implicit => {
                 return Err(OAuthError::new(
@@ -186,6 +194,7 @@ impl OAuthServer {
                 "code_verifier does not match the code_challenge",
             ));
         }
+        let audiences = self.narrowed_audiences(form, &record.audiences)?;
         self.user_still_there(&record).await?;
         let before = self.store.consume(hash).await.map_err(store_error)?;
         if before.is_none_or(|r| r.state != RecordState::Active) {
@@ -209,6 +218,8 @@ impl OAuthServer {
             scopes: record.scopes,
             refresh_scopes: refresh,
             grant_expires_at: record.grant_expires_at,
+            audiences,
+            grant_audiences: record.audiences,
         })
     }
 
@@ -236,6 +247,7 @@ impl OAuthServer {
             return Err(INVALID_GRANT);
         }
         let scopes = grant_scopes(form.get("scope"), &record.scopes)?;
+        let audiences = self.narrowed_audiences(form, &record.audiences)?;
         // Before `consume`: a directory outage must not spend the refresh token.
         self.user_still_there(&record).await?;
         let before = self.store.consume(hash).await.map_err(store_error)?;
@@ -256,6 +268,8 @@ impl OAuthServer {
             scopes,
             refresh_scopes: Some(record.scopes),
             grant_expires_at: record.grant_expires_at,
+            audiences,
+            grant_audiences: record.audiences,
         })
     }
 
@@ -268,6 +282,7 @@ impl OAuthServer {
         let username = form.require("username", "username is required")?;
         let password = form.require("password", "password is required")?;
         let scopes = grant_scopes(form.get("scope"), &client.scopes)?;
+        let audiences = self.resources.audiences(form.resources())?;
         let user = match self.check_password(username, password, peer).await {
             super::throttle::LoginResult::Success(user) => user,
             super::throttle::LoginResult::Failure | super::throttle::LoginResult::Throttled => {
@@ -296,7 +311,30 @@ impl OAuthServer {
                 .then(|| scopes.clone()),
             scopes,
             grant_expires_at: self.new_grant_end(),
+            grant_audiences: audiences.clone(),
+            audiences,
         })
+    }
+
+    /// The audiences of a token issued from a code or refresh token whose grant has
+    /// `granted`: the `resource`s of this request (each a protected route's, RFC 8707 §2.2),
+    /// which may only narrow a grant that named some; all of `granted` when none are sent.
+    fn narrowed_audiences(
+        &self,
+        form: &Params,
+        granted: &[String],
+    ) -> Result<Vec<String>, OAuthError> {
+        let asked = self.resources.audiences(form.resources())?;
+        if asked.is_empty() {
+            return Ok(granted.to_vec());
+        }
+        if !granted.is_empty() && asked.iter().any(|a| !granted.contains(a)) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "resource was not part of the authorization grant",
+            ));
+        }
+        Ok(asked)
     }
 
     /// A user's grant may issue tokens only while the directory still knows the user.
@@ -349,6 +387,7 @@ impl OAuthServer {
             email: None,
             csrf: None,
             browser: None,
+            audiences: issue.audiences,
         };
         let refresh_token = match issue.refresh_scopes {
             Some(scopes) => {
@@ -356,6 +395,7 @@ impl OAuthServer {
                 let record = Record {
                     kind: RecordKind::Refresh,
                     scopes,
+                    audiences: issue.grant_audiences,
                     expires_at: (now + self.settings.refresh_token_ttl.as_secs()).min(ends),
                     ..base.clone()
                 };
@@ -399,6 +439,7 @@ fn client_credentials<'c>(
     client: &'c ClientConfig,
     form: &Params,
     grant_expires_at: u64,
+    audiences: Vec<String>,
 ) -> Result<Issue<'c>, OAuthError> {
     let scopes = grant_scopes(form.get("scope"), &client.scopes)?;
     Ok(Issue {
@@ -411,6 +452,8 @@ fn client_credentials<'c>(
         scopes,
         refresh_scopes: None,
         grant_expires_at,
+        grant_audiences: audiences.clone(),
+        audiences,
     })
 }
 

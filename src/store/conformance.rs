@@ -48,6 +48,10 @@ pub fn record(kind: RecordKind, grant: &str, expires_at: u64) -> Record {
         email: None,
         csrf: Some("csrf".to_string()),
         browser: Some("browser-hash".to_string()),
+        audiences: vec![
+            "https://api.example/mail".to_string(),
+            "reports".to_string(),
+        ],
     }
 }
 

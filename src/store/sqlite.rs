@@ -59,11 +59,16 @@ UPDATE records SET grant_expires_at = expires_at;
 ALTER TABLE records ADD COLUMN browser TEXT;
 CREATE TABLE server_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID;
 "#,
+    // RFC 8707 audiences of codes and tokens, space-separated (resource identifiers hold
+    // no spaces); empty for everything issued before.
+    r#"
+ALTER TABLE records ADD COLUMN audiences TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 const COLUMNS: &str =
     "kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at, \
-     redirect_uri, code_challenge, name, email, csrf, grant_expires_at, browser";
+     redirect_uri, code_challenge, name, email, csrf, grant_expires_at, browser, audiences";
 
 /// A SQLite-backed [`TokenStore`].
 pub struct SqliteStore {
@@ -191,6 +196,7 @@ fn read(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<Record>> {
                 let kind: String = r.get(0)?;
                 let state: String = r.get(1)?;
                 let scope: String = r.get(6)?;
+                let audiences: String = r.get(16)?;
                 let record = Record {
                     kind: RecordKind::Code,
                     state: RecordState::Active,
@@ -212,6 +218,11 @@ fn read(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<Record>> {
                     csrf: r.get(13)?,
                     grant_expires_at: r.get::<_, i64>(14)? as u64,
                     browser: r.get(15)?,
+                    audiences: audiences
+                        .split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
                 };
                 Ok((kind, state, record))
             },
@@ -239,7 +250,7 @@ impl TokenStore for SqliteStore {
     fn insert(&self, hash: TokenHash, r: Record) -> BoxFuture<'_, StoreResult<()>> {
         self.with(move |conn| {
             conn.execute(
-                &format!("INSERT OR REPLACE INTO records (hash, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+                &format!("INSERT OR REPLACE INTO records (hash, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
                 params![
                     &hash[..],
                     kind_str(r.kind),
@@ -258,6 +269,7 @@ impl TokenStore for SqliteStore {
                     r.csrf,
                     r.grant_expires_at as i64,
                     r.browser,
+                    r.audiences.join(" "),
                 ],
             )?;
             Ok(())
@@ -511,13 +523,14 @@ mod tests {
             .expect("kept");
         assert_eq!((old.expires_at, old.grant_expires_at), (5000, 5000));
         assert_eq!((old.browser, old.scopes), (None, vec!["email".to_string()]));
+        assert!(old.audiences.is_empty(), "{:?}", old.audiences);
         let version: i64 = store
             .conn
             .lock()
             .expect("not poisoned")
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("pragma");
-        assert_eq!(version, 3);
+        assert_eq!(version, MIGRATIONS.len() as i64);
     }
 
     #[tokio::test]

@@ -1,8 +1,8 @@
 //! The local verifier: looks access tokens up in this process's own token store, with no
 //! network hop. Revocations reach the cache in front of it through the store's feed.
 //!
-//! Tokens are issued without RFC 8707 `resource` so far, so each one's audience is the
-//! `[oauth] issuer` (as `/verify` reports it).
+//! A token's audiences are the RFC 8707 resources it was issued for, or the `[oauth]
+//! issuer` when it named none (as `/verify` reports it).
 
 use super::{Principal, TokenVerifier, Verdict, VerifyError};
 use crate::clock::Clock;
@@ -39,7 +39,14 @@ impl LocalVerifier {
         };
         Ok(
             match Principal::new(r.sub, r.client_id, r.username, r.scopes, Some(r.expires_at)) {
-                Some(p) => Verdict::Active(Arc::new(p.with_audiences(vec![self.issuer.clone()]))),
+                Some(p) => {
+                    let audiences = if r.audiences.is_empty() {
+                        vec![self.issuer.clone()]
+                    } else {
+                        r.audiences
+                    };
+                    Verdict::Active(Arc::new(p.with_audiences(audiences)))
+                }
                 None => Verdict::Inactive,
             },
         )

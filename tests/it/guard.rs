@@ -70,7 +70,7 @@ fn challenge(r: &reqwest::Response) -> Vec<String> {
     r.headers()
         .get_all("www-authenticate")
         .iter()
-        .map(|v| v.to_str().expect("ASCII challenge").to_string())
+        .map(|v| common::without_resource_metadata(v.to_str().expect("ASCII challenge")))
         .collect()
 }
 

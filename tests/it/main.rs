@@ -3,6 +3,7 @@
 
 mod common;
 
+mod audiences;
 mod browser;
 mod cli;
 mod deploy;

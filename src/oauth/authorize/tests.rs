@@ -36,7 +36,36 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 fn run(query: &str, allow_implicit: bool) -> Result<AuthorizeRequest, AuthorizeError> {
     let cs = clients();
     let params = Params::parse(query).expect("form");
-    validate(&params, |id| cs.iter().find(|c| c.id == id), allow_implicit)
+    let resources = crate::oauth::resource::sample();
+    validate(
+        &params,
+        |id| cs.iter().find(|c| c.id == id),
+        allow_implicit,
+        &resources,
+    )
+}
+
+#[test]
+fn resources_must_name_protected_routes_and_may_repeat() {
+    let base = "response_type=code&client_id=mail-app&redirect_uri=http://127.0.0.1:7000/redirect";
+    let ok = run(
+        &format!("{base}&resource=https%3A%2F%2Fas.example%2Fapi%2Fmail&resource=https%3A%2F%2Fsend.example"),
+        false,
+    )
+    .expect("valid");
+    assert_eq!(
+        ok.audiences,
+        ["https://as.example/api/mail", "https://send.example"]
+    );
+    assert!(run(base, false).expect("valid").audiences.is_empty());
+    for bad in [
+        "https%3A%2F%2Fas.example%2Fopen",
+        "https%3A%2F%2Fevil.example",
+        "",
+    ] {
+        let r = run(&format!("{base}&resource={bad}"), false);
+        assert_eq!(code_of(r), Some(ErrorCode::InvalidTarget), "{bad}");
+    }
 }
 
 fn code_of(r: Result<AuthorizeRequest, AuthorizeError>) -> Option<ErrorCode> {

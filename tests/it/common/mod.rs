@@ -615,3 +615,16 @@ pub async fn access_token(
         .unwrap_or_else(|| panic!("no access_token in {answer}"))
         .to_string()
 }
+
+/// A `WWW-Authenticate` value without its RFC 9728 `resource_metadata` parameter, which
+/// names the route's metadata URL (tested on its own in `audiences`).
+pub fn without_resource_metadata(challenge: &str) -> String {
+    match challenge.find(", resource_metadata=\"") {
+        Some(at) => {
+            let rest = &challenge[at + ", resource_metadata=\"".len()..];
+            let end = rest.find('"').map_or(rest.len(), |i| i + 1);
+            format!("{}{}", &challenge[..at], &rest[end..])
+        }
+        None => challenge.to_string(),
+    }
+}
