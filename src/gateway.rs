@@ -78,6 +78,28 @@ impl Gateway {
         verifier: Arc<VerifyCache>,
         metrics: &Metrics,
     ) -> Self {
+        Self::with_client(routes, body_timeout, verifier, upstream::client(), metrics)
+    }
+
+    /// A gateway for reloaded routes that forwards through this one's pooled client, so
+    /// keep-alive connections to upstreams survive a reload.
+    pub fn reconfigured(
+        &self,
+        routes: &[RouteConfig],
+        body_timeout: Duration,
+        verifier: Arc<VerifyCache>,
+        metrics: &Metrics,
+    ) -> Self {
+        Self::with_client(routes, body_timeout, verifier, self.client.clone(), metrics)
+    }
+
+    fn with_client(
+        routes: &[RouteConfig],
+        body_timeout: Duration,
+        verifier: Arc<VerifyCache>,
+        client: UpstreamClient,
+        metrics: &Metrics,
+    ) -> Self {
         let table = RouteTable::new(
             routes
                 .iter()
@@ -105,11 +127,16 @@ impl Gateway {
         Self {
             table,
             routes,
-            client: upstream::client(),
+            client,
             verifier,
             no_route_metrics: metrics.route(NO_ROUTE, RouteKind::Pseudo),
             body_timeout,
         }
+    }
+
+    /// The verifier (and cache) the guard asks; a reload keeps it when `[verify]` is unchanged.
+    pub fn verifier(&self) -> &Arc<VerifyCache> {
+        &self.verifier
     }
 
     /// Serves one request end to end; never fails (errors become responses here).

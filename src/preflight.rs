@@ -55,7 +55,7 @@ fn tls_files(config: &Config, problems: &mut Vec<Problem>) {
     let Some(t) = &config.server.tls else {
         return;
     };
-    let Err(e) = tls::acceptor(&t.cert, &t.key) else {
+    let Err(e) = tls::load(&t.cert, &t.key) else {
         return;
     };
     let key = match &e {

@@ -8,6 +8,11 @@
 //! kernel's listen backlog (not refused, not served) until one ends. The same permits tell
 //! the drain when every connection has finished. Head and keep-alive deadlines: the fast
 //! lane keeps its own, hyper's connections get [`deadlines`].
+//!
+//! The limits come through a `watch` channel that a reload (SIGHUP) writes: each
+//! connection takes the limits current when it is accepted, and a new `max_connections`
+//! resizes the permits (a smaller one retires permits as connections end, without
+//! closing any).
 
 pub mod deadlines;
 pub mod prefixed;
@@ -53,9 +58,9 @@ pub trait Handler: Send + Sync + 'static {
     /// ([`fast`]); listeners without a gateway go straight to hyper.
     const FAST_LANE: bool = false;
 
-    /// The gateway, if requests with this raw path are its own and may take the fast
-    /// lane; `None` keeps them on hyper.
-    fn fast_gateway(&self, _raw_path: &str) -> Option<&Gateway> {
+    /// The gateway of the current configuration, if requests with this raw path are its
+    /// own and may take the fast lane; `None` keeps them on hyper.
+    fn fast_gateway(&self, _raw_path: &str) -> Option<Arc<Gateway>> {
         None
     }
 }
@@ -83,14 +88,14 @@ impl Listener {
     }
 }
 
-/// Accepts connections (at most `limits.max_connections` at once) until `shutdown` turns
-/// true, then waits (bounded) for the connections it started to finish their in-flight
-/// requests.
+/// Accepts connections (at most `max_connections` of the current `limits` at once) until
+/// `shutdown` turns true, then waits (bounded) for the connections it started to finish
+/// their in-flight requests.
 pub async fn serve<H: Handler>(
     listener: Listener,
     handler: Arc<H>,
     metrics: Arc<Metrics>,
-    limits: Limits,
+    mut limits: watch::Receiver<Limits>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -106,7 +111,7 @@ pub async fn serve<H: Handler>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
-    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let mut slots = Slots::new(limits.borrow_and_update().max_connections);
     let proto = if listener.tls.is_some() {
         &PROTO_HTTPS
     } else {
@@ -115,10 +120,14 @@ pub async fn serve<H: Handler>(
     loop {
         // At the limit nothing is accepted: new connections wait in the listen backlog.
         let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
+            slot = slots.semaphore.clone().acquire_owned() => match slot {
                 Ok(slot) => slot,
                 Err(_closed) => break,
             },
+            Ok(()) = limits.changed() => {
+                slots.resize(limits.borrow_and_update().max_connections);
+                continue;
+            }
             _ = shutdown.changed() => break,
         };
         let (stream, peer) = tokio::select! {
@@ -147,16 +156,49 @@ pub async fn serve<H: Handler>(
             _gauge: metrics.connection_opened(listener.name),
             tls: listener.tls.clone(),
             shutdown: shutdown.clone(),
-            limits,
+            limits: *limits.borrow(),
             _slot: slot,
         };
         tokio::spawn(async move { task.run(stream, accepted).await });
     }
     drop(listener);
     // Every connection holds a slot until it ends: all slots back means all drained.
-    let all = slots.acquire_many(limits.max_connections);
+    let all = slots.semaphore.acquire_many(slots.total);
     if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
         tracing::warn!("drain timed out; closing remaining connections");
+    }
+}
+
+/// The `max_connections` permits of one listener; only its accept loop resizes them.
+struct Slots {
+    semaphore: Arc<Semaphore>,
+    /// Permits there are (free, held, or about to be retired by a shrink).
+    total: u32,
+}
+
+impl Slots {
+    fn new(total: u32) -> Self {
+        Self {
+            semaphore: Arc::new(Semaphore::new(total as usize)),
+            total,
+        }
+    }
+
+    /// A larger limit frees permits at once. A smaller one retires permits as connections
+    /// give them back: the semaphore is fair, so the accept loop (and the drain) wait
+    /// behind the retirement, and no open connection is closed for it.
+    fn resize(&mut self, to: u32) {
+        if to > self.total {
+            self.semaphore.add_permits((to - self.total) as usize);
+        } else if to < self.total {
+            let (semaphore, retire) = (self.semaphore.clone(), self.total - to);
+            tokio::spawn(async move {
+                if let Ok(permits) = semaphore.acquire_many_owned(retire).await {
+                    permits.forget();
+                }
+            });
+        }
+        self.total = to;
     }
 }
 

@@ -31,6 +31,7 @@ use crate::verify::Principal;
 use bytes::{Buf, Bytes, BytesMut};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -74,13 +75,14 @@ struct Lane<'c> {
 
 /// Serves requests from `client`, accepted at `started`, while they suit the fast lane.
 /// `gateway_for` says whether a raw path belongs to the gateway (and not to the
-/// authorization server). A connection that sends no byte of its first head within
+/// authorization server), and gives the gateway of the configuration current when the
+/// request arrived (a reload may swap it between two requests). A connection that sends no byte of its first head within
 /// `request_head_timeout`, or of a later one within `keepalive_timeout` of the previous
 /// response, is closed, as on hyper's path; a head that arrives in pieces goes to hyper,
 /// which gives it the rest of its `request_head_timeout`.
-pub async fn serve<'g>(
+pub async fn serve(
     client: &mut TcpStream,
-    gateway_for: impl Fn(&str) -> Option<&'g Gateway>,
+    gateway_for: impl Fn(&str) -> Option<Arc<Gateway>>,
     conn: &ConnInfo,
     shutdown: &mut watch::Receiver<bool>,
     limits: &Limits,

@@ -22,6 +22,7 @@ mod oauth_token;
 mod properties;
 mod proxy;
 mod readiness;
+mod reload;
 mod request_rules;
 mod routing;
 mod shipped;
