@@ -228,11 +228,6 @@ impl Running {
         self.reloader.on_reload(hook);
     }
 
-    /// The reloader, for a signal handler that outlives a borrow of `self`.
-    pub fn reloader(&self) -> Arc<Reloader> {
-        self.reloader.clone()
-    }
-
     /// Stops accepting, lets in-flight requests finish (bounded), and returns. The
     /// internal listener keeps serving (`/readyz` answers "draining") until the public
     /// listeners have drained, then gets [`INTERNAL_DRAIN`] more, so a whole stop stays

@@ -120,15 +120,20 @@ pub async fn serve<H: Handler>(
     loop {
         // At the limit nothing is accepted: new connections wait in the listen backlog.
         let slot = tokio::select! {
-            slot = slots.semaphore.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_closed) => break,
-            },
+            // A new limit is applied before the next slot is handed out.
+            biased;
+            _ = shutdown.changed() => break,
             Ok(()) = limits.changed() => {
                 slots.resize(limits.borrow_and_update().max_connections);
                 continue;
             }
-            _ = shutdown.changed() => break,
+            slot = slots.semaphore.clone().acquire_owned() => match slot {
+                Ok(slot) => match slots.keep(slot) {
+                    Some(slot) => slot,
+                    None => continue,
+                },
+                Err(_closed) => break,
+            },
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.tcp.accept() => match accepted {
@@ -163,7 +168,7 @@ pub async fn serve<H: Handler>(
     }
     drop(listener);
     // Every connection holds a slot until it ends: all slots back means all drained.
-    let all = slots.semaphore.acquire_many(slots.total);
+    let all = slots.semaphore.acquire_many(slots.total + slots.owed);
     if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
         tracing::warn!("drain timed out; closing remaining connections");
     }
@@ -172,8 +177,11 @@ pub async fn serve<H: Handler>(
 /// The `max_connections` permits of one listener; only its accept loop resizes them.
 struct Slots {
     semaphore: Arc<Semaphore>,
-    /// Permits there are (free, held, or about to be retired by a shrink).
+    /// The current `max_connections`.
     total: u32,
+    /// Permits still held by connections beyond a lowered limit: each is retired (not
+    /// handed to a new connection) when it comes back.
+    owed: u32,
 }
 
 impl Slots {
@@ -181,24 +189,41 @@ impl Slots {
         Self {
             semaphore: Arc::new(Semaphore::new(total as usize)),
             total,
+            owed: 0,
         }
     }
 
-    /// A larger limit frees permits at once. A smaller one retires permits as connections
-    /// give them back: the semaphore is fair, so the accept loop (and the drain) wait
-    /// behind the retirement, and no open connection is closed for it.
+    /// A larger limit frees permits at once; a smaller one retires free permits now and
+    /// the rest as connections give them back. No open connection is closed for it.
     fn resize(&mut self, to: u32) {
         if to > self.total {
-            self.semaphore.add_permits((to - self.total) as usize);
-        } else if to < self.total {
-            let (semaphore, retire) = (self.semaphore.clone(), self.total - to);
-            tokio::spawn(async move {
-                if let Ok(permits) = semaphore.acquire_many_owned(retire).await {
-                    permits.forget();
+            let grow = to - self.total;
+            let forgiven = grow.min(self.owed);
+            self.owed -= forgiven;
+            self.semaphore.add_permits((grow - forgiven) as usize);
+        } else {
+            self.owed += self.total - to;
+            while self.owed > 0 {
+                match self.semaphore.try_acquire() {
+                    Ok(free) => {
+                        free.forget();
+                        self.owed -= 1;
+                    }
+                    Err(_) => break,
                 }
-            });
+            }
         }
         self.total = to;
+    }
+
+    /// The slot for a new connection, or `None` when it is retired instead.
+    fn keep(&mut self, slot: OwnedSemaphorePermit) -> Option<OwnedSemaphorePermit> {
+        if self.owed == 0 {
+            return Some(slot);
+        }
+        slot.forget();
+        self.owed -= 1;
+        None
     }
 }
 
@@ -317,4 +342,55 @@ fn service<H: Handler>(
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+
+    #[tokio::test]
+    async fn a_lower_limit_retires_free_permits_at_once_and_held_ones_when_they_return() {
+        let mut slots = Slots::new(3);
+        let held = slots
+            .semaphore
+            .clone()
+            .try_acquire_many_owned(2)
+            .expect("free");
+        slots.resize(1);
+        // One was free: retired now. Of the two held, one is owed.
+        assert_eq!((slots.semaphore.available_permits(), slots.owed), (0, 1));
+        drop(held);
+        let first = slots
+            .semaphore
+            .clone()
+            .try_acquire_owned()
+            .expect("returned");
+        assert!(slots.keep(first).is_none(), "the owed permit is retired");
+        let second = slots
+            .semaphore
+            .clone()
+            .try_acquire_owned()
+            .expect("returned");
+        let serving = slots.keep(second).expect("the one permit left is served");
+        assert_eq!(slots.semaphore.available_permits(), 0);
+        drop(serving);
+        assert_eq!(slots.semaphore.available_permits(), 1, "the new limit");
+    }
+
+    #[tokio::test]
+    async fn a_higher_limit_first_forgives_what_is_owed() {
+        let mut slots = Slots::new(2);
+        let held = slots
+            .semaphore
+            .clone()
+            .try_acquire_many_owned(2)
+            .expect("free");
+        slots.resize(1);
+        assert_eq!(slots.owed, 1);
+        slots.resize(4);
+        assert_eq!((slots.owed, slots.semaphore.available_permits()), (0, 2));
+        drop(held);
+        assert_eq!(slots.semaphore.available_permits(), 4);
+        assert_eq!(slots.total + slots.owed, 4, "the drain waits for all four");
+    }
 }

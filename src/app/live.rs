@@ -174,7 +174,7 @@ fn open_directory(config: &Config) -> Result<Arc<dyn UserDirectory>, Problem> {
         }
         UserSource::Ldap(ldap) => {
             let directory = crate::directory::ldap::LdapDirectory::new((**ldap).clone())
-                .map_err(|e| Problem::new("[users.ldap]", error_chain(&e)))?;
+                .map_err(|e| Problem::new("[users.ldap].ca_file", error_chain(&e)))?;
             Ok(Arc::new(directory))
         }
     }

@@ -233,11 +233,28 @@ impl Fixed {
             )),
             _ => {}
         }
-        if config.oauth.store != self.store {
-            out.push(Problem::new(
+        match (&self.store, &config.oauth.store) {
+            (old, new) if old == new => {}
+            // The same Redis: name the key that differs (neither value is shown: the URL
+            // may hold a password).
+            (StoreSpec::Redis(old), StoreSpec::Redis(new)) if old.url == new.url => {
+                if old.prefix != new.prefix {
+                    out.push(Problem::new(
+                        "[oauth].store_prefix",
+                        running(format!("prefix {:?}", old.prefix)),
+                    ));
+                }
+                if old.password != new.password {
+                    out.push(Problem::new(
+                        "[oauth].store_password_file",
+                        "the store password differs from the running one; needs a restart",
+                    ));
+                }
+            }
+            (old, _) => out.push(Problem::new(
                 "[oauth].store",
-                running(format!("store {}", self.store)),
-            ));
+                running(format!("store {old}")),
+            )),
         }
         out
     }

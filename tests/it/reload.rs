@@ -576,3 +576,59 @@ fn line_of(text: &str, prefix: &str) -> usize {
         .unwrap_or_else(|| panic!("no line starts with {prefix}"))
         + 1
 }
+
+/// `max_connections` resizes without closing anything: a higher limit serves a connection
+/// waiting in the backlog at once; a lower one serves no new connection until enough close.
+#[tokio::test]
+async fn reloaded_max_connections_resizes_without_closing_connections() {
+    use tokio::io::AsyncWriteExt;
+    const GET: &str = "GET /up/x HTTP/1.1\r\nHost: gw\r\n\r\n";
+    let up = Upstream::echo().await;
+    let config = |max: u32| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\nmax_connections = {max}\n\n{}",
+            route("up", "/up", &up.url(), "auth = \"none\"")
+        )
+    };
+    let gw = TestGateway::spawn(&config(1)).await;
+    let send = || async {
+        let mut stream = tokio::net::TcpStream::connect(gw.public)
+            .await
+            .expect("connect");
+        stream.write_all(GET.as_bytes()).await.expect("write");
+        stream
+    };
+    let mut a = send().await;
+    served(&mut a).await;
+    let mut b = send().await;
+    waits(&mut b).await;
+    reload_ok(&gw, &config(2)).await;
+    served(&mut b).await;
+
+    reload_ok(&gw, &config(1)).await;
+    let mut c = send().await;
+    waits(&mut c).await;
+    drop(a);
+    waits(&mut c).await;
+    drop(b);
+    served(&mut c).await;
+}
+
+/// No response on `stream` within 300 ms.
+async fn waits(stream: &mut tokio::net::TcpStream) {
+    let early = tokio::time::timeout(
+        Duration::from_millis(300),
+        common::raw::read_response(stream),
+    )
+    .await;
+    assert!(early.is_err(), "served beyond max_connections");
+}
+
+/// A 200 on `stream` within 10 s.
+async fn served(stream: &mut tokio::net::TcpStream) {
+    let response =
+        tokio::time::timeout(Duration::from_secs(10), common::raw::read_response(stream))
+            .await
+            .expect("served");
+    assert_eq!(response.status, 200, "{}", response.body);
+}
