@@ -4,7 +4,7 @@
 //! What requests read of the config is one swappable snapshot ([`live`]); [`reload`]
 //! replaces it on SIGHUP ([`Running::reload`]).
 
-mod live;
+pub mod live;
 pub mod reload;
 
 use crate::body::Body;

@@ -74,9 +74,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// The config as `run` and `check` both take it: parsed, and everything it names that
 /// start-up would refuse checked (see [`crate::preflight`]).
 fn load(config_path: &Path) -> Result<Config, ConfigError> {
-    let config = Config::load(config_path)?;
-    crate::preflight::check(&config)?;
-    Ok(config)
+    crate::preflight::load(config_path)
 }
 
 /// `tollgate check`: validate and print the route table.

@@ -2,8 +2,8 @@
 //! anything: the files the config names (users file, TLS certificate and key, LDAP CA
 //! file), the token store, and listener addresses that cannot all be bound.
 //!
-//! `run` and `check` both call [`check`] after parsing, so `check` refuses whatever `run`
-//! would refuse at start-up, with the same messages. It binds no port, opens no store
+//! `run`, `check` and a reload (SIGHUP) all take the config through [`load`], so `check`
+//! refuses whatever `run` or a reload would refuse, with the same messages. It binds no port, opens no store
 //! and contacts no server: a port that another process holds, or an LDAP server that is
 //! down, is found only by `run`. Secret files are read while the config is parsed.
 
@@ -14,6 +14,13 @@ use crate::error::error_chain;
 use crate::server::tls::{self, TlsError};
 use std::net::SocketAddr;
 use std::path::Path;
+
+/// The config as `run`, `check` and a reload all take it: parsed, then checked here.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    check(&config)?;
+    Ok(config)
+}
 
 /// The problems `run` would meet at start-up, as one error pointing at the config's keys.
 pub fn check(config: &Config) -> Result<(), ConfigError> {

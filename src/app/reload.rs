@@ -1,8 +1,7 @@
 //! Reloading `gateway.toml` on SIGHUP (DESIGN.md "Reload").
 //!
 //! A reload reads the file and every file it names again (even when nothing changed), and
-//! checks the result exactly as `tollgate check` does ([`Config::load`], then
-//! [`preflight::check`]). Anything wrong: nothing changes, the problems are logged as
+//! checks the result exactly as `tollgate check` does ([`crate::preflight::load`]). Anything wrong: nothing changes, the problems are logged as
 //! `check` prints them (file:line:col, key, why) and
 //! `tollgate_config_reloads_total{result="failure"}` goes up. Otherwise every part is built
 //! first, and only then put in place: the [`Live`](super::live::Live) snapshot (routes, upstreams, clients,
@@ -137,14 +136,10 @@ impl Reloader {
     /// The file as `tollgate check` takes it, read on the blocking pool.
     async fn read(&self) -> Result<Config, ReloadError> {
         let path = self.source.clone();
-        tokio::task::spawn_blocking(move || {
-            let config = Config::load(&path)?;
-            crate::preflight::check(&config)?;
-            Ok::<_, ConfigError>(config)
-        })
-        .await
-        .map_err(ReloadError::Worker)?
-        .map_err(ReloadError::from)
+        tokio::task::spawn_blocking(move || crate::preflight::load(&path))
+            .await
+            .map_err(ReloadError::Worker)?
+            .map_err(ReloadError::from)
     }
 
     /// Builds everything the new config needs, then swaps it in; a failure while building

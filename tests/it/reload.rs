@@ -632,3 +632,28 @@ async fn served(stream: &mut tokio::net::TcpStream) {
             .expect("served");
     assert_eq!(response.status, 200, "{}", response.body);
 }
+
+/// Hooks (the access log reopens its file in one) run after every reload, given the new
+/// config when it applied and nothing when it was refused.
+#[tokio::test]
+async fn reload_hooks_run_after_every_reload_good_or_bad() {
+    use std::sync::{Arc, Mutex};
+    let gw = TestGateway::spawn("").await;
+    let seen: Arc<Mutex<Vec<Option<usize>>>> = Arc::default();
+    let record = seen.clone();
+    gw.running
+        .as_ref()
+        .expect("the gateway runs")
+        .on_reload(Box::new(move |applied| {
+            let routes = applied.map(|config| config.routes.len());
+            record.lock().expect("lock").push(routes);
+        }));
+    let up = Upstream::echo().await;
+    reload_ok(
+        &gw,
+        &format!("{SERVER}{}", route("a", "/a", &up.url(), "auth = \"none\"")),
+    )
+    .await;
+    reload_refused(&gw, "[server]\nlisten = 1\n").await;
+    assert_eq!(*seen.lock().expect("lock"), vec![Some(1), None]);
+}
