@@ -1,12 +1,13 @@
 //! Reloading `gateway.toml` on SIGHUP (DESIGN.md "Reload").
 //!
-//! A reload reads the file and every file it names again (even when nothing changed), and
-//! checks the result exactly as `tollgate check` does ([`crate::preflight::load`]). Anything wrong: nothing changes, the problems are logged as
-//! `check` prints them (file:line:col, key, why) and
-//! `tollgate_config_reloads_total{result="failure"}` goes up. Otherwise every part is built
-//! first, and only then put in place: the [`Live`](super::live::Live) snapshot (routes, upstreams, clients,
-//! scopes, users, `[verify]`), the TLS certificate, and the `[server]` limits. Requests in
-//! flight keep the snapshot they started with; no connection is closed.
+//! A reload reads the file and every file it names again (even when nothing changed) and
+//! checks them exactly as `tollgate check` does ([`crate::preflight::load`]). Anything
+//! wrong: nothing changes, the problems are logged as `check` prints them (file:line:col,
+//! key, why) and `tollgate_config_reloads_total{result="failure"}` goes up. Otherwise every
+//! part is built first and only then put in place: the [`Live`](super::live::Live)
+//! snapshot (routes, upstreams, clients, scopes, users, `[verify]`), the TLS certificate,
+//! and the `[server]` limits. Requests in flight keep the snapshot they started with; no
+//! connection is closed.
 //!
 //! Keys that need a restart (`listen`, `internal_listen`, `[server.tls]` and its `listen`,
 //! `store` with its prefix and password) are reported as warnings and left as they are.
