@@ -7,7 +7,7 @@
 //! and contacts no server: a port that another process holds, or an LDAP server that is
 //! down, is found only by `run`. Secret files are read while the config is parsed.
 
-use crate::config::{Config, ConfigError, Problem, StoreSpec, UserSource};
+use crate::config::{Config, ConfigError, Problem, StoreSpec, TlsConfig, UserSource};
 use crate::directory::file::FileDirectory;
 use crate::directory::ldap::LdapDirectory;
 use crate::error::error_chain;
@@ -62,15 +62,19 @@ fn tls_files(config: &Config, problems: &mut Vec<Problem>) {
     let Some(t) = &config.server.tls else {
         return;
     };
-    let Err(e) = tls::load(&t.cert, &t.key) else {
-        return;
-    };
-    let key = match &e {
+    if let Err(e) = tls::load(&t.cert, &t.key) {
+        problems.push(tls_problem(t, &e));
+    }
+}
+
+/// A certificate or key that does not load, under the key that names the file at fault.
+pub fn tls_problem(t: &TlsConfig, e: &TlsError) -> Problem {
+    let key = match e {
         TlsError::Read { path, .. } if *path == t.key => "[server.tls].key",
         TlsError::NoKey { .. } | TlsError::Rustls(_) => "[server.tls].key",
         TlsError::Read { .. } | TlsError::NoCertificate { .. } => "[server.tls].cert",
     };
-    problems.push(Problem::new(key, error_chain(&e)));
+    Problem::new(key, error_chain(e))
 }
 
 /// What opening the store would trip over, without creating or migrating anything.

@@ -150,13 +150,13 @@ impl Reloader {
         let (next, cache) = current
             .next(config, &self.shared)
             .map_err(|p| config.refuse(vec![p]))?;
-        let certificate =
-            match (&self.tls, &config.server.tls) {
-                (Some(_), Some(t)) => Some(tls::load(&t.cert, &t.key).map_err(|e| {
-                    config.refuse(vec![Problem::new("[server.tls]", error_chain(&e))])
-                })?),
-                _ => None,
-            };
+        let certificate = match (&self.tls, &config.server.tls) {
+            (Some(_), Some(t)) => Some(
+                tls::load(&t.cert, &t.key)
+                    .map_err(|e| config.refuse(vec![crate::preflight::tls_problem(t, &e)]))?,
+            ),
+            _ => None,
+        };
         let needs_restart = self.fixed.differences(config);
         if !needs_restart.is_empty() {
             tracing::warn!(
