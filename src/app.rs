@@ -125,8 +125,14 @@ impl App {
             }
             None => (None, None),
         };
-        let (limits, limits_rx) = watch::channel(config.server.limits);
-        let reloader = Arc::new(Reloader::new(&config, live, shared, certificate, limits));
+        let limits = server::SharedLimits::new(config.server.limits);
+        let reloader = Arc::new(Reloader::new(
+            &config,
+            live,
+            shared,
+            certificate,
+            limits.clone(),
+        ));
         let public_addr = public_listener.local_addr()?;
         let internal_addr = internal_listener.local_addr()?;
         let tls_addr = tls_listener
@@ -145,7 +151,7 @@ impl App {
             public_listener,
             public.clone(),
             metrics.clone(),
-            limits_rx.clone(),
+            limits.clone(),
             stop.clone(),
         ));
         let mut internal_task = JoinSet::new();
@@ -153,7 +159,7 @@ impl App {
             internal_listener,
             internal,
             metrics.clone(),
-            limits_rx.clone(),
+            limits.clone(),
             internal_stop,
         ));
         if let Some(listener) = tls_listener {
@@ -161,7 +167,7 @@ impl App {
                 listener,
                 public,
                 metrics.clone(),
-                limits_rx,
+                limits,
                 stop.clone(),
             ));
         }

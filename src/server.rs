@@ -9,17 +9,16 @@
 //! the drain when every connection has finished. Head and keep-alive deadlines: the fast
 //! lane keeps its own, hyper's connections get [`deadlines`].
 //!
-//! The limits come through a `watch` channel that a reload (SIGHUP) writes: each
-//! connection takes the limits current when it is accepted, and a new `max_connections`
-//! resizes the permits (a smaller one retires permits as connections end, without
-//! closing any).
+//! The limits are [`SharedLimits`], which a reload (SIGHUP) may change: deadlines read
+//! the current ones, and a new `max_connections` resizes the permits ([`limits::Slots`]; a
+//! smaller one retires permits as connections end, without closing any).
 
 pub mod deadlines;
+pub mod limits;
 pub mod prefixed;
 pub mod tls;
 
 use crate::body::Body;
-use crate::config::Limits;
 use crate::error::BoxError;
 use crate::gateway::fast;
 use crate::gateway::headers::{PROTO_HTTP, PROTO_HTTPS};
@@ -32,6 +31,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+pub use limits::SharedLimits;
+use limits::Slots;
 use prefixed::Prefixed;
 use std::convert::Infallible;
 use std::future::Future;
@@ -40,7 +41,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_rustls::TlsAcceptor;
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -95,7 +96,7 @@ pub async fn serve<H: Handler>(
     listener: Listener,
     handler: Arc<H>,
     metrics: Arc<Metrics>,
-    mut limits: watch::Receiver<Limits>,
+    limits: Arc<SharedLimits>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -111,7 +112,8 @@ pub async fn serve<H: Handler>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
-    let mut slots = Slots::new(limits.borrow_and_update().max_connections);
+    let mut changed = limits.subscribe();
+    let mut slots = Slots::new(limits.get().max_connections);
     let proto = if listener.tls.is_some() {
         &PROTO_HTTPS
     } else {
@@ -123,8 +125,8 @@ pub async fn serve<H: Handler>(
             // A new limit is applied before the next slot is handed out.
             biased;
             _ = shutdown.changed() => break,
-            Ok(()) = limits.changed() => {
-                slots.resize(limits.borrow_and_update().max_connections);
+            Ok(()) = changed.changed() => {
+                slots.resize(limits.get().max_connections);
                 continue;
             }
             slot = slots.semaphore.clone().acquire_owned() => match slot {
@@ -161,7 +163,7 @@ pub async fn serve<H: Handler>(
             _gauge: metrics.connection_opened(listener.name),
             tls: listener.tls.clone(),
             shutdown: shutdown.clone(),
-            limits: *limits.borrow(),
+            limits: limits.clone(),
             _slot: slot,
         };
         tokio::spawn(async move { task.run(stream, accepted).await });
@@ -174,59 +176,6 @@ pub async fn serve<H: Handler>(
     }
 }
 
-/// The `max_connections` permits of one listener; only its accept loop resizes them.
-struct Slots {
-    semaphore: Arc<Semaphore>,
-    /// The current `max_connections`.
-    total: u32,
-    /// Permits still held by connections beyond a lowered limit: each is retired (not
-    /// handed to a new connection) when it comes back.
-    owed: u32,
-}
-
-impl Slots {
-    fn new(total: u32) -> Self {
-        Self {
-            semaphore: Arc::new(Semaphore::new(total as usize)),
-            total,
-            owed: 0,
-        }
-    }
-
-    /// A larger limit frees permits at once; a smaller one retires free permits now and
-    /// the rest as connections give them back. No open connection is closed for it.
-    fn resize(&mut self, to: u32) {
-        if to > self.total {
-            let grow = to - self.total;
-            let forgiven = grow.min(self.owed);
-            self.owed -= forgiven;
-            self.semaphore.add_permits((grow - forgiven) as usize);
-        } else {
-            self.owed += self.total - to;
-            while self.owed > 0 {
-                match self.semaphore.try_acquire() {
-                    Ok(free) => {
-                        free.forget();
-                        self.owed -= 1;
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
-        self.total = to;
-    }
-
-    /// The slot for a new connection, or `None` when it is retired instead.
-    fn keep(&mut self, slot: OwnedSemaphorePermit) -> Option<OwnedSemaphorePermit> {
-        if self.owed == 0 {
-            return Some(slot);
-        }
-        slot.forget();
-        self.owed -= 1;
-        None
-    }
-}
-
 /// One accepted connection and what it needs to be served.
 struct Connection<H> {
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -236,7 +185,7 @@ struct Connection<H> {
     _gauge: crate::metrics::ConnectionGuard,
     tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
-    limits: Limits,
+    limits: Arc<SharedLimits>,
     /// Its place under `max_connections`, given back when the connection ends.
     _slot: OwnedSemaphorePermit,
 }
@@ -295,7 +244,7 @@ impl<H: Handler> Connection<H> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = Activity::new(self.limits, head_since.into());
+        let activity = Activity::new(self.limits.clone(), head_since.into());
         let io = TokioIo::new(Watched::new(io, activity.clone()));
         let service = service(self.handler.clone(), self.conn.clone(), activity.clone());
         let served = self.builder.serve_connection_with_upgrades(io, service);
@@ -342,55 +291,4 @@ fn service<H: Handler>(
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Slots;
-
-    #[tokio::test]
-    async fn a_lower_limit_retires_free_permits_at_once_and_held_ones_when_they_return() {
-        let mut slots = Slots::new(3);
-        let held = slots
-            .semaphore
-            .clone()
-            .try_acquire_many_owned(2)
-            .expect("free");
-        slots.resize(1);
-        // One was free: retired now. Of the two held, one is owed.
-        assert_eq!((slots.semaphore.available_permits(), slots.owed), (0, 1));
-        drop(held);
-        let first = slots
-            .semaphore
-            .clone()
-            .try_acquire_owned()
-            .expect("returned");
-        assert!(slots.keep(first).is_none(), "the owed permit is retired");
-        let second = slots
-            .semaphore
-            .clone()
-            .try_acquire_owned()
-            .expect("returned");
-        let serving = slots.keep(second).expect("the one permit left is served");
-        assert_eq!(slots.semaphore.available_permits(), 0);
-        drop(serving);
-        assert_eq!(slots.semaphore.available_permits(), 1, "the new limit");
-    }
-
-    #[tokio::test]
-    async fn a_higher_limit_first_forgives_what_is_owed() {
-        let mut slots = Slots::new(2);
-        let held = slots
-            .semaphore
-            .clone()
-            .try_acquire_many_owned(2)
-            .expect("free");
-        slots.resize(1);
-        assert_eq!(slots.owed, 1);
-        slots.resize(4);
-        assert_eq!((slots.owed, slots.semaphore.available_permits()), (0, 2));
-        drop(held);
-        assert_eq!(slots.semaphore.available_permits(), 4);
-        assert_eq!(slots.total + slots.owed, 4, "the drain waits for all four");
-    }
 }

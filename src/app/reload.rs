@@ -15,13 +15,13 @@
 //! file was good (the access log reopens its file there, as log rotation expects).
 
 use super::live::{CacheFate, LiveConfig, Shared};
-use crate::config::{Config, ConfigError, Limits, Problem, StoreSpec};
+use crate::config::{Config, ConfigError, Problem, StoreSpec};
 use crate::error::error_chain;
 use crate::server::tls::{self, CertResolver};
+use crate::server::SharedLimits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
 
 /// Something to do after each SIGHUP: `Some(config)` when the reload applied `config`,
 /// `None` when it was refused (the running configuration stays).
@@ -63,7 +63,7 @@ pub struct Reloader {
     fixed: Fixed,
     /// The TLS listener's certificate, when there is one.
     tls: Option<Arc<CertResolver>>,
-    limits: watch::Sender<Limits>,
+    limits: Arc<SharedLimits>,
     hooks: Mutex<Vec<ReloadHook>>,
     /// Two SIGHUPs in a row apply one after the other, never interleaved.
     one_at_a_time: tokio::sync::Mutex<()>,
@@ -75,7 +75,7 @@ impl Reloader {
         live: LiveConfig,
         shared: Shared,
         tls: Option<Arc<CertResolver>>,
-        limits: watch::Sender<Limits>,
+        limits: Arc<SharedLimits>,
     ) -> Self {
         Self {
             source: config.source.clone(),
@@ -168,7 +168,7 @@ impl Reloader {
         if let (Some(resolver), Some(certificate)) = (&self.tls, certificate) {
             resolver.set(certificate);
         }
-        self.limits.send_replace(config.server.limits);
+        self.limits.set(config.server.limits);
         Ok(Applied {
             cache,
             needs_restart: needs_restart.len(),

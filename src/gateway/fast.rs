@@ -24,9 +24,9 @@ use super::headers::{self, ForwardedFor};
 use super::upstream::Target;
 use super::{ConnInfo, Gateway, Route};
 use crate::body::Body;
-use crate::config::Limits;
 use crate::error::{BoxError, GatewayError};
 use crate::metrics::GuardOutcome;
+use crate::server::SharedLimits;
 use crate::verify::Principal;
 use bytes::{Buf, Bytes, BytesMut};
 use http::uri::PathAndQuery;
@@ -85,7 +85,7 @@ pub async fn serve(
     gateway_for: impl Fn(&str) -> Option<Arc<Gateway>>,
     conn: &ConnInfo,
     shutdown: &mut watch::Receiver<bool>,
-    limits: &Limits,
+    limits: &SharedLimits,
     started: Instant,
 ) -> Exit {
     let mut lane = Lane {
@@ -101,7 +101,7 @@ pub async fn serve(
     let stop = shutdown.wait_for(|stop| *stop);
     tokio::pin!(stop);
     let mut idle_since = started;
-    let mut idle_limit = limits.request_head_timeout;
+    let mut idle_limit = limits.get().request_head_timeout;
     let idle_timer = tokio::time::sleep_until((started + idle_limit).into());
     tokio::pin!(idle_timer);
     let mut served_one = false;
@@ -148,7 +148,8 @@ pub async fn serve(
         }
         served_one = true;
         idle_since = Instant::now();
-        idle_limit = limits.keepalive_timeout;
+        // A reload's limits apply from the next request.
+        idle_limit = limits.get().keepalive_timeout;
         // The timer only moves on when it fires early; a keep-alive limit shorter than the
         // head limit needs it earlier now.
         let due = (idle_since + idle_limit).into();

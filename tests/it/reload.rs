@@ -657,3 +657,50 @@ async fn reload_hooks_run_after_every_reload_good_or_bad() {
     reload_refused(&gw, "[server]\nlisten = 1\n").await;
     assert_eq!(*seen.lock().expect("lock"), vec![Some(1), None]);
 }
+
+/// A new `keepalive_timeout` applies from the next request on a connection that was open
+/// before the reload, on the fast lane and on hyper.
+#[tokio::test]
+async fn reloaded_keepalive_timeout_applies_to_open_connections_from_their_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::echo().await;
+    let config = |keepalive: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\nkeepalive_timeout = \"{keepalive}\"\n\n{}",
+            route("up", "/up", &up.url(), "auth = \"none\"")
+        )
+    };
+    let gw = TestGateway::spawn(&config("30s")).await;
+    let requests = [
+        ("fast lane", "GET /up/x HTTP/1.1\r\nHost: gw\r\n\r\n"),
+        (
+            "hyper",
+            "POST /up/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi",
+        ),
+    ];
+    let mut open = Vec::new();
+    for (engine, request) in requests {
+        let mut stream = tokio::net::TcpStream::connect(gw.public)
+            .await
+            .expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        served(&mut stream).await;
+        open.push((engine, request, stream));
+    }
+    reload_ok(&gw, &config("300ms")).await;
+    for (engine, request, mut stream) in open {
+        stream.write_all(request.as_bytes()).await.expect("write");
+        served(&mut stream).await;
+        let started = Instant::now();
+        let mut rest = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut rest)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "{engine}: the idle connection was not closed: {read:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{engine}: closed after the old timeout"
+        );
+    }
+}
