@@ -19,13 +19,18 @@ use crate::config::{Config, ConfigError, Problem, StoreSpec};
 use crate::error::error_chain;
 use crate::server::tls::{self, CertResolver};
 use crate::server::SharedLimits;
+use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// Something to do after each SIGHUP: `Some(config)` when the reload applied `config`,
-/// `None` when it was refused (the running configuration stays).
-pub type ReloadHook = Box<dyn Fn(Option<&Config>) + Send + Sync>;
+/// Something to do after each SIGHUP: given `Some(config)` when the reload applied
+/// `config`, `None` when it was refused (the running configuration stays), it takes what it
+/// needs of the config and returns the work, which the reload awaits (hooks run in the
+/// order they were registered). The access log's, say, takes a clone of the log and the
+/// reloaded `[log]` when there is one, and returns a future that applies it (or just
+/// reopens the file) and logs an error.
+pub type ReloadHook = Box<dyn Fn(Option<&Config>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +69,7 @@ pub struct Reloader {
     /// The TLS listener's certificate, when there is one.
     tls: Option<Arc<CertResolver>>,
     limits: Arc<SharedLimits>,
-    hooks: Mutex<Vec<ReloadHook>>,
+    hooks: Mutex<Vec<Arc<ReloadHook>>>,
     /// Two SIGHUPs in a row apply one after the other, never interleaved.
     one_at_a_time: tokio::sync::Mutex<()>,
 }
@@ -94,7 +99,7 @@ impl Reloader {
         self.hooks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(hook);
+            .push(Arc::new(hook));
     }
 
     /// Reloads the file and applies it, or changes nothing; counts and logs either way.
@@ -104,11 +109,11 @@ impl Reloader {
         let result = match self.read().await {
             Ok(config) => {
                 let applied = self.apply(&config);
-                self.run_hooks(applied.as_ref().ok().map(|_| &config));
+                self.run_hooks(applied.as_ref().ok().map(|_| &config)).await;
                 applied.map_err(ReloadError::from)
             }
             Err(e) => {
-                self.run_hooks(None);
+                self.run_hooks(None).await;
                 Err(e)
             }
         };
@@ -175,10 +180,11 @@ impl Reloader {
         })
     }
 
-    fn run_hooks(&self, applied: Option<&Config>) {
-        let hooks = self.hooks.lock().unwrap_or_else(|p| p.into_inner());
-        for hook in hooks.iter() {
-            hook(applied);
+    async fn run_hooks(&self, applied: Option<&Config>) {
+        let hooks = self.hooks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let work: Vec<_> = hooks.iter().map(|hook| hook(applied)).collect();
+        for done in work {
+            done.await;
         }
     }
 }

@@ -646,7 +646,8 @@ async fn reload_hooks_run_after_every_reload_good_or_bad() {
         .expect("the gateway runs")
         .on_reload(Box::new(move |applied| {
             let routes = applied.map(|config| config.routes.len());
-            record.lock().expect("lock").push(routes);
+            let record = record.clone();
+            Box::pin(async move { record.lock().expect("lock").push(routes) })
         }));
     let up = Upstream::echo().await;
     reload_ok(
