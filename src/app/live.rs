@@ -34,7 +34,9 @@ pub struct Live {
 }
 
 /// The settings a verifier and its cache depend on: all of `[verify]`, and the issuer (the
-/// audience a local verifier gives tokens issued without `resource`).
+/// audience a local verifier gives tokens issued without `resource`). [`build_verifier`]
+/// reads nothing else, so a setting it needs must be added here, and then a reload that
+/// changes it builds a new verifier.
 #[derive(Clone, PartialEq)]
 struct VerifyBasis {
     verify: VerifyConfig,
@@ -62,7 +64,8 @@ pub enum CacheFate {
 impl Live {
     /// The snapshot start-up serves first.
     pub fn first(config: &Config, shared: &Shared) -> Result<Live, Problem> {
-        let verifier = build_verifier(config, shared)?;
+        let verify_basis = VerifyBasis::of(config);
+        let verifier = build_verifier(&verify_basis, shared)?;
         let directory = open_directory(config)?;
         count_grant_types(config, &shared.metrics);
         let gateway = Gateway::new(
@@ -81,7 +84,7 @@ impl Live {
         Ok(Live {
             gateway: Arc::new(gateway),
             oauth: Arc::new(oauth),
-            verify_basis: VerifyBasis::of(config),
+            verify_basis,
         })
     }
 
@@ -93,7 +96,7 @@ impl Live {
         let (verifier, fate) = if basis == self.verify_basis {
             (self.gateway.verifier().clone(), CacheFate::Kept)
         } else {
-            (build_verifier(config, shared)?, CacheFate::Rebuilt)
+            (build_verifier(&basis, shared)?, CacheFate::Rebuilt)
         };
         let directory = open_directory(config)?;
         count_grant_types(config, &shared.metrics);
@@ -134,8 +137,8 @@ fn count_grant_types(config: &Config, metrics: &Metrics) {
 /// The guard's verifier: the local store or a remote RFC 7662 endpoint, behind the cache,
 /// which hears of revocations from the store, whichever instance made them. The store
 /// keeps only a weak reference: a cache a reload replaced goes away with its last request.
-fn build_verifier(config: &Config, shared: &Shared) -> Result<Arc<VerifyCache>, Problem> {
-    let verifier: Arc<dyn TokenVerifier> = match &config.verify.source {
+fn build_verifier(basis: &VerifyBasis, shared: &Shared) -> Result<Arc<VerifyCache>, Problem> {
+    let verifier: Arc<dyn TokenVerifier> = match &basis.verify.source {
         VerifySource::Remote(remote) => Arc::new(
             RemoteVerifier::new(remote, shared.clock.clone()).map_err(|e| {
                 Problem::new(
@@ -147,11 +150,11 @@ fn build_verifier(config: &Config, shared: &Shared) -> Result<Arc<VerifyCache>, 
         VerifySource::Local => Arc::new(LocalVerifier::new(
             shared.store.clone(),
             shared.clock.clone(),
-            config.oauth.issuer.clone(),
+            basis.issuer.clone(),
         )),
     };
     let cache = Arc::new(VerifyCache::new(
-        &config.verify,
+        &basis.verify,
         verifier,
         shared.clock.clone(),
         shared.metrics.clone(),
