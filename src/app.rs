@@ -1,24 +1,31 @@
 //! Wiring: builds the shared state from a [`Config`], binds the listeners, and drains
 //! them on shutdown. Tests start the real thing through [`App::start`] on port 0.
+//!
+//! What requests read of the config is one swappable snapshot ([`live`]); [`reload`]
+//! replaces it on SIGHUP ([`Running::reload`]).
+
+pub mod live;
+pub mod reload;
 
 use crate::body::Body;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, UserSource, VerifySource};
-use crate::directory::file::FileDirectory;
-use crate::directory::UserDirectory;
+use crate::config::Config;
 use crate::error::{json_response, GatewayError};
 use crate::gateway::{ConnInfo, Gateway};
 use crate::metrics::{Metrics, RouteKind, RouteMetrics, OAUTH_ROUTE, VERIFY_ROUTE};
 use crate::oauth::OAuthServer;
 use crate::readiness::{Readiness, ReadinessCheck};
+use crate::server::tls::CertResolver;
 use crate::server::{self, Handler, Listener};
 use crate::store::TokenStore;
-use crate::verify::cache::{Staleness, VerifyCache};
-use crate::verify::{LocalVerifier, RemoteVerifier, TokenVerifier};
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+pub use live::CacheFate;
+use live::{Live, LiveConfig, Shared};
+pub use reload::{Applied, ReloadError, ReloadHook, Reloader};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -38,6 +45,7 @@ pub struct Running {
     /// The internal listener outlives the drain, so `/readyz` can say "draining".
     internal_shutdown: watch::Sender<bool>,
     internal_task: JoinSet<()>,
+    reloader: Arc<Reloader>,
 }
 
 /// How long the internal listener (introspection, metrics, probes: short requests) gets
@@ -49,8 +57,8 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The public listener: the authorization server's paths, and the proxy for the rest.
 struct PublicService {
-    gateway: Gateway,
-    oauth: Arc<OAuthServer>,
+    /// The gateway and the authorization server of the current configuration.
+    live: LiveConfig,
     /// Requests to the authorization server count under `route="_oauth"`.
     oauth_metrics: RouteMetrics,
 }
@@ -58,7 +66,7 @@ struct PublicService {
 /// The internal listener: introspection, metrics and health.
 struct InternalService {
     metrics: Arc<Metrics>,
-    oauth: Arc<OAuthServer>,
+    live: LiveConfig,
     /// `/verify` counts under `route="_verify"`.
     verify_metrics: RouteMetrics,
     readiness: ReadinessCheck,
@@ -80,55 +88,51 @@ impl App {
             })?;
         // It just answered `open`; the probe keeps this true from here on.
         metrics.store_up.set(1);
-        for client in &config.clients {
-            for grant_type in &client.grant_types {
-                metrics.grant_type_enabled(grant_type.as_str());
-            }
-        }
-        let directory = open_directory(&config)?;
-        let cache = build_verifier(&config, store.clone(), clock.clone(), metrics.clone())?;
-        // The guard hears of revocations from the store, whichever instance made them.
-        let sink: Arc<dyn crate::store::RevocationSink> = cache.clone();
         store.count_in(metrics.revocations.clone());
-        store.subscribe(&sink);
-        let gateway = Gateway::new(
-            &config.routes,
-            &config.oauth.issuer,
-            config.server.limits.request_body_timeout,
-            cache.clone(),
-            &metrics,
-        );
-        let oauth = Arc::new(OAuthServer::new(
-            &config,
-            store.clone(),
-            directory,
-            clock.clone(),
-            metrics.clone(),
-        ));
+        let shared = Shared {
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        };
+        let first = Live::first(&config, &shared).map_err(|p| config.refuse(vec![p]))?;
+        let live: LiveConfig = Arc::new(ArcSwap::from_pointee(first));
         let public = Arc::new(PublicService {
-            gateway,
-            oauth: oauth.clone(),
+            live: live.clone(),
             oauth_metrics: metrics.route(OAUTH_ROUTE, RouteKind::Pseudo),
         });
         let (shutdown, stop) = watch::channel(false);
         let (internal_shutdown, internal_stop) = watch::channel(false);
         let internal = Arc::new(InternalService {
             metrics: metrics.clone(),
-            oauth,
+            live: live.clone(),
             verify_metrics: metrics.route(VERIFY_ROUTE, RouteKind::Pseudo),
             readiness: ReadinessCheck::new(stop.clone(), &metrics),
         });
 
         let public_listener = bind("public", config.server.listen, None).await?;
         let internal_listener = bind("internal", config.server.internal_listen, None).await?;
-        let tls_listener = match &config.server.tls {
+        let (tls_listener, certificate) = match &config.server.tls {
             Some(tls) => {
-                let acceptor = server::tls::acceptor(&tls.cert, &tls.key)
-                    .with_context(|| format!("{}: [server.tls]", config.source.display()))?;
-                Some(bind("tls", tls.listen, Some(acceptor)).await?)
+                let context = || format!("{}: [server.tls]", config.source.display());
+                let first = server::tls::load(&tls.cert, &tls.key).with_context(context)?;
+                // The resolver, not the acceptor, holds the certificate: a reload swaps it.
+                let resolver = Arc::new(CertResolver::new(first));
+                let acceptor = server::tls::acceptor(resolver.clone()).with_context(context)?;
+                (
+                    Some(bind("tls", tls.listen, Some(acceptor)).await?),
+                    Some(resolver),
+                )
             }
-            None => None,
+            None => (None, None),
         };
+        let limits = server::SharedLimits::new(config.server.limits);
+        let reloader = Arc::new(Reloader::new(
+            &config,
+            live,
+            shared,
+            certificate,
+            limits.clone(),
+        ));
         let public_addr = public_listener.local_addr()?;
         let internal_addr = internal_listener.local_addr()?;
         let tls_addr = tls_listener
@@ -147,7 +151,7 @@ impl App {
             public_listener,
             public.clone(),
             metrics.clone(),
-            config.server.limits,
+            limits.clone(),
             stop.clone(),
         ));
         let mut internal_task = JoinSet::new();
@@ -155,7 +159,7 @@ impl App {
             internal_listener,
             internal,
             metrics.clone(),
-            config.server.limits,
+            limits.clone(),
             internal_stop,
         ));
         if let Some(listener) = tls_listener {
@@ -163,7 +167,7 @@ impl App {
                 listener,
                 public,
                 metrics.clone(),
-                config.server.limits,
+                limits,
                 stop.clone(),
             ));
         }
@@ -183,6 +187,7 @@ impl App {
             tasks,
             internal_shutdown,
             internal_task,
+            reloader,
         })
     }
 }
@@ -195,63 +200,6 @@ async fn bind(
     Listener::bind(name, addr, tls)
         .await
         .with_context(|| format!("cannot listen on {addr} ({name} listener)"))
-}
-
-/// The guard's verifier: the local store or a remote RFC 7662 endpoint, behind the cache.
-fn build_verifier(
-    config: &Config,
-    store: Arc<dyn TokenStore>,
-    clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<Arc<VerifyCache>> {
-    let verifier: Arc<dyn TokenVerifier> = match &config.verify.source {
-        VerifySource::Remote(remote) => Arc::new(
-            RemoteVerifier::new(remote, clock.clone())
-                .context("cannot build the introspection client")?,
-        ),
-        VerifySource::Local => {
-            let verifier = Arc::new(LocalVerifier::new(
-                store.clone(),
-                clock.clone(),
-                config.oauth.issuer.clone(),
-            ));
-            // Answers from our own store age with its revocation feed (see verify::cache).
-            let staleness =
-                Staleness::new(store, config.verify.max_stale, config.verify.stale_grace);
-            return Ok(Arc::new(VerifyCache::with_staleness(
-                &config.verify,
-                verifier,
-                clock,
-                metrics,
-                staleness,
-            )));
-        }
-    };
-    Ok(Arc::new(VerifyCache::new(
-        &config.verify,
-        verifier,
-        clock,
-        metrics,
-    )))
-}
-
-fn open_directory(config: &Config) -> anyhow::Result<Arc<dyn UserDirectory>> {
-    match &config.users.source {
-        UserSource::File { path, required } => {
-            if !required && !path.exists() {
-                tracing::info!(path = %path.display(), "no users file: password logins will fail");
-                return Ok(Arc::new(FileDirectory::empty()));
-            }
-            let directory = FileDirectory::load(path)
-                .with_context(|| format!("{}: [users].file", config.source.display()))?;
-            Ok(Arc::new(directory))
-        }
-        UserSource::Ldap(ldap) => {
-            let directory = crate::directory::ldap::LdapDirectory::new((**ldap).clone())
-                .with_context(|| format!("{}: [users.ldap]", config.source.display()))?;
-            Ok(Arc::new(directory))
-        }
-    }
 }
 
 /// Deletes expired records every [`SWEEP_EVERY`] until shutdown.
@@ -274,6 +222,18 @@ async fn sweep(store: Arc<dyn TokenStore>, clock: Arc<dyn Clock>, mut stop: watc
 // === impl Running ===
 
 impl Running {
+    /// Reloads `gateway.toml` and the files it names, as SIGHUP does (see [`reload`]): on
+    /// success later requests see the new configuration; on failure nothing changes. Either
+    /// way the outcome is logged and counted.
+    pub async fn reload(&self) -> Result<Applied, ReloadError> {
+        self.reloader.reload().await
+    }
+
+    /// Registers something to do after every reload attempt, e.g. reopening a log file.
+    pub fn on_reload(&self, hook: ReloadHook) {
+        self.reloader.on_reload(hook);
+    }
+
     /// Stops accepting, lets in-flight requests finish (bounded), and returns. The
     /// internal listener keeps serving (`/readyz` answers "draining") until the public
     /// listeners have drained, then gets [`INTERNAL_DRAIN`] more, so a whole stop stays
@@ -294,6 +254,9 @@ impl Running {
 
 impl Handler for PublicService {
     async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        // The request runs to its end on the configuration current now, whatever a reload
+        // stores meanwhile.
+        let live = self.live.load_full();
         if OAuthServer::owns(req.uri().path()) {
             let started = std::time::Instant::now();
             // The same Host rules as the gateway's (which checks its own requests), so the
@@ -305,17 +268,17 @@ impl Handler for PublicService {
             }
             let secure = conn.proto == crate::gateway::headers::PROTO_HTTPS;
             let peer = conn.client_ip.to_str().unwrap_or("");
-            let response = self.oauth.handle(req, secure, peer).await;
+            let response = live.oauth.handle(req, secure, peer).await;
             self.oauth_metrics.finish(response.status(), started);
             return response;
         }
-        self.gateway.handle(req, conn).await
+        live.gateway.handle(req, conn).await
     }
 
     const FAST_LANE: bool = true;
 
-    fn fast_gateway(&self, raw_path: &str) -> Option<&Gateway> {
-        (!OAuthServer::owns(raw_path)).then_some(&self.gateway)
+    fn fast_gateway(&self, raw_path: &str) -> Option<Arc<Gateway>> {
+        (!OAuthServer::owns(raw_path)).then(|| self.live.load().gateway.clone())
     }
 }
 
@@ -334,7 +297,8 @@ impl Handler for InternalService {
             }
             (_, "/verify") => {
                 let started = std::time::Instant::now();
-                let response = self.oauth.handle_verify(req).await;
+                let oauth = self.live.load().oauth.clone();
+                let response = oauth.handle_verify(req).await;
                 self.verify_metrics.finish(response.status(), started);
                 response
             }

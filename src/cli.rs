@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Read};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// `tollgate run`: start, serve until SIGTERM/SIGINT, drain, exit 0.
+/// `tollgate run`: start, serve (reloading on SIGHUP) until SIGTERM/SIGINT, drain, exit 0.
 pub fn run(config_path: &Path) -> ExitCode {
     init_tracing();
     let config = match load(config_path) {
@@ -26,7 +26,9 @@ pub fn run(config_path: &Path) -> ExitCode {
     runtime.block_on(async {
         // Listening for the stop signals before the ports open: a SIGTERM that arrives the
         // moment they do is a clean stop, not the default action that kills the process.
+        // SIGHUP likewise: its default action would kill the process too.
         let stop = stop_signal();
+        let mut hangups = hangup_signal();
         let running = match App::start(config).await {
             Ok(r) => r,
             Err(e) => {
@@ -34,7 +36,17 @@ pub fn run(config_path: &Path) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        stop.await;
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                Some(()) = hangups.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    // Logged and counted by the reloader, success or not.
+                    let _ = running.reload().await;
+                }
+            }
+        }
         tracing::info!("shutting down: draining in-flight requests");
         running.shutdown().await;
         tracing::info!("stopped");
@@ -62,9 +74,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// The config as `run` and `check` both take it: parsed, and everything it names that
 /// start-up would refuse checked (see [`crate::preflight`]).
 fn load(config_path: &Path) -> Result<Config, ConfigError> {
-    let config = Config::load(config_path)?;
-    crate::preflight::check(&config)?;
-    Ok(config)
+    crate::preflight::load(config_path)
 }
 
 /// `tollgate check`: validate and print the route table.
@@ -214,6 +224,31 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// SIGHUP, each one a reload request; registered when this is called. On other platforms
+/// (or if it cannot be registered) nothing ever arrives and reload is not available.
+fn hangup_signal() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        // Several SIGHUPs during one reload make one more: the file is read
+                        // afresh each time, so one later read covers them all.
+                        let _ = tx.try_send(());
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP: reload is off"),
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
 }
 
 /// SIGTERM or SIGINT (Ctrl-C). The handlers are registered when this is called, not when

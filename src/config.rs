@@ -251,7 +251,9 @@ impl GrantType {
     }
 }
 
-/// `[verify]`: how the guard checks bearer tokens.
+/// `[verify]`: how the guard checks bearer tokens. Compared on reload: a change builds a
+/// new verifier and an empty cache.
+#[derive(Clone, PartialEq)]
 pub struct VerifyConfig {
     pub source: VerifySource,
     /// Longest time an active result is reused; never past the token's own `exp`.
@@ -270,6 +272,7 @@ pub struct VerifyConfig {
 }
 
 /// Which verifier the guard uses.
+#[derive(Clone, PartialEq)]
 pub enum VerifySource {
     /// This process's own token store, no network hop.
     Local,
@@ -278,6 +281,7 @@ pub enum VerifySource {
 }
 
 /// Where and as whom to call a remote RFC 7662 endpoint.
+#[derive(Clone, PartialEq)]
 pub struct RemoteVerifyConfig {
     pub url: String,
     pub client_id: String,
@@ -299,6 +303,14 @@ impl Secret {
 
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+/// For telling whether a reloaded config changed a setting; never for checking a secret a
+/// client presented (that is `secrets::verify_secret`, in constant time).
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
     }
 }
 

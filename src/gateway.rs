@@ -88,6 +88,32 @@ impl Gateway {
         verifier: Arc<VerifyCache>,
         metrics: &Metrics,
     ) -> Self {
+        let client = upstream::client();
+        Self::with_client(routes, public_base, body_timeout, verifier, client, metrics)
+    }
+
+    /// A gateway for reloaded routes that forwards through this one's pooled client, so
+    /// keep-alive connections to upstreams survive a reload.
+    pub fn reconfigured(
+        &self,
+        routes: &[RouteConfig],
+        public_base: &str,
+        body_timeout: Duration,
+        verifier: Arc<VerifyCache>,
+        metrics: &Metrics,
+    ) -> Self {
+        let client = self.client.clone();
+        Self::with_client(routes, public_base, body_timeout, verifier, client, metrics)
+    }
+
+    fn with_client(
+        routes: &[RouteConfig],
+        public_base: &str,
+        body_timeout: Duration,
+        verifier: Arc<VerifyCache>,
+        client: UpstreamClient,
+        metrics: &Metrics,
+    ) -> Self {
         let table = RouteTable::new(
             routes
                 .iter()
@@ -118,11 +144,16 @@ impl Gateway {
         Self {
             table,
             routes,
-            client: upstream::client(),
+            client,
             verifier,
             no_route_metrics: metrics.route(NO_ROUTE, RouteKind::Pseudo),
             body_timeout,
         }
+    }
+
+    /// The verifier (and cache) the guard asks; a reload keeps it when `[verify]` is unchanged.
+    pub fn verifier(&self) -> &Arc<VerifyCache> {
+        &self.verifier
     }
 
     /// Serves one request end to end; never fails (errors become responses here).

@@ -3,7 +3,8 @@
 //!
 //! The module map follows the data path and depends downward only:
 //!
-//! - [`app`] wires state and listeners; [`server`] accepts (TLS in [`server::tls`]) under
+//! - [`app`] wires state and listeners, and keeps what requests read of the config in one
+//!   swappable snapshot that [`app::reload`] replaces on SIGHUP; [`server`] accepts (TLS in [`server::tls`]) under
 //!   `max_connections` and serves HTTP/1.1 + HTTP/2 with head and keep-alive deadlines
 //!   ([`server::deadlines`]); [`body`] carries bodies, a streamed one under its size and
 //!   pause limits ([`body::limited`]).

@@ -44,6 +44,15 @@ pub struct Metrics {
     pub revocations: RevocationMetrics,
     /// `tollgate_store_up`: 1 while the token store answers (set by the readiness probe).
     pub store_up: IntGauge,
+    /// `tollgate_config_reloads_total{result}`: SIGHUP reloads applied and refused.
+    pub config_reloads: ReloadMetrics,
+}
+
+/// `tollgate_config_reloads_total{result="success"|"failure"}`, both present from start.
+#[derive(Clone)]
+pub struct ReloadMetrics {
+    pub success: IntCounter,
+    pub failure: IntCounter,
 }
 
 /// `tollgate_revocations_total{source}`, `tollgate_revocation_lag_seconds` and
@@ -276,6 +285,15 @@ impl Metrics {
         };
         let store_up = IntGauge::new("tollgate_store_up", "1 while the token store answers")
             .expect("static metric definition is valid");
+        let reloads = counter(
+            "tollgate_config_reloads_total",
+            "Configuration reloads (SIGHUP), applied (success) or refused (failure)",
+            &["result"],
+        );
+        let config_reloads = ReloadMetrics {
+            success: reloads.with_label_values(&["success"]),
+            failure: reloads.with_label_values(&["failure"]),
+        };
         let build_info = IntGaugeVec::new(
             Opts::new("tollgate_build_info", "Always 1; the version in a label"),
             &["version"],
@@ -284,7 +302,7 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_duration.clone()),
@@ -302,6 +320,7 @@ impl Metrics {
             Box::new(stream_up),
             Box::new(store_up.clone()),
             Box::new(build_info),
+            Box::new(reloads),
         ];
         for c in collectors {
             registry
@@ -330,6 +349,7 @@ impl Metrics {
             open_connections,
             revocations,
             store_up,
+            config_reloads,
         }
     }
 

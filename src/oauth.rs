@@ -51,8 +51,9 @@ pub struct OAuthServer {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     throttle: crate::config::ThrottleConfig,
-    /// The login-CSRF key, read from (or created in) the store at first use.
-    csrf_key: tokio::sync::OnceCell<csrf::CsrfKey>,
+    /// The login-CSRF key, read from (or created in) the store at first use; shared with
+    /// the servers that later reloads build, so a reload costs no store round trip.
+    csrf_key: Arc<tokio::sync::OnceCell<csrf::CsrfKey>>,
     /// Size and time limits of the form bodies read here.
     form_limits: FormLimits,
     /// The protected routes as RFC 8707 resources, with their RFC 9728 metadata.
@@ -98,10 +99,24 @@ impl OAuthServer {
             clock,
             metrics,
             throttle: config.users.throttle,
-            csrf_key: tokio::sync::OnceCell::new(),
+            csrf_key: Arc::new(tokio::sync::OnceCell::new()),
             form_limits: FormLimits::new(&config.server.limits),
             resources: resource::Resources::new(&config.oauth.issuer, &config.routes),
         }
+    }
+
+    /// A server for a reloaded `config` (clients, scopes, settings, limits) and
+    /// `directory`, on this one's store, clock, metrics and login-CSRF key.
+    pub fn reconfigured(&self, config: &Config, directory: Arc<dyn UserDirectory>) -> Self {
+        let mut next = Self::new(
+            config,
+            self.store.clone(),
+            directory,
+            self.clock.clone(),
+            self.metrics.clone(),
+        );
+        next.csrf_key = self.csrf_key.clone();
+        next
     }
 
     /// True for the paths this server answers on the public listener.

@@ -2,18 +2,25 @@
 //! anything: the files the config names (users file, TLS certificate and key, LDAP CA
 //! file), the token store, and listener addresses that cannot all be bound.
 //!
-//! `run` and `check` both call [`check`] after parsing, so `check` refuses whatever `run`
-//! would refuse at start-up, with the same messages. It binds no port, opens no store
+//! `run`, `check` and a reload (SIGHUP) all take the config through [`load`], so `check`
+//! refuses whatever `run` or a reload would refuse, with the same messages. It binds no port, opens no store
 //! and contacts no server: a port that another process holds, or an LDAP server that is
 //! down, is found only by `run`. Secret files are read while the config is parsed.
 
-use crate::config::{Config, ConfigError, Problem, StoreSpec, UserSource};
+use crate::config::{Config, ConfigError, Problem, StoreSpec, TlsConfig, UserSource};
 use crate::directory::file::FileDirectory;
 use crate::directory::ldap::LdapDirectory;
 use crate::error::error_chain;
 use crate::server::tls::{self, TlsError};
 use std::net::SocketAddr;
 use std::path::Path;
+
+/// The config as `run`, `check` and a reload all take it: parsed, then checked here.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    check(&config)?;
+    Ok(config)
+}
 
 /// The problems `run` would meet at start-up, as one error pointing at the config's keys.
 pub fn check(config: &Config) -> Result<(), ConfigError> {
@@ -55,15 +62,19 @@ fn tls_files(config: &Config, problems: &mut Vec<Problem>) {
     let Some(t) = &config.server.tls else {
         return;
     };
-    let Err(e) = tls::acceptor(&t.cert, &t.key) else {
-        return;
-    };
-    let key = match &e {
+    if let Err(e) = tls::load(&t.cert, &t.key) {
+        problems.push(tls_problem(t, &e));
+    }
+}
+
+/// A certificate or key that does not load, under the key that names the file at fault.
+pub fn tls_problem(t: &TlsConfig, e: &TlsError) -> Problem {
+    let key = match e {
         TlsError::Read { path, .. } if *path == t.key => "[server.tls].key",
         TlsError::NoKey { .. } | TlsError::Rustls(_) => "[server.tls].key",
         TlsError::Read { .. } | TlsError::NoCertificate { .. } => "[server.tls].cert",
     };
-    problems.push(Problem::new(key, error_chain(&e)));
+    Problem::new(key, error_chain(e))
 }
 
 /// What opening the store would trip over, without creating or migrating anything.

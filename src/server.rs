@@ -8,13 +8,17 @@
 //! kernel's listen backlog (not refused, not served) until one ends. The same permits tell
 //! the drain when every connection has finished. Head and keep-alive deadlines: the fast
 //! lane keeps its own, hyper's connections get [`deadlines`].
+//!
+//! The limits are [`SharedLimits`], which a reload (SIGHUP) may change: deadlines read
+//! the current ones, and a new `max_connections` resizes the permits ([`limits::Slots`]; a
+//! smaller one retires permits as connections end, without closing any).
 
 pub mod deadlines;
+pub mod limits;
 pub mod prefixed;
 pub mod tls;
 
 use crate::body::Body;
-use crate::config::Limits;
 use crate::error::BoxError;
 use crate::gateway::fast;
 use crate::gateway::headers::{PROTO_HTTP, PROTO_HTTPS};
@@ -27,6 +31,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+pub use limits::SharedLimits;
+use limits::Slots;
 use prefixed::Prefixed;
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,7 +41,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_rustls::TlsAcceptor;
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -53,9 +59,9 @@ pub trait Handler: Send + Sync + 'static {
     /// ([`fast`]); listeners without a gateway go straight to hyper.
     const FAST_LANE: bool = false;
 
-    /// The gateway, if requests with this raw path are its own and may take the fast
-    /// lane; `None` keeps them on hyper.
-    fn fast_gateway(&self, _raw_path: &str) -> Option<&Gateway> {
+    /// The gateway of the current configuration, if requests with this raw path are its
+    /// own and may take the fast lane; `None` keeps them on hyper.
+    fn fast_gateway(&self, _raw_path: &str) -> Option<Arc<Gateway>> {
         None
     }
 }
@@ -83,14 +89,14 @@ impl Listener {
     }
 }
 
-/// Accepts connections (at most `limits.max_connections` at once) until `shutdown` turns
-/// true, then waits (bounded) for the connections it started to finish their in-flight
-/// requests.
+/// Accepts connections (at most `max_connections` of the current `limits` at once) until
+/// `shutdown` turns true, then waits (bounded) for the connections it started to finish
+/// their in-flight requests.
 pub async fn serve<H: Handler>(
     listener: Listener,
     handler: Arc<H>,
     metrics: Arc<Metrics>,
-    limits: Limits,
+    limits: Arc<SharedLimits>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -106,7 +112,8 @@ pub async fn serve<H: Handler>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
-    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let mut changed = limits.subscribe();
+    let mut slots = Slots::new(limits.get().max_connections);
     // Set when the drain deadline passes, for upgraded connections still open then.
     let (closing_tx, closing) = watch::channel(false);
     let proto = if listener.tls.is_some() {
@@ -117,11 +124,20 @@ pub async fn serve<H: Handler>(
     loop {
         // At the limit nothing is accepted: new connections wait in the listen backlog.
         let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
+            // A new limit is applied before the next slot is handed out.
+            biased;
+            _ = shutdown.changed() => break,
+            Ok(()) = changed.changed() => {
+                slots.resize(limits.get().max_connections);
+                continue;
+            }
+            slot = slots.semaphore.clone().acquire_owned() => match slot {
+                Ok(slot) => match slots.keep(slot) {
+                    Some(slot) => slot,
+                    None => continue,
+                },
                 Err(_closed) => break,
             },
-            _ = shutdown.changed() => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.tcp.accept() => match accepted {
@@ -154,14 +170,14 @@ pub async fn serve<H: Handler>(
             conn,
             tls: listener.tls.clone(),
             shutdown: shutdown.clone(),
-            limits,
+            limits: limits.clone(),
         };
         tokio::spawn(async move { task.run(stream, accepted).await });
     }
     drop(listener);
     // Every connection (upgraded ones included) holds a slot until it ends: all slots
     // back means all drained.
-    let all = slots.acquire_many(limits.max_connections);
+    let all = slots.semaphore.acquire_many(slots.total + slots.owed);
     if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
         tracing::warn!("drain timed out; closing remaining connections");
         let _ = closing_tx.send(true);
@@ -184,7 +200,7 @@ struct Connection<H> {
     conn: Arc<ConnInfo>,
     tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
-    limits: Limits,
+    limits: Arc<SharedLimits>,
 }
 
 impl<H: Handler> Connection<H> {
@@ -241,7 +257,7 @@ impl<H: Handler> Connection<H> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = Activity::new(self.limits, head_since.into());
+        let activity = Activity::new(self.limits.clone(), head_since.into());
         let io = TokioIo::new(Watched::new(io, activity.clone()));
         let service = service(self.handler.clone(), self.conn.clone(), activity.clone());
         let served = self.builder.serve_connection_with_upgrades(io, service);

@@ -24,13 +24,14 @@ use super::headers::{self, ForwardedFor};
 use super::upstream::Target;
 use super::{ConnInfo, Gateway, Route};
 use crate::body::Body;
-use crate::config::Limits;
 use crate::error::{BoxError, GatewayError};
 use crate::metrics::GuardOutcome;
+use crate::server::SharedLimits;
 use crate::verify::Principal;
 use bytes::{Buf, Bytes, BytesMut};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -74,16 +75,17 @@ struct Lane<'c> {
 
 /// Serves requests from `client`, accepted at `started`, while they suit the fast lane.
 /// `gateway_for` says whether a raw path belongs to the gateway (and not to the
-/// authorization server). A connection that sends no byte of its first head within
+/// authorization server), and gives the gateway of the configuration current when the
+/// request arrived (a reload may swap it between two requests). A connection that sends no byte of its first head within
 /// `request_head_timeout`, or of a later one within `keepalive_timeout` of the previous
 /// response, is closed, as on hyper's path; a head that arrives in pieces goes to hyper,
 /// which gives it the rest of its `request_head_timeout`.
-pub async fn serve<'g>(
+pub async fn serve(
     client: &mut TcpStream,
-    gateway_for: impl Fn(&str) -> Option<&'g Gateway>,
+    gateway_for: impl Fn(&str) -> Option<Arc<Gateway>>,
     conn: &ConnInfo,
     shutdown: &mut watch::Receiver<bool>,
-    limits: &Limits,
+    limits: &SharedLimits,
     started: Instant,
 ) -> Exit {
     let mut lane = Lane {
@@ -99,7 +101,7 @@ pub async fn serve<'g>(
     let stop = shutdown.wait_for(|stop| *stop);
     tokio::pin!(stop);
     let mut idle_since = started;
-    let mut idle_limit = limits.request_head_timeout;
+    let mut idle_limit = limits.get().request_head_timeout;
     let idle_timer = tokio::time::sleep_until((started + idle_limit).into());
     tokio::pin!(idle_timer);
     let mut served_one = false;
@@ -146,7 +148,8 @@ pub async fn serve<'g>(
         }
         served_one = true;
         idle_since = Instant::now();
-        idle_limit = limits.keepalive_timeout;
+        // A reload's limits apply from the next request.
+        idle_limit = limits.get().keepalive_timeout;
         // The timer only moves on when it fires early; a keep-alive limit shorter than the
         // head limit needs it earlier now.
         let due = (idle_since + idle_limit).into();

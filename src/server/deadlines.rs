@@ -23,7 +23,7 @@
 //! shutdown (GOAWAY, so the client knows not to start a stream on it), and is closed
 //! outright if that has not finished `request_head_timeout` later.
 
-use crate::config::Limits;
+use super::SharedLimits;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::io;
@@ -78,7 +78,8 @@ struct State {
 /// One connection's activity, shared by its socket, its service and its timer.
 #[derive(Debug)]
 pub struct Activity {
-    limits: Limits,
+    /// Read at each deadline, so a reload's limits apply from the next request.
+    limits: Arc<SharedLimits>,
     state: Mutex<State>,
     /// Woken when a deadline may have moved earlier.
     changed: Notify,
@@ -88,7 +89,7 @@ pub struct Activity {
 
 impl Activity {
     /// A connection whose first head has been due since `since`.
-    pub fn new(limits: Limits, since: Instant) -> Arc<Self> {
+    pub fn new(limits: Arc<SharedLimits>, since: Instant) -> Arc<Self> {
         Arc::new(Self {
             limits,
             state: Mutex::new(State {
@@ -156,7 +157,7 @@ impl Activity {
     /// The next deadline and what is due then; `None` while requests are in flight.
     fn deadline(&self) -> Option<(Instant, Expiry)> {
         let state = self.state();
-        let limits = &self.limits;
+        let limits = self.limits.get();
         if let Some(since) = state.going_away {
             return Some((since + limits.request_head_timeout, Expiry::Close));
         }
@@ -318,16 +319,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Limits;
     use std::time::Duration;
 
-    fn limits() -> Limits {
-        Limits {
+    fn limits() -> Arc<SharedLimits> {
+        SharedLimits::new(Limits {
             max_connections: 1,
             request_head_timeout: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(60),
             max_request_body: 1,
             request_body_timeout: Duration::from_secs(30),
-        }
+        })
     }
 
     #[test]

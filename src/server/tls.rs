@@ -1,7 +1,14 @@
 //! TLS termination with rustls: PEM chain and key from disk, ALPN `h2` and `http/1.1`,
 //! and a bounded handshake so a silent client cannot hold a task forever.
+//!
+//! The certificate is served through a [`CertResolver`] rather than fixed in the rustls
+//! config, so a reload (SIGHUP) can put a new one in place: each handshake reads the
+//! current one, handshakes already done keep the one they used.
 
+use arc_swap::ArcSwap;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,17 +36,52 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// Builds an acceptor from a PEM certificate chain (leaf first) and a PEM key.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+/// The certificate and key every new handshake gets; [`CertResolver::set`] replaces them.
+#[derive(Debug)]
+pub struct CertResolver {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl CertResolver {
+    pub fn new(first: Arc<CertifiedKey>) -> Self {
+        Self {
+            current: ArcSwap::new(first),
+        }
+    }
+
+    /// Handshakes from now on present `next`.
+    pub fn set(&self, next: Arc<CertifiedKey>) {
+        self.current.store(next);
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// Reads a PEM certificate chain (leaf first) and a PEM key, and checks that they belong
+/// together.
+pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain = read_certs(cert)?;
     let key = read_key(key)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let certified = CertifiedKey::from_der(chain, key, &provider())?;
+    Ok(Arc::new(certified))
+}
+
+/// An acceptor that presents whatever `resolver` holds at each handshake.
+pub fn acceptor(resolver: Arc<CertResolver>) -> Result<TlsAcceptor, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
 
 /// Completes the handshake within the time limit.

@@ -21,21 +21,21 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
 }
 
-fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, body).expect("write file");
     path
 }
 
 /// A loopback address that was free a moment ago (the OS picked it).
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     listener.local_addr().expect("bound")
 }
 
 /// A config with two open routes that needs no verifier, listening on the given ports;
 /// `/api/mail/x` reaches the upstream as `/x`.
-fn valid_config(listen: SocketAddr, internal: SocketAddr, upstream: &str) -> String {
+pub(crate) fn valid_config(listen: SocketAddr, internal: SocketAddr, upstream: &str) -> String {
     format!(
         r#"[server]
 listen = "{listen}"
@@ -62,13 +62,13 @@ auth = "none"
 }
 
 /// `tollgate run` as a child process, killed if a test fails before it stops.
-struct Running {
+pub(crate) struct Running {
     child: Option<Child>,
     stderr: PathBuf,
 }
 
 impl Running {
-    fn start(config: &Path) -> Running {
+    pub(crate) fn start(config: &Path) -> Running {
         let stderr = config.with_extension("stderr");
         let child = Command::new(BIN)
             .args(["run", "-c"])
@@ -88,12 +88,12 @@ impl Running {
         self.child.as_mut().expect("not yet reaped")
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// Polls (at most 10 s) until `addr` accepts connections.
-    fn wait_until_listening(&mut self, addr: SocketAddr) {
+    pub(crate) fn wait_until_listening(&mut self, addr: SocketAddr) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).is_err() {
             if let Some(status) = self.child().try_wait().expect("try_wait") {
@@ -109,12 +109,17 @@ impl Running {
     }
 
     fn sigterm(&mut self) {
+        self.signal("TERM");
+    }
+
+    /// Sends `kill -NAME` to the process.
+    pub(crate) fn signal(&mut self, name: &str) {
         let pid = self.child().id().to_string();
         let status = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{name}"), &pid])
             .status()
             .expect("kill runs");
-        assert!(status.success(), "kill -TERM {pid}");
+        assert!(status.success(), "kill -{name} {pid}");
     }
 
     /// Polls (at most 15 s) for the exit and returns its code.

@@ -23,6 +23,7 @@ mod oauth_token;
 mod properties;
 mod proxy;
 mod readiness;
+mod reload;
 mod request_rules;
 mod routing;
 mod shipped;
