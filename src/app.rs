@@ -1,6 +1,8 @@
 //! Wiring: builds the shared state from a [`Config`], binds the listeners, and drains
 //! them on shutdown. Tests start the real thing through [`App::start`] on port 0.
 
+use crate::access_log::{AccessLog, Entry, Notes};
+use crate::body::logged::LoggedBody;
 use crate::body::Body;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, UserSource, VerifySource};
@@ -33,6 +35,8 @@ pub struct Running {
     pub internal_addr: SocketAddr,
     pub tls_addr: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
+    /// The access log: the reload calls [`AccessLog::reopen`] (or [`AccessLog::apply`]).
+    pub access_log: AccessLog,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     /// The internal listener outlives the drain, so `/readyz` can say "draining".
@@ -53,6 +57,8 @@ struct PublicService {
     oauth: Arc<OAuthServer>,
     /// Requests to the authorization server count under `route="_oauth"`.
     oauth_metrics: RouteMetrics,
+    /// `_oauth`, the route name of the authorization server's lines in the access log.
+    oauth_route: Arc<str>,
 }
 
 /// The internal listener: introspection, metrics and health.
@@ -86,6 +92,8 @@ impl App {
             }
         }
         let directory = open_directory(&config)?;
+        let access_log = AccessLog::start(&config.log, metrics.access_log_dropped.clone())
+            .with_context(|| format!("{}: [log].access", config.source.display()))?;
         let cache = build_verifier(&config, store.clone(), clock.clone(), metrics.clone())?;
         // The guard hears of revocations from the store, whichever instance made them.
         let sink: Arc<dyn crate::store::RevocationSink> = cache.clone();
@@ -96,6 +104,8 @@ impl App {
             config.server.limits.request_body_timeout,
             cache.clone(),
             &metrics,
+            config.server.trusted_proxies.clone(),
+            access_log.clone(),
         );
         let oauth = Arc::new(OAuthServer::new(
             &config,
@@ -108,6 +118,7 @@ impl App {
             gateway,
             oauth: oauth.clone(),
             oauth_metrics: metrics.route(OAUTH_ROUTE, RouteKind::Pseudo),
+            oauth_route: Arc::from(OAUTH_ROUTE),
         });
         let (shutdown, stop) = watch::channel(false);
         let (internal_shutdown, internal_stop) = watch::channel(false);
@@ -178,6 +189,7 @@ impl App {
             internal_addr,
             tls_addr,
             metrics,
+            access_log,
             shutdown,
             tasks,
             internal_shutdown,
@@ -273,30 +285,81 @@ impl Running {
         if tokio::time::timeout(INTERNAL_DRAIN, drained).await.is_err() {
             tracing::warn!("internal listener drain timed out; closing its connections");
         }
+        // Every public request has finished (or the drain gave up on it): write out the
+        // access log's last lines.
+        if let Err(e) = self.access_log.close().await {
+            tracing::error!(error = %e, "cannot write the access log's last lines");
+        }
         // Dropping the set aborts whatever is left of it.
     }
 }
 
 // === impl PublicService ===
 
-impl Handler for PublicService {
-    async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
-        if OAuthServer::owns(req.uri().path()) {
-            let started = std::time::Instant::now();
-            // The same Host rules as the gateway's (which checks its own requests), so the
-            // whole listener answers a request with no, two or a bad Host alike.
-            if let Err(e) = crate::gateway::authority::of_request(&req) {
-                let response = GatewayError::from(e).into_response();
-                self.oauth_metrics.finish(response.status(), started);
-                return response;
-            }
-            let secure = conn.proto == crate::gateway::headers::PROTO_HTTPS;
-            let peer = conn.client_ip.to_str().unwrap_or("");
-            let response = self.oauth.handle(req, secure, peer).await;
+impl PublicService {
+    /// A request for the authorization server, from the client at `client_addr`.
+    async fn oauth(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        client_addr: std::net::IpAddr,
+    ) -> Response<Body> {
+        let started = std::time::Instant::now();
+        // The same Host rules as the gateway's (which checks its own requests), so the
+        // whole listener answers a request with no, two or a bad Host alike.
+        if let Err(e) = crate::gateway::authority::of_request(&req) {
+            let response = GatewayError::from(e).into_response();
             self.oauth_metrics.finish(response.status(), started);
             return response;
         }
-        self.gateway.handle(req, conn).await
+        let secure = conn.proto == crate::gateway::headers::PROTO_HTTPS;
+        let response = self
+            .oauth
+            .handle(req, secure, &client_addr.to_string())
+            .await;
+        self.oauth_metrics.finish(response.status(), started);
+        response
+    }
+}
+
+impl Handler for PublicService {
+    async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        let started = std::time::Instant::now();
+        let request_id = crate::gateway::headers::request_id(req.headers());
+        let client_addr = self.gateway.client_addr(conn.peer, req.headers());
+        let log = self.gateway.access_log();
+        let entry = log.enabled().then(|| {
+            let path = req.uri().path();
+            let (method, version) = (req.method(), req.version());
+            Entry::begin(
+                method,
+                version,
+                path,
+                req.headers(),
+                client_addr,
+                &request_id,
+            )
+        });
+        let mut notes = Notes::default();
+        let mut response = if OAuthServer::owns(req.uri().path()) {
+            notes.route = Some(self.oauth_route.clone());
+            self.oauth(req, conn, client_addr).await
+        } else {
+            self.gateway
+                .handle(req, conn, &request_id, &mut notes)
+                .await
+        };
+        response
+            .headers_mut()
+            .insert(crate::gateway::headers::X_REQUEST_ID, request_id);
+        let Some(mut entry) = entry else {
+            return response;
+        };
+        entry.note(notes);
+        let status = response.status();
+        let log = log.clone();
+        response
+            .map(|body| Body::Logged(Box::new(LoggedBody::new(body, entry, log, status, started))))
     }
 
     const FAST_LANE: bool = true;

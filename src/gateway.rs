@@ -12,8 +12,10 @@ pub mod headers;
 pub mod route;
 pub mod upstream;
 
+use crate::access_log::{AccessLog, Notes};
 use crate::body::limited::LimitedBody;
 use crate::body::{Body, BodyError};
+use crate::client_addr::TrustedProxies;
 use crate::config::{AuthMode, RouteConfig};
 use crate::error::GatewayError;
 use crate::metrics::{GuardOutcome, Metrics, RouteKind, RouteMetrics, NO_ROUTE};
@@ -28,12 +30,15 @@ use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::TokioIo;
 use route::RouteTable;
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use upstream::{Target, UpstreamClient, UpstreamPool};
 
 /// What the gateway knows of the client connection a request came on.
 pub struct ConnInfo {
+    /// The TCP peer's address.
+    pub peer: IpAddr,
     /// The peer IP as an `X-Forwarded-For` element, rendered once per connection.
     pub client_ip: HeaderValue,
     /// `http` or `https`, for `X-Forwarded-Proto`.
@@ -43,6 +48,8 @@ pub struct ConnInfo {
 /// One configured route with everything its requests need, resolved at start-up.
 pub struct Route {
     pub config: RouteConfig,
+    /// The route's name for the access log.
+    name: Arc<str>,
     pool: UpstreamPool,
     /// Its requests may take the fast lane: every target is plain `http://`.
     fast_lane: bool,
@@ -59,6 +66,11 @@ pub struct Gateway {
     no_route_metrics: RouteMetrics,
     /// `[server].request_body_timeout`: the longest pause in a proxied request body.
     body_timeout: Duration,
+    /// `[server] trusted_proxies`: whose `X-Forwarded-For` names the client.
+    trusted_proxies: TrustedProxies,
+    log: AccessLog,
+    /// `_none` for the access log.
+    no_route_name: Arc<str>,
 }
 
 /// A request that passed routing, with its normalised path.
@@ -77,6 +89,8 @@ impl Gateway {
         body_timeout: Duration,
         verifier: Arc<VerifyCache>,
         metrics: &Metrics,
+        trusted_proxies: TrustedProxies,
+        log: AccessLog,
     ) -> Self {
         let table = RouteTable::new(
             routes
@@ -88,6 +102,7 @@ impl Gateway {
             .map(|r| {
                 let pool = UpstreamPool::new(&r.upstreams);
                 Route {
+                    name: Arc::from(r.name.as_str()),
                     fast_lane: pool.all_plain_http(),
                     pool,
                     metrics: metrics.route(
@@ -109,22 +124,44 @@ impl Gateway {
             verifier,
             no_route_metrics: metrics.route(NO_ROUTE, RouteKind::Pseudo),
             body_timeout,
+            trusted_proxies,
+            log,
+            no_route_name: Arc::from(NO_ROUTE),
         }
     }
 
-    /// Serves one request end to end; never fails (errors become responses here).
-    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+    /// The access log this gateway's requests are written to.
+    pub fn access_log(&self) -> &AccessLog {
+        &self.log
+    }
+
+    /// The client's address for a request from `peer` ([`crate::client_addr`]).
+    pub fn client_addr(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        self.trusted_proxies.client_addr(peer, headers)
+    }
+
+    /// Serves one request end to end; never fails (errors become responses here). What it
+    /// learns on the way (route, identity, upstream) goes into `notes`.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        request_id: &HeaderValue,
+        notes: &mut Notes,
+    ) -> Response<Body> {
         let started = Instant::now();
         let routed = match self.route(&req) {
             Ok(r) => r,
             Err(e) => {
                 let response = e.into_response();
                 self.no_route_metrics.finish(response.status(), started);
+                notes.route = Some(self.no_route_name.clone());
                 return response;
             }
         };
+        notes.route = Some(routed.route.name.clone());
         let metrics = &routed.route.metrics;
-        let response = match self.serve(&routed, req, conn).await {
+        let response = match self.serve(&routed, req, conn, request_id, notes).await {
             Ok(r) => r,
             Err(e) => {
                 if let Some(outcome) = e.guard_outcome() {
@@ -142,12 +179,17 @@ impl Gateway {
         routed: &Routed<'_>,
         req: Request<Incoming>,
         conn: &ConnInfo,
+        request_id: &HeaderValue,
+        notes: &mut Notes,
     ) -> Result<Response<Body>, GatewayError> {
         let principal = self.authenticate(routed.route, req.headers()).await?;
         if principal.is_some() {
             routed.route.metrics.guard(GuardOutcome::Allowed);
         }
-        self.forward(routed, req, conn, principal.as_deref()).await
+        notes.principal = principal;
+        let principal = notes.principal.clone();
+        self.forward(routed, req, (conn, request_id), principal.as_deref(), notes)
+            .await
     }
 
     /// Finds the route for the request's authority and normalised path.
@@ -235,8 +277,9 @@ impl Gateway {
         &self,
         routed: &Routed<'_>,
         mut req: Request<Incoming>,
-        conn: &ConnInfo,
+        (conn, request_id): (&ConnInfo, &HeaderValue),
         principal: Option<&Principal>,
+        notes: &mut Notes,
     ) -> Result<Response<Body>, GatewayError> {
         let (route, path) = (routed.route, routed.path.as_str());
         let upgrade = headers::is_upgrade_request(req.method(), req.version(), req.headers());
@@ -249,6 +292,7 @@ impl Gateway {
             client_ip: &conn.client_ip,
             proto: conn.proto,
             host: routed.authority.clone(),
+            request_id,
         };
         headers::prepare_request(
             &mut parts.headers,
@@ -265,7 +309,13 @@ impl Gateway {
         let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
         parts.uri = upstream_uri(target, &parts.uri, path)?;
         let first = self
-            .send(route, target, Request::from_parts(parts, body), websocket)
+            .send(
+                route,
+                target,
+                Request::from_parts(parts, body),
+                websocket,
+                notes,
+            )
             .await;
         let mut response = match (first, retry_parts) {
             (Err(GatewayError::UpstreamConnect { .. }), Some(mut parts)) => {
@@ -276,6 +326,7 @@ impl Gateway {
                     target,
                     Request::from_parts(parts, Body::empty()),
                     websocket,
+                    notes,
                 )
                 .await?
             }
@@ -315,19 +366,21 @@ impl Gateway {
         target: &Target,
         mut req: Request<Body>,
         websocket: bool,
+        notes: &mut Notes,
     ) -> Result<Response<Incoming>, GatewayError> {
         // hyper's pool takes a connection back once the body is read off it, which a small
         // body already is when the head arrives: a refused answer must poison it.
         let connection = capture_connection(&mut req);
         let started = Instant::now();
         let result = tokio::time::timeout(route.config.timeout, self.client.request(req)).await;
-        route
-            .metrics
-            .observe_upstream(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        route.metrics.observe_upstream(took.as_secs_f64());
+        notes.upstream = Some(target.label.clone());
+        notes.upstream_time = Some(took);
         match result {
             Err(_elapsed) => Err(GatewayError::UpstreamTimeout {
                 route: route.config.name.clone(),
-                upstream: target.label.clone(),
+                upstream: target.label.to_string(),
                 timeout_ms: route.config.timeout.as_millis(),
             }),
             Ok(Ok(response)) => {
@@ -340,7 +393,7 @@ impl Gateway {
                         }
                         Err(GatewayError::UpstreamFraming {
                             route: route.config.name.clone(),
-                            upstream: target.label.clone(),
+                            upstream: target.label.to_string(),
                             source,
                         })
                     }
@@ -378,13 +431,13 @@ fn send_error(
         target.mark_down();
         GatewayError::UpstreamConnect {
             route: route.config.name.clone(),
-            upstream: target.label.clone(),
+            upstream: target.label.to_string(),
             source: source.into(),
         }
     } else {
         GatewayError::UpstreamFailed {
             route: route.config.name.clone(),
-            upstream: target.label.clone(),
+            upstream: target.label.to_string(),
             source: source.into(),
         }
     }

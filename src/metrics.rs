@@ -44,6 +44,9 @@ pub struct Metrics {
     pub revocations: RevocationMetrics,
     /// `tollgate_store_up`: 1 while the token store answers (set by the readiness probe).
     pub store_up: IntGauge,
+    /// `tollgate_access_log_dropped_total`: access-log entries dropped because the writer
+    /// was too far behind (requests never wait for it).
+    pub access_log_dropped: IntCounter,
 }
 
 /// `tollgate_revocations_total{source}`, `tollgate_revocation_lag_seconds` and
@@ -269,7 +272,13 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let access_log_dropped = IntCounter::new(
+            "tollgate_access_log_dropped_total",
+            "Access-log entries dropped because the log writer was too far behind",
+        )
+        .expect("static metric definition is valid");
+        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
+            Box::new(access_log_dropped.clone()),
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_duration.clone()),
@@ -314,6 +323,7 @@ impl Metrics {
             open_connections,
             revocations,
             store_up,
+            access_log_dropped,
         }
     }
 

@@ -202,14 +202,17 @@ impl OAuthServer {
                 ))
             }
         };
-        let bad = OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
-        let client = self.client(&id).ok_or(bad.clone())?;
+        let bad = || {
+            crate::audit::invalid_client(&id, &req.peer);
+            OAuthError::new(ErrorCode::InvalidClient, "client authentication failed")
+        };
+        let client = self.client(&id).ok_or_else(bad)?;
         match (&client.secret_hash, secret) {
             (None, None) => Ok(AuthenticatedClient { client, via_basic }),
             (Some(hash), Some(secret)) if self.secret_ok(&secret, hash).await => {
                 Ok(AuthenticatedClient { client, via_basic })
             }
-            _ => Err(bad),
+            _ => Err(bad()),
         }
     }
 

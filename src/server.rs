@@ -136,6 +136,7 @@ pub async fn serve<H: Handler>(
         let accepted = Instant::now();
         let _ = stream.set_nodelay(true);
         let conn = Arc::new(ConnInfo {
+            peer: peer.ip(),
             client_ip: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),
             proto,

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod access_log;
 mod browser;
 mod cli;
 mod deploy;
@@ -26,5 +27,6 @@ mod request_rules;
 mod routing;
 mod shipped;
 mod throttle;
+mod trusted_proxies;
 mod upstream_framing;
 mod verify_claims;
