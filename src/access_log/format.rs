@@ -10,22 +10,21 @@ use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Appends `entry` as one JSON object and a newline.
-pub fn json(entry: &Entry, out: &mut Vec<u8>) {
+pub fn json(entry: &Entry, line: &mut String) {
     let (sub, client_id) = identity(entry);
-    let mut line = String::with_capacity(320);
     line.push_str("{\"time\":\"");
-    rfc3339(entry.time, &mut line);
+    rfc3339(entry.time, line);
     line.push_str("\",\"method\":");
-    json_str(entry.method.as_str(), &mut line);
+    json_str(entry.method.as_str(), line);
     line.push_str(",\"path\":");
-    json_str(&entry.path, &mut line);
+    json_str(&entry.path, line);
     let _ = write!(line, ",\"status\":{}", entry.status);
     line.push_str(",\"route\":");
-    json_opt(entry.route.as_deref(), &mut line);
+    json_opt(entry.route.as_deref(), line);
     line.push_str(",\"client_id\":");
-    json_opt(client_id, &mut line);
+    json_opt(client_id, line);
     line.push_str(",\"sub\":");
-    json_opt(sub, &mut line);
+    json_opt(sub, line);
     let _ = write!(line, ",\"duration_ms\":{:.3}", millis(entry.duration));
     line.push_str(",\"upstream_ms\":");
     match entry.upstream_time {
@@ -37,50 +36,44 @@ pub fn json(entry: &Entry, out: &mut Vec<u8>) {
     let _ = write!(line, ",\"bytes_sent\":{}", entry.bytes_sent);
     let _ = write!(line, ",\"client_addr\":\"{}\"", entry.client_addr);
     line.push_str(",\"request_id\":");
-    json_str(
-        &String::from_utf8_lossy(entry.request_id.as_bytes()),
-        &mut line,
-    );
+    json_str(&String::from_utf8_lossy(entry.request_id.as_bytes()), line);
     line.push_str(",\"upstream\":");
-    json_opt(entry.upstream.as_deref(), &mut line);
+    json_opt(entry.upstream.as_deref(), line);
     line.push_str(",\"user_agent\":");
     let agent = entry
         .user_agent
         .as_ref()
         .map(|ua| String::from_utf8_lossy(ua.as_bytes()));
-    json_opt(agent.as_deref(), &mut line);
+    json_opt(agent.as_deref(), line);
     line.push_str("}\n");
-    out.extend_from_slice(line.as_bytes());
 }
 
 /// Appends `entry` in the "combined" format:
 /// `ADDR - USER [TIME] "METHOD PATH PROTOCOL" STATUS BYTES "-" "USER-AGENT"`, with the
 /// token's `sub` as the user.
-pub fn combined(entry: &Entry, out: &mut Vec<u8>) {
+pub fn combined(entry: &Entry, line: &mut String) {
     let (sub, _) = identity(entry);
-    let mut line = String::with_capacity(200);
     let _ = write!(line, "{} - ", entry.client_addr);
     match sub {
-        Some(s) if !s.is_empty() => quoted_text(s, &mut line),
+        Some(s) if !s.is_empty() => quoted_text(s, line),
         _ => line.push('-'),
     }
     line.push_str(" [");
-    clf_time(entry.time, &mut line);
+    clf_time(entry.time, line);
     line.push_str("] \"");
     line.push_str(entry.method.as_str());
     line.push(' ');
-    quoted_text(&entry.path, &mut line);
+    quoted_text(&entry.path, line);
     let _ = write!(
         line,
         " {:?}\" {} {} \"-\" \"",
         entry.version, entry.status, entry.bytes_sent
     );
     match &entry.user_agent {
-        Some(ua) => quoted_text(&String::from_utf8_lossy(ua.as_bytes()), &mut line),
+        Some(ua) => quoted_text(&String::from_utf8_lossy(ua.as_bytes()), line),
         None => line.push('-'),
     }
     line.push_str("\"\n");
-    out.extend_from_slice(line.as_bytes());
 }
 
 fn identity(entry: &Entry) -> (Option<&str>, Option<&str>) {
@@ -94,12 +87,23 @@ fn millis(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// A JSON string (RFC 8259 §7): quotes, backslashes and control characters escaped.
 fn json_str(s: &str, out: &mut String) {
-    // serde_json escapes quotes, backslashes and control characters.
-    match serde_json::to_string(s) {
-        Ok(quoted) => out.push_str(&quoted),
-        Err(_) => out.push_str("null"),
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
     }
+    out.push('"');
 }
 
 fn json_opt(s: Option<&str>, out: &mut String) {
@@ -211,9 +215,8 @@ mod tests {
 
     #[test]
     fn json_lines_carry_the_contract_fields() {
-        let mut out = Vec::new();
-        json(&entry(), &mut out);
-        let text = String::from_utf8(out).expect("UTF-8");
+        let mut text = String::new();
+        json(&entry(), &mut text);
         assert!(text.ends_with("}\n") && text.matches('\n').count() == 1);
         let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(v["time"], "2026-12-01T15:12:42.123Z");
@@ -240,9 +243,9 @@ mod tests {
         e.upstream = None;
         e.upstream_time = None;
         e.user_agent = None;
-        let mut out = Vec::new();
+        let mut out = String::new();
         json(&e, &mut out);
-        let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
         for key in [
             "route",
             "client_id",
@@ -257,10 +260,10 @@ mod tests {
 
     #[test]
     fn combined_lines_follow_the_apache_layout_and_escape_quotes() {
-        let mut out = Vec::new();
+        let mut out = String::new();
         combined(&entry(), &mut out);
         assert_eq!(
-            String::from_utf8(out).expect("UTF-8"),
+            out,
             "192.0.2.7 - alice [01/Dec/2026:15:12:42 +0000] \"GET /api/mail/inbox HTTP/1.1\" \
              200 42 \"-\" \"curl/8.5 \\x22quoted\\x22\"\n"
         );
@@ -268,13 +271,24 @@ mod tests {
         e.principal = None;
         e.user_agent = None;
         e.version = Version::HTTP_2;
-        let mut out = Vec::new();
+        let mut out = String::new();
         combined(&e, &mut out);
         assert_eq!(
-            String::from_utf8(out).expect("UTF-8"),
+            out,
             "192.0.2.7 - - [01/Dec/2026:15:12:42 +0000] \"GET /api/mail/inbox HTTP/2.0\" \
              200 42 \"-\" \"-\"\n"
         );
+    }
+
+    #[test]
+    fn json_strings_escape_what_json_requires() {
+        let mut e = entry();
+        e.path = "/a\"b\\c\n\u{1}\u{7f}é".to_string();
+        let mut out = String::new();
+        json(&e, &mut out);
+        assert_eq!(out.matches('\n').count(), 1, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(v["path"], e.path.as_str());
     }
 
     #[test]

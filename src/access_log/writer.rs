@@ -104,7 +104,7 @@ pub(super) struct Writer {
     pub format: LogFormat,
     pub lines: Receiver<Message>,
     pub orders: Receiver<Order>,
-    line: Vec<u8>,
+    line: String,
     /// Since when written lines wait in the buffer.
     dirty_since: Option<Instant>,
     last_error_report: Option<Instant>,
@@ -122,7 +122,7 @@ impl Writer {
             format,
             lines,
             orders,
-            line: Vec::with_capacity(512),
+            line: String::with_capacity(512),
             dirty_since: None,
             last_error_report: None,
         }
@@ -207,7 +207,7 @@ impl Writer {
             LogFormat::Json => format::json(entry, &mut self.line),
             LogFormat::Combined => format::combined(entry, &mut self.line),
         }
-        let result = self.sink.write(&self.line);
+        let result = self.sink.write(self.line.as_bytes());
         if result.is_ok() && self.dirty_since.is_none() {
             self.dirty_since = Some(Instant::now());
         }
