@@ -372,7 +372,7 @@ impl Handler for PublicService {
 // === impl InternalService ===
 
 impl Handler for InternalService {
-    async fn call(&self, req: Request<Incoming>, _conn: &ConnInfo) -> Response<Body> {
+    async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/metrics") => {
                 let mut response = Response::new(Body::from(self.metrics.render()));
@@ -384,7 +384,8 @@ impl Handler for InternalService {
             }
             (_, "/verify") => {
                 let started = std::time::Instant::now();
-                let response = self.oauth.handle_verify(req).await;
+                let peer = conn.client_ip.to_str().unwrap_or("");
+                let response = self.oauth.handle_verify(req, peer).await;
                 self.verify_metrics.finish(response.status(), started);
                 response
             }

@@ -41,8 +41,8 @@ pub fn login_banned(kind: &str, username: &str, client_addr: &str, failures: u64
 }
 
 /// A client failed to authenticate at the token, revoke or introspection endpoint.
-/// `client_id` is what it claimed (maybe unknown here); `client_addr` is empty on the
-/// internal listener.
+/// `client_id` is what it claimed (maybe unknown here); `client_addr` is the TCP peer on
+/// the internal listener (no `trusted_proxies` there).
 pub fn invalid_client(client_id: &str, client_addr: &str) {
     tracing::warn!(target: TARGET, event = "invalid_client", client_id, client_addr);
 }

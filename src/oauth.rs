@@ -136,12 +136,12 @@ impl OAuthServer {
         }
     }
 
-    /// Serves `POST /verify` on the internal listener.
-    pub async fn handle_verify(&self, req: Request<Incoming>) -> Response<Body> {
+    /// Serves `POST /verify` on the internal listener, called from `peer` (for audit lines).
+    pub async fn handle_verify(&self, req: Request<Incoming>, peer: &str) -> Response<Body> {
         if req.method() != Method::POST {
             return method_not_allowed("POST");
         }
-        match read(req, false, "", self.form_limits, false).await {
+        match read(req, false, peer, self.form_limits, false).await {
             Ok(r) => self.introspect(&r).await,
             Err(response) => *response,
         }
