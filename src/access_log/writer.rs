@@ -22,8 +22,14 @@ use super::Entry;
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Buffer size: large enough that a busy second costs few write calls.
 const BUFFER: usize = 64 * 1024;
+/// The writer's pause between batches while lines keep coming; the queue holds 8192
+/// lines, so up to ~800 000 requests a second fit in one nap.
+const NAP: Duration = Duration::from_millis(10);
 /// A failing write is reported at most this often.
 const ERROR_REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// Every handle is gone.
+struct Disconnected;
 
 /// What travels on the bounded channel: an entry, or `None` to look at the orders now.
 pub(super) type Message = Option<Entry>;
@@ -129,21 +135,37 @@ impl Writer {
     }
 
     /// Runs until stopped, or until every handle is gone (then flushes and ends).
+    ///
+    /// While lines keep coming it naps [`NAP`] between batches instead of waiting on the
+    /// channel: a sender wakes a waiting receiver with a system call, which under load
+    /// would cost one per request; a napping writer costs the senders nothing. When a nap
+    /// brought nothing it waits on the channel again, so an idle server sleeps.
     pub fn run(mut self) {
+        let mut busy = false;
         loop {
-            let wait = match self.dirty_since {
-                Some(since) => FLUSH_EVERY.saturating_sub(since.elapsed()),
-                None => FLUSH_EVERY,
-            };
-            match self.lines.recv_timeout(wait) {
-                Ok(Some(entry)) => self.write(&entry),
-                Ok(None) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    let result = self.flush();
-                    self.report(result);
-                    return;
+            let received = if busy {
+                std::thread::sleep(NAP);
+                self.write_queued()
+            } else {
+                let wait = match self.dirty_since {
+                    Some(since) => FLUSH_EVERY.saturating_sub(since.elapsed()),
+                    None => FLUSH_EVERY,
+                };
+                match self.lines.recv_timeout(wait) {
+                    Ok(Some(entry)) => {
+                        self.write(&entry);
+                        self.write_queued().map(|n| n + 1)
+                    }
+                    Ok(None) | Err(RecvTimeoutError::Timeout) => Ok(0),
+                    Err(RecvTimeoutError::Disconnected) => Err(Disconnected),
                 }
-            }
+            };
+            let Ok(received) = received else {
+                let result = self.flush();
+                self.report(result);
+                return;
+            };
+            busy = received > 0;
             if let Some(stopped) = self.obey_orders() {
                 let result = self.drain_and_flush();
                 // Gone before the answer: a line recorded after `close` is counted as dropped.
@@ -154,6 +176,23 @@ impl Writer {
             if self.dirty_since.is_some_and(|s| s.elapsed() >= FLUSH_EVERY) {
                 let result = self.flush();
                 self.report(result);
+            }
+        }
+    }
+
+    /// Writes every line waiting in the channel; how many, or `Disconnected` once every
+    /// handle is gone.
+    fn write_queued(&mut self) -> Result<usize, Disconnected> {
+        let mut written = 0;
+        loop {
+            match self.lines.try_recv() {
+                Ok(Some(entry)) => {
+                    self.write(&entry);
+                    written += 1;
+                }
+                Ok(None) => {}
+                Err(TryRecvError::Empty) => return Ok(written),
+                Err(TryRecvError::Disconnected) => return Err(Disconnected),
             }
         }
     }
