@@ -171,6 +171,30 @@ impl AccessLog {
         })
     }
 
+    /// A handle whose writer never reads (its channel ends are handed back): for tests
+    /// of what requests do when the writer is stuck.
+    #[cfg(test)]
+    fn stuck(
+        capacity: usize,
+        dropped: IntCounter,
+    ) -> (
+        AccessLog,
+        mpsc::Receiver<writer::Message>,
+        mpsc::Receiver<Order>,
+    ) {
+        let (lines, lines_rx) = mpsc::sync_channel(capacity);
+        let (orders, orders_rx) = mpsc::channel();
+        let log = AccessLog {
+            inner: Arc::new(Inner {
+                enabled: AtomicBool::new(true),
+                lines,
+                orders,
+                dropped,
+            }),
+        };
+        (log, lines_rx, orders_rx)
+    }
+
     /// Whether requests should build entries (false while `access = "off"`).
     pub fn enabled(&self) -> bool {
         self.inner.enabled.load(Ordering::Relaxed)
@@ -296,6 +320,18 @@ mod tests {
         // Closed: entries are counted, not written.
         log.record(entry("/late"));
         assert_eq!(dropped.get(), 1);
+    }
+
+    #[test]
+    fn a_stuck_writer_drops_and_counts_entries_and_never_blocks_a_request() {
+        let dropped = IntCounter::new("dropped", "test").expect("valid");
+        let (log, _lines, _orders) = AccessLog::stuck(4, dropped.clone());
+        let started = Instant::now();
+        for i in 0..10 {
+            log.record(entry(&format!("/{i}")));
+        }
+        assert_eq!(dropped.get(), 6, "4 queued, the rest dropped");
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[tokio::test]
