@@ -166,19 +166,8 @@ impl Gateway {
         let started = Instant::now();
         let head_request = head.method == Method::HEAD;
         let request_id = headers::request_id(&head.headers);
-        // Built only when the log is on; a declined request is logged by hyper instead.
-        let entry = self.log.enabled().then(|| {
-            let client_addr = self.client_addr(lane.conn.peer, &head.headers);
-            let path = head.target.path();
-            Entry::begin(
-                &head.method,
-                Version::HTTP_11,
-                path,
-                &head.headers,
-                client_addr,
-                &request_id,
-            )
-        });
+        // A declined request is logged by hyper instead.
+        let entry = self.begin_entry(&head, lane.conn, &request_id);
         let mut notes = Notes::default();
         let routed = match self.route_origin_form(head.target.path(), &head.headers) {
             Ok(r) => r,
@@ -242,6 +231,28 @@ impl Gateway {
         };
         self.log_fast(entry, notes, status, lane.sent, started);
         next
+    }
+
+    /// The access-log entry of a request, when the log is on.
+    fn begin_entry(
+        &self,
+        head: &RequestHead,
+        conn: &ConnInfo,
+        request_id: &HeaderValue,
+    ) -> Option<Entry> {
+        self.log.enabled().then(|| {
+            let client_addr = self.client_addr(conn.peer, &head.headers);
+            let path = head.target.path();
+            let (method, headers) = (&head.method, &head.headers);
+            Entry::begin(
+                method,
+                Version::HTTP_11,
+                path,
+                headers,
+                client_addr,
+                request_id,
+            )
+        })
     }
 
     /// Hands a finished fast-lane request to the access log.
