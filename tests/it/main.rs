@@ -4,6 +4,7 @@
 mod common;
 
 mod access_log;
+mod audit;
 mod browser;
 mod cli;
 mod deploy;
