@@ -4,7 +4,7 @@
 //! A request hands its [`Entry`] to [`AccessLog::record`], which never waits: the entry goes
 //! into a bounded channel, and when the writer has fallen that far behind the entry is
 //! dropped and counted in `tollgate_access_log_dropped_total` rather than slowing requests
-//! down. The writer thread ([`writer`]) formats ([`format`]) and writes through a buffer,
+//! down. The writer thread (`writer`) formats ([`format`]) and writes through a buffer,
 //! flushed at least every second, on [`AccessLog::flush`], and on [`AccessLog::close`] (what
 //! a graceful stop calls once the listeners have drained, so no line is lost).
 //!
@@ -152,7 +152,7 @@ impl Entry {
 
 impl AccessLog {
     /// Opens the target (a file must be writable now) and starts the writer thread.
-    /// `dropped` counts entries refused because the writer was [`QUEUE`] entries behind.
+    /// `dropped` counts entries refused because the writer was `QUEUE` (8192) entries behind.
     pub fn start(config: &LogConfig, dropped: IntCounter) -> io::Result<AccessLog> {
         let sink = Sink::open(&config.access)?;
         let (lines, lines_rx) = mpsc::sync_channel(QUEUE);
