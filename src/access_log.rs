@@ -4,7 +4,7 @@
 //! A request hands its [`Entry`] to [`AccessLog::record`], which never waits: the entry goes
 //! into a bounded channel, and when the writer has fallen that far behind the entry is
 //! dropped and counted in `tollgate_access_log_dropped_total` rather than slowing requests
-//! down. The writer thread (`writer`) formats ([`format`]) and writes through a buffer,
+//! down. The writer thread (`writer`) formats ([`mod@format`]) and writes through a buffer,
 //! flushed at least every second, on [`AccessLog::flush`], and on [`AccessLog::close`] (what
 //! a graceful stop calls once the listeners have drained, so no line is lost).
 //!
