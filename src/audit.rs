@@ -12,24 +12,45 @@ use std::fmt::Display;
 /// The `tracing` target of every audit line.
 pub const TARGET: &str = "audit";
 
+/// The most of a caller-chosen value (a user name, a claimed client id) an audit line
+/// keeps: a 64 KiB "user name" must not become a 64 KiB log line.
+const MAX_FIELD: usize = 128;
+
+/// `s`, cut to at most [`MAX_FIELD`] bytes on a character boundary. (`tracing` escapes
+/// quotes and control characters, so a value cannot forge a field or a line.)
+fn clip(s: &str) -> &str {
+    if s.len() <= MAX_FIELD {
+        return s;
+    }
+    let mut end = MAX_FIELD;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// A password sign-in (login form or password grant) succeeded.
 pub fn login_succeeded(username: &str, client_addr: &str) {
+    let username = clip(username);
     tracing::info!(target: TARGET, event = "login", result = "success", username, client_addr);
 }
 
 /// A password sign-in failed: a wrong password or an unknown user (not told apart here
 /// either, so the log does not say which user names exist).
 pub fn login_failed(username: &str, client_addr: &str) {
+    let username = clip(username);
     tracing::warn!(target: TARGET, event = "login", result = "failure", username, client_addr);
 }
 
 /// A sign-in was refused without checking the password: the user or address is banned.
 pub fn login_throttled(username: &str, client_addr: &str) {
+    let username = clip(username);
     tracing::warn!(target: TARGET, event = "login", result = "throttled", username, client_addr);
 }
 
 /// Brute-force protection banned a user name or an address (`kind` = `user` | `ip`).
 pub fn login_banned(kind: &str, username: &str, client_addr: &str, failures: u64) {
+    let username = clip(username);
     tracing::warn!(
         target: TARGET,
         event = "login_ban",
@@ -44,6 +65,7 @@ pub fn login_banned(kind: &str, username: &str, client_addr: &str, failures: u64
 /// `client_id` is what it claimed (maybe unknown here); `client_addr` is the TCP peer on
 /// the internal listener (no `trusted_proxies` there).
 pub fn invalid_client(client_id: &str, client_addr: &str) {
+    let client_id = clip(client_id);
     tracing::warn!(target: TARGET, event = "invalid_client", client_id, client_addr);
 }
 
@@ -87,5 +109,19 @@ pub fn config_reloaded(file: &std::path::Path, error: Option<&dyn Display>) {
             %file,
             %error
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_clipped_on_a_character_boundary() {
+        assert_eq!(clip("alice"), "alice");
+        let long = "é".repeat(100);
+        let clipped = clip(&long);
+        assert!(clipped.len() <= MAX_FIELD && clipped.len() >= MAX_FIELD - 1);
+        assert!(long.starts_with(clipped));
     }
 }
