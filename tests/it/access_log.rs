@@ -5,11 +5,10 @@
 
 use crate::common::engines::{Engine, Engines, ENGINES};
 use crate::common::oauth::{self, AuthConfig, AuthRequest, Browser, MAIL_APP, PASSWORD, USER};
+use crate::common::process::Process;
 use crate::common::{self, echoed, remote_verify, route, Introspector, TestGateway, Upstream};
 use serde_json::Value;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "tok-access-log-7f3a9c";
 
@@ -341,74 +340,12 @@ async fn lines_are_written_before_a_graceful_stop_returns() {
 
 // ---------------------------------------------------------------- the binary, end to end
 
-/// A loopback address that was free a moment ago.
-fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("bound")
-}
-
-/// `tollgate run` as a child process with stderr in a file; killed when dropped.
-struct Process {
-    child: Child,
-    stderr: std::path::PathBuf,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_whole_oauth_flow_leaves_no_secret_in_the_access_log_or_on_stderr() {
     let dir = tempfile::tempdir().expect("temp dir");
-    oauth::write_users(&dir.path().join("users.toml"), &[USER]);
     let up = Upstream::echo().await;
-    let (public, internal) = (free_addr(), free_addr());
-    let config = AuthConfig::default()
-        .toml(&up.url())
-        .replacen(
-            "internal_listen = \"127.0.0.1:0\"",
-            &format!("internal_listen = \"{internal}\""),
-            1,
-        )
-        .replacen(
-            "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"{public}\""),
-            1,
-        )
-        .replacen(
-            "store = \"memory\"",
-            &format!("store = \"memory\"\nissuer = \"http://{public}\""),
-            1,
-        )
-        + "\n[log]\naccess = \"access.log\"\n";
-    let config_path = dir.path().join("gateway.toml");
-    std::fs::write(&config_path, &config).expect("config");
-    let stderr = dir.path().join("stderr.log");
-    let mut child = Process {
-        child: Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["run", "-c"])
-            .arg(&config_path)
-            .env("RUST_LOG", "debug")
-            .env_remove("NO_COLOR")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("tollgate starts"),
-        stderr: stderr.clone(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(public).is_err() {
-        assert!(
-            child.child.try_wait().expect("wait").is_none(),
-            "tollgate exited"
-        );
-        assert!(Instant::now() < deadline, "not listening after 10 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let base = format!("http://{public}");
+    let mut child = Process::auth_server(dir.path(), &AuthConfig::default(), &up).await;
+    let base = child.url("");
 
     // Authorization code with PKCE, through the login and consent pages.
     let request = AuthRequest::code(MAIL_APP, "email");
@@ -523,22 +460,9 @@ async fn a_whole_oauth_flow_leaves_no_secret_in_the_access_log_or_on_stderr() {
     assert_eq!(r.status(), 401);
 
     // A graceful stop writes the last lines out.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let exit = loop {
-        if let Some(exit) = child.child.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "no exit 15 s after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(exit.code(), Some(0));
+    assert_eq!(child.stop().await, Some(0));
     let log = std::fs::read_to_string(dir.path().join("access.log")).expect("access log");
-    let err = std::fs::read_to_string(&child.stderr).expect("stderr");
+    let err = child.stderr();
 
     let secrets = [
         ("access token", access.as_str()),

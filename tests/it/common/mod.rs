@@ -7,6 +7,7 @@ pub mod engines;
 pub mod hyper_head;
 pub mod oauth;
 pub mod outcomes;
+pub mod process;
 pub mod raw;
 pub mod redis;
 pub mod scripted;
