@@ -140,8 +140,11 @@ fn forwarded<'a>(client_ip: &'a HeaderValue, headers: &HeaderMap) -> ForwardedFo
         client_ip,
         proto: &PROTO_HTTP,
         host: headers.get(header::HOST).cloned(),
+        request_id: &REQUEST_ID,
     }
 }
+
+static REQUEST_ID: HeaderValue = HeaderValue::from_static("6f1c2d3e4b5a69788a9b0c1d2e3f4a5b");
 
 fn table() -> route::RouteTable {
     route::RouteTable::new(ROUTES)

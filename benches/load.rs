@@ -230,6 +230,9 @@ fn gateway_config(upstream: SocketAddr) -> String {
 listen = "127.0.0.1:0"
 internal_listen = "127.0.0.1:0"
 
+[log]
+access = "off"
+
 [oauth]
 store = "memory"
 

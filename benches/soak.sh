@@ -116,6 +116,8 @@ listen = "127.0.0.1:$UP_SPARE"
 internal_listen = "127.0.0.1:$UP_PORT"
 [oauth]
 store = "memory"
+[log]
+access = "off"
 EOF
     "${CPU1[@]}" "$TOLLGATE" run -c "$OUT/upstream.toml" >"$OUT/upstream.log" 2>&1 &
     PIDS+=($!)
@@ -147,6 +149,9 @@ name = "Soak load generator"
 secret_hash = "$CLIENT_HASH"
 grant_types = ["client_credentials"]
 scopes = ["bench"]
+
+[log]
+access = "off"                       # millions of lines over a soak; the peers log nothing either
 
 [verify]
 source = "local"

@@ -7,6 +7,8 @@
 pub mod live;
 pub mod reload;
 
+use crate::access_log::{AccessLog, Entry, Notes};
+use crate::body::logged::LoggedBody;
 use crate::body::Body;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -40,6 +42,8 @@ pub struct Running {
     pub internal_addr: SocketAddr,
     pub tls_addr: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
+    /// The access log: the reload calls [`AccessLog::reopen`] (or [`AccessLog::apply`]).
+    pub access_log: AccessLog,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     /// The internal listener outlives the drain, so `/readyz` can say "draining".
@@ -61,6 +65,8 @@ struct PublicService {
     live: LiveConfig,
     /// Requests to the authorization server count under `route="_oauth"`.
     oauth_metrics: RouteMetrics,
+    /// `_oauth`, the route name of the authorization server's lines in the access log.
+    oauth_route: Arc<str>,
 }
 
 /// The internal listener: introspection, metrics and health.
@@ -88,17 +94,21 @@ impl App {
             })?;
         // It just answered `open`; the probe keeps this true from here on.
         metrics.store_up.set(1);
+        let access_log = AccessLog::start(&config.log, metrics.access_log_dropped.clone())
+            .with_context(|| format!("{}: [log].access", config.source.display()))?;
         store.count_in(metrics.revocations.clone());
         let shared = Shared {
             store: store.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
+            access_log: access_log.clone(),
         };
         let first = Live::first(&config, &shared).map_err(|p| config.refuse(vec![p]))?;
         let live: LiveConfig = Arc::new(ArcSwap::from_pointee(first));
         let public = Arc::new(PublicService {
             live: live.clone(),
             oauth_metrics: metrics.route(OAUTH_ROUTE, RouteKind::Pseudo),
+            oauth_route: Arc::from(OAUTH_ROUTE),
         });
         let (shutdown, stop) = watch::channel(false);
         let (internal_shutdown, internal_stop) = watch::channel(false);
@@ -133,6 +143,22 @@ impl App {
             certificate,
             limits.clone(),
         ));
+        // Every SIGHUP re-targets the access log to the reloaded `[log]`, or, when the file
+        // was refused, reopens the current one (logrotate moved it away).
+        let log = access_log.clone();
+        reloader.on_reload(Box::new(move |applied| {
+            let log = log.clone();
+            let next = applied.map(|config| config.log.clone());
+            Box::pin(async move {
+                let done = match &next {
+                    Some(config) => log.apply(config).await,
+                    None => log.reopen().await,
+                };
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "cannot reopen the access log");
+                }
+            })
+        }));
         let public_addr = public_listener.local_addr()?;
         let internal_addr = internal_listener.local_addr()?;
         let tls_addr = tls_listener
@@ -183,6 +209,7 @@ impl App {
             internal_addr,
             tls_addr,
             metrics,
+            access_log,
             shutdown,
             tasks,
             internal_shutdown,
@@ -246,33 +273,82 @@ impl Running {
         if tokio::time::timeout(INTERNAL_DRAIN, drained).await.is_err() {
             tracing::warn!("internal listener drain timed out; closing its connections");
         }
+        // Every public request has finished (or the drain gave up on it): write out the
+        // access log's last lines.
+        if let Err(e) = self.access_log.close().await {
+            tracing::error!(error = %e, "cannot write the access log's last lines");
+        }
         // Dropping the set aborts whatever is left of it.
     }
 }
 
 // === impl PublicService ===
 
-impl Handler for PublicService {
-    async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
-        // The request runs to its end on the configuration current now, whatever a reload
-        // stores meanwhile.
-        let live = self.live.load_full();
-        if OAuthServer::owns(req.uri().path()) {
-            let started = std::time::Instant::now();
-            // The same Host rules as the gateway's (which checks its own requests), so the
-            // whole listener answers a request with no, two or a bad Host alike.
-            if let Err(e) = crate::gateway::authority::of_request(&req) {
-                let response = GatewayError::from(e).into_response();
-                self.oauth_metrics.finish(response.status(), started);
-                return response;
-            }
-            let secure = conn.proto == crate::gateway::headers::PROTO_HTTPS;
-            let peer = conn.client_ip.to_str().unwrap_or("");
-            let response = live.oauth.handle(req, secure, peer).await;
+impl PublicService {
+    /// A request for the authorization server, from the client at `client_addr`.
+    async fn oauth(
+        &self,
+        oauth: &OAuthServer,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        client_addr: std::net::IpAddr,
+    ) -> Response<Body> {
+        let started = std::time::Instant::now();
+        // The same Host rules as the gateway's (which checks its own requests), so the
+        // whole listener answers a request with no, two or a bad Host alike.
+        if let Err(e) = crate::gateway::authority::of_request(&req) {
+            let response = GatewayError::from(e).into_response();
             self.oauth_metrics.finish(response.status(), started);
             return response;
         }
-        live.gateway.handle(req, conn).await
+        let secure = conn.proto == crate::gateway::headers::PROTO_HTTPS;
+        let response = oauth.handle(req, secure, &client_addr.to_string()).await;
+        self.oauth_metrics.finish(response.status(), started);
+        response
+    }
+}
+
+impl Handler for PublicService {
+    async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        let started = std::time::Instant::now();
+        // The request runs to its end on the configuration current now, whatever a reload
+        // stores meanwhile.
+        let live = self.live.load_full();
+        let request_id = crate::gateway::headers::request_id(req.headers());
+        let client_addr = live.gateway.client_addr(conn.peer, req.headers());
+        let log = live.gateway.access_log();
+        let entry = log.enabled().then(|| {
+            let path = req.uri().path();
+            let (method, version) = (req.method(), req.version());
+            Entry::begin(
+                method,
+                version,
+                path,
+                req.headers(),
+                client_addr,
+                &request_id,
+            )
+        });
+        let mut notes = Notes::default();
+        let mut response = if OAuthServer::owns(req.uri().path()) {
+            notes.route = Some(self.oauth_route.clone());
+            self.oauth(&live.oauth, req, conn, client_addr).await
+        } else {
+            live.gateway
+                .handle(req, conn, &request_id, &mut notes)
+                .await
+        };
+        response
+            .headers_mut()
+            .insert(crate::gateway::headers::X_REQUEST_ID, request_id);
+        let Some(mut entry) = entry else {
+            return response;
+        };
+        entry.note(notes);
+        let status = response.status();
+        let log = log.clone();
+        response
+            .map(|body| Body::Logged(Box::new(LoggedBody::new(body, entry, log, status, started))))
     }
 
     const FAST_LANE: bool = true;
@@ -285,7 +361,7 @@ impl Handler for PublicService {
 // === impl InternalService ===
 
 impl Handler for InternalService {
-    async fn call(&self, req: Request<Incoming>, _conn: &ConnInfo) -> Response<Body> {
+    async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/metrics") => {
                 let mut response = Response::new(Body::from(self.metrics.render()));
@@ -298,7 +374,8 @@ impl Handler for InternalService {
             (_, "/verify") => {
                 let started = std::time::Instant::now();
                 let oauth = self.live.load().oauth.clone();
-                let response = oauth.handle_verify(req).await;
+                let peer = conn.client_ip.to_str().unwrap_or("");
+                let response = oauth.handle_verify(req, peer).await;
                 self.verify_metrics.finish(response.status(), started);
                 response
             }

@@ -3,11 +3,13 @@
 //! limits ([`limited`]).
 
 pub mod limited;
+pub mod logged;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use limited::LimitedBody;
+use logged::LoggedBody;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -21,6 +23,8 @@ pub enum Body {
     /// A client's request body on its way to an upstream, under the size and pause limits,
     /// or an upstream's response body under the pause limit.
     Limited(LimitedBody),
+    /// A response body that writes its access-log entry when done with.
+    Logged(Box<LoggedBody>),
 }
 
 /// Why a body stopped before its end.
@@ -94,6 +98,7 @@ impl http_body::Body for Body {
             ),
             Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx).map_err(BodyError::Peer),
             Body::Limited(limited) => Pin::new(limited).poll_frame(cx),
+            Body::Logged(logged) => Pin::new(logged.as_mut()).poll_frame(cx),
         }
     }
 
@@ -102,6 +107,7 @@ impl http_body::Body for Body {
             Body::Full(bytes) => bytes.as_ref().is_none_or(|b| b.is_empty()),
             Body::Stream(incoming) => incoming.is_end_stream(),
             Body::Limited(limited) => limited.is_end_stream(),
+            Body::Logged(logged) => logged.is_end_stream(),
         }
     }
 
@@ -110,6 +116,7 @@ impl http_body::Body for Body {
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Stream(incoming) => incoming.size_hint(),
             Body::Limited(limited) => limited.size_hint(),
+            Body::Logged(logged) => logged.size_hint(),
         }
     }
 }

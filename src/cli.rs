@@ -217,11 +217,17 @@ pub fn gen_secret() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The log on stderr: `RUST_LOG` filters it (default `info`); audit lines
+/// ([`crate::audit`]) stay on at `info` unless `RUST_LOG` names the `audit` target itself.
+/// Colour only on a terminal, and never with `NO_COLOR` set (https://no-color.org).
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let directives = log_directives(std::env::var("RUST_LOG").ok().as_deref());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,audit=info"));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(use_colour(std::io::stderr().is_terminal(), no_color))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -251,6 +257,27 @@ fn hangup_signal() -> tokio::sync::mpsc::Receiver<()> {
     rx
 }
 
+/// `RUST_LOG` (default `info`), with `audit=info` added unless it says what to do with
+/// audit lines itself.
+fn log_directives(rust_log: Option<&str>) -> String {
+    let base = rust_log
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("info");
+    if base
+        .split(',')
+        .any(|d| d.trim().starts_with(crate::audit::TARGET))
+    {
+        base.to_string()
+    } else {
+        format!("{base},{}=info", crate::audit::TARGET)
+    }
+}
+
+fn use_colour(stderr_is_terminal: bool, no_color: bool) -> bool {
+    stderr_is_terminal && !no_color
+}
+
 /// SIGTERM or SIGINT (Ctrl-C). The handlers are registered when this is called, not when
 /// the future is first polled.
 fn stop_signal() -> impl std::future::Future<Output = ()> {
@@ -278,5 +305,32 @@ fn stop_signal() -> impl std::future::Future<Output = ()> {
         async {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_lines_stay_on_unless_rust_log_names_them() {
+        let cases = [
+            (None, "info,audit=info"),
+            (Some(""), "info,audit=info"),
+            (Some("warn"), "warn,audit=info"),
+            (Some("warn,audit=off"), "warn,audit=off"),
+            (Some("debug,hyper=info"), "debug,hyper=info,audit=info"),
+        ];
+        for (rust_log, want) in cases {
+            assert_eq!(log_directives(rust_log), want, "{rust_log:?}");
+        }
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, false));
+        assert!(!use_colour(true, true));
+        assert!(!use_colour(false, false));
+        assert!(!use_colour(false, true));
     }
 }

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::client_addr::TrustedProxies;
 pub use entries::redact_userinfo;
 pub use validate::{is_scope_token, parse_duration, parse_size};
 
@@ -31,6 +32,7 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     pub verify: VerifyConfig,
     pub routes: Vec<RouteConfig>,
+    pub log: LogConfig,
     /// Where each key is written in the file, for problems found after parsing.
     locations: locate::Locations,
 }
@@ -43,6 +45,33 @@ pub struct ServerConfig {
     pub internal_listen: SocketAddr,
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
+    /// Peers whose `X-Forwarded-For` names the client (logs, login throttling).
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// `[log]`: where the access log goes and how its lines look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub access: AccessTarget,
+    pub format: LogFormat,
+}
+
+/// `[log] access`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessTarget {
+    Stdout,
+    Off,
+    /// Appended to; reopened on SIGHUP (after a log rotation renamed it).
+    File(PathBuf),
+}
+
+/// `[log] format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Apache/nginx "combined".
+    Combined,
 }
 
 /// The `[server]` limits every listener applies to its connections and requests.

@@ -12,8 +12,10 @@ pub mod headers;
 pub mod route;
 pub mod upstream;
 
+use crate::access_log::{AccessLog, Notes};
 use crate::body::limited::LimitedBody;
 use crate::body::{Body, BodyError};
+use crate::client_addr::TrustedProxies;
 use crate::config::{AuthMode, RouteConfig};
 use crate::error::GatewayError;
 use crate::metrics::{GuardOutcome, Metrics, RouteKind, RouteMetrics, NO_ROUTE};
@@ -28,12 +30,15 @@ use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::TokioIo;
 use route::RouteTable;
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use upstream::{Target, UpstreamClient, UpstreamPool};
 
 /// What the gateway knows of the client connection a request came on.
 pub struct ConnInfo {
+    /// The TCP peer's address.
+    pub peer: IpAddr,
     /// The peer IP as an `X-Forwarded-For` element, rendered once per connection.
     pub client_ip: HeaderValue,
     /// `http` or `https`, for `X-Forwarded-Proto`.
@@ -50,6 +55,8 @@ pub struct ConnInfo {
 /// One configured route with everything its requests need, resolved at start-up.
 pub struct Route {
     pub config: RouteConfig,
+    /// The route's name for the access log.
+    name: Arc<str>,
     pool: UpstreamPool,
     /// Its requests may take the fast lane: every target is plain `http://`.
     fast_lane: bool,
@@ -67,6 +74,11 @@ pub struct Gateway {
     no_route_metrics: RouteMetrics,
     /// `[server].request_body_timeout`: the longest pause in a proxied request body.
     body_timeout: Duration,
+    /// `[server] trusted_proxies`: whose `X-Forwarded-For` names the client.
+    trusted_proxies: TrustedProxies,
+    log: AccessLog,
+    /// `_none` for the access log.
+    no_route_name: Arc<str>,
 }
 
 /// A request that passed routing, with its normalised path.
@@ -78,42 +90,64 @@ struct Routed<'a> {
     authority: Option<HeaderValue>,
 }
 
+/// What a gateway is made of that the configuration decides (and a reload may change).
+pub struct GatewaySettings<'a> {
+    pub routes: &'a [RouteConfig],
+    /// `[oauth] issuer`, where the routes' RFC 9728 metadata is served.
+    pub public_base: &'a str,
+    /// `[server] request_body_timeout`: the longest pause allowed in a proxied request body.
+    pub body_timeout: Duration,
+    /// `[server] trusted_proxies`.
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl<'a> GatewaySettings<'a> {
+    pub fn of(config: &'a crate::config::Config) -> Self {
+        Self {
+            routes: &config.routes,
+            public_base: &config.oauth.issuer,
+            body_timeout: config.server.limits.request_body_timeout,
+            trusted_proxies: config.server.trusted_proxies.clone(),
+        }
+    }
+}
+
 impl Gateway {
-    /// `body_timeout` is the longest pause allowed in a proxied request body.
-    /// `public_base` is `[oauth] issuer`, where the routes' RFC 9728 metadata is served.
+    /// A gateway that checks tokens with `verifier` and writes its requests to `log`.
     pub fn new(
-        routes: &[RouteConfig],
-        public_base: &str,
-        body_timeout: Duration,
+        settings: GatewaySettings<'_>,
         verifier: Arc<VerifyCache>,
         metrics: &Metrics,
+        log: AccessLog,
     ) -> Self {
-        let client = upstream::client();
-        Self::with_client(routes, public_base, body_timeout, verifier, client, metrics)
+        Self::build(settings, verifier, upstream::client(), metrics, log)
     }
 
-    /// A gateway for reloaded routes that forwards through this one's pooled client, so
-    /// keep-alive connections to upstreams survive a reload.
+    /// A gateway for reloaded settings that forwards through this one's pooled client, so
+    /// keep-alive connections to upstreams survive a reload, and writes to its access log.
     pub fn reconfigured(
         &self,
-        routes: &[RouteConfig],
-        public_base: &str,
-        body_timeout: Duration,
+        settings: GatewaySettings<'_>,
         verifier: Arc<VerifyCache>,
         metrics: &Metrics,
     ) -> Self {
-        let client = self.client.clone();
-        Self::with_client(routes, public_base, body_timeout, verifier, client, metrics)
+        let (client, log) = (self.client.clone(), self.log.clone());
+        Self::build(settings, verifier, client, metrics, log)
     }
 
-    fn with_client(
-        routes: &[RouteConfig],
-        public_base: &str,
-        body_timeout: Duration,
+    fn build(
+        settings: GatewaySettings<'_>,
         verifier: Arc<VerifyCache>,
         client: UpstreamClient,
         metrics: &Metrics,
+        log: AccessLog,
     ) -> Self {
+        let GatewaySettings {
+            routes,
+            public_base,
+            body_timeout,
+            trusted_proxies,
+        } = settings;
         let table = RouteTable::new(
             routes
                 .iter()
@@ -124,6 +158,7 @@ impl Gateway {
             .map(|r| {
                 let pool = UpstreamPool::new(&r.upstreams);
                 Route {
+                    name: Arc::from(r.name.as_str()),
                     fast_lane: pool.all_plain_http(),
                     pool,
                     metrics: metrics.route(
@@ -148,6 +183,9 @@ impl Gateway {
             verifier,
             no_route_metrics: metrics.route(NO_ROUTE, RouteKind::Pseudo),
             body_timeout,
+            trusted_proxies,
+            log,
+            no_route_name: Arc::from(NO_ROUTE),
         }
     }
 
@@ -156,19 +194,38 @@ impl Gateway {
         &self.verifier
     }
 
-    /// Serves one request end to end; never fails (errors become responses here).
-    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+    /// The access log this gateway's requests are written to.
+    pub fn access_log(&self) -> &AccessLog {
+        &self.log
+    }
+
+    /// The client's address for a request from `peer` ([`crate::client_addr`]).
+    pub fn client_addr(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        self.trusted_proxies.client_addr(peer, headers)
+    }
+
+    /// Serves one request end to end; never fails (errors become responses here). What it
+    /// learns on the way (route, identity, upstream) goes into `notes`.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        request_id: &HeaderValue,
+        notes: &mut Notes,
+    ) -> Response<Body> {
         let started = Instant::now();
         let routed = match self.route(&req) {
             Ok(r) => r,
             Err(e) => {
                 let response = e.into_response();
                 self.no_route_metrics.finish(response.status(), started);
+                notes.route = Some(self.no_route_name.clone());
                 return response;
             }
         };
+        notes.route = Some(routed.route.name.clone());
         let metrics = &routed.route.metrics;
-        let response = match self.serve(&routed, req, conn).await {
+        let response = match self.serve(&routed, req, conn, request_id, notes).await {
             Ok(r) => r,
             Err(e) => {
                 if let Some(outcome) = e.guard_outcome() {
@@ -186,12 +243,17 @@ impl Gateway {
         routed: &Routed<'_>,
         req: Request<Incoming>,
         conn: &ConnInfo,
+        request_id: &HeaderValue,
+        notes: &mut Notes,
     ) -> Result<Response<Body>, GatewayError> {
         let principal = self.authenticate(routed.route, req.headers()).await?;
         if principal.is_some() {
             routed.route.metrics.guard(GuardOutcome::Allowed);
         }
-        self.forward(routed, req, conn, principal.as_deref()).await
+        notes.principal = principal;
+        let principal = notes.principal.clone();
+        self.forward(routed, req, (conn, request_id), principal.as_deref(), notes)
+            .await
     }
 
     /// Finds the route for the request's authority and normalised path.
@@ -297,8 +359,9 @@ impl Gateway {
         &self,
         routed: &Routed<'_>,
         mut req: Request<Incoming>,
-        conn: &ConnInfo,
+        (conn, request_id): (&ConnInfo, &HeaderValue),
         principal: Option<&Principal>,
+        notes: &mut Notes,
     ) -> Result<Response<Body>, GatewayError> {
         let (route, path) = (routed.route, routed.path.as_str());
         let upgrade = headers::is_upgrade_request(req.method(), req.version(), req.headers());
@@ -311,6 +374,7 @@ impl Gateway {
             client_ip: &conn.client_ip,
             proto: conn.proto,
             host: routed.authority.clone(),
+            request_id,
         };
         headers::prepare_request(
             &mut parts.headers,
@@ -327,7 +391,13 @@ impl Gateway {
         let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
         parts.uri = upstream_uri(target, &parts.uri, path)?;
         let first = self
-            .send(route, target, Request::from_parts(parts, body), websocket)
+            .send(
+                route,
+                target,
+                Request::from_parts(parts, body),
+                websocket,
+                notes,
+            )
             .await;
         let mut response = match (first, retry_parts) {
             (Err(GatewayError::UpstreamConnect { .. }), Some(mut parts)) => {
@@ -338,6 +408,7 @@ impl Gateway {
                     target,
                     Request::from_parts(parts, Body::empty()),
                     websocket,
+                    notes,
                 )
                 .await?
             }
@@ -382,19 +453,21 @@ impl Gateway {
         target: &Target,
         mut req: Request<Body>,
         websocket: bool,
+        notes: &mut Notes,
     ) -> Result<Response<Incoming>, GatewayError> {
         // hyper's pool takes a connection back once the body is read off it, which a small
         // body already is when the head arrives: a refused answer must poison it.
         let connection = capture_connection(&mut req);
         let started = Instant::now();
         let result = tokio::time::timeout(route.config.timeout, self.client.request(req)).await;
-        route
-            .metrics
-            .observe_upstream(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        route.metrics.observe_upstream(took.as_secs_f64());
+        notes.upstream = Some(target.label.clone());
+        notes.upstream_time = Some(took);
         match result {
             Err(_elapsed) => Err(GatewayError::UpstreamTimeout {
                 route: route.config.name.clone(),
-                upstream: target.label.clone(),
+                upstream: target.label.to_string(),
                 timeout_ms: route.config.timeout.as_millis(),
             }),
             Ok(Ok(response)) => {
@@ -407,7 +480,7 @@ impl Gateway {
                         }
                         Err(GatewayError::UpstreamFraming {
                             route: route.config.name.clone(),
-                            upstream: target.label.clone(),
+                            upstream: target.label.to_string(),
                             source,
                         })
                     }
@@ -445,13 +518,13 @@ fn send_error(
         target.mark_down();
         GatewayError::UpstreamConnect {
             route: route.config.name.clone(),
-            upstream: target.label.clone(),
+            upstream: target.label.to_string(),
             source: source.into(),
         }
     } else {
         GatewayError::UpstreamFailed {
             route: route.config.name.clone(),
-            upstream: target.label.clone(),
+            upstream: target.label.to_string(),
             source: source.into(),
         }
     }

@@ -18,11 +18,17 @@
 //! - [`config`] parses `gateway.toml` once (every problem with its line and column);
 //!   [`preflight`] checks the files and addresses it names, for `run` and `check` alike; [`error`] turns every error into a response;
 //!   [`metrics`] owns the Prometheus names; [`clock`] makes expiry testable.
+//! - [`access_log`] writes one line per public request off the request path;
+//!   [`client_addr`] says who the client is behind `[server] trusted_proxies`; [`audit`]
+//!   names the security events the authorization server logs.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod app;
+pub mod audit;
 pub mod body;
 pub mod cli;
+pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod demo;

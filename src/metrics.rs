@@ -46,6 +46,9 @@ pub struct Metrics {
     pub store_up: IntGauge,
     /// `tollgate_config_reloads_total{result}`: SIGHUP reloads applied and refused.
     pub config_reloads: ReloadMetrics,
+    /// `tollgate_access_log_dropped_total`: access-log entries dropped because the writer
+    /// was too far behind (requests never wait for it).
+    pub access_log_dropped: IntCounter,
 }
 
 /// `tollgate_config_reloads_total{result="success"|"failure"}`, both present from start.
@@ -302,7 +305,13 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
+        let access_log_dropped = IntCounter::new(
+            "tollgate_access_log_dropped_total",
+            "Access-log entries dropped because the log writer was too far behind",
+        )
+        .expect("static metric definition is valid");
+        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
+            Box::new(access_log_dropped.clone()),
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_duration.clone()),
@@ -350,6 +359,7 @@ impl Metrics {
             revocations,
             store_up,
             config_reloads,
+            access_log_dropped,
         }
     }
 

@@ -161,12 +161,12 @@ impl OAuthServer {
         }
     }
 
-    /// Serves `POST /verify` on the internal listener.
-    pub async fn handle_verify(&self, req: Request<Incoming>) -> Response<Body> {
+    /// Serves `POST /verify` on the internal listener, called from `peer` (for audit lines).
+    pub async fn handle_verify(&self, req: Request<Incoming>, peer: &str) -> Response<Body> {
         if req.method() != Method::POST {
             return method_not_allowed("POST");
         }
-        match read(req, false, "", self.form_limits, false).await {
+        match read(req, false, peer, self.form_limits, false).await {
             Ok(r) => self.introspect(&r).await,
             Err(response) => *response,
         }
@@ -227,14 +227,17 @@ impl OAuthServer {
                 ))
             }
         };
-        let bad = OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
-        let client = self.client(&id).ok_or(bad.clone())?;
+        let bad = || {
+            crate::audit::invalid_client(&id, &req.peer);
+            OAuthError::new(ErrorCode::InvalidClient, "client authentication failed")
+        };
+        let client = self.client(&id).ok_or_else(bad)?;
         match (&client.secret_hash, secret) {
             (None, None) => Ok(AuthenticatedClient { client, via_basic }),
             (Some(hash), Some(secret)) if self.secret_ok(&secret, hash).await => {
                 Ok(AuthenticatedClient { client, via_basic })
             }
-            _ => Err(bad),
+            _ => Err(bad()),
         }
     }
 

@@ -7,7 +7,7 @@
 //! and contacts no server: a port that another process holds, or an LDAP server that is
 //! down, is found only by `run`. Secret files are read while the config is parsed.
 
-use crate::config::{Config, ConfigError, Problem, StoreSpec, TlsConfig, UserSource};
+use crate::config::{AccessTarget, Config, ConfigError, Problem, StoreSpec, TlsConfig, UserSource};
 use crate::directory::file::FileDirectory;
 use crate::directory::ldap::LdapDirectory;
 use crate::error::error_chain;
@@ -29,6 +29,7 @@ pub fn check(config: &Config) -> Result<(), ConfigError> {
     tls_files(config, &mut problems);
     store(config, &mut problems);
     users(config, &mut problems);
+    access_log(config, &mut problems);
     if problems.is_empty() {
         Ok(())
     } else {
@@ -140,5 +141,36 @@ fn users(config: &Config, problems: &mut Vec<Problem>) {
                 problems.push(Problem::new("[users.ldap].ca_file", error_chain(&e)));
             }
         }
+    }
+}
+
+/// An access-log file must be a file this process can append to, or one it can create in
+/// an existing directory (start-up creates the file, not directories, as nginx does).
+fn access_log(config: &Config, problems: &mut Vec<Problem>) {
+    let AccessTarget::File(path) = &config.log.access else {
+        return;
+    };
+    let why = if path.exists() {
+        if path.is_file() {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .err()
+                .map(|e| format!("cannot open {} for writing: {e}", path.display()))
+        } else {
+            Some(format!("{} is not a file", path.display()))
+        }
+    } else {
+        match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) if !dir.is_dir() => Some(format!(
+                "cannot create {}: {} is not a directory",
+                path.display(),
+                dir.display()
+            )),
+            _ => None,
+        }
+    };
+    if let Some(why) = why {
+        problems.push(Problem::new("[log].access", why));
     }
 }

@@ -158,6 +158,7 @@ pub async fn serve<H: Handler>(
             _slot: slot,
         };
         let conn = Arc::new(ConnInfo {
+            peer: peer.ip(),
             client_ip: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),
             proto,

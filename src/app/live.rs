@@ -7,12 +7,13 @@
 //! [`super::reload`]) changes what later requests see by storing a new one. Nothing here
 //! binds a port or opens a store: those stay as start-up made them.
 
+use crate::access_log::AccessLog;
 use crate::clock::Clock;
 use crate::config::{Config, Problem, UserSource, VerifyConfig, VerifySource};
 use crate::directory::file::FileDirectory;
 use crate::directory::UserDirectory;
 use crate::error::error_chain;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, GatewaySettings};
 use crate::metrics::Metrics;
 use crate::oauth::OAuthServer;
 use crate::store::{RevocationSink, TokenStore};
@@ -48,6 +49,8 @@ pub struct Shared {
     pub store: Arc<dyn TokenStore>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// The access log's writer (a reload re-targets it through a hook, never restarts it).
+    pub access_log: AccessLog,
 }
 
 /// Whether a reload kept the verify cache.
@@ -69,11 +72,10 @@ impl Live {
         let directory = open_directory(config)?;
         count_grant_types(config, &shared.metrics);
         let gateway = Gateway::new(
-            &config.routes,
-            &config.oauth.issuer,
-            config.server.limits.request_body_timeout,
+            GatewaySettings::of(config),
             verifier,
             &shared.metrics,
+            shared.access_log.clone(),
         );
         let oauth = OAuthServer::new(
             config,
@@ -101,13 +103,9 @@ impl Live {
         };
         let directory = open_directory(config)?;
         count_grant_types(config, &shared.metrics);
-        let gateway = self.gateway.reconfigured(
-            &config.routes,
-            &config.oauth.issuer,
-            config.server.limits.request_body_timeout,
-            verifier,
-            &shared.metrics,
-        );
+        let gateway =
+            self.gateway
+                .reconfigured(GatewaySettings::of(config), verifier, &shared.metrics);
         let oauth = self.oauth.reconfigured(config, directory);
         let live = Live {
             gateway: Arc::new(gateway),

@@ -120,6 +120,7 @@ impl Reloader {
         match &result {
             Ok(applied) => {
                 self.shared.metrics.config_reloads.success.inc();
+                crate::audit::config_reloaded(&self.source, None);
                 tracing::info!(
                     file,
                     verify_cache = ?applied.cache,
@@ -129,6 +130,7 @@ impl Reloader {
             }
             Err(e) => {
                 self.shared.metrics.config_reloads.failure.inc();
+                crate::audit::config_reloaded(&self.source, Some(e));
                 tracing::error!(
                     file,
                     "configuration not reloaded; the running one stays:\n{}",

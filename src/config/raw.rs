@@ -27,8 +27,19 @@ pub struct RawServer {
     pub max_request_body: Option<String>,
     /// A duration; default `"30s"`.
     pub request_body_timeout: Option<String>,
+    /// IPs or CIDRs whose `X-Forwarded-For` is believed for the client address; default none.
+    pub trusted_proxies: Option<Vec<String>>,
     /// Optional HTTPS listener.
     pub tls: Option<RawTls>,
+}
+
+/// `[log]`: the access log.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLog {
+    /// `"stdout"` (default), `"off"` or a file path.
+    pub access: Option<String>,
+    /// `"json"` (default) or `"combined"`.
+    pub format: Option<String>,
 }
 
 /// `[server.tls]`: HTTPS listener with a PEM chain and key.

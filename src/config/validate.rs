@@ -1,6 +1,6 @@
 //! Raw TOML → typed [`Config`], collecting every problem with its key path.
 
-use super::raw::{RawClient, RawOAuth, RawRoute, RawServer, RawUsers, RawVerify};
+use super::raw::{RawClient, RawLog, RawOAuth, RawRoute, RawServer, RawUsers, RawVerify};
 use super::*;
 use serde::de::DeserializeOwned;
 
@@ -11,7 +11,9 @@ const DEFAULT_STORE: &str = "sqlite:data/tollgate.db";
 const DEFAULT_STORE_PREFIX: &str = "tollgate:";
 const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 const DEFAULT_MAX_REQUEST_BODY: u64 = 10 << 20;
-const SECTIONS: &[&str] = &["server", "oauth", "users", "clients", "verify", "routes"];
+const SECTIONS: &[&str] = &[
+    "server", "oauth", "users", "clients", "verify", "routes", "log",
+];
 
 /// Accumulates problems while the typed config is built.
 pub(super) struct Checker<'a> {
@@ -265,6 +267,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let raw_verify: Option<RawVerify> = ck.section("[verify]", table.remove("verify"));
     let raw_clients: Vec<RawClient> = ck.entries("clients", table.remove("clients"));
     let raw_routes: Vec<RawRoute> = ck.entries("routes", table.remove("routes"));
+    let raw_log: Option<RawLog> = ck.section("[log]", table.remove("log"));
 
     let server = server(&mut ck, raw_server.unwrap_or_default());
     let oauth = oauth(&mut ck, raw_oauth.unwrap_or_default());
@@ -273,6 +276,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let verify = verify(&mut ck, raw_verify.unwrap_or_default());
     let clients = super::entries::clients(&mut ck, raw_clients, &oauth, scopes_known);
     let routes = super::entries::routes(&mut ck, raw_routes, server.limits.max_request_body);
+    let log = log(&mut ck, raw_log.unwrap_or_default());
 
     let locations = super::locate::Locations::of(text);
     if !ck.problems.is_empty() {
@@ -289,6 +293,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         clients,
         verify,
         routes,
+        log,
         locations,
     })
 }
@@ -310,12 +315,51 @@ fn server(ck: &mut Checker, raw: RawServer) -> ServerConfig {
         cert: ck.path(&t.cert),
         key: ck.path(&t.key),
     });
+    let trusted_proxies = trusted_proxies(ck, raw.trusted_proxies.as_deref().unwrap_or(&[]));
     ServerConfig {
         listen,
         internal_listen,
         tls,
         limits,
+        trusted_proxies,
     }
+}
+
+/// `[server] trusted_proxies`: every entry an IP or a CIDR.
+fn trusted_proxies(ck: &mut Checker, raw: &[String]) -> TrustedProxies {
+    let mut networks = Vec::new();
+    for (i, entry) in raw.iter().enumerate() {
+        match crate::client_addr::Cidr::parse(entry) {
+            Ok(cidr) => networks.push(cidr),
+            Err(why) => ck.problem(format!("[server].trusted_proxies[{i}]"), why),
+        }
+    }
+    TrustedProxies::new(networks)
+}
+
+/// `[log]`: `access` is "stdout", "off" or a path (relative to the config's directory).
+fn log(ck: &mut Checker, raw: RawLog) -> LogConfig {
+    let access = match raw.access.as_deref().unwrap_or("stdout") {
+        "stdout" => AccessTarget::Stdout,
+        "off" => AccessTarget::Off,
+        "" => {
+            ck.problem("[log].access", "must be \"stdout\", \"off\" or a file path");
+            AccessTarget::Off
+        }
+        path => AccessTarget::File(ck.path(path)),
+    };
+    let format = match raw.format.as_deref().unwrap_or("json") {
+        "json" => LogFormat::Json,
+        "combined" => LogFormat::Combined,
+        other => {
+            ck.problem(
+                "[log].format",
+                format!("{other:?} is not \"json\" or \"combined\""),
+            );
+            LogFormat::Json
+        }
+    };
+    LogConfig { access, format }
 }
 
 fn limits(ck: &mut Checker, raw: &RawServer) -> Limits {

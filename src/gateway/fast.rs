@@ -23,6 +23,7 @@ use super::framing::FramingError;
 use super::headers::{self, ForwardedFor};
 use super::upstream::Target;
 use super::{ConnInfo, Gateway, Route};
+use crate::access_log::{Entry, Notes};
 use crate::body::Body;
 use crate::error::{BoxError, GatewayError};
 use crate::metrics::GuardOutcome;
@@ -30,7 +31,7 @@ use crate::server::SharedLimits;
 use crate::verify::Principal;
 use bytes::{Buf, Bytes, BytesMut};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,6 +72,8 @@ struct Lane<'c> {
     /// The client's version of the upstream's response head (then its first body bytes).
     response: Vec<u8>,
     idle: IdleSet,
+    /// Body bytes of the current response written to the client so far.
+    sent: u64,
 }
 
 /// Serves requests from `client`, accepted at `started`, while they suit the fast lane.
@@ -95,6 +98,7 @@ pub async fn serve(
         out: Vec::with_capacity(1024),
         response: Vec::with_capacity(1024),
         idle: IdleSet::default(),
+        sent: 0,
     };
     // Both live as long as the connection, so that a request costs no timer or waiter
     // registration: the timer is moved on only when it fires early.
@@ -164,43 +168,109 @@ impl Gateway {
     async fn serve_fast(&self, head: RequestHead, lane: &mut Lane<'_>) -> Next {
         let started = Instant::now();
         let head_request = head.method == Method::HEAD;
+        let request_id = headers::request_id(&head.headers);
+        // A declined request is logged by hyper instead.
+        let entry = self.begin_entry(&head, lane.conn, &request_id);
+        let mut notes = Notes::default();
         let routed = match self.route_origin_form(head.target.path(), &head.headers) {
             Ok(r) => r,
             Err(e) => {
-                self.no_route_metrics.finish(e.status(), started);
-                return lane.respond_error(e, head_request).await;
+                let status = e.status();
+                self.no_route_metrics.finish(status, started);
+                notes.route = Some(self.no_route_name.clone());
+                let next = lane.respond_error(e, head_request, &request_id).await;
+                self.log_fast(entry, notes, status, lane.sent, started);
+                return next;
             }
         };
         let route = routed.route;
         if !route.fast_lane {
             return Next::Decline;
         }
+        notes.route = Some(route.name.clone());
         let metrics = &route.metrics;
         let result = match self.authenticate(route, &head.headers).await {
             Ok(principal) => {
                 if principal.is_some() {
                     metrics.guard(GuardOutcome::Allowed);
                 }
+                notes.principal = principal.clone();
                 let authority = routed.authority;
-                lane.forward(route, &routed.path, authority, head, principal.as_deref())
-                    .await
+                let request = (head, &request_id);
+                lane.forward(
+                    route,
+                    &routed.path,
+                    authority,
+                    request,
+                    principal.as_deref(),
+                    &mut notes,
+                )
+                .await
             }
             Err(e) => Err(e),
         };
         // As on the hyper path, a request is counted when its response head is ready; the
         // body streams after.
-        match result {
+        let (next, status) = match result {
             Ok((upstream, response)) => {
-                metrics.finish(response.status, started);
-                lane.relay(upstream, response, route.config.timeout).await
+                let status = response.status;
+                metrics.finish(status, started);
+                (
+                    lane.relay(upstream, response, route.config.timeout).await,
+                    status,
+                )
             }
             Err(e) => {
                 if let Some(outcome) = e.guard_outcome() {
                     metrics.guard(outcome);
                 }
-                metrics.finish(e.status(), started);
-                lane.respond_error(e, head_request).await
+                let status = e.status();
+                metrics.finish(status, started);
+                (
+                    lane.respond_error(e, head_request, &request_id).await,
+                    status,
+                )
             }
+        };
+        self.log_fast(entry, notes, status, lane.sent, started);
+        next
+    }
+
+    /// The access-log entry of a request, when the log is on.
+    fn begin_entry(
+        &self,
+        head: &RequestHead,
+        conn: &ConnInfo,
+        request_id: &HeaderValue,
+    ) -> Option<Entry> {
+        self.log.enabled().then(|| {
+            let client_addr = self.client_addr(conn.peer, &head.headers);
+            let path = head.target.path();
+            let (method, headers) = (&head.method, &head.headers);
+            Entry::begin(
+                method,
+                Version::HTTP_11,
+                path,
+                headers,
+                client_addr,
+                request_id,
+            )
+        })
+    }
+
+    /// Hands a finished fast-lane request to the access log.
+    fn log_fast(
+        &self,
+        entry: Option<Entry>,
+        notes: Notes,
+        status: StatusCode,
+        sent: u64,
+        started: Instant,
+    ) {
+        if let Some(mut entry) = entry {
+            entry.note(notes);
+            entry.finish(status, sent, started);
+            self.log.record(entry);
         }
     }
 }
@@ -208,6 +278,8 @@ impl Gateway {
 /// A rewritten request, ready to be encoded for whichever target is tried.
 struct Outgoing<'r> {
     method: &'r Method,
+    /// The request's `X-Request-Id`, also set on the client's response.
+    request_id: &'r HeaderValue,
     original: &'r PathAndQuery,
     /// The normalised (maybe stripped) path the upstream gets.
     path: &'r str,
@@ -223,11 +295,24 @@ enum AttemptError {
 
 impl<'c> Lane<'c> {
     /// Answers with the gateway's error response; the connection stays usable.
-    async fn respond_error(&mut self, e: GatewayError, head_request: bool) -> Next {
-        let response = e.into_response().map(|body| match body {
+    async fn respond_error(
+        &mut self,
+        e: GatewayError,
+        head_request: bool,
+        request_id: &HeaderValue,
+    ) -> Next {
+        let mut response = e.into_response().map(|body| match body {
             Body::Full(bytes) => bytes.unwrap_or_default(),
-            Body::Stream(_) | Body::Limited(_) => Bytes::new(),
+            Body::Stream(_) | Body::Limited(_) | Body::Logged(_) => Bytes::new(),
         });
+        response
+            .headers_mut()
+            .insert(headers::X_REQUEST_ID, request_id.clone());
+        self.sent = if head_request {
+            0
+        } else {
+            response.body().len() as u64
+        };
         self.out.clear();
         wire::encode_response(&response, head_request, &mut self.out);
         match self.client.write_all(&self.out).await {
@@ -243,8 +328,9 @@ impl<'c> Lane<'c> {
         route: &Route,
         path: &str,
         authority: Option<HeaderValue>,
-        head: RequestHead,
+        (head, request_id): (RequestHead, &HeaderValue),
         principal: Option<&Principal>,
+        notes: &mut Notes,
     ) -> Result<(UpstreamConn, ResponseHead), GatewayError> {
         let RequestHead {
             method,
@@ -256,6 +342,7 @@ impl<'c> Lane<'c> {
             client_ip: &self.conn.client_ip,
             proto: self.conn.proto,
             host: authority,
+            request_id,
         };
         headers::prepare_request(
             &mut headers,
@@ -265,6 +352,7 @@ impl<'c> Lane<'c> {
         );
         let request = Outgoing {
             method: &method,
+            request_id,
             original: &original,
             path,
             headers: &headers,
@@ -273,7 +361,7 @@ impl<'c> Lane<'c> {
         let mut attempt = 1;
         loop {
             let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
-            match self.attempt(route, target, &request).await {
+            match self.attempt(route, target, &request, notes).await {
                 Err(GatewayError::UpstreamConnect { .. }) if attempt < attempts => attempt += 1,
                 result => return result,
             }
@@ -286,6 +374,7 @@ impl<'c> Lane<'c> {
         route: &Route,
         target: &Target,
         request: &Outgoing<'_>,
+        notes: &mut Notes,
     ) -> Result<(UpstreamConn, ResponseHead), GatewayError> {
         self.out.clear();
         wire::encode_request(
@@ -299,35 +388,36 @@ impl<'c> Lane<'c> {
         let started = Instant::now();
         let result = tokio::time::timeout(
             route.config.timeout,
-            self.exchange_heads(target, head_request),
+            self.exchange_heads(target, head_request, request.request_id),
         )
         .await;
-        route
-            .metrics
-            .observe_upstream(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        route.metrics.observe_upstream(took.as_secs_f64());
+        notes.upstream = Some(target.label.clone());
+        notes.upstream_time = Some(took);
         match result {
             Ok(Ok(pair)) => Ok(pair),
             Err(_elapsed) => Err(GatewayError::UpstreamTimeout {
                 route: route.config.name.clone(),
-                upstream: target.label.clone(),
+                upstream: target.label.to_string(),
                 timeout_ms: route.config.timeout.as_millis(),
             }),
             Ok(Err(AttemptError::Connect(e))) => {
                 target.mark_down();
                 Err(GatewayError::UpstreamConnect {
                     route: route.config.name.clone(),
-                    upstream: target.label.clone(),
+                    upstream: target.label.to_string(),
                     source: e.into(),
                 })
             }
             Ok(Err(AttemptError::Failed(source))) => Err(GatewayError::UpstreamFailed {
                 route: route.config.name.clone(),
-                upstream: target.label.clone(),
+                upstream: target.label.to_string(),
                 source,
             }),
             Ok(Err(AttemptError::Refused(source))) => Err(GatewayError::UpstreamFraming {
                 route: route.config.name.clone(),
-                upstream: target.label.clone(),
+                upstream: target.label.to_string(),
                 source,
             }),
         }
@@ -341,7 +431,9 @@ impl<'c> Lane<'c> {
         &mut self,
         target: &Target,
         head_request: bool,
+        request_id: &HeaderValue,
     ) -> Result<(UpstreamConn, ResponseHead), AttemptError> {
+        let set = [(&headers::X_REQUEST_ID, request_id)];
         let mut reused = self.idle.take(target.id);
         loop {
             let fresh = reused.is_none();
@@ -361,7 +453,7 @@ impl<'c> Lane<'c> {
             let mut received = false;
             loop {
                 self.response.clear();
-                match wire::parse_response(&up.buf, head_request, &mut self.response) {
+                match wire::parse_response_with(&up.buf, head_request, &set, &mut self.response) {
                     ParsedResponse::Complete(head) => {
                         up.buf.advance(head.len);
                         return Ok((up, head));

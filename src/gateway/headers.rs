@@ -7,7 +7,9 @@
 //! overwritten. Identity headers (`X-Auth-*`) are set only from a verified principal, so they
 //! cannot be spoofed: every client header an upstream could read as one of them, or as
 //! something else the gateway vouches for, is removed first, in any spelling (see
-//! [`is_forged`]).
+//! [`is_forged`]). Every request carries an `X-Request-Id` to the upstream: the caller's
+//! when it is sane (1-128 visible ASCII characters, one header line), else a new random
+//! one ([`request_id`]); the same id is echoed in the response and written in the access log.
 
 use crate::verify::IdentityHeaders;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -19,6 +21,10 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
 pub const X_AUTH_CLIENT_ID: HeaderName = HeaderName::from_static("x-auth-client-id");
 pub const X_AUTH_SCOPE: HeaderName = HeaderName::from_static("x-auth-scope");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest caller-sent `X-Request-Id` passed on (DESIGN.md: 1-128 visible ASCII).
+pub const MAX_REQUEST_ID: usize = 128;
 
 /// Always hop-by-hop (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and `Proxy-Connection`,
 /// and `HTTP2-Settings`, which belongs to an h2c upgrade, RFC 7540 §3.2.1).
@@ -42,6 +48,8 @@ pub struct ForwardedFor<'a> {
     pub proto: &'static HeaderValue,
     /// The request's one authority (`gateway::authority`), for `X-Forwarded-Host`.
     pub host: Option<HeaderValue>,
+    /// The request's id ([`request_id`]), for `X-Request-Id`.
+    pub request_id: &'a HeaderValue,
 }
 
 pub static PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
@@ -73,12 +81,44 @@ pub fn prepare_request(
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
         None => headers.remove(X_FORWARDED_HOST),
     };
+    // Replaces whatever the caller sent: the id was chosen from it by `request_id`.
+    headers.insert(X_REQUEST_ID, forwarded.request_id.clone());
     // Whatever X-Auth-* the caller sent is gone already.
     if let Some(id) = identity {
         headers.insert(X_AUTH_SUBJECT, id.subject.clone());
         headers.insert(X_AUTH_CLIENT_ID, id.client_id.clone());
         headers.insert(X_AUTH_SCOPE, id.scope.clone());
     }
+}
+
+/// The id of a request with these headers: the caller's `X-Request-Id` when it is one
+/// line of 1 to [`MAX_REQUEST_ID`] visible ASCII characters (copied, so the id does not
+/// keep the request's buffer alive), else a new one ([`new_request_id`]).
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    let mut given = headers.get_all(X_REQUEST_ID).iter();
+    match (given.next(), given.next()) {
+        (Some(id), None) if is_sane_request_id(id.as_bytes()) => {
+            HeaderValue::from_bytes(id.as_bytes()).unwrap_or_else(|_| new_request_id())
+        }
+        _ => new_request_id(),
+    }
+}
+
+/// 1 to [`MAX_REQUEST_ID`] bytes, each visible ASCII (`!` to `~`): safe in a header, a log
+/// line and a shell, and short enough not to bloat either.
+pub fn is_sane_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&id.len()) && id.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+/// A new request id: 128 random bits as 32 lower-case hex digits.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits: u128 = rand::random();
+    let mut text = [0u8; 32];
+    for (i, digit) in text.iter_mut().enumerate() {
+        *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
 }
 
 /// Rewrites an upstream's response headers for the client.

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long a target that refused a connection is skipped.
@@ -54,7 +54,7 @@ pub struct Target {
     /// See [`Target::host_header`].
     host_header: String,
     /// The URL as configured, for logs, with any userinfo blanked (never for clients).
-    pub label: String,
+    pub label: Arc<str>,
     /// Milliseconds (since `epoch()`) until which this target is skipped.
     down_until: AtomicU64,
 }
@@ -87,7 +87,7 @@ impl Target {
             scheme,
             authority,
             base_path: uri.path().trim_end_matches('/').to_string(),
-            label: crate::config::redact_userinfo(&uri.to_string()).into_owned(),
+            label: Arc::from(crate::config::redact_userinfo(&uri.to_string()).as_ref()),
             down_until: AtomicU64::new(0),
         })
     }
@@ -215,7 +215,7 @@ mod tests {
     fn round_robin_visits_every_target() {
         let p = pool(&["http://a:1", "http://b:2", "http://c:3"]);
         let picked: Vec<String> = (0..6)
-            .map(|_| p.pick().expect("targets").label.clone())
+            .map(|_| p.pick().expect("targets").label.to_string())
             .collect();
         assert_eq!(
             picked,
@@ -235,7 +235,7 @@ mod tests {
         let p = pool(&["http://a:1", "http://b:2"]);
         p.targets[0].mark_down();
         for _ in 0..4 {
-            assert_eq!(p.pick().expect("targets").label, "http://b:2/");
+            assert_eq!(&*p.pick().expect("targets").label, "http://b:2/");
         }
         p.targets[1].mark_down();
         assert!(p.pick().is_some(), "all down still yields a target to try");
@@ -246,7 +246,7 @@ mod tests {
         // The config refuses such URLs; a label must not leak one all the same.
         let p = pool(&["http://user:secret@api.internal:3000/v1"]);
         let label = &p.pick().expect("target").label;
-        assert_eq!(label, "http://***@api.internal:3000/v1");
+        assert_eq!(&**label, "http://***@api.internal:3000/v1");
     }
 
     #[test]

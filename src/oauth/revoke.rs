@@ -29,9 +29,13 @@ impl OAuthServer {
                 ));
             }
             match record.kind {
-                RecordKind::Refresh => self.revoke_grant(&record.grant_id).await,
+                RecordKind::Refresh => {
+                    self.revoke_grant(&record.grant_id).await;
+                    crate::audit::token_revoked("refresh", &record.client_id, &record.sub);
+                }
                 RecordKind::Access => {
                     self.store.revoke(hash).await.map_err(store_error)?;
+                    crate::audit::token_revoked("access", &record.client_id, &record.sub);
                 }
                 // Codes and sessions are not tokens a client can revoke here.
                 RecordKind::Code | RecordKind::Session => {}

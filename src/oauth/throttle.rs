@@ -54,9 +54,18 @@ impl OAuthServer {
             tokio::time::sleep_until(started + FAILURE_FLOOR).await;
         }
         let label = match &result {
-            LoginResult::Success(_) => "success",
-            LoginResult::Failure => "failure",
-            LoginResult::Throttled => "throttled",
+            LoginResult::Success(_) => {
+                crate::audit::login_succeeded(username, peer);
+                "success"
+            }
+            LoginResult::Failure => {
+                crate::audit::login_failed(username, peer);
+                "failure"
+            }
+            LoginResult::Throttled => {
+                crate::audit::login_throttled(username, peer);
+                "throttled"
+            }
             LoginResult::Unavailable => "unavailable",
         };
         self.metrics.logins.with_label_values(&[label]).inc();
@@ -136,11 +145,7 @@ impl OAuthServer {
                         .ban(&key, now + self.throttle.ban.as_secs())
                         .await?;
                     self.metrics.login_bans.with_label_values(&[kind]).inc();
-                    tracing::warn!(
-                        kind,
-                        failures,
-                        "login attempts banned after repeated failures"
-                    );
+                    crate::audit::login_banned(kind, username, peer, u64::from(failures));
                 }
                 Ok::<_, StoreError>(())
             }

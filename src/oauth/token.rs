@@ -161,7 +161,7 @@ impl OAuthServer {
             .filter(|r| r.kind == RecordKind::Code)
             .ok_or(INVALID_GRANT)?;
         if record.state == RecordState::Used {
-            self.revoke_grant(&record.grant_id).await;
+            self.revoke_grant_for("code_replay", &record).await;
             return Err(OAuthError::new(
                 ErrorCode::InvalidGrant,
                 "the code was already used; its tokens are revoked",
@@ -198,7 +198,7 @@ impl OAuthServer {
         self.user_still_there(&record).await?;
         let before = self.store.consume(hash).await.map_err(store_error)?;
         if before.is_none_or(|r| r.state != RecordState::Active) {
-            self.revoke_grant(&record.grant_id).await;
+            self.revoke_grant_for("code_replay", &record).await;
             return Err(OAuthError::new(
                 ErrorCode::InvalidGrant,
                 "the code was already used; its tokens are revoked",
@@ -235,7 +235,7 @@ impl OAuthServer {
             .filter(|r| r.kind == RecordKind::Refresh && r.client_id == client.id)
             .ok_or(INVALID_GRANT)?;
         if record.state == RecordState::Used {
-            self.revoke_grant(&record.grant_id).await;
+            self.revoke_grant_for("refresh_reuse", &record).await;
             return Err(OAuthError::new(
                 ErrorCode::InvalidGrant,
                 "the refresh token was already used; the grant is revoked",
@@ -252,7 +252,7 @@ impl OAuthServer {
         self.user_still_there(&record).await?;
         let before = self.store.consume(hash).await.map_err(store_error)?;
         if before.is_none_or(|r| r.state != RecordState::Active) {
-            self.revoke_grant(&record.grant_id).await;
+            self.revoke_grant_for("refresh_reuse", &record).await;
             return Err(OAuthError::new(
                 ErrorCode::InvalidGrant,
                 "the refresh token was already used; the grant is revoked",
@@ -347,11 +347,7 @@ impl OAuthServer {
         match self.directory.exists(username).await {
             Ok(true) => Ok(()),
             Ok(false) => {
-                tracing::info!(
-                    client_id = record.client_id,
-                    "the grant's user is gone from the directory; revoking the grant"
-                );
-                self.revoke_grant(&record.grant_id).await;
+                self.revoke_grant_for("user_gone", record).await;
                 Err(INVALID_GRANT)
             }
             Err(e) => {
@@ -370,6 +366,7 @@ impl OAuthServer {
         let ends = issue.grant_expires_at;
         let access_expires_at = (now + self.settings.access_token_ttl.as_secs()).min(ends);
         let access_token = random_token();
+        let base_sub = issue.sub.clone();
         let base = Record {
             kind: RecordKind::Access,
             state: RecordState::Active,
@@ -416,6 +413,13 @@ impl OAuthServer {
             .with_label_values(&[issue.grant_type.as_str()])
             .inc();
         let granted = issue.scopes.join(" ");
+        crate::audit::token_issued(
+            issue.grant_type.as_str(),
+            &issue.client.id,
+            &base_sub,
+            &granted,
+            refresh_token.is_some(),
+        );
         let echo_scope =
             issue.requested_scope.as_deref().map(normalise_scope_text) != Some(granted.clone());
         Ok(TokenAnswer {
@@ -425,6 +429,12 @@ impl OAuthServer {
             refresh_token,
             scope: echo_scope.then_some(granted),
         })
+    }
+
+    /// Revokes the grant of `record` for `reason` (an audit line says so).
+    async fn revoke_grant_for(&self, reason: &str, record: &Record) {
+        crate::audit::grant_revoked(reason, &record.client_id, &record.sub);
+        self.revoke_grant(&record.grant_id).await;
     }
 
     /// Revokes a grant; the store's feed takes the revocation to the guards.

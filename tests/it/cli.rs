@@ -272,6 +272,12 @@ const START_FAILURES: &[StartFailure] = &[
         line: ":5:1: [oauth].store: cannot create",
     },
     StartFailure {
+        what: "an access log below a file",
+        config: "{HEAD}[log]\naccess = \"blocker/access.log\"\n",
+        files: &[("blocker", "a file, not a directory\n")],
+        line: ":7:1: [log].access: cannot create",
+    },
+    StartFailure {
         what: "a port out of range",
         config: "[server]\nlisten = \"127.0.0.1:99999\"\ninternal_listen = \"{I}\"\n",
         files: &[],

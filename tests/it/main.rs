@@ -3,7 +3,9 @@
 
 mod common;
 
+mod access_log;
 mod audiences;
+mod audit;
 mod browser;
 mod cli;
 mod deploy;
@@ -29,5 +31,6 @@ mod routing;
 mod shipped;
 mod store_outage;
 mod throttle;
+mod trusted_proxies;
 mod upstream_framing;
 mod verify_claims;

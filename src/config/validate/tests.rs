@@ -82,7 +82,7 @@ fn unknown_keys_are_errors_naming_the_key_path_line_and_column() {
     let p = problems("[sever]\n");
     assert_eq!(
         p,
-        ["/etc/tollgate/gateway.toml:1:1: sever: unknown section (expected one of server, oauth, users, clients, verify, routes)"]
+        ["/etc/tollgate/gateway.toml:1:1: sever: unknown section (expected one of server, oauth, users, clients, verify, routes, log)"]
     );
 }
 

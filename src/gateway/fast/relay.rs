@@ -23,6 +23,7 @@ impl Lane<'_> {
         head: ResponseHead,
         pause: Duration,
     ) -> Next {
+        self.sent = 0;
         let done = match head.framing {
             Framing::Empty => self.send_head_and(&mut up, 0).await,
             Framing::Length(n) => self.relay_length(&mut up, n, pause).await,
@@ -56,6 +57,7 @@ impl Lane<'_> {
     ) -> Result<(), RelayError> {
         self.response.extend_from_slice(&up.buf[..body]);
         up.buf.advance(body);
+        self.sent += body as u64;
         self.client
             .write_all(&self.response)
             .await
@@ -128,7 +130,9 @@ impl Lane<'_> {
         self.client
             .write_all(bytes)
             .await
-            .map_err(|_| RelayError::Client)
+            .map_err(|_| RelayError::Client)?;
+        self.sent += bytes.len() as u64;
+        Ok(())
     }
 }
 

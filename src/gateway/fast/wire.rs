@@ -166,6 +166,17 @@ fn is_hop_by_hop_response(name: &str) -> bool {
 /// Parses an upstream's response head and writes the client's version of it to `out`.
 /// `head_request`: the request was HEAD, so there is no body whatever the headers say.
 pub fn parse_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> ParsedResponse {
+    parse_response_with(buf, head_request, &[], out)
+}
+
+/// [`parse_response`], with the headers in `set` in the client's version instead of any
+/// the upstream sent under those names (the gateway's `X-Request-Id`).
+pub fn parse_response_with(
+    buf: &[u8],
+    head_request: bool,
+    set: &[(&HeaderName, &HeaderValue)],
+    out: &mut Vec<u8>,
+) -> ParsedResponse {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut slots);
     let len = match res.parse(buf) {
@@ -265,13 +276,22 @@ pub fn parse_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> Pars
                 h.name.eq_ignore_ascii_case(n)
                     && !n.eq_ignore_ascii_case("transfer-encoding")
                     && !n.eq_ignore_ascii_case("content-length")
-            });
+            })
+            || set
+                .iter()
+                .any(|(name, _)| h.name.eq_ignore_ascii_case(name.as_str()));
         if !drop {
             out.extend_from_slice(h.name.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(h.value);
             out.extend_from_slice(b"\r\n");
         }
+    }
+    for (name, value) in set {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     if framing == Framing::UntilClose {
         out.extend_from_slice(b"connection: close\r\n");

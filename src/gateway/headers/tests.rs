@@ -13,11 +13,14 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     map
 }
 
+static REQUEST_ID: HeaderValue = HeaderValue::from_static("req-1");
+
 fn forwarded(ip: &HeaderValue) -> ForwardedFor<'_> {
     ForwardedFor {
         client_ip: ip,
         proto: &PROTO_HTTPS,
         host: Some(HeaderValue::from_static("api.example.com")),
+        request_id: &REQUEST_ID,
     }
 }
 
@@ -185,6 +188,7 @@ fn forged_headers_never_reach_the_upstream_and_real_ones_are_set() {
             "x-forwarded-for",
             "x-forwarded-proto",
             "x-forwarded-host",
+            "x-request-id",
         ];
         if identity.is_some() {
             want.extend(["x-auth-subject", "x-auth-client-id", "x-auth-scope"]);
@@ -257,4 +261,50 @@ fn response_hop_by_hop_headers_are_dropped() {
     assert!(!h.contains_key("connection"));
     assert!(!h.contains_key("keep-alive"));
     assert_eq!(h["content-type"], "text/plain");
+}
+
+#[test]
+fn the_request_id_replaces_whatever_the_caller_sent() {
+    let mut h = headers(&[("x-request-id", "mine"), ("x-request-id", "again")]);
+    let ip = HeaderValue::from_static("10.0.0.1");
+    prepare_request(&mut h, forwarded(&ip), None, false);
+    let ids: Vec<_> = h.get_all(X_REQUEST_ID).iter().collect();
+    assert_eq!(ids, [&REQUEST_ID]);
+}
+
+#[test]
+fn a_sane_request_id_is_kept_and_anything_else_replaced() {
+    let long = "a".repeat(MAX_REQUEST_ID);
+    let too_long = "a".repeat(MAX_REQUEST_ID + 1);
+    let cases: [(&[&str], bool); 8] = [
+        (&["abc-123_XYZ.~!"], true),
+        (&[long.as_str()], true),
+        (&[too_long.as_str()], false),
+        (&["has space"], false),
+        (&["tab\there"], false),
+        (&["caf\u{e9}"], false),
+        (&["one", "two"], false),
+        (&[], false),
+    ];
+    for (given, kept) in cases {
+        let mut h = HeaderMap::new();
+        for v in given {
+            if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
+                h.append(X_REQUEST_ID, v);
+            }
+        }
+        let id = request_id(&h);
+        if kept {
+            assert_eq!(id.as_bytes(), given[0].as_bytes(), "{given:?}");
+        } else {
+            assert_eq!(id.len(), 32, "{given:?}: {id:?}");
+            assert!(id.as_bytes().iter().all(u8::is_ascii_hexdigit), "{id:?}");
+        }
+    }
+}
+
+#[test]
+fn new_request_ids_differ() {
+    let ids: std::collections::HashSet<_> = (0..1000).map(|_| new_request_id()).collect();
+    assert_eq!(ids.len(), 1000);
 }

@@ -7,6 +7,7 @@ pub mod engines;
 pub mod hyper_head;
 pub mod oauth;
 pub mod outcomes;
+pub mod process;
 pub mod raw;
 pub mod redis;
 pub mod scripted;
@@ -462,7 +463,9 @@ pub struct TestGateway {
 
 impl TestGateway {
     /// Starts tollgate with `body` appended to a config whose listeners are on port 0
-    /// (unless `body` has its own `[server]`, e.g. from [`server_section`]).
+    /// (unless `body` has its own `[server]`, e.g. from [`server_section`]). Without a `[log]`
+    /// of its own the access log goes to `access.log` in the test's directory (not to the
+    /// test's stdout); [`TestGateway::access_log`] reads it.
     pub async fn spawn(body: &str) -> TestGateway {
         let dir = tempfile::tempdir().expect("temp dir");
         Self::spawn_in(dir, body).await
@@ -470,11 +473,14 @@ impl TestGateway {
 
     /// Like `spawn`, in a directory the caller prepared (certificates, users file).
     pub async fn spawn_in(dir: tempfile::TempDir, body: &str) -> TestGateway {
-        let text = if body.contains("[server]") {
+        let mut text = if body.contains("[server]") {
             body.to_string()
         } else {
             format!("{}{body}", server_section(""))
         };
+        if !text.contains("[log]") {
+            text.push_str("\n[log]\naccess = \"access.log\"\n");
+        }
         let path: PathBuf = dir.path().join("gateway.toml");
         std::fs::write(&path, &text).expect("write config");
         let config = Config::load(&path)
@@ -491,6 +497,42 @@ impl TestGateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.public, path)
+    }
+
+    /// The access log's lines written so far (the file `access.log` in the test's
+    /// directory).
+    pub async fn access_log(&self) -> Vec<String> {
+        if let Some(running) = &self.running {
+            running
+                .access_log
+                .flush()
+                .await
+                .expect("access log flushed");
+        }
+        std::fs::read_to_string(self.dir.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits (at most 5 s) until the access log has at least `n` lines, and returns them.
+    /// A line is written just after the client has the response, so a test that has its
+    /// answer waits a moment for the line.
+    pub async fn access_log_lines(&self, n: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines = self.access_log().await;
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {n} access-log lines after 5 s: {lines:#?}",
+                lines.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn internal_url(&self, path: &str) -> String {

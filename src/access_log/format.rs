@@ -1,0 +1,308 @@
+//! One access-log line from one [`Entry`]: JSON (one object per line) or Apache/nginx
+//! "combined". Pure functions; they run on the writer thread, never on the request path.
+//!
+//! What a line may hold is decided by what an [`Entry`] holds: a path without its query, no
+//! header but `User-Agent`, identities by name only. The referer of "combined" is always
+//! `-`: a referer is a URL whose query can carry an authorization code or a token.
+
+use super::Entry;
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Appends `entry` as one JSON object and a newline.
+pub fn json(entry: &Entry, line: &mut String) {
+    let (sub, client_id) = identity(entry);
+    line.push_str("{\"time\":\"");
+    rfc3339(entry.time, line);
+    line.push_str("\",\"method\":");
+    json_str(entry.method.as_str(), line);
+    line.push_str(",\"path\":");
+    json_str(&entry.path, line);
+    let _ = write!(line, ",\"status\":{}", entry.status);
+    line.push_str(",\"route\":");
+    json_opt(entry.route.as_deref(), line);
+    line.push_str(",\"client_id\":");
+    json_opt(client_id, line);
+    line.push_str(",\"sub\":");
+    json_opt(sub, line);
+    let _ = write!(line, ",\"duration_ms\":{:.3}", millis(entry.duration));
+    line.push_str(",\"upstream_ms\":");
+    match entry.upstream_time {
+        Some(t) => {
+            let _ = write!(line, "{:.3}", millis(t));
+        }
+        None => line.push_str("null"),
+    }
+    let _ = write!(line, ",\"bytes_sent\":{}", entry.bytes_sent);
+    let _ = write!(line, ",\"client_addr\":\"{}\"", entry.client_addr);
+    line.push_str(",\"request_id\":");
+    json_str(&String::from_utf8_lossy(entry.request_id.as_bytes()), line);
+    line.push_str(",\"upstream\":");
+    json_opt(entry.upstream.as_deref(), line);
+    line.push_str(",\"user_agent\":");
+    let agent = entry
+        .user_agent
+        .as_ref()
+        .map(|ua| String::from_utf8_lossy(ua.as_bytes()));
+    json_opt(agent.as_deref(), line);
+    line.push_str("}\n");
+}
+
+/// Appends `entry` in the "combined" format:
+/// `ADDR - USER [TIME] "METHOD PATH PROTOCOL" STATUS BYTES "-" "USER-AGENT"`, with the
+/// token's `sub` as the user.
+pub fn combined(entry: &Entry, line: &mut String) {
+    let (sub, _) = identity(entry);
+    let _ = write!(line, "{} - ", entry.client_addr);
+    match sub {
+        Some(s) if !s.is_empty() => quoted_text(s, line),
+        _ => line.push('-'),
+    }
+    line.push_str(" [");
+    clf_time(entry.time, line);
+    line.push_str("] \"");
+    line.push_str(entry.method.as_str());
+    line.push(' ');
+    quoted_text(&entry.path, line);
+    let _ = write!(
+        line,
+        " {:?}\" {} {} \"-\" \"",
+        entry.version, entry.status, entry.bytes_sent
+    );
+    match &entry.user_agent {
+        Some(ua) => quoted_text(&String::from_utf8_lossy(ua.as_bytes()), line),
+        None => line.push('-'),
+    }
+    line.push_str("\"\n");
+}
+
+fn identity(entry: &Entry) -> (Option<&str>, Option<&str>) {
+    match &entry.principal {
+        Some(p) => (Some(p.sub.as_str()), Some(p.client_id.as_str())),
+        None => (None, None),
+    }
+}
+
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A JSON string (RFC 8259 §7): quotes, backslashes and control characters escaped.
+fn json_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn json_opt(s: Option<&str>, out: &mut String) {
+    match s {
+        Some(s) => json_str(s, out),
+        None => out.push_str("null"),
+    }
+}
+
+/// nginx's escaping for its log lines: `"`, `\`, control and non-ASCII bytes as `\xHH`.
+fn quoted_text(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+            let _ = write!(out, "\\x{b:02X}");
+        } else {
+            out.push(char::from(b));
+        }
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
+/// `civil_from_days`).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// (year, month, day, hour, minute, second, millisecond) in UTC.
+fn utc(time: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    (
+        year,
+        month,
+        day,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis(),
+    )
+}
+
+/// `2026-12-01T15:12:42.123Z`.
+fn rfc3339(time: SystemTime, out: &mut String) {
+    let (y, mo, d, h, mi, s, ms) = utc(time);
+    let _ = write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z");
+}
+
+/// `01/Dec/2026:15:12:42 +0000`.
+fn clf_time(time: SystemTime, out: &mut String) {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, mo, d, h, mi, s, _) = utc(time);
+    let month = MONTHS[(mo as usize).saturating_sub(1).min(11)];
+    let _ = write!(out, "{d:02}/{month}/{y:04}:{h:02}:{mi:02}:{s:02} +0000");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::{IdentityHeaders, Principal};
+    use http::{HeaderValue, Method, Version};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn entry() -> Entry {
+        let header = |s: &'static str| HeaderValue::from_static(s);
+        Entry {
+            // 2026-12-01T15:12:42.123Z
+            time: UNIX_EPOCH + Duration::from_millis(1_796_137_962_123),
+            method: Method::GET,
+            version: Version::HTTP_11,
+            path: "/api/mail/inbox".to_string(),
+            client_addr: "192.0.2.7".parse().expect("address"),
+            request_id: header("abc123"),
+            user_agent: Some(header("curl/8.5 \"quoted\"")),
+            route: Some(Arc::from("mail")),
+            principal: Some(Arc::new(Principal {
+                sub: "alice".to_string(),
+                client_id: "mail-app".to_string(),
+                username: Some("alice".to_string()),
+                scopes: vec!["email".to_string()],
+                exp: None,
+                audiences: Vec::new(),
+                headers: IdentityHeaders {
+                    subject: header("alice"),
+                    client_id: header("mail-app"),
+                    scope: header("email"),
+                },
+            })),
+            upstream: Some(Arc::from("http://127.0.0.1:3000/")),
+            upstream_time: Some(Duration::from_micros(1500)),
+            status: 200,
+            bytes_sent: 42,
+            duration: Duration::from_micros(2250),
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_the_contract_fields() {
+        let mut text = String::new();
+        json(&entry(), &mut text);
+        assert!(text.ends_with("}\n") && text.matches('\n').count() == 1);
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["time"], "2026-12-01T15:12:42.123Z");
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["path"], "/api/mail/inbox");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["route"], "mail");
+        assert_eq!(v["client_id"], "mail-app");
+        assert_eq!(v["sub"], "alice");
+        assert_eq!(v["duration_ms"], 2.25);
+        assert_eq!(v["upstream_ms"], 1.5);
+        assert_eq!(v["bytes_sent"], 42);
+        assert_eq!(v["client_addr"], "192.0.2.7");
+        assert_eq!(v["request_id"], "abc123");
+        assert_eq!(v["upstream"], "http://127.0.0.1:3000/");
+        assert_eq!(v["user_agent"], "curl/8.5 \"quoted\"");
+    }
+
+    #[test]
+    fn json_lines_have_null_for_what_a_request_did_not_have() {
+        let mut e = entry();
+        e.principal = None;
+        e.route = None;
+        e.upstream = None;
+        e.upstream_time = None;
+        e.user_agent = None;
+        let mut out = String::new();
+        json(&e, &mut out);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        for key in [
+            "route",
+            "client_id",
+            "sub",
+            "upstream_ms",
+            "upstream",
+            "user_agent",
+        ] {
+            assert!(v[key].is_null(), "{key}: {v}");
+        }
+    }
+
+    #[test]
+    fn combined_lines_follow_the_apache_layout_and_escape_quotes() {
+        let mut out = String::new();
+        combined(&entry(), &mut out);
+        assert_eq!(
+            out,
+            "192.0.2.7 - alice [01/Dec/2026:15:12:42 +0000] \"GET /api/mail/inbox HTTP/1.1\" \
+             200 42 \"-\" \"curl/8.5 \\x22quoted\\x22\"\n"
+        );
+        let mut e = entry();
+        e.principal = None;
+        e.user_agent = None;
+        e.version = Version::HTTP_2;
+        let mut out = String::new();
+        combined(&e, &mut out);
+        assert_eq!(
+            out,
+            "192.0.2.7 - - [01/Dec/2026:15:12:42 +0000] \"GET /api/mail/inbox HTTP/2.0\" \
+             200 42 \"-\" \"-\"\n"
+        );
+    }
+
+    #[test]
+    fn json_strings_escape_what_json_requires() {
+        let mut e = entry();
+        e.path = "/a\"b\\c\n\u{1}\u{7f}é".to_string();
+        let mut out = String::new();
+        json(&e, &mut out);
+        assert_eq!(out.matches('\n').count(), 1, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(v["path"], e.path.as_str());
+    }
+
+    #[test]
+    fn civil_dates_are_right_across_leap_years_and_eras() {
+        let cases = [
+            (0, (1970, 1, 1)),
+            (-1, (1969, 12, 31)),
+            (11_016, (2000, 2, 29)),
+            (19_782, (2024, 2, 29)),
+            (20_788, (2026, 12, 1)),
+            (47_540, (2100, 2, 28)),
+        ];
+        for (days, want) in cases {
+            assert_eq!(civil(days), want, "{days}");
+        }
+    }
+}
