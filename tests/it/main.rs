@@ -22,6 +22,7 @@ mod oauth_token;
 mod properties;
 mod proxy;
 mod readiness;
+mod redis_modes;
 mod request_rules;
 mod routing;
 mod shipped;

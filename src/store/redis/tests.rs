@@ -1,24 +1,53 @@
 //! The Redis store against the machine's real Redis (127.0.0.1:6379, or
-//! `TOLLGATE_TEST_REDIS`), each test under its own random key prefix, removed at the end.
+//! `TOLLGATE_TEST_REDIS`), each test under its own random key prefix, removed at the end,
+//! and against a Redis Cluster of this test process's own (three masters on loopback,
+//! started on first use, gone with the process).
 
 use super::*;
-use crate::config::Secret;
+use crate::config::{RedisTopology, Secret};
 use crate::store::conformance::{self, Expiry};
 use crate::store::{token_hash, RecordKind, Revoked};
 use redis::TypedCommands as _;
+
+/// The integration tests' fixtures for Redis servers of a test's own.
+#[allow(dead_code)]
+#[path = "../../../tests/it/common/redis/servers.rs"]
+mod servers;
 
 /// The Redis the tests use.
 fn test_url() -> String {
     std::env::var("TOLLGATE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
 }
 
+/// The Cluster the tests of this process share.
+fn cluster() -> &'static servers::OwnCluster {
+    static CLUSTER: std::sync::OnceLock<servers::OwnCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(servers::OwnCluster::start)
+}
+
+/// Where a test's store runs.
+#[derive(Debug, Clone, Copy)]
+enum On {
+    /// The machine's Redis.
+    Redis,
+    /// This process's Cluster.
+    Cluster,
+}
+
+const BOTH: [On; 2] = [On::Redis, On::Cluster];
+
 /// Deletes every key under its prefix when dropped (SCAN + DEL), whatever the test did.
 struct Cleanup {
     prefix: String,
+    on: On,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        // The Cluster's keys go with it.
+        if let On::Cluster = self.on {
+            return;
+        }
         let Ok(mut conn) = redis::Client::open(test_url())
             .and_then(|c| c.get_connection_with_timeout(RESPONSE_TIMEOUT))
         else {
@@ -34,37 +63,66 @@ impl Drop for Cleanup {
     }
 }
 
-fn spec(prefix: &str) -> RedisSpec {
+fn spec(on: On, prefix: &str) -> RedisSpec {
+    let topology = match on {
+        On::Redis => RedisTopology::Standalone(Secret::new(test_url())),
+        On::Cluster => {
+            let nodes = cluster()
+                .nodes
+                .iter()
+                .map(|n| crate::config::RedisNode {
+                    host: "127.0.0.1".to_string(),
+                    port: n.port,
+                })
+                .collect();
+            RedisTopology::Cluster { nodes }
+        }
+    };
     RedisSpec {
-        url: Secret::new(test_url()),
+        topology,
         prefix: prefix.to_string(),
         password: None,
     }
 }
 
 /// A store under a fresh prefix, and the guard that removes its keys.
-async fn spawn_store() -> (RedisStore, Cleanup) {
+async fn spawn_store(on: On) -> (RedisStore, Cleanup) {
     let prefix = format!("tollgate-test-{:016x}:", rand::random::<u64>());
-    let store = RedisStore::open(&spec(&prefix)).await.unwrap_or_else(|e| {
-        panic!(
-            "Redis is not reachable at {} ({e}): these tests need a real Redis. Start one with \
-             `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''` \
-             (.ci/run does), or point TOLLGATE_TEST_REDIS at one.",
-            test_url()
-        )
-    });
-    (store, Cleanup { prefix })
+    let store = RedisStore::open(&spec(on, &prefix))
+        .await
+        .unwrap_or_else(|e| match on {
+            On::Redis => panic!(
+                "Redis is not reachable at {} ({e}): these tests need a real Redis. Start one \
+                 with `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''` \
+                 (.ci/run does), or point TOLLGATE_TEST_REDIS at one.",
+                test_url()
+            ),
+            On::Cluster => panic!("the test Cluster does not answer: {e}"),
+        });
+    (store, Cleanup { prefix, on })
 }
 
 #[tokio::test]
 async fn redis_store_meets_the_contract() {
-    let (store, _cleanup) = spawn_store().await;
+    let (store, _cleanup) = spawn_store(On::Redis).await;
+    conformance::run_with(&store, Expiry::Ttl).await;
+}
+
+#[tokio::test]
+async fn redis_store_on_a_cluster_meets_the_contract() {
+    let (store, _cleanup) = spawn_store(On::Cluster).await;
     conformance::run_with(&store, Expiry::Ttl).await;
 }
 
 #[tokio::test]
 async fn every_key_of_a_record_lives_as_long_as_the_record() {
-    let (store, cleanup) = spawn_store().await;
+    for on in BOTH {
+        every_key_lives_as_long_as_its_record_on(on).await;
+    }
+}
+
+async fn every_key_lives_as_long_as_its_record_on(on: On) {
+    let (store, cleanup) = spawn_store(on).await;
     let hash = token_hash("ttl");
     let record = Record {
         issued_at: 1_000,
@@ -79,7 +137,10 @@ async fn every_key_of_a_record_lives_as_long_as_the_record() {
         format!("{}h:{hex}", cleanup.prefix),
     ] {
         let ttl: i64 = conn.ttl(&key).await.expect("ttl");
-        assert!((595..=600).contains(&ttl), "{key}: TTL {ttl}, want 600");
+        assert!(
+            (595..=600).contains(&ttl),
+            "{on:?}: {key}: TTL {ttl}, want 600"
+        );
     }
     // A longer-lived record of the grant stretches the grant's set, never shrinks it.
     let longer = Record {
@@ -104,22 +165,29 @@ async fn every_key_of_a_record_lives_as_long_as_the_record() {
         .expect("ttl");
     assert!(
         (2_995..=3_000).contains(&ttl),
-        "grant set TTL {ttl}, want 3000"
+        "{on:?}: grant set TTL {ttl}, want 3000"
     );
 }
 
 #[tokio::test]
 async fn one_code_is_consumed_once_however_many_race_for_it() {
-    let (store, _cleanup) = spawn_store().await;
-    let store = Arc::new(store);
+    for on in BOTH {
+        one_code_is_consumed_once_on(on).await;
+    }
+}
+
+async fn one_code_is_consumed_once_on(on: On) {
+    // Two instances, fifteen racers each.
+    let (a, cleanup) = spawn_store(on).await;
+    let b = second_instance(&cleanup).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
     let code = token_hash("raced-code");
-    store
-        .insert(code, conformance::record(RecordKind::Code, "g-race", 9_000))
+    a.insert(code, conformance::record(RecordKind::Code, "g-race", 9_000))
         .await
         .expect("insert");
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..30 {
-        let store = store.clone();
+    for i in 0..30 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.spawn(async move { store.consume(code).await.expect("consume") });
     }
     let mut active = 0;
@@ -128,12 +196,15 @@ async fn one_code_is_consumed_once_however_many_race_for_it() {
             active += 1;
         }
     }
-    assert_eq!(active, 1, "exactly one consumer saw the code active");
+    assert_eq!(
+        active, 1,
+        "{on:?}: exactly one consumer saw the code active"
+    );
 }
 
 #[tokio::test]
 async fn racing_instances_agree_on_one_server_key() {
-    let (store, _cleanup) = spawn_store().await;
+    let (store, _cleanup) = spawn_store(On::Redis).await;
     let store = Arc::new(store);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..10u8 {
@@ -150,8 +221,8 @@ async fn racing_instances_agree_on_one_server_key() {
 
 #[tokio::test]
 async fn prefixes_keep_deployments_apart() {
-    let (a, _ca) = spawn_store().await;
-    let (b, _cb) = spawn_store().await;
+    let (a, _ca) = spawn_store(On::Redis).await;
+    let (b, _cb) = spawn_store(On::Redis).await;
     let hash = token_hash("shared-name");
     a.insert(hash, conformance::record(RecordKind::Access, "g", 9_000))
         .await
@@ -171,17 +242,35 @@ async fn prefixes_keep_deployments_apart() {
 #[tokio::test]
 async fn unreachable_redis_fails_fast_at_open() {
     // A port nothing listens on: the listener is bound, read for its port, and closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let started = std::time::Instant::now();
-    let spec = RedisSpec {
-        url: Secret::new(format!("redis://127.0.0.1:{port}/0")),
-        ..spec("unused:")
+    let port = servers::free_port();
+    let nowhere = || {
+        vec![crate::config::RedisNode {
+            host: "127.0.0.1".to_string(),
+            port,
+        }]
     };
-    assert!(RedisStore::open(&spec).await.is_err());
-    assert!(started.elapsed() < Duration::from_secs(3));
+    for topology in [
+        RedisTopology::Standalone(Secret::new(format!("redis://127.0.0.1:{port}/0"))),
+        RedisTopology::Sentinel {
+            sentinels: nowhere(),
+            master: "mymaster".to_string(),
+            db: 0,
+        },
+        RedisTopology::Cluster { nodes: nowhere() },
+    ] {
+        let shown = format!("{topology:?}");
+        let started = std::time::Instant::now();
+        let spec = RedisSpec {
+            topology,
+            ..spec(On::Redis, "unused:")
+        };
+        assert!(RedisStore::open(&spec).await.is_err(), "{shown}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{shown}: {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 #[test]
@@ -222,14 +311,20 @@ impl Seen {
 
 /// A second instance on `a`'s prefix (sharing its cleanup).
 async fn second_instance(cleanup: &Cleanup) -> RedisStore {
-    RedisStore::open(&spec(&cleanup.prefix))
+    RedisStore::open(&spec(cleanup.on, &cleanup.prefix))
         .await
         .expect("second instance")
 }
 
 #[tokio::test]
 async fn a_revocation_at_one_instance_reaches_the_others_within_a_second() {
-    let (a, cleanup) = spawn_store().await;
+    for on in BOTH {
+        a_revocation_reaches_the_others_on(on).await;
+    }
+}
+
+async fn a_revocation_reaches_the_others_on(on: On) {
+    let (a, cleanup) = spawn_store(on).await;
     let b = second_instance(&cleanup).await;
     let seen = Arc::new(Seen::default());
     let sink: Arc<dyn RevocationSink> = seen.clone();
@@ -264,18 +359,26 @@ async fn a_revocation_at_one_instance_reaches_the_others_within_a_second() {
     assert_eq!(
         seen.tokens(),
         all,
-        "B heard every revocation within a second"
+        "{on:?}: B heard every revocation within a second"
     );
     assert_eq!(
         at_a.tokens(),
         all,
-        "A heard each once, from its own call, not again from the stream"
+        "{on:?}: A heard each once, from its own call, not again from the stream"
     );
+    // Each read, even an empty one, proves the stream: never silent for longer than a block.
+    for store in [&a, &b] {
+        let silent = store.silent_for().expect("a shared channel");
+        assert!(
+            silent < Duration::from_secs(1),
+            "{on:?}: silent for {silent:?}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_reader_whose_place_was_trimmed_away_knows_it_missed_some() {
-    let (a, cleanup) = spawn_store().await;
+    let (a, cleanup) = spawn_store(On::Redis).await;
     let mut conn = a.conn();
     let stream = RevocationStream::new(&cleanup.prefix);
     stream

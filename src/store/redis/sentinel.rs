@@ -1,0 +1,317 @@
+//! Redis Sentinel: finding the current master through the sentinels, and a command
+//! connection ([`SentinelConn`]) that finds it again by itself after a failover.
+//!
+//! The master is looked up through the `redis` crate's [`SentinelClient`], which asks the
+//! sentinels in the configured order and checks with `ROLE` that the server they name is a
+//! master. A connection to it is then used until it fails: a lost link, a timeout, or an
+//! answer saying the server is now a replica (`READONLY`; after a failover Sentinel also
+//! closes the old master's client connections). The next call looks the master up again.
+//! A command a replica refused did nothing, so it is sent once more to the new master; any
+//! other failure is returned (the command may have run), and the caller answers 503.
+//!
+//! Password: the one from `[oauth] store_password_file` is sent to the data nodes (master
+//! and replicas). Sentinels are asked without one; once a sentinel refuses that
+//! (`NOAUTH`), they are asked with the same password (sentinels with `requirepass` set to
+//! it), and the other way round if they then refuse it.
+
+use super::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::config::RedisNode;
+use futures_util::FutureExt;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, RedisError, RedisFuture, RedisResult,
+    ServerErrorKind, Value,
+};
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long finding the master may take: asking the sentinels, checking its role, and
+/// connecting to it. Bounded so that `/oauth/*` answers 503 within a second while there is
+/// no master.
+const RESOLVE_TIMEOUT: Duration = Duration::from_millis(750);
+/// After a failed look-up, calls fail at once for this long instead of looking again, so a
+/// burst of requests during a failover does not queue one look-up each behind the lock.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// The sentinels of one master name.
+pub(in crate::store) struct Sentinels {
+    clients: tokio::sync::Mutex<Clients>,
+}
+
+/// The crate's clients: one asks the sentinels without a password, one (when there is a
+/// password) with it.
+struct Clients {
+    plain: SentinelClient,
+    with_password: Option<SentinelClient>,
+    use_password: bool,
+}
+
+// === impl Sentinels ===
+
+impl Sentinels {
+    pub(super) fn new(
+        sentinels: &[RedisNode],
+        master: &str,
+        db: i64,
+        password: Option<&str>,
+    ) -> RedisResult<Self> {
+        let builder = || {
+            let addrs = sentinels
+                .iter()
+                .map(|n| ConnectionAddr::Tcp(n.host.clone(), n.port));
+            let builder = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)?
+                .set_client_to_redis_db(db);
+            Ok::<_, RedisError>(match password {
+                Some(p) => builder.set_client_to_redis_password(p),
+                None => builder,
+            })
+        };
+        let with_password = match password {
+            Some(p) => Some(builder()?.set_client_to_sentinel_password(p).build()?),
+            None => None,
+        };
+        Ok(Self {
+            clients: tokio::sync::Mutex::new(Clients {
+                plain: builder()?.build()?,
+                with_password,
+                use_password: false,
+            }),
+        })
+    }
+
+    /// A new connection (made with `config`) to the server the sentinels name as master now.
+    pub(super) async fn connect_master(
+        &self,
+        config: &AsyncConnectionConfig,
+    ) -> RedisResult<MultiplexedConnection> {
+        let found = async {
+            let client = self.master().await?;
+            client
+                .get_multiplexed_async_connection_with_config(config)
+                .await
+        };
+        match tokio::time::timeout(RESOLVE_TIMEOUT, found).await {
+            Ok(found) => found,
+            Err(_) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no master found through the sentinels within {RESOLVE_TIMEOUT:?}"),
+            ))),
+        }
+    }
+
+    /// A client for the current master, checked by `ROLE`.
+    async fn master(&self) -> RedisResult<redis::Client> {
+        let mut clients = self.clients.lock().await;
+        match clients.current().async_get_client().await {
+            Err(e) if refused_credentials(&e) && clients.with_password.is_some() => {
+                clients.use_password = !clients.use_password;
+                tracing::info!(
+                    with_password = clients.use_password,
+                    "a sentinel refused our credentials; asking the sentinels the other way"
+                );
+                clients.current().async_get_client().await
+            }
+            found => found,
+        }
+    }
+}
+
+impl Clients {
+    fn current(&mut self) -> &mut SentinelClient {
+        match (&mut self.with_password, self.use_password) {
+            (Some(with), true) => with,
+            (Some(_) | None, _) => &mut self.plain,
+        }
+    }
+}
+
+/// A sentinel (or a server) that wants a password and got none, or got one it does not take.
+fn refused_credentials(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::AuthenticationFailed || e.code() == Some("NOAUTH")
+}
+
+/// The store's command connection to the master of a Sentinel-watched set: cheap to clone,
+/// every clone shares one link, which is replaced when it fails (see the module comment).
+#[derive(Clone)]
+pub(super) struct SentinelConn {
+    shared: Arc<Shared>,
+    db: i64,
+}
+
+struct Shared {
+    sentinels: Arc<Sentinels>,
+    /// The connection to the master found last, with its number; `None` once it failed.
+    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// Held while looking for the master: one look-up at a time.
+    search: tokio::sync::Mutex<Search>,
+}
+
+#[derive(Default)]
+struct Search {
+    found: u64,
+    failed: Option<(Instant, RedisError)>,
+}
+
+// === impl SentinelConn ===
+
+impl SentinelConn {
+    /// Finds the master and connects to it; fails if it cannot now.
+    pub(super) async fn connect(sentinels: Arc<Sentinels>, db: i64) -> RedisResult<Self> {
+        let conn = Self {
+            shared: Arc::new(Shared {
+                sentinels,
+                current: Mutex::new(None),
+                search: tokio::sync::Mutex::new(Search::default()),
+            }),
+            db,
+        };
+        conn.connection().await?;
+        Ok(conn)
+    }
+
+    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
+        let current = self.shared.current.lock();
+        current.unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The link to the master, looking the master up when there is none.
+    async fn connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+        if let Some(found) = self.current() {
+            return Ok(found);
+        }
+        let mut search = self.shared.search.lock().await;
+        // Another call may have found it while this one waited for the lock.
+        if let Some(found) = self.current() {
+            return Ok(found);
+        }
+        if let Some((at, e)) = &search.failed {
+            if at.elapsed() < RETRY_AFTER {
+                return Err(e.clone());
+            }
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        match self.shared.sentinels.connect_master(&config).await {
+            Ok(conn) => {
+                search.found += 1;
+                search.failed = None;
+                let found = (search.found, conn);
+                *self
+                    .shared
+                    .current
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(found.clone());
+                Ok(found)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no Redis master found through the sentinels");
+                search.failed = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops link number `id` (if it is still the current one): the next call looks again.
+    fn forget(&self, id: u64) {
+        let mut current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|(n, _)| *n == id) {
+            *current = None;
+        }
+    }
+
+    /// Sends with `send` on the master's link; see the module comment for what a failure
+    /// does.
+    async fn run<T, F, Fut>(&self, send: F, refused: fn(&RedisResult<T>) -> bool) -> RedisResult<T>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let (id, conn) = self.connection().await?;
+        let first = send(conn).await;
+        if refused(&first) {
+            // A replica refused it, so it did nothing: the new master gets it.
+            self.forget(id);
+            let (id, conn) = self.connection().await?;
+            let second = send(conn).await;
+            return self.noted(id, second, refused);
+        }
+        self.noted(id, first, refused)
+    }
+
+    fn noted<T>(
+        &self,
+        id: u64,
+        result: RedisResult<T>,
+        refused: fn(&RedisResult<T>) -> bool,
+    ) -> RedisResult<T> {
+        if refused(&result) || result.as_ref().is_err_and(link_failed) {
+            self.forget(id);
+        }
+        result
+    }
+}
+
+impl ConnectionLike for SentinelConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.run(
+            move |mut conn| async move { conn.req_packed_command(cmd).await },
+            |r| match r {
+                Ok(value) => refused_value(value),
+                Err(e) => refused_error(e),
+            },
+        )
+        .boxed()
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.run(
+            move |mut conn| async move { conn.req_packed_commands(pipeline, offset, count).await },
+            |r| match r {
+                Ok(values) => values.iter().any(refused_value),
+                Err(e) => refused_error(e),
+            },
+        )
+        .boxed()
+    }
+
+    fn get_db(&self) -> i64 {
+        self.db
+    }
+}
+
+/// A reply saying this server is a replica now (the command did nothing).
+fn refused_value(value: &Value) -> bool {
+    matches!(value, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::ReadOnly))
+}
+
+/// The same as an error; a transaction a replica refused is aborted whole (`EXECABORT`
+/// carrying the `READONLY` of its commands).
+fn refused_error(e: &RedisError) -> bool {
+    e.clone().into_server_errors().is_some_and(|errors| {
+        errors
+            .iter()
+            .any(|(_, e)| e.kind() == Some(ServerErrorKind::ReadOnly))
+    })
+}
+
+/// The link itself failed (or the server is not serving): look for the master again.
+fn link_failed(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading)
+        )
+}
