@@ -12,7 +12,7 @@
 //! an answer (the reader: [`READER_RESPONSE_TIMEOUT`]), so that a store that is down fails a
 //! call quickly and `/oauth/*` answers 503.
 
-use super::sentinel::{SentinelConn, Sentinels};
+use super::sentinel::{MasterLink, SentinelConn, Sentinels};
 use super::stream::BLOCK;
 use super::{StoreResult, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 use crate::config::{RedisNode, RedisSpec, RedisTopology};
@@ -51,8 +51,10 @@ pub(super) enum Conn {
     Standalone(ConnectionManager),
     Sentinel(SentinelConn),
     Cluster(ClusterConnection),
-    /// A plain link to one server (the reader's, on standalone and Sentinel).
+    /// A plain link to one server (the reader's, on standalone).
     Direct(MultiplexedConnection),
+    /// A link to the master found at one time (the reader's, on Sentinel).
+    Master(Box<MasterLink>),
 }
 
 // === impl Connector ===
@@ -124,7 +126,7 @@ impl Connector {
                     .await?,
             ),
             Connector::Sentinel { sentinels, .. } => {
-                Conn::Direct(sentinels.connect_master(&config).await?)
+                Conn::Master(Box::new(sentinels.connect_master(&config).await?))
             }
             Connector::Cluster { reader, .. } => {
                 Conn::Cluster(bounded(reader.get_async_connection()).await?)
@@ -177,6 +179,7 @@ impl ConnectionLike for Conn {
             Conn::Sentinel(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
             Conn::Direct(c) => c.req_packed_command(cmd),
+            Conn::Master(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -191,6 +194,7 @@ impl ConnectionLike for Conn {
             Conn::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Direct(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Master(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -200,6 +204,7 @@ impl ConnectionLike for Conn {
             Conn::Sentinel(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
             Conn::Direct(c) => c.get_db(),
+            Conn::Master(c) => c.get_db(),
         }
     }
 }

@@ -3,11 +3,19 @@
 //!
 //! The master is looked up through the `redis` crate's [`SentinelClient`], which asks the
 //! sentinels in the configured order and checks with `ROLE` that the server they name is a
-//! master. A connection to it is then used until it fails: a lost link, a timeout, or an
-//! answer saying the server is now a replica (`READONLY`; after a failover Sentinel also
-//! closes the old master's client connections). The next call looks the master up again.
-//! A command a replica refused did nothing, so it is sent once more to the new master; any
-//! other failure is returned (the command may have run), and the caller answers 503.
+//! master. A connection to it is then used until it fails (a lost link, a timeout), until
+//! it answers that the server is now a replica (`READONLY`), or until the sentinels name
+//! another master: the next call then looks the master up again. A command a replica
+//! refused did nothing, so it is sent once more to the new master; any other failure is
+//! returned (the command may have run), and the caller answers 503.
+//!
+//! Why the sentinels are watched ([`WATCH_EVERY`]): after a failover the old master, if it
+//! is still up, goes on accepting writes until Sentinel converts it to a replica, seconds
+//! later, and what it took then is thrown away (a revocation among it would be undone). So
+//! a link is dropped as soon as the sentinels name another master, and the revocation
+//! reader's link ([`MasterLink`]) fails then, so that it reconnects to the new master. A
+//! write the old master acknowledged before the sentinels switched can still be lost: Redis
+//! replicates asynchronously, as its documentation warns.
 //!
 //! Password: the one from `[oauth] store_password_file` is sent to the data nodes (master
 //! and replicas). Sentinels are asked without one; once a sentinel refuses that
@@ -34,10 +42,20 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_millis(750);
 /// After a failed look-up, calls fail at once for this long instead of looking again, so a
 /// burst of requests during a failover does not queue one look-up each behind the lock.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
+/// How often the sentinels are asked which server is the master.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// A server's address as the sentinels give it.
+type Addr = (String, u16);
 
 /// The sentinels of one master name.
 pub(in crate::store) struct Sentinels {
     clients: tokio::sync::Mutex<Clients>,
+    master: String,
+    /// The master's address as the sentinels last named it (`None`: not known yet).
+    named: Mutex<Option<Addr>>,
+    /// Set once the watch task runs.
+    watched: std::sync::Once,
 }
 
 /// The crate's clients: one asks the sentinels without a password, one (when there is a
@@ -78,27 +96,82 @@ impl Sentinels {
                 with_password,
                 use_password: false,
             }),
+            master: master.to_string(),
+            named: Mutex::new(None),
+            watched: std::sync::Once::new(),
         })
     }
 
     /// A new connection (made with `config`) to the server the sentinels name as master now.
     pub(super) async fn connect_master(
-        &self,
+        self: &Arc<Self>,
         config: &AsyncConnectionConfig,
-    ) -> RedisResult<MultiplexedConnection> {
+    ) -> RedisResult<MasterLink> {
+        self.watched
+            .call_once(|| drop(tokio::spawn(watch(Arc::downgrade(self)))));
         let found = async {
             let client = self.master().await?;
-            client
+            let addr = match client.get_connection_info().addr() {
+                ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+                other => (other.to_string(), 0),
+            };
+            let conn = client
                 .get_multiplexed_async_connection_with_config(config)
-                .await
+                .await?;
+            self.name(addr.clone());
+            Ok(MasterLink {
+                conn,
+                addr,
+                sentinels: self.clone(),
+            })
         };
         match tokio::time::timeout(RESOLVE_TIMEOUT, found).await {
             Ok(found) => found,
-            Err(_) => Err(RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no master found through the sentinels within {RESOLVE_TIMEOUT:?}"),
+            Err(_) => Err(timed_out(format!(
+                "no master found through the sentinels within {RESOLVE_TIMEOUT:?}"
             ))),
         }
+    }
+
+    /// Notes that the sentinels name `addr` as the master.
+    fn name(&self, addr: Addr) {
+        *self.named.lock().unwrap_or_else(PoisonError::into_inner) = Some(addr);
+    }
+
+    /// False once the sentinels name a master other than `addr`.
+    fn still_master(&self, addr: &Addr) -> bool {
+        let named = self.named.lock().unwrap_or_else(PoisonError::into_inner);
+        named.as_ref().is_none_or(|named| named == addr)
+    }
+
+    /// The master's address, asked of a sentinel on `link` (made first when `None`).
+    async fn ask(&self, link: &mut Option<MultiplexedConnection>) -> RedisResult<Option<Addr>> {
+        if link.is_none() {
+            let client = self
+                .clients
+                .lock()
+                .await
+                .current()
+                .async_get_sentinel_client()
+                .await?;
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT));
+            *link = Some(
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?,
+            );
+        }
+        let Some(conn) = link.as_mut() else {
+            return Ok(None);
+        };
+        let named: Option<(String, String)> = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(&self.master)
+            .query_async(conn)
+            .await?;
+        Ok(named.and_then(|(host, port)| Some((host, port.parse().ok()?))))
     }
 
     /// A client for the current master, checked by `ROLE`.
@@ -127,9 +200,81 @@ impl Clients {
     }
 }
 
+/// Asks a sentinel every [`WATCH_EVERY`] which server is the master, until the sentinels
+/// are dropped. While no sentinel answers, the last answer stands.
+async fn watch(sentinels: std::sync::Weak<Sentinels>) {
+    let mut link = None;
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let Some(sentinels) = sentinels.upgrade() else {
+            return;
+        };
+        let asked = tokio::time::timeout(RESOLVE_TIMEOUT, sentinels.ask(&mut link)).await;
+        match asked {
+            Ok(Ok(Some(addr))) => sentinels.name(addr),
+            // The name is unknown to this sentinel, or it did not answer: ask another later.
+            Ok(Ok(None) | Err(_)) | Err(_) => link = None,
+        }
+    }
+}
+
 /// A sentinel (or a server) that wants a password and got none, or got one it does not take.
 fn refused_credentials(e: &RedisError) -> bool {
     e.kind() == ErrorKind::AuthenticationFailed || e.code() == Some("NOAUTH")
+}
+
+fn timed_out(why: String) -> RedisError {
+    RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, why))
+}
+
+/// A link to the master found at one time: it refuses every command (without sending it)
+/// once the sentinels name another master. The revocation reader's link on Sentinel.
+#[derive(Clone)]
+pub(super) struct MasterLink {
+    conn: MultiplexedConnection,
+    addr: Addr,
+    sentinels: Arc<Sentinels>,
+}
+
+// === impl MasterLink ===
+
+impl MasterLink {
+    fn check(&self) -> RedisResult<()> {
+        if self.sentinels.still_master(&self.addr) {
+            return Ok(());
+        }
+        Err(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            "the sentinels name another master now",
+        )))
+    }
+}
+
+impl ConnectionLike for MasterLink {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        async move {
+            self.check()?;
+            self.conn.req_packed_command(cmd).await
+        }
+        .boxed()
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        async move {
+            self.check()?;
+            self.conn.req_packed_commands(pipeline, offset, count).await
+        }
+        .boxed()
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
 }
 
 /// The store's command connection to the master of a Sentinel-watched set: cheap to clone,
@@ -142,8 +287,9 @@ pub(super) struct SentinelConn {
 
 struct Shared {
     sentinels: Arc<Sentinels>,
-    /// The connection to the master found last, with its number; `None` once it failed.
-    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// The connection to the master found last, with its number and address; `None` once
+    /// it failed.
+    current: Mutex<Option<(u64, Addr, MultiplexedConnection)>>,
     /// Held while looking for the master: one look-up at a time.
     search: tokio::sync::Mutex<Search>,
 }
@@ -171,9 +317,23 @@ impl SentinelConn {
         Ok(conn)
     }
 
+    /// The current link, unless the sentinels name another master now (then it is dropped).
     fn current(&self) -> Option<(u64, MultiplexedConnection)> {
-        let current = self.shared.current.lock();
-        current.unwrap_or_else(PoisonError::into_inner).clone()
+        let mut current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (id, addr, conn) = current.as_ref()?;
+        if self.shared.sentinels.still_master(addr) {
+            return Some((*id, conn.clone()));
+        }
+        tracing::info!(
+            old = %format!("{}:{}", addr.0, addr.1),
+            "the sentinels name another Redis master; reconnecting"
+        );
+        *current = None;
+        None
     }
 
     /// The link to the master, looking the master up when there is none.
@@ -195,16 +355,16 @@ impl SentinelConn {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
         match self.shared.sentinels.connect_master(&config).await {
-            Ok(conn) => {
+            Ok(MasterLink { conn, addr, .. }) => {
                 search.found += 1;
                 search.failed = None;
-                let found = (search.found, conn);
                 *self
                     .shared
                     .current
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(found.clone());
-                Ok(found)
+                    .unwrap_or_else(PoisonError::into_inner) =
+                    Some((search.found, addr, conn.clone()));
+                Ok((search.found, conn))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "no Redis master found through the sentinels");
@@ -221,7 +381,7 @@ impl SentinelConn {
             .current
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if current.as_ref().is_some_and(|(n, _)| *n == id) {
+        if current.as_ref().is_some_and(|(n, _, _)| *n == id) {
             *current = None;
         }
     }

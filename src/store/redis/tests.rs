@@ -435,3 +435,71 @@ async fn a_reader_whose_place_was_trimmed_away_knows_it_missed_some() {
         .await
         .expect("exists"));
 }
+
+#[tokio::test]
+async fn on_sentinel_writes_go_to_the_new_master_soon_after_a_failover() {
+    let own = tokio::task::spawn_blocking(servers::OwnSentinel::start)
+        .await
+        .expect("sentinel starts");
+    let prefix = format!("tollgate-test-{:016x}:", rand::random::<u64>());
+    let spec = RedisSpec {
+        topology: RedisTopology::Sentinel {
+            sentinels: vec![crate::config::RedisNode {
+                host: "127.0.0.1".into(),
+                port: own.sentinel.port,
+            }],
+            master: own.master_name.to_string(),
+            db: 0,
+        },
+        ..spec(On::Redis, &prefix)
+    };
+    let store = RedisStore::open(&spec).await.expect("open");
+    let before = token_hash("before");
+    store
+        .insert(before, conformance::record(RecordKind::Access, "g", 9_000))
+        .await
+        .expect("insert");
+    // SENTINEL FAILOVER leaves the old master up, taking writes, for seconds: the store
+    // must leave it as soon as the sentinel names the new one.
+    let (own, new_master) = tokio::task::spawn_blocking(move || {
+        let port = own.failover();
+        (own, port)
+    })
+    .await
+    .expect("failover");
+    let switched = std::time::Instant::now();
+    let on_new_master = |hash: &TokenHash| {
+        let key = format!("{prefix}h:{}", hex(hash));
+        servers::query::<bool>(new_master, redis::cmd("EXISTS").arg(key)).unwrap_or(false)
+    };
+    for i in 0.. {
+        let hash = token_hash(&format!("after-{i}"));
+        let written = store
+            .insert(hash, conformance::record(RecordKind::Access, "g", 9_000))
+            .await;
+        if written.is_ok() && on_new_master(&hash) {
+            break;
+        }
+        assert!(
+            switched.elapsed() < Duration::from_secs(1),
+            "writes still miss the new master after {:?}",
+            switched.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "writes reach the new master {:?} after the switch",
+        switched.elapsed()
+    );
+    let later = token_hash("later");
+    store
+        .insert(later, conformance::record(RecordKind::Access, "g", 9_000))
+        .await
+        .expect("insert");
+    assert!(on_new_master(&later), "and stay there");
+    assert!(
+        store.get(before).await.expect("get").is_some(),
+        "replicated before"
+    );
+    drop(own);
+}
