@@ -442,17 +442,7 @@ async fn on_sentinel_writes_go_to_the_new_master_soon_after_a_failover() {
         .await
         .expect("sentinel starts");
     let prefix = format!("tollgate-test-{:016x}:", rand::random::<u64>());
-    let spec = RedisSpec {
-        topology: RedisTopology::Sentinel {
-            sentinels: vec![crate::config::RedisNode {
-                host: "127.0.0.1".into(),
-                port: own.sentinel.port,
-            }],
-            master: own.master_name.to_string(),
-            db: 0,
-        },
-        ..spec(On::Redis, &prefix)
-    };
+    let spec = on_sentinel(&own, &prefix, None);
     let store = RedisStore::open(&spec).await.expect("open");
     let before = token_hash("before");
     store
@@ -502,4 +492,115 @@ async fn on_sentinel_writes_go_to_the_new_master_soon_after_a_failover() {
         "replicated before"
     );
     drop(own);
+}
+
+/// A store spec on `own`'s sentinel.
+fn on_sentinel(own: &servers::OwnSentinel, prefix: &str, password: Option<&str>) -> RedisSpec {
+    RedisSpec {
+        topology: RedisTopology::Sentinel {
+            sentinels: vec![crate::config::RedisNode {
+                host: "127.0.0.1".into(),
+                port: own.sentinel.port,
+            }],
+            master: own.master_name.to_string(),
+            db: 0,
+        },
+        prefix: prefix.to_string(),
+        password: password.map(|p| Secret::new(p.to_string())),
+    }
+}
+
+/// Inserts, reads back and waits (a second at most) for the revocation reader's first read.
+async fn works(store: &RedisStore, what: &str) {
+    let hash = token_hash("works");
+    store
+        .insert(hash, conformance::record(RecordKind::Access, "g", 9_000))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: insert: {e}"));
+    assert!(store.get(hash).await.expect("get").is_some(), "{what}");
+    let started = std::time::Instant::now();
+    while store
+        .silent_for()
+        .is_none_or(|s| s > Duration::from_secs(1))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{what}: the revocation reader never read"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn on_sentinel_the_password_goes_to_the_servers_and_to_sentinels_that_ask_for_it() {
+    const PASSWORD: &str = "s3cret-sentinel";
+    for sentinel_too in [false, true] {
+        let own = tokio::task::spawn_blocking(move || {
+            servers::OwnSentinel::start_with(Some(PASSWORD), sentinel_too)
+        })
+        .await
+        .expect("sentinel starts");
+        let what = if sentinel_too {
+            "sentinel with requirepass"
+        } else {
+            "sentinel without"
+        };
+        let store = RedisStore::open(&on_sentinel(&own, "pw:", Some(PASSWORD)))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        works(&store, what).await;
+        assert!(
+            RedisStore::open(&on_sentinel(&own, "pw:", None))
+                .await
+                .is_err(),
+            "{what}: no password, no store"
+        );
+        assert!(
+            RedisStore::open(&on_sentinel(&own, "pw:", Some("wrong")))
+                .await
+                .is_err(),
+            "{what}: a wrong password, no store"
+        );
+    }
+}
+
+#[tokio::test]
+async fn on_a_cluster_the_password_goes_to_every_node() {
+    const PASSWORD: &str = "s3cret-cluster";
+    let own = tokio::task::spawn_blocking(|| servers::OwnCluster::start_with(Some(PASSWORD)))
+        .await
+        .expect("cluster starts");
+    let with = |password: Option<&str>| RedisSpec {
+        password: password.map(|p| Secret::new(p.to_string())),
+        topology: RedisTopology::Cluster {
+            nodes: vec![crate::config::RedisNode {
+                host: "127.0.0.1".into(),
+                port: own.nodes[0].port,
+            }],
+        },
+        prefix: "pw:".to_string(),
+    };
+    let store = RedisStore::open(&with(Some(PASSWORD)))
+        .await
+        .expect("opens with the password");
+    works(&store, "cluster").await;
+    // Keys on every node: the other nodes were found from the one given, password and all.
+    for i in 0..20 {
+        let hash = token_hash(&format!("spread-{i}"));
+        store
+            .insert(
+                hash,
+                conformance::record(RecordKind::Access, &format!("g{i}"), 9_000),
+            )
+            .await
+            .expect("insert");
+    }
+    for node in &own.nodes {
+        let keys: u64 = node.query(&redis::cmd("DBSIZE")).expect("DBSIZE");
+        assert!(keys > 0, "node {} holds nothing", node.port);
+    }
+    assert!(
+        RedisStore::open(&with(None)).await.is_err(),
+        "no password, no store"
+    );
 }

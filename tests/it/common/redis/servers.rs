@@ -37,15 +37,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A sync connection to 127.0.0.1:`port`.
-pub fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
-    redis::Client::open(format!("redis://127.0.0.1:{port}/"))?
+/// A sync connection to 127.0.0.1:`port`, authenticated with `password` when given.
+pub fn connect(port: u16, password: Option<&str>) -> redis::RedisResult<redis::Connection> {
+    let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
+    redis::Client::open(format!("redis://{auth}127.0.0.1:{port}/"))?
         .get_connection_with_timeout(Duration::from_millis(500))
 }
 
-/// `cmd` on 127.0.0.1:`port`.
+/// `cmd` on 127.0.0.1:`port` (no password).
 pub fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-    cmd.query(&mut connect(port)?)
+    cmd.query(&mut connect(port, None)?)
 }
 
 /// Polls `ready` every 20 ms until it returns `Some`, for at most `limit`.
@@ -64,6 +65,8 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut ready: impl FnMut() -> Optio
 #[derive(Debug)]
 pub struct Server {
     pub port: u16,
+    /// Its `requirepass`, if any.
+    password: Option<String>,
     guard: Child,
     lifeline: Option<ChildStdin>,
     dir: PathBuf,
@@ -73,6 +76,11 @@ impl Server {
     /// Starts redis-server on 127.0.0.1:`port` in a fresh directory, reading `config` (the
     /// text of its config file, written there) then `args`, and waits until it answers PING.
     pub fn start(port: u16, config: &str, args: &[&str]) -> Server {
+        Server::start_with(port, None, config, args)
+    }
+
+    /// The same for a server whose `config` sets `requirepass` to `password`.
+    pub fn start_with(port: u16, password: Option<&str>, config: &str, args: &[&str]) -> Server {
         kill_orphans();
         let dir = tempfile::Builder::new()
             .prefix("tollgate-redis-")
@@ -103,13 +111,14 @@ impl Server {
             .expect("sh runs (redis-server must be installed: apt-get install redis-server)");
         let mut server = Server {
             port,
+            password: password.map(String::from),
             guard,
             lifeline: None,
             dir,
         };
         server.lifeline = server.guard.stdin.take();
         let deadline = Instant::now() + SETTLE;
-        while query::<String>(port, &redis::cmd("PING")).is_err() {
+        while server.query::<String>(&redis::cmd("PING")).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "redis-server on {port} does not answer after {SETTLE:?}; its log:\n{}",
@@ -118,6 +127,16 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         server
+    }
+
+    /// A sync connection to it.
+    pub fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        connect(self.port, self.password.as_deref())
+    }
+
+    /// `cmd` on it.
+    pub fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        cmd.query(&mut self.connect()?)
     }
 
     /// The directory it runs in (removed when it stops).
@@ -178,21 +197,33 @@ impl OwnCluster {
     /// Starts three nodes, joins them with `redis-cli --cluster create` and waits until
     /// every node reports `cluster_state:ok`.
     pub fn start() -> OwnCluster {
+        OwnCluster::start_with(None)
+    }
+
+    /// The same, every node asking for `password` when given.
+    pub fn start_with(password: Option<&str>) -> OwnCluster {
+        let auth = password
+            .map(|p| format!("requirepass {p}\nmasterauth {p}\n"))
+            .unwrap_or_default();
         let nodes: Vec<Server> = (0..3)
             .map(|_| {
                 let config = format!(
                     "cluster-enabled yes\ncluster-config-file nodes.conf\n\
-                     cluster-node-timeout 2000\ncluster-port {}\nsave \"\"\nappendonly no\n",
+                     cluster-node-timeout 2000\ncluster-port {}\nsave \"\"\nappendonly no\n{auth}",
                     free_port()
                 );
-                Server::start(free_port(), &config, &[])
+                Server::start_with(free_port(), password, &config, &[])
             })
             .collect();
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let mut create = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        if let Some(p) = password {
+            create.args(["-a", p, "--no-auth-warning"]);
+        }
+        let mut create = create
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
@@ -210,7 +241,7 @@ impl OwnCluster {
                 &format!("node {} reports cluster_state:ok", node.port),
                 SETTLE,
                 || {
-                    let info: String = query(node.port, redis::cmd("CLUSTER").arg("INFO")).ok()?;
+                    let info: String = node.query(redis::cmd("CLUSTER").arg("INFO")).ok()?;
                     info.contains("cluster_state:ok").then_some(())
                 },
             );
@@ -228,15 +259,19 @@ impl OwnCluster {
         format!("redis+cluster://{}", addrs.join(","))
     }
 
-    fn port(&self) -> u16 {
-        self.nodes[0].port
+    /// The node on `port`.
+    fn node(&self, port: u16) -> &Server {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .expect("one of the nodes")
     }
 
     /// Every key under `prefix`, on every node.
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let mut keys = Vec::new();
         for node in &self.nodes {
-            if let Ok(mut conn) = connect(node.port) {
+            if let Ok(mut conn) = node.connect() {
                 if let Ok(iter) =
                     redis::Commands::scan_match::<_, String>(&mut conn, format!("{prefix}*"))
                 {
@@ -249,18 +284,16 @@ impl OwnCluster {
 
     /// The slot of `key`.
     pub fn slot(&self, key: &str) -> u16 {
-        query(self.port(), redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)).expect("CLUSTER KEYSLOT")
+        self.nodes[0]
+            .query(redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))
+            .expect("CLUSTER KEYSLOT")
     }
 
     /// The port of the node serving `slot` now, by its own account.
     pub fn owner(&self, slot: u16) -> u16 {
         self.nodes
             .iter()
-            .find(|n| {
-                node_slots(n.port)
-                    .iter()
-                    .any(|&(a, b)| (a..=b).contains(&slot))
-            })
+            .find(|n| node_slots(n).iter().any(|&(a, b)| (a..=b).contains(&slot)))
             .map(|n| n.port)
             .expect("a node serves every slot")
     }
@@ -272,44 +305,41 @@ impl OwnCluster {
         if from == to {
             return;
         }
-        let (from_id, to_id) = (node_id(from), node_id(to));
+        let (from_id, to_id) = (node_id(self.node(from)), node_id(self.node(to)));
         let setslot = |port: u16, how: &str, id: &str| {
-            query::<()>(
-                port,
-                redis::cmd("CLUSTER")
-                    .arg("SETSLOT")
-                    .arg(slot)
-                    .arg(how)
-                    .arg(id),
-            )
-            .unwrap_or_else(|e| panic!("SETSLOT {slot} {how} on {port}: {e}"))
+            self.node(port)
+                .query::<()>(
+                    redis::cmd("CLUSTER")
+                        .arg("SETSLOT")
+                        .arg(slot)
+                        .arg(how)
+                        .arg(id),
+                )
+                .unwrap_or_else(|e| panic!("SETSLOT {slot} {how} on {port}: {e}"))
         };
         setslot(to, "IMPORTING", &from_id);
         setslot(from, "MIGRATING", &to_id);
         for _ in 0..1000 {
-            let keys: Vec<String> = query(
-                from,
-                redis::cmd("CLUSTER")
-                    .arg("GETKEYSINSLOT")
-                    .arg(slot)
-                    .arg(100),
-            )
-            .expect("GETKEYSINSLOT");
+            let keys: Vec<String> = self
+                .node(from)
+                .query(
+                    redis::cmd("CLUSTER")
+                        .arg("GETKEYSINSLOT")
+                        .arg(slot)
+                        .arg(100),
+                )
+                .expect("GETKEYSINSLOT");
             if keys.is_empty() {
                 break;
             }
-            query::<()>(
-                from,
-                redis::cmd("MIGRATE")
-                    .arg("127.0.0.1")
-                    .arg(to)
-                    .arg("")
-                    .arg(0)
-                    .arg(5000)
-                    .arg("KEYS")
-                    .arg(&keys),
-            )
-            .expect("MIGRATE");
+            let mut migrate = redis::cmd("MIGRATE");
+            migrate.arg("127.0.0.1").arg(to).arg("").arg(0).arg(5000);
+            if let Some(p) = &self.node(to).password {
+                migrate.arg("AUTH").arg(p);
+            }
+            self.node(from)
+                .query::<()>(migrate.arg("KEYS").arg(&keys))
+                .expect("MIGRATE");
         }
         // The destination first, then the source, then the rest (as the manual says).
         setslot(to, "NODE", &to_id);
@@ -340,8 +370,10 @@ impl OwnCluster {
 
 /// The slot ranges the node on `port` serves, by its own account (`myself` in CLUSTER NODES;
 /// slots being migrated, `[…]`, are not counted).
-fn node_slots(port: u16) -> Vec<(u16, u16)> {
-    let lines: String = query(port, redis::cmd("CLUSTER").arg("NODES")).expect("CLUSTER NODES");
+fn node_slots(node: &Server) -> Vec<(u16, u16)> {
+    let lines: String = node
+        .query(redis::cmd("CLUSTER").arg("NODES"))
+        .expect("CLUSTER NODES");
     lines
         .lines()
         .find(|l| {
@@ -362,9 +394,10 @@ fn node_slots(port: u16) -> Vec<(u16, u16)> {
         .unwrap_or_default()
 }
 
-/// The cluster id of the node on `port`.
-fn node_id(port: u16) -> String {
-    query(port, redis::cmd("CLUSTER").arg("MYID")).expect("CLUSTER MYID")
+/// The cluster id of `node`.
+fn node_id(node: &Server) -> String {
+    node.query(redis::cmd("CLUSTER").arg("MYID"))
+        .expect("CLUSTER MYID")
 }
 
 // ---------------------------------------------------------------- Sentinel
@@ -381,27 +414,45 @@ impl OwnSentinel {
     /// Starts the three and waits until the replica is in sync and the sentinel names the
     /// master and knows the replica.
     pub fn start() -> OwnSentinel {
-        let plain = "save \"\"\nappendonly no\n";
-        let master = Server::start(free_port(), plain, &[]);
-        let replica = Server::start(
+        OwnSentinel::start_with(None, false)
+    }
+
+    /// The same with `password` on the master and the replica, and on the sentinel too when
+    /// `sentinel_too`.
+    pub fn start_with(password: Option<&str>, sentinel_too: bool) -> OwnSentinel {
+        let auth = password
+            .map(|p| format!("requirepass {p}\nmasterauth {p}\n"))
+            .unwrap_or_default();
+        let plain = format!("save \"\"\nappendonly no\n{auth}");
+        let master = Server::start_with(free_port(), password, &plain, &[]);
+        let replica = Server::start_with(
             free_port(),
+            password,
             &format!("{plain}replicaof 127.0.0.1 {}\n", master.port),
             &[],
         );
         wait_for("the replica is in sync", SETTLE, || {
-            let info: String = query(replica.port, redis::cmd("INFO").arg("replication")).ok()?;
+            let info: String = replica.query(redis::cmd("INFO").arg("replication")).ok()?;
             info.contains("master_link_status:up").then_some(())
         });
+        let mut config = format!(
+            "sentinel monitor mymaster 127.0.0.1 {} 1\n\
+             sentinel down-after-milliseconds mymaster 1000\n\
+             sentinel failover-timeout mymaster 5000\n\
+             sentinel parallel-syncs mymaster 1\n",
+            master.port
+        );
+        if let Some(p) = password {
+            config.push_str(&format!("sentinel auth-pass mymaster {p}\n"));
+            if sentinel_too {
+                config.push_str(&format!("requirepass {p}\n"));
+            }
+        }
         // The sentinel rewrites its config file: it is the one in its own directory.
-        let sentinel = Server::start(
+        let sentinel = Server::start_with(
             free_port(),
-            &format!(
-                "sentinel monitor mymaster 127.0.0.1 {} 1\n\
-                 sentinel down-after-milliseconds mymaster 1000\n\
-                 sentinel failover-timeout mymaster 5000\n\
-                 sentinel parallel-syncs mymaster 1\n",
-                master.port
-            ),
+            password.filter(|_| sentinel_too),
+            &config,
             &["--sentinel"],
         );
         let own = OwnSentinel {
@@ -414,11 +465,10 @@ impl OwnSentinel {
             (own.named_master() == Some(master_port)).then_some(())
         });
         wait_for("the sentinel knows the replica", SETTLE, || {
-            let replicas: Vec<std::collections::HashMap<String, String>> = query(
-                own.sentinel.port,
-                redis::cmd("SENTINEL").arg("REPLICAS").arg("mymaster"),
-            )
-            .ok()?;
+            let replicas: Vec<std::collections::HashMap<String, String>> = own
+                .sentinel
+                .query(redis::cmd("SENTINEL").arg("REPLICAS").arg("mymaster"))
+                .ok()?;
             replicas
                 .iter()
                 .any(|r| r.get("flags").is_some_and(|f| f == "slave"))
@@ -435,15 +485,24 @@ impl OwnSentinel {
         )
     }
 
+    /// The data server on `port`.
+    pub fn server(&self, port: u16) -> &Server {
+        self.servers
+            .iter()
+            .find(|s| s.port == port)
+            .expect("one of ours")
+    }
+
     /// The port the sentinel names as the master's now.
     pub fn named_master(&self) -> Option<u16> {
-        let addr: Option<(String, String)> = query(
-            self.sentinel.port,
-            redis::cmd("SENTINEL")
-                .arg("GET-MASTER-ADDR-BY-NAME")
-                .arg(self.master_name),
-        )
-        .ok()?;
+        let addr: Option<(String, String)> = self
+            .sentinel
+            .query(
+                redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg(self.master_name),
+            )
+            .ok()?;
         addr.and_then(|(_, port)| port.parse().ok())
     }
 
@@ -451,7 +510,10 @@ impl OwnSentinel {
     /// returns the port it had.
     pub fn kill_master(&mut self) -> u16 {
         let port = self.named_master().expect("a master");
-        let synced: i64 = query(port, redis::cmd("WAIT").arg(1).arg(5000)).expect("WAIT");
+        let synced: i64 = self
+            .server(port)
+            .query(redis::cmd("WAIT").arg(1).arg(5000))
+            .expect("WAIT");
         assert_eq!(synced, 1, "the replica did not acknowledge every write");
         let master = self
             .servers
@@ -467,7 +529,7 @@ impl OwnSentinel {
     pub fn wait_for_new_master(&self, old: u16) -> u16 {
         wait_for("the sentinel names a new master", SETTLE, || {
             let now = self.named_master().filter(|&p| p != old)?;
-            let role: Vec<redis::Value> = query(now, &redis::cmd("ROLE")).ok()?;
+            let role: Vec<redis::Value> = self.server(now).query(&redis::cmd("ROLE")).ok()?;
             let is_master =
                 matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master");
             is_master.then_some(now)
@@ -478,11 +540,9 @@ impl OwnSentinel {
     /// other server and that server says it is the master; returns its port.
     pub fn failover(&self) -> u16 {
         let before = self.named_master().expect("a master before");
-        query::<()>(
-            self.sentinel.port,
-            redis::cmd("SENTINEL").arg("FAILOVER").arg(self.master_name),
-        )
-        .expect("SENTINEL FAILOVER");
+        self.sentinel
+            .query::<()>(redis::cmd("SENTINEL").arg("FAILOVER").arg(self.master_name))
+            .expect("SENTINEL FAILOVER");
         self.wait_for_new_master(before)
     }
 }
