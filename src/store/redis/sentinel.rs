@@ -1,13 +1,11 @@
-//! Redis Sentinel: finding the current master through the sentinels, and a command
-//! connection ([`SentinelConn`]) that finds it again by itself after a failover.
+//! Redis Sentinel: finding the current master through the sentinels ([`Sentinels`]), links
+//! to it that know when it stops being the master ([`MasterLink`]), and the store's
+//! command connection, which finds the master again by itself after a failover
+//! ([`SentinelConn`], in [`conn`]).
 //!
 //! The master is looked up through the `redis` crate's [`SentinelClient`], which asks the
 //! sentinels in the configured order and checks with `ROLE` that the server they name is a
-//! master. A connection to it is then used until it fails (a lost link, a timeout), until
-//! it answers that the server is now a replica (`READONLY`), or until the sentinels name
-//! another master: the next call then looks the master up again. A command a replica
-//! refused did nothing, so it is sent once more to the new master; any other failure is
-//! returned (the command may have run), and the caller answers 503.
+//! master.
 //!
 //! Why the sentinels are watched ([`WATCH_EVERY`]): after a failover the old master, if it
 //! is still up, goes on accepting writes until Sentinel converts it to a replica, seconds
@@ -29,19 +27,18 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, RedisError, RedisFuture, RedisResult,
-    ServerErrorKind, Value,
+    Value,
 };
-use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod conn;
+pub(super) use conn::SentinelConn;
 
 /// How long finding the master may take: asking the sentinels, checking its role, and
 /// connecting to it. Bounded so that `/oauth/*` answers 503 within a second while there is
 /// no master.
 const RESOLVE_TIMEOUT: Duration = Duration::from_millis(750);
-/// After a failed look-up, calls fail at once for this long instead of looking again, so a
-/// burst of requests during a failover does not queue one look-up each behind the lock.
-const RETRY_AFTER: Duration = Duration::from_millis(100);
 /// How often the sentinels are asked which server is the master.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
 
@@ -228,7 +225,8 @@ fn timed_out(why: String) -> RedisError {
 }
 
 /// A link to the master found at one time: it refuses every command (without sending it)
-/// once the sentinels name another master. The revocation reader's link on Sentinel.
+/// once the sentinels name another master. The revocation reader's link on Sentinel, and
+/// what [`SentinelConn`] holds.
 #[derive(Clone)]
 pub(super) struct MasterLink {
     conn: MultiplexedConnection,
@@ -239,8 +237,13 @@ pub(super) struct MasterLink {
 // === impl MasterLink ===
 
 impl MasterLink {
+    /// False once the sentinels name another master.
+    fn still_master(&self) -> bool {
+        self.sentinels.still_master(&self.addr)
+    }
+
     fn check(&self) -> RedisResult<()> {
-        if self.sentinels.still_master(&self.addr) {
+        if self.still_master() {
             return Ok(());
         }
         Err(RedisError::from(std::io::Error::new(
@@ -275,203 +278,4 @@ impl ConnectionLike for MasterLink {
     fn get_db(&self) -> i64 {
         self.conn.get_db()
     }
-}
-
-/// The store's command connection to the master of a Sentinel-watched set: cheap to clone,
-/// every clone shares one link, which is replaced when it fails (see the module comment).
-#[derive(Clone)]
-pub(super) struct SentinelConn {
-    shared: Arc<Shared>,
-    db: i64,
-}
-
-struct Shared {
-    sentinels: Arc<Sentinels>,
-    /// The connection to the master found last, with its number and address; `None` once
-    /// it failed.
-    current: Mutex<Option<(u64, Addr, MultiplexedConnection)>>,
-    /// Held while looking for the master: one look-up at a time.
-    search: tokio::sync::Mutex<Search>,
-}
-
-#[derive(Default)]
-struct Search {
-    found: u64,
-    failed: Option<(Instant, RedisError)>,
-}
-
-// === impl SentinelConn ===
-
-impl SentinelConn {
-    /// Finds the master and connects to it; fails if it cannot now.
-    pub(super) async fn connect(sentinels: Arc<Sentinels>, db: i64) -> RedisResult<Self> {
-        let conn = Self {
-            shared: Arc::new(Shared {
-                sentinels,
-                current: Mutex::new(None),
-                search: tokio::sync::Mutex::new(Search::default()),
-            }),
-            db,
-        };
-        conn.connection().await?;
-        Ok(conn)
-    }
-
-    /// The current link, unless the sentinels name another master now (then it is dropped).
-    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
-        let mut current = self
-            .shared
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let (id, addr, conn) = current.as_ref()?;
-        if self.shared.sentinels.still_master(addr) {
-            return Some((*id, conn.clone()));
-        }
-        tracing::info!(
-            old = %format!("{}:{}", addr.0, addr.1),
-            "the sentinels name another Redis master; reconnecting"
-        );
-        *current = None;
-        None
-    }
-
-    /// The link to the master, looking the master up when there is none.
-    async fn connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
-        if let Some(found) = self.current() {
-            return Ok(found);
-        }
-        let mut search = self.shared.search.lock().await;
-        // Another call may have found it while this one waited for the lock.
-        if let Some(found) = self.current() {
-            return Ok(found);
-        }
-        if let Some((at, e)) = &search.failed {
-            if at.elapsed() < RETRY_AFTER {
-                return Err(e.clone());
-            }
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        match self.shared.sentinels.connect_master(&config).await {
-            Ok(MasterLink { conn, addr, .. }) => {
-                search.found += 1;
-                search.failed = None;
-                *self
-                    .shared
-                    .current
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) =
-                    Some((search.found, addr, conn.clone()));
-                Ok((search.found, conn))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "no Redis master found through the sentinels");
-                search.failed = Some((Instant::now(), e.clone()));
-                Err(e)
-            }
-        }
-    }
-
-    /// Drops link number `id` (if it is still the current one): the next call looks again.
-    fn forget(&self, id: u64) {
-        let mut current = self
-            .shared
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if current.as_ref().is_some_and(|(n, _, _)| *n == id) {
-            *current = None;
-        }
-    }
-
-    /// Sends with `send` on the master's link; see the module comment for what a failure
-    /// does.
-    async fn run<T, F, Fut>(&self, send: F, refused: fn(&RedisResult<T>) -> bool) -> RedisResult<T>
-    where
-        F: Fn(MultiplexedConnection) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
-        let (id, conn) = self.connection().await?;
-        let first = send(conn).await;
-        if refused(&first) {
-            // A replica refused it, so it did nothing: the new master gets it.
-            self.forget(id);
-            let (id, conn) = self.connection().await?;
-            let second = send(conn).await;
-            return self.noted(id, second, refused);
-        }
-        self.noted(id, first, refused)
-    }
-
-    fn noted<T>(
-        &self,
-        id: u64,
-        result: RedisResult<T>,
-        refused: fn(&RedisResult<T>) -> bool,
-    ) -> RedisResult<T> {
-        if refused(&result) || result.as_ref().is_err_and(link_failed) {
-            self.forget(id);
-        }
-        result
-    }
-}
-
-impl ConnectionLike for SentinelConn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.run(
-            move |mut conn| async move { conn.req_packed_command(cmd).await },
-            |r| match r {
-                Ok(value) => refused_value(value),
-                Err(e) => refused_error(e),
-            },
-        )
-        .boxed()
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        self.run(
-            move |mut conn| async move { conn.req_packed_commands(pipeline, offset, count).await },
-            |r| match r {
-                Ok(values) => values.iter().any(refused_value),
-                Err(e) => refused_error(e),
-            },
-        )
-        .boxed()
-    }
-
-    fn get_db(&self) -> i64 {
-        self.db
-    }
-}
-
-/// A reply saying this server is a replica now (the command did nothing).
-fn refused_value(value: &Value) -> bool {
-    matches!(value, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::ReadOnly))
-}
-
-/// The same as an error; a transaction a replica refused is aborted whole (`EXECABORT`
-/// carrying the `READONLY` of its commands).
-fn refused_error(e: &RedisError) -> bool {
-    e.clone().into_server_errors().is_some_and(|errors| {
-        errors
-            .iter()
-            .any(|(_, e)| e.kind() == Some(ServerErrorKind::ReadOnly))
-    })
-}
-
-/// The link itself failed (or the server is not serving): look for the master again.
-fn link_failed(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_unrecoverable_error()
-        || matches!(
-            e.kind(),
-            ErrorKind::Server(ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading)
-        )
 }
