@@ -604,3 +604,63 @@ async fn on_a_cluster_the_password_goes_to_every_node() {
         "no password, no store"
     );
 }
+
+/// `tollgate check` accepts what the config parser accepts; start-up must then not refuse
+/// the same URL's form (it may only fail to connect).
+#[test]
+fn every_url_the_config_accepts_makes_a_connector() {
+    for store in [
+        "redis+sentinel://10.0.0.1:26379,sentinel_b.internal:26380,[::1]:26379/mymaster/3",
+        "redis+cluster://node-a:7000,[fd00::2]:7001,10.0.0.3:7002",
+        "redis://127.0.0.1:6379/0",
+        "rediss://cache.internal:6380/1",
+    ] {
+        let text = format!("[oauth]\nstore = \"{store}\"\n");
+        let config = crate::config::Config::from_str(&text, std::path::Path::new("gateway.toml"))
+            .unwrap_or_else(|e| panic!("{store}: {e}"));
+        let crate::config::StoreSpec::Redis(spec) = &config.oauth.store else {
+            panic!("{store}: not Redis")
+        };
+        assert!(connect::Connector::new(spec).is_ok(), "{store}");
+        let with_password = RedisSpec {
+            password: Some(Secret::new("pw".to_string())),
+            ..spec.clone()
+        };
+        assert!(connect::Connector::new(&with_password).is_ok(), "{store}");
+    }
+}
+
+#[tokio::test]
+async fn a_cluster_that_is_down_fails_calls_within_a_second() {
+    let mut own = tokio::task::spawn_blocking(servers::OwnCluster::start)
+        .await
+        .expect("cluster starts");
+    let nodes = own
+        .nodes
+        .iter()
+        .map(|n| crate::config::RedisNode {
+            host: "127.0.0.1".to_string(),
+            port: n.port,
+        })
+        .collect();
+    let store = RedisStore::open(&RedisSpec {
+        topology: RedisTopology::Cluster { nodes },
+        ..spec(On::Redis, "down:")
+    })
+    .await
+    .expect("open");
+    works(&store, "cluster").await;
+    for node in &mut own.nodes {
+        node.kill();
+    }
+    for i in 0..3 {
+        let started = std::time::Instant::now();
+        let got = store.get(token_hash(&format!("down-{i}"))).await;
+        assert!(got.is_err(), "{got:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "call {i} failed after {:?}",
+            started.elapsed()
+        );
+    }
+}
