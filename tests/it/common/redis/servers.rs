@@ -536,10 +536,17 @@ impl OwnSentinel {
         })
     }
 
-    /// Asks the sentinel for a failover (`SENTINEL FAILOVER`) and waits until it names the
-    /// other server and that server says it is the master; returns its port.
+    /// Waits until the replica has every write (`WAIT`: replication is asynchronous, and a
+    /// failover loses what the replica had not received), asks the sentinel for a failover
+    /// (`SENTINEL FAILOVER`) and waits until it names the other server and that server says
+    /// it is the master; returns its port.
     pub fn failover(&self) -> u16 {
         let before = self.named_master().expect("a master before");
+        let synced: i64 = self
+            .server(before)
+            .query(redis::cmd("WAIT").arg(1).arg(5000))
+            .expect("WAIT");
+        assert_eq!(synced, 1, "the replica did not acknowledge every write");
         self.sentinel
             .query::<()>(redis::cmd("SENTINEL").arg("FAILOVER").arg(self.master_name))
             .expect("SENTINEL FAILOVER");
