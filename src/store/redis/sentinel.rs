@@ -26,8 +26,8 @@ use futures_util::FutureExt;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, RedisError, RedisFuture, RedisResult,
-    Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError,
+    RedisFuture, RedisResult, Value,
 };
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -48,6 +48,10 @@ type Addr = (String, u16);
 /// The sentinels of one master name.
 pub(in crate::store) struct Sentinels {
     clients: tokio::sync::Mutex<Clients>,
+    /// The sentinels, in the configured order, with the password for when they ask for one
+    /// (for the watch, which asks them itself).
+    addrs: Vec<RedisNode>,
+    password: Option<String>,
     master: String,
     /// The master's address as the sentinels last named it (`None`: not known yet).
     named: Mutex<Option<Addr>>,
@@ -93,6 +97,8 @@ impl Sentinels {
                 with_password,
                 use_password: false,
             }),
+            addrs: sentinels.to_vec(),
+            password: password.map(String::from),
             master: master.to_string(),
             named: Mutex::new(None),
             watched: std::sync::Once::new(),
@@ -141,27 +147,16 @@ impl Sentinels {
         named.as_ref().is_none_or(|named| named == addr)
     }
 
-    /// The master's address, asked of a sentinel on `link` (made first when `None`).
-    async fn ask(&self, link: &mut Option<MultiplexedConnection>) -> RedisResult<Option<Addr>> {
-        if link.is_none() {
-            let client = self
-                .clients
-                .lock()
-                .await
-                .current()
-                .async_get_sentinel_client()
-                .await?;
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT));
-            *link = Some(
-                client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?,
-            );
-        }
-        let Some(conn) = link.as_mut() else {
-            return Ok(None);
+    /// The master's address, asked of a sentinel on `link` (made first when `None`, trying
+    /// the sentinels from the `first`th on).
+    async fn ask(
+        &self,
+        link: &mut Option<MultiplexedConnection>,
+        first: usize,
+    ) -> RedisResult<Option<Addr>> {
+        let conn = match link {
+            Some(conn) => conn,
+            None => link.insert(self.connect_sentinel(first).await?),
         };
         let named: Option<(String, String)> = redis::cmd("SENTINEL")
             .arg("GET-MASTER-ADDR-BY-NAME")
@@ -169,6 +164,39 @@ impl Sentinels {
             .query_async(conn)
             .await?;
         Ok(named.and_then(|(host, port)| Some((host, port.parse().ok()?))))
+    }
+
+    /// A connection to the first sentinel that takes one, with the password when the
+    /// sentinels asked for it. (The crate's `async_get_sentinel_client` is not used: it
+    /// checks every sentinel on the connection it cached for the first one.)
+    async fn connect_sentinel(&self, first: usize) -> RedisResult<MultiplexedConnection> {
+        let use_password = self.clients.lock().await.use_password;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let mut failed = None;
+        let count = self.addrs.len();
+        for node in self
+            .addrs
+            .iter()
+            .cycle()
+            .skip(first % count.max(1))
+            .take(count)
+        {
+            let mut info = format!("redis://{node}/").into_connection_info()?;
+            if let Some(password) = self.password.as_deref().filter(|_| use_password) {
+                let settings = info.redis_settings().clone().set_password(password);
+                info = info.set_redis_settings(settings);
+            }
+            let connected = redis::Client::open(info)?
+                .get_multiplexed_async_connection_with_config(&config)
+                .await;
+            match connected {
+                Ok(conn) => return Ok(conn),
+                Err(e) => failed = Some(e),
+            }
+        }
+        Err(failed.unwrap_or_else(|| timed_out("no sentinel configured".to_string())))
     }
 
     /// A client for the current master, checked by `ROLE`.
@@ -201,16 +229,21 @@ impl Clients {
 /// are dropped. While no sentinel answers, the last answer stands.
 async fn watch(sentinels: std::sync::Weak<Sentinels>) {
     let mut link = None;
+    // Where the next connection starts: one further after each failure.
+    let mut first = 0;
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         let Some(sentinels) = sentinels.upgrade() else {
             return;
         };
-        let asked = tokio::time::timeout(RESOLVE_TIMEOUT, sentinels.ask(&mut link)).await;
+        let asked = tokio::time::timeout(RESOLVE_TIMEOUT, sentinels.ask(&mut link, first)).await;
         match asked {
             Ok(Ok(Some(addr))) => sentinels.name(addr),
-            // The name is unknown to this sentinel, or it did not answer: ask another later.
-            Ok(Ok(None) | Err(_)) | Err(_) => link = None,
+            // The name is unknown to this sentinel, or it did not answer: ask another next.
+            Ok(Ok(None) | Err(_)) | Err(_) => {
+                link = None;
+                first += 1;
+            }
         }
     }
 }

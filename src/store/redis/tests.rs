@@ -442,8 +442,28 @@ async fn on_sentinel_writes_go_to_the_new_master_soon_after_a_failover() {
         .await
         .expect("sentinel starts");
     let prefix = format!("tollgate-test-{:016x}:", rand::random::<u64>());
-    let spec = on_sentinel(&own, &prefix, None);
+    // A sentinel that is down comes first: the others must do.
+    let mut spec = on_sentinel(&own, &prefix, None);
+    if let RedisTopology::Sentinel { sentinels, .. } = &mut spec.topology {
+        sentinels.insert(
+            0,
+            crate::config::RedisNode {
+                host: "127.0.0.1".to_string(),
+                port: servers::free_port(),
+            },
+        );
+    }
     let store = RedisStore::open(&spec).await.expect("open");
+    drop(follows_a_failover(&store, own, &prefix).await);
+}
+
+/// Writes a record, has `own`'s sentinel fail over, and checks that within a second every
+/// write of `store` (under `prefix`) lands on the new master, where the first record is too.
+async fn follows_a_failover(
+    store: &RedisStore,
+    own: servers::OwnSentinel,
+    prefix: &str,
+) -> servers::OwnSentinel {
     let before = token_hash("before");
     store
         .insert(before, conformance::record(RecordKind::Access, "g", 9_000))
@@ -460,7 +480,9 @@ async fn on_sentinel_writes_go_to_the_new_master_soon_after_a_failover() {
     let switched = std::time::Instant::now();
     let on_new_master = |hash: &TokenHash| {
         let key = format!("{prefix}h:{}", hex(hash));
-        servers::query::<bool>(new_master, redis::cmd("EXISTS").arg(key)).unwrap_or(false)
+        own.server(new_master)
+            .query::<bool>(redis::cmd("EXISTS").arg(key))
+            .unwrap_or(false)
     };
     for i in 0.. {
         let hash = token_hash(&format!("after-{i}"));
@@ -491,7 +513,7 @@ async fn on_sentinel_writes_go_to_the_new_master_soon_after_a_failover() {
         store.get(before).await.expect("get").is_some(),
         "replicated before"
     );
-    drop(own);
+    own
 }
 
 /// A store spec on `own`'s sentinel.
@@ -561,6 +583,8 @@ async fn on_sentinel_the_password_goes_to_the_servers_and_to_sentinels_that_ask_
                 .is_err(),
             "{what}: a wrong password, no store"
         );
+        // The watch asks the sentinels itself, with the password when they want it.
+        drop(follows_a_failover(&store, own, "pw:").await);
     }
 }
 
@@ -663,4 +687,31 @@ async fn a_cluster_that_is_down_fails_calls_within_a_second() {
             started.elapsed()
         );
     }
+}
+
+#[tokio::test]
+async fn on_sentinel_a_dead_sentinel_in_the_list_is_passed_over() {
+    let own = tokio::task::spawn_blocking(servers::OwnSentinel::start)
+        .await
+        .expect("sentinel starts");
+    let mut spec = on_sentinel(&own, "two-sentinels:", None);
+    if let RedisTopology::Sentinel { sentinels, .. } = &mut spec.topology {
+        sentinels.insert(
+            0,
+            crate::config::RedisNode {
+                host: "127.0.0.1".to_string(),
+                port: servers::free_port(),
+            },
+        );
+    }
+    let started = std::time::Instant::now();
+    let store = RedisStore::open(&spec)
+        .await
+        .expect("the second sentinel answers");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    works(&store, "a dead sentinel first").await;
 }
