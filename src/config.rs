@@ -9,6 +9,7 @@
 mod entries;
 mod locate;
 pub mod raw;
+mod redis_url;
 mod users;
 mod validate;
 
@@ -129,40 +130,76 @@ pub enum StoreSpec {
     Redis(RedisSpec),
 }
 
-/// A Redis store: `redis://[:PASSWORD@]HOST:PORT/DB` or `rediss://…` (TLS).
+/// A Redis store: where Redis is, the key prefix and the password.
 #[derive(Clone)]
 pub struct RedisSpec {
-    /// The URL as configured (it may hold a password: shown only through [`Self::redacted`]).
-    pub url: Secret,
+    pub topology: RedisTopology,
     /// `[oauth] store_prefix`: put before every key, so deployments can share one Redis.
     /// Default `"tollgate:"`.
     pub prefix: String,
-    /// `[oauth] store_password_file`: the password, instead of one in the URL.
+    /// `[oauth] store_password_file`: the password of the Redis servers that hold the data
+    /// (and of the sentinels, when they ask for one), instead of one in a `redis://` URL.
     pub password: Option<Secret>,
+}
+
+/// How the Redis servers are arranged: the three forms of `[oauth] store`.
+#[derive(Clone)]
+pub enum RedisTopology {
+    /// `redis://[:PASSWORD@]HOST:PORT/DB` or `rediss://…` (TLS), as configured (it may hold
+    /// a password: shown only through [`RedisSpec::redacted`]).
+    Standalone(Secret),
+    /// `redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTER_NAME/DB`: the sentinels name the
+    /// current master of `master`; database `db` on it.
+    Sentinel {
+        sentinels: Vec<RedisNode>,
+        master: String,
+        db: i64,
+    },
+    /// `redis+cluster://HOST:PORT[,HOST:PORT…]`: some nodes of the Cluster; the rest are
+    /// found from them.
+    Cluster { nodes: Vec<RedisNode> },
+}
+
+/// One `HOST:PORT` of a Sentinel or Cluster URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisNode {
+    /// A name or an IP address (an IPv6 one without its brackets).
+    pub host: String,
+    pub port: u16,
 }
 
 // === impl RedisSpec ===
 
 impl RedisSpec {
-    /// The URL with any user and password replaced by `***`, for logs and error messages.
+    /// The store as configured, with any user and password replaced by `***`, for logs and
+    /// error messages.
     pub fn redacted(&self) -> String {
-        entries::redact_userinfo(self.url.expose()).into_owned()
+        match &self.topology {
+            RedisTopology::Standalone(url) => entries::redact_userinfo(url.expose()).into_owned(),
+            RedisTopology::Sentinel {
+                sentinels,
+                master,
+                db,
+            } => format!("redis+sentinel://{}/{master}/{db}", node_list(sentinels)),
+            RedisTopology::Cluster { nodes } => format!("redis+cluster://{}", node_list(nodes)),
+        }
     }
 }
 
 impl fmt::Debug for RedisSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisSpec")
-            .field("url", &self.redacted())
+            .field("topology", &self.redacted())
             .field("prefix", &self.prefix)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .finish()
     }
 }
 
+/// Compared to tell whether a reload changed the store (which needs a restart).
 impl PartialEq for RedisSpec {
     fn eq(&self, other: &Self) -> bool {
-        self.url.expose() == other.url.expose()
+        self.topology == other.topology
             && self.prefix == other.prefix
             && self.password.as_ref().map(Secret::expose)
                 == other.password.as_ref().map(Secret::expose)
@@ -170,6 +207,74 @@ impl PartialEq for RedisSpec {
 }
 
 impl Eq for RedisSpec {}
+
+// === impl RedisTopology ===
+
+impl PartialEq for RedisTopology {
+    fn eq(&self, other: &Self) -> bool {
+        use RedisTopology::{Cluster, Sentinel, Standalone};
+        match (self, other) {
+            (Standalone(a), Standalone(b)) => a.expose() == b.expose(),
+            (
+                Sentinel {
+                    sentinels,
+                    master,
+                    db,
+                },
+                Sentinel {
+                    sentinels: s,
+                    master: m,
+                    db: d,
+                },
+            ) => sentinels == s && master == m && db == d,
+            (Cluster { nodes }, Cluster { nodes: n }) => nodes == n,
+            (Standalone(_) | Sentinel { .. } | Cluster { .. }, _) => false,
+        }
+    }
+}
+
+impl Eq for RedisTopology {}
+
+impl fmt::Debug for RedisTopology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisTopology::Standalone(url) => f
+                .debug_tuple("Standalone")
+                .field(&entries::redact_userinfo(url.expose()))
+                .finish(),
+            RedisTopology::Sentinel {
+                sentinels,
+                master,
+                db,
+            } => f
+                .debug_struct("Sentinel")
+                .field("sentinels", sentinels)
+                .field("master", master)
+                .field("db", db)
+                .finish(),
+            RedisTopology::Cluster { nodes } => {
+                f.debug_struct("Cluster").field("nodes", nodes).finish()
+            }
+        }
+    }
+}
+
+// === impl RedisNode ===
+
+impl fmt::Display for RedisNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn node_list(nodes: &[RedisNode]) -> String {
+    let shown: Vec<String> = nodes.iter().map(RedisNode::to_string).collect();
+    shown.join(",")
+}
 
 /// `[users]`: where passwords are checked, and how guessing is slowed down.
 pub struct UsersConfig {

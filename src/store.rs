@@ -214,8 +214,10 @@ pub async fn open(spec: &StoreSpec) -> StoreResult<Arc<dyn TokenStore>> {
     match spec {
         StoreSpec::Memory => Ok(Arc::new(memory::MemoryStore::default())),
         StoreSpec::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
+        // Boxed: the Sentinel and Cluster connection futures are deep, and the callers'
+        // futures (start-up) would otherwise carry their whole layout.
         StoreSpec::Redis(redis) => Ok(Arc::new(fail_fast::FailFast::new(
-            redis::RedisStore::open(redis).await?,
+            Box::pin(redis::RedisStore::open(redis)).await?,
         ))),
     }
 }

@@ -241,7 +241,7 @@ impl Fixed {
             (old, new) if old == new => {}
             // The same Redis: name the key that differs (neither value is shown: the URL
             // may hold a password).
-            (StoreSpec::Redis(old), StoreSpec::Redis(new)) if old.url == new.url => {
+            (StoreSpec::Redis(old), StoreSpec::Redis(new)) if old.topology == new.topology => {
                 if old.prefix != new.prefix {
                     out.push(Problem::new(
                         "[oauth].store_prefix",

@@ -395,7 +395,19 @@ fn limits(ck: &mut Checker, raw: &RawServer) -> Limits {
 /// `[oauth] store` (with `store_prefix` and `store_password_file` for Redis).
 fn store(ck: &mut Checker, raw: &RawOAuth) -> StoreSpec {
     let text = raw.store.as_deref().unwrap_or(DEFAULT_STORE);
-    let redis = text.starts_with("redis://") || text.starts_with("rediss://");
+    let standalone = text.starts_with("redis://") || text.starts_with("rediss://");
+    let topology = match redis_url::parse(text) {
+        Some(Ok(topology)) => Some(topology),
+        Some(Err(why)) => {
+            ck.problem("[oauth].store", why);
+            None
+        }
+        None if standalone => standalone_url(ck, text),
+        None => None,
+    };
+    let redis = standalone
+        || text.starts_with(redis_url::SENTINEL_SCHEME)
+        || text.starts_with(redis_url::CLUSTER_SCHEME);
     if !redis {
         for (key, set) in [
             ("[oauth].store_prefix", raw.store_prefix.is_some()),
@@ -415,48 +427,33 @@ fn store(ck: &mut Checker, raw: &RawOAuth) -> StoreSpec {
     if let Some(p) = text.strip_prefix("sqlite:") {
         return StoreSpec::Sqlite(ck.path(p));
     }
-    if text.starts_with("redis+sentinel://") || text.starts_with("redis+cluster://") {
-        ck.problem(
-            "[oauth].store",
-            "Redis Sentinel and Cluster are not supported yet; use redis:// or rediss://",
-        );
-        return StoreSpec::Memory;
-    }
     if !redis {
         ck.problem(
             "[oauth].store",
             format!(
-                "{text:?} is not \"memory\", \"sqlite:PATH\", \"redis://HOST:PORT/DB\" or \"rediss://HOST:PORT/DB\""
+                "{:?} is not \"memory\", \"sqlite:PATH\", \"redis://HOST:PORT/DB\", \"rediss://HOST:PORT/DB\", \
+                 \"{}HOST:PORT[,HOST:PORT…]/MASTER_NAME/DB\" or \"{}HOST:PORT[,HOST:PORT…]\"",
+                entries::redact_userinfo(text),
+                redis_url::SENTINEL_SCHEME,
+                redis_url::CLUSTER_SCHEME,
             ),
         );
         return StoreSpec::Memory;
     }
-    let url = Secret::new(text.to_string());
-    let spec = RedisSpec {
-        url,
-        prefix: raw
-            .store_prefix
-            .clone()
-            .unwrap_or_else(|| DEFAULT_STORE_PREFIX.to_string()),
-        password: None,
-    };
-    // The parser's message may quote the URL, and so a password: it is not passed on.
-    let url_password = match redis::IntoConnectionInfo::into_connection_info(spec.url.expose()) {
-        Ok(info) => info.redis_settings().password().is_some(),
-        Err(_) => {
-            ck.problem(
-                "[oauth].store",
-                format!(
-                    "{:?} is not a Redis URL like \"redis://HOST:PORT/DB\"",
-                    spec.redacted()
-                ),
-            );
-            false
-        }
-    };
-    if spec.prefix.is_empty() {
+    let prefix = raw
+        .store_prefix
+        .clone()
+        .unwrap_or_else(|| DEFAULT_STORE_PREFIX.to_string());
+    if prefix.is_empty() {
         ck.problem("[oauth].store_prefix", "must not be empty");
     }
+    let url_password = match &topology {
+        Some(RedisTopology::Standalone(url)) => {
+            redis::IntoConnectionInfo::into_connection_info(url.expose())
+                .is_ok_and(|info| info.redis_settings().password().is_some())
+        }
+        Some(RedisTopology::Sentinel { .. } | RedisTopology::Cluster { .. }) | None => false,
+    };
     let password = raw.store_password_file.as_deref().map(|file| {
         if url_password {
             ck.problem(
@@ -470,7 +467,33 @@ fn store(ck: &mut Checker, raw: &RawOAuth) -> StoreSpec {
             "",
         )
     });
-    StoreSpec::Redis(RedisSpec { password, ..spec })
+    match topology {
+        Some(topology) => StoreSpec::Redis(RedisSpec {
+            topology,
+            prefix,
+            password,
+        }),
+        // Already refused above; the rest of the config is still checked.
+        None => StoreSpec::Memory,
+    }
+}
+
+/// A `redis://` or `rediss://` URL, as the `redis` crate reads it at start-up.
+fn standalone_url(ck: &mut Checker, text: &str) -> Option<RedisTopology> {
+    match redis::IntoConnectionInfo::into_connection_info(text) {
+        Ok(_) => Some(RedisTopology::Standalone(Secret::new(text.to_string()))),
+        // The parser's message may quote the URL, and so a password: it is not passed on.
+        Err(_) => {
+            ck.problem(
+                "[oauth].store",
+                format!(
+                    "{:?} is not a Redis URL like \"redis://HOST:PORT/DB\"",
+                    entries::redact_userinfo(text)
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn oauth(ck: &mut Checker, raw: RawOAuth) -> OAuthConfig {

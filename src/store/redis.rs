@@ -1,5 +1,6 @@
 //! The Redis store: what several tollgate instances share so that they act as one
-//! authorization server (standalone Redis; Sentinel and Cluster are not built yet).
+//! authorization server, on one Redis, a Sentinel-watched master, or a Cluster (see
+//! [`connect`] for how each is reached).
 //!
 //! Keys, all under `[oauth] store_prefix` (`P`, default `tollgate:`), every one with a Redis
 //! TTL equal to the remaining life of what it holds, so Redis itself forgets expired records
@@ -13,14 +14,27 @@
 //! | `P:f:KEY` | sorted set | login failures of `KEY`, scored by time (kept a day) |
 //! | `P:b:KEY` | string | the end of `KEY`'s ban (expires with it) |
 //! | `P:k:NAME` | string | a server key (no TTL: never swept) |
+//! | `P:revocations` | stream | the revocation stream (see [`stream`]) |
 //!
 //! One grant's keys share the hash tag `{GRANT}`, so they live in one Cluster slot and the
 //! Lua scripts that change them (`consume`, `revoke`, `revoke_grant`) are atomic: two
-//! instances can never both redeem one code or both rotate one refresh token. The index
-//! `P:h:HASH` finds a hash's grant; a cold verification (`get`) reads index and record in
-//! one script, one round trip (standalone and Sentinel only: on a Cluster the record may be
-//! on another node and this will take two). Issuing a token with a refresh token is two
-//! round trips (one atomic pipeline per record).
+//! instances can never both redeem one code or both rotate one refresh token. Every script
+//! touches the keys of one slot only, except `GET`, which is not used on a Cluster. The
+//! index `P:h:HASH` finds a hash's grant, in another slot. Round trips per call:
+//!
+//! | call | standalone, Sentinel | Cluster |
+//! |---|---|---|
+//! | `get` (a cold verification) | 1: one script reads index and record | 2: the index, then the record |
+//! | `insert` | 1: one `MULTI` (record, grant set, index) | 2: one `MULTI` on the grant's slot (record, grant set), then the index |
+//! | `consume`, `revoke` | 2: the index, then one script (+1 `XADD` for a revocation) | the same |
+//! | `revoke_grant` | 1 script + 1 `XADD` | the same |
+//! | `delete` | 2: the index, then one `MULTI` | 3: the index, its deletion, then one `MULTI` on the grant's slot |
+//! | failures, bans, server keys | 1 | 1 |
+//!
+//! On a Cluster the record is written before the index, so a reader that finds the index
+//! finds a record that is already in its grant's set (a `revoke_grant` that could miss it
+//! has not happened yet); an index written without its record (the second step failed)
+//! finds nothing and expires. `delete` removes the index first, for the same reason.
 //!
 //! Revocations made here reach this process's guard through the in-process feed before the
 //! call returns, as with the other stores, and every other instance through the revocation
@@ -30,14 +44,16 @@
 use super::{LocalFeed, Record, RecordState, RevocationFeed, RevocationSink, StoreError};
 use super::{StoreResult, TokenHash, TokenStore, FAILURE_RETENTION_SECS};
 use crate::config::RedisSpec;
+use connect::{Conn, Connector};
 use futures_util::future::BoxFuture;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, IntoConnectionInfo};
+use redis::AsyncCommands;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod connect;
 mod scripts;
+mod sentinel;
 mod stream;
 use scripts::{ADD_FAILURE, GET, REVOKE_GRANT, SERVER_KEY, TRANSITION};
 use stream::RevocationStream;
@@ -52,7 +68,9 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_millis(400);
 
 /// A Redis-backed [`TokenStore`].
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
+    /// On a Cluster, calls that span slots are split (see the module comment).
+    cluster: bool,
     keys: Keys,
     /// This process's subscribers; the stream reader holds it weakly and stops with it.
     feed: Arc<LocalFeed>,
@@ -103,28 +121,18 @@ impl Keys {
 impl RedisStore {
     /// Connects to the Redis `spec` names; fails if it cannot be reached now.
     pub async fn open(spec: &RedisSpec) -> StoreResult<Self> {
-        let mut info = spec.url.expose().into_connection_info()?;
-        if let Some(password) = &spec.password {
-            let settings = info
-                .redis_settings()
-                .clone()
-                .set_password(password.expose());
-            info = info.set_redis_settings(settings);
-        }
-        let client = redis::Client::open(info)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1);
-        let mut conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let connector = Connector::new(spec)?;
+        let mut conn = connector.commands().await?;
         let stream = RevocationStream::new(&spec.prefix);
         // Read from the newest entry now: nothing revoked after `open` returns is missed.
         let last = stream.last_id(&mut conn).await?;
         let feed = Arc::new(LocalFeed::default());
         feed.share();
-        tokio::spawn(stream.clone().read(client, Arc::downgrade(&feed), last));
+        let cluster = connector.is_cluster();
+        tokio::spawn(stream.clone().read(connector, Arc::downgrade(&feed), last));
         Ok(Self {
             conn,
+            cluster,
             keys: Keys {
                 prefix: spec.prefix.clone(),
             },
@@ -139,7 +147,7 @@ impl RedisStore {
         self.stream.publish(&mut self.conn(), hashes).await
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         // A handle onto the one multiplexed connection; cloning it is cheap.
         self.conn.clone()
     }
@@ -179,10 +187,11 @@ impl TokenStore for RedisStore {
                 .map_err(|e| StoreError::Corrupt(format!("cannot encode a record: {e}")))?;
             let key = self.keys.record(&record.grant_id, &hex);
             let grant = self.keys.grant(&record.grant_id);
-            // One round trip, all or nothing; the grant set lives as long as its longest
-            // record (NX sets a first TTL, GT only ever extends it).
-            let _: () = redis::pipe()
-                .atomic()
+            let index = self.keys.index(&hex);
+            // All or nothing; the grant set lives as long as its longest record (NX sets a
+            // first TTL, GT only ever extends it).
+            let mut pipe = redis::pipe();
+            pipe.atomic()
                 .del(&key)
                 .ignore()
                 .hset_multiple(&key, &[("s", state_str(record.state)), ("d", &data)])
@@ -200,11 +209,21 @@ impl TokenStore for RedisStore {
                 .arg(&grant)
                 .arg(ttl)
                 .arg("GT")
-                .ignore()
-                .set_ex(self.keys.index(&hex), &record.grant_id, ttl as u64)
-                .ignore()
-                .query_async(&mut self.conn())
-                .await?;
+                .ignore();
+            if self.cluster {
+                // The index is in another slot: written after the record (module comment).
+                let _: () = pipe.query_async(&mut self.conn()).await?;
+                let _: () = self
+                    .conn()
+                    .set_ex(index, &record.grant_id, ttl as u64)
+                    .await?;
+            } else {
+                let _: () = pipe
+                    .set_ex(index, &record.grant_id, ttl as u64)
+                    .ignore()
+                    .query_async(&mut self.conn())
+                    .await?;
+            }
             Ok(())
         })
     }
@@ -212,12 +231,26 @@ impl TokenStore for RedisStore {
     fn get(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
         Box::pin(async move {
             let hex = hex(&hash);
-            let found: Option<(Option<String>, Option<String>)> = GET
-                .key(self.keys.index(&hex))
-                .arg(&self.keys.prefix)
-                .arg(&hex)
-                .invoke_async(&mut self.conn())
-                .await?;
+            let found: Option<(Option<String>, Option<String>)> = if self.cluster {
+                // The script would read a key of another slot: two round trips instead.
+                match self.grant_of(&hex).await? {
+                    Some(grant) => Some(
+                        redis::cmd("HMGET")
+                            .arg(self.keys.record(&grant, &hex))
+                            .arg("s")
+                            .arg("d")
+                            .query_async(&mut self.conn())
+                            .await?,
+                    ),
+                    None => None,
+                }
+            } else {
+                GET.key(self.keys.index(&hex))
+                    .arg(&self.keys.prefix)
+                    .arg(&hex)
+                    .invoke_async(&mut self.conn())
+                    .await?
+            };
             match found {
                 Some((Some(s), Some(d))) => decode(&s, &d).map(Some),
                 // The index outlived the record by a moment, or there is neither.
@@ -262,13 +295,19 @@ impl TokenStore for RedisStore {
             let Some(grant) = self.grant_of(&hex).await? else {
                 return Ok(());
             };
-            let _: () = redis::pipe()
-                .atomic()
+            let index = self.keys.index(&hex);
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            if self.cluster {
+                // Unfindable first, then gone (module comment).
+                let _: () = self.conn().del(&index).await?;
+            } else {
+                pipe.del(&index).ignore();
+            }
+            let _: () = pipe
                 .del(self.keys.record(&grant, &hex))
                 .ignore()
                 .srem(self.keys.grant(&grant), &hex)
-                .ignore()
-                .del(self.keys.index(&hex))
                 .ignore()
                 .query_async(&mut self.conn())
                 .await?;

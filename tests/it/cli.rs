@@ -260,10 +260,16 @@ const START_FAILURES: &[StartFailure] = &[
         line: ":9:1: [server.tls].key: ",
     },
     StartFailure {
-        what: "a store this build does not have",
-        config: "[server]\nlisten = \"{L}\"\ninternal_listen = \"{I}\"\n[oauth]\nstore = \"redis+cluster://127.0.0.1:6379\"\n",
+        what: "a Cluster URL with a database",
+        config: "[server]\nlisten = \"{L}\"\ninternal_listen = \"{I}\"\n[oauth]\nstore = \"redis+cluster://127.0.0.1:6379/0\"\n",
         files: &[],
-        line: ":5:1: [oauth].store: Redis Sentinel and Cluster are not supported yet",
+        line: ":5:1: [oauth].store: \"redis+cluster://127.0.0.1:6379/0\": a Redis Cluster has no database number",
+    },
+    StartFailure {
+        what: "a Sentinel URL without a master name",
+        config: "[server]\nlisten = \"{L}\"\ninternal_listen = \"{I}\"\n[oauth]\nstore = \"redis+sentinel://127.0.0.1:26379\"\n",
+        files: &[],
+        line: ":5:1: [oauth].store: \"redis+sentinel://127.0.0.1:26379\": no master name",
     },
     StartFailure {
         what: "an SQLite path below a file",

@@ -25,6 +25,7 @@ mod oauth_token;
 mod properties;
 mod proxy;
 mod readiness;
+mod redis_modes;
 mod reload;
 mod request_rules;
 mod routing;

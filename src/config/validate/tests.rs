@@ -513,15 +513,87 @@ fn redis_stores_take_a_prefix_and_a_password_file() {
 }
 
 #[test]
+fn sentinel_and_cluster_stores_are_read_with_the_password_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("redis.pass"), "s3cret\n").expect("write");
+    let at = |text: &str| Config::from_str(text, &dir.path().join("gateway.toml"));
+    let node = |host: &str, port| RedisNode {
+        host: host.to_string(),
+        port,
+    };
+    let c = at(
+        "[oauth]\nstore = \"redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/3\"\nstore_password_file = \"redis.pass\"",
+    )
+    .expect("valid");
+    let StoreSpec::Redis(redis) = &c.oauth.store else {
+        panic!("not redis: {:?}", c.oauth.store)
+    };
+    assert_eq!(
+        redis.topology,
+        RedisTopology::Sentinel {
+            sentinels: vec![node("10.0.0.1", 26379), node("10.0.0.2", 26379)],
+            master: "mymaster".to_string(),
+            db: 3,
+        }
+    );
+    assert_eq!(redis.password.as_ref().map(Secret::expose), Some("s3cret"));
+    assert_eq!(
+        c.oauth.store.to_string(),
+        "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/3"
+    );
+    let c = at("[oauth]\nstore = \"redis+cluster://a:7000,[::1]:7001\"\nstore_prefix = \"edge:\"")
+        .expect("valid");
+    let StoreSpec::Redis(redis) = &c.oauth.store else {
+        panic!("not redis: {:?}", c.oauth.store)
+    };
+    assert_eq!(
+        redis.topology,
+        RedisTopology::Cluster {
+            nodes: vec![node("a", 7000), node("::1", 7001)],
+        }
+    );
+    assert_eq!(redis.prefix, "edge:");
+    assert!(redis.password.is_none());
+    assert_eq!(
+        c.oauth.store.to_string(),
+        "redis+cluster://a:7000,[::1]:7001"
+    );
+}
+
+#[test]
 fn bad_redis_store_settings_are_refused_naming_the_key() {
     let cases = [
         (
-            "store = \"redis+sentinel://h:26379/mymaster/0\"",
-            "[oauth].store: Redis Sentinel and Cluster are not supported yet",
+            "store = \"redis+sentinel://h:26379\"",
+            "[oauth].store: \"redis+sentinel://h:26379\": no master name",
         ),
         (
-            "store = \"redis+cluster://h:7000,h:7001\"",
-            "[oauth].store: Redis Sentinel and Cluster are not supported yet",
+            "store = \"redis+sentinel://h:port/mymaster/0\"",
+            "[oauth].store: \"redis+sentinel://h:port/mymaster/0\": \"h:port\": the port \"port\" is not a number",
+        ),
+        (
+            "store = \"redis+sentinel:///mymaster/0\"",
+            "[oauth].store: \"redis+sentinel:///mymaster/0\": no HOST:PORT",
+        ),
+        (
+            "store = \"redis+cluster://h:7000,h:7001/0\"",
+            "[oauth].store: \"redis+cluster://h:7000,h:7001/0\": a Redis Cluster has no database number",
+        ),
+        (
+            "store = \"redis+cluster://h\"",
+            "[oauth].store: \"redis+cluster://h\": \"h\" has no port",
+        ),
+        (
+            "store = \"redis+cluster://:pw@h:7000\"",
+            "[oauth].store: a redis+cluster:// URL takes no user or password",
+        ),
+        (
+            "store = \"redis+unix:///tmp/r.sock\"",
+            "[oauth].store: \"redis+unix:///tmp/r.sock\" is not \"memory\"",
+        ),
+        (
+            "store = \"redis+cluster://h:7000\"\nstore_prefix = \"\"",
+            "[oauth].store_prefix: must not be empty",
         ),
         ("store = \"redis://h:notaport/0\"", "[oauth].store: \"redis://h:notaport/0\" is not a Redis URL"),
         (
@@ -553,8 +625,16 @@ fn a_redis_password_never_shows_in_the_store_description() {
     let shown = format!("{} {:?}", c.oauth.store, c.oauth.store);
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("redis://***@127.0.0.1:6379/0"), "{shown}");
-    let p = problems("[oauth]\nstore = \"redis://:hunter2@h:bad/0\"");
-    assert!(!p.join("\n").contains("hunter2"), "{p:?}");
+    for bad in [
+        "redis://:hunter2@h:bad/0",
+        "redis+sentinel://:hunter2@h:26379/m/0",
+        "redis+cluster://u:hunter2@h:bad",
+        "redis+nope://:hunter2@h:1",
+    ] {
+        let p = problems(&format!("[oauth]\nstore = \"{bad}\""));
+        assert!(!p.is_empty(), "{bad} accepted");
+        assert!(!p.join("\n").contains("hunter2"), "{p:?}");
+    }
 }
 
 /// Found by the `config_load` fuzz target: `http::Uri` reads an empty host, and a port that

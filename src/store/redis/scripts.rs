@@ -1,12 +1,15 @@
 //! The Lua scripts of the Redis store: each runs atomically in Redis, so what it reads and
 //! what it writes cannot be interleaved with another instance's call. Keys are those of the
-//! store's module comment; every script but [`GET`] touches only keys of one hash slot.
+//! store's module comment; every script but [`GET`] touches only keys of one hash slot (and
+//! `REVOKE_GRANT` builds its record keys from `ARGV`: they share `KEYS[1]`'s hash tag, which
+//! a Cluster allows).
 
 use redis::Script;
 use std::sync::LazyLock;
 
 /// `get`: the hash's grant from the index, then the record, in one round trip. Reads a key
-/// it was not given (allowed outside Cluster; see `store::redis`).
+/// it was not given, in another slot: never run on a Cluster, where `get` reads the index
+/// and the record in two round trips instead (see `store::redis`).
 pub(super) static GET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"

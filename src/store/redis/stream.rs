@@ -15,10 +15,11 @@
 //! subscribers to forget everything ([`Revoked::Everything`]).
 
 use super::super::{LocalFeed, Revoked, StoreResult, TokenHash};
-use super::{hex, unhex, CONNECT_TIMEOUT};
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use super::connect::Connector;
+use super::{hex, unhex};
+use redis::aio::ConnectionLike;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
-use redis::{AsyncCommands, AsyncConnectionConfig};
+use redis::AsyncCommands;
 use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -95,19 +96,15 @@ impl RevocationStream {
     }
 
     /// Reads the stream from after `last` and feeds what other instances revoked to `feed`,
-    /// until the store (the feed's owner) is dropped. Reconnects by itself.
-    pub(super) async fn read(self, client: redis::Client, feed: Weak<LocalFeed>, mut last: String) {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(BLOCK + Duration::from_secs(1)));
+    /// until the store (the feed's owner) is dropped. Reconnects by itself, on a connection
+    /// of its own (to the master found anew, on Sentinel).
+    pub(super) async fn read(self, connector: Connector, feed: Weak<LocalFeed>, mut last: String) {
         let mut backoff = Duration::from_millis(50);
         let mut first = true;
         let mut up = true;
         while feed.strong_count() > 0 {
             let linked = async {
-                let mut conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
+                let mut conn = connector.reader().await?;
                 if !first && self.missed_some(&mut conn, &last).await? {
                     if let Some(feed) = feed.upgrade() {
                         feed.publish([Revoked::Everything]).await;
@@ -148,7 +145,7 @@ impl RevocationStream {
     /// Reads until an error or until the feed is gone (then `Ok`).
     async fn follow(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut (impl ConnectionLike + Send + Sync),
         feed: &Weak<LocalFeed>,
         last: &mut String,
     ) -> StoreResult<()> {
@@ -195,7 +192,7 @@ impl RevocationStream {
     /// gone. Errs on the side of "yes" (that costs a cache flush, nothing more).
     pub(super) async fn missed_some(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut (impl ConnectionLike + Send + Sync),
         last: &str,
     ) -> StoreResult<bool> {
         let Some(last) = parse_id(last) else {

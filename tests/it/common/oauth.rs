@@ -119,10 +119,17 @@ pub enum TestStore {
     Sqlite,
     /// The machine's Redis, under a key prefix of the test's own.
     Redis,
+    /// A Redis Cluster shared by this test process, under a key prefix of the test's own.
+    Cluster,
 }
 
 impl TestStore {
-    pub const ALL: [TestStore; 3] = [TestStore::Memory, TestStore::Sqlite, TestStore::Redis];
+    pub const ALL: [TestStore; 4] = [
+        TestStore::Memory,
+        TestStore::Sqlite,
+        TestStore::Redis,
+        TestStore::Cluster,
+    ];
 }
 
 /// What varies between the tests' authorization servers.
@@ -180,7 +187,21 @@ impl AuthConfig {
                 self.redis = Some(Arc::new(super::redis::RedisPrefix::new()));
                 super::redis::url()
             }
+            TestStore::Cluster => self.on_redis(&super::redis::shared_cluster().url()),
         };
+        self
+    }
+
+    /// Runs on the Redis `url` names (a test's own servers), under a fresh prefix; returns
+    /// the store setting.
+    fn on_redis(&mut self, url: &str) -> String {
+        self.redis = Some(Arc::new(super::redis::RedisPrefix::elsewhere()));
+        url.to_string()
+    }
+
+    /// Runs on the Redis `url` names (a test's own Sentinel or Cluster) under a fresh prefix.
+    pub fn on_url(mut self, url: &str) -> Self {
+        self.store = self.on_redis(url);
         self
     }
 

@@ -1,8 +1,21 @@
 //! The machine's real Redis (127.0.0.1:6379, or `TOLLGATE_TEST_REDIS`) for tests of the
 //! Redis store: each user gets its own key prefix, and every key under it is deleted when
-//! the [`RedisPrefix`] is dropped.
+//! the [`RedisPrefix`] is dropped. Redis servers of a test's own: [`OwnRedis`] (one server),
+//! [`OwnCluster`] and [`OwnSentinel`] (see [`servers`]), and one Cluster shared by the tests
+//! of this process ([`shared_cluster`]).
 
+use std::sync::OnceLock;
 use std::time::Duration;
+
+pub mod servers;
+pub use servers::{OwnCluster, OwnSentinel};
+
+/// The Cluster every test of this process that runs on one shares, each under its own key
+/// prefix (started on first use; its servers end with the process, see [`servers`]).
+pub fn shared_cluster() -> &'static OwnCluster {
+    static CLUSTER: OnceLock<OwnCluster> = OnceLock::new();
+    CLUSTER.get_or_init(OwnCluster::start)
+}
 
 /// The Redis the tests use.
 pub fn url() -> String {
@@ -13,6 +26,9 @@ pub fn url() -> String {
 #[derive(Debug)]
 pub struct RedisPrefix {
     pub prefix: String,
+    /// On the machine's Redis (removed on drop); not on a test's own servers, which take
+    /// their keys with them.
+    on_test_redis: bool,
 }
 
 impl RedisPrefix {
@@ -30,8 +46,21 @@ impl RedisPrefix {
             );
         }
         RedisPrefix {
-            prefix: format!("tollgate-it-{:016x}:", rand::random::<u64>()),
+            prefix: Self::fresh(),
+            on_test_redis: true,
         }
+    }
+
+    /// A new prefix for a test's own Redis servers (nothing to remove on drop).
+    pub fn elsewhere() -> RedisPrefix {
+        RedisPrefix {
+            prefix: Self::fresh(),
+            on_test_redis: false,
+        }
+    }
+
+    fn fresh() -> String {
+        format!("tollgate-it-{:016x}:", rand::random::<u64>())
     }
 
     /// The keys under this prefix now.
@@ -49,6 +78,9 @@ impl RedisPrefix {
 
 impl Drop for RedisPrefix {
     fn drop(&mut self) {
+        if !self.on_test_redis {
+            return;
+        }
         let keys = self.keys();
         let Ok(mut conn) = redis::Client::open(url())
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
