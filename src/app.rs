@@ -3,7 +3,7 @@
 
 use crate::body::Body;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, UserSource, VerifySource};
+use crate::config::{Config, StoreSpec, UserSource, VerifySource};
 use crate::directory::file::FileDirectory;
 use crate::directory::UserDirectory;
 use crate::error::{json_response, GatewayError};
@@ -14,6 +14,8 @@ use crate::readiness::{Readiness, ReadinessCheck};
 use crate::server::{self, Handler, Listener};
 use crate::store::TokenStore;
 use crate::verify::cache::{Staleness, VerifyCache};
+use crate::verify::jwks::JwksVerifier;
+use crate::verify::own_jwt::OwnJwt;
 use crate::verify::{LocalVerifier, RemoteVerifier, TokenVerifier};
 use anyhow::Context;
 use http::header::CONTENT_TYPE;
@@ -196,7 +198,8 @@ async fn bind(
         .with_context(|| format!("cannot listen on {addr} ({name} listener)"))
 }
 
-/// The guard's verifier: the local store or a remote RFC 7662 endpoint, behind the cache.
+/// The guard's verifier: the local store (and our own JWTs' keys), a remote RFC 7662
+/// endpoint, or a third-party issuer's JWKS, behind the cache.
 fn build_verifier(
     config: &Config,
     store: Arc<dyn TokenStore>,
@@ -208,12 +211,26 @@ fn build_verifier(
             RemoteVerifier::new(remote, clock.clone())
                 .context("cannot build the introspection client")?,
         ),
+        VerifySource::Jwks(jwks) => Arc::new(
+            JwksVerifier::new(jwks, clock.clone()).context("cannot build the JWKS client")?,
+        ),
         VerifySource::Local => {
-            let verifier = Arc::new(LocalVerifier::new(
-                store.clone(),
-                clock.clone(),
-                config.oauth.issuer.clone(),
-            ));
+            let mut verifier =
+                LocalVerifier::new(store.clone(), clock.clone(), config.oauth.issuer.clone());
+            if let Some(keys) = config.oauth.token_format.keys() {
+                // A store in memory started empty with this process: no revocation in it
+                // can predate the feed this verifier hears (see verify::own_jwt).
+                let persistent = !matches!(config.oauth.store, StoreSpec::Memory);
+                verifier = verifier.with_jwt(OwnJwt::new(
+                    keys.clone(),
+                    config.oauth.issuer.clone(),
+                    config.oauth.access_token_ttl,
+                    config.verify.max_stale,
+                    clock.clone(),
+                    persistent,
+                ));
+            }
+            let verifier = Arc::new(verifier);
             // Answers from our own store age with its revocation feed (see verify::cache).
             let staleness =
                 Staleness::new(store, config.verify.max_stale, config.verify.stale_grace);

@@ -28,6 +28,7 @@ pub mod demo;
 pub mod directory;
 pub mod error;
 pub mod gateway;
+pub mod jwt;
 pub mod metrics;
 pub mod oauth;
 pub mod preflight;

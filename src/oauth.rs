@@ -102,7 +102,9 @@ impl OAuthServer {
 
     /// True for the paths this server answers on the public listener.
     pub fn owns(path: &str) -> bool {
-        path.starts_with("/oauth/") || path == "/.well-known/oauth-authorization-server"
+        path.starts_with("/oauth/")
+            || path == "/.well-known/oauth-authorization-server"
+            || path == metadata::JWKS_PATH
     }
 
     /// Serves one public-listener request under `/oauth/` or the metadata path.
@@ -116,6 +118,7 @@ impl OAuthServer {
         };
         match (&req.method, path.as_str()) {
             (&Method::GET, "/.well-known/oauth-authorization-server") => self.metadata(),
+            (&Method::GET, metadata::JWKS_PATH) => self.jwks(),
             (&Method::GET, "/oauth/authorize") => self.authorize(&req).await,
             (&Method::GET, "/oauth/login") => self.login_page(&req).await,
             (&Method::POST, "/oauth/login") => self.login_submit(&req).await,
@@ -127,6 +130,7 @@ impl OAuthServer {
             (_, "/oauth/token") | (_, "/oauth/revoke") => method_not_allowed("POST"),
             (_, "/oauth/authorize")
             | (_, "/.well-known/oauth-authorization-server")
+            | (_, metadata::JWKS_PATH)
             | (_, "/oauth/logout") => method_not_allowed("GET"),
             (_, "/oauth/login") | (_, "/oauth/consent") => method_not_allowed("GET, POST"),
             _ => json_response(

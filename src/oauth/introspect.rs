@@ -35,6 +35,7 @@ impl OAuthServer {
                 match record.filter(|r| r.kind == RecordKind::Access && r.is_live(now)) {
                     None => json!({ "active": false }),
                     Some(r) => {
+                        let aud = self.audience(&r).to_string();
                         let mut answer = json!({
                             "active": true,
                             "scope": r.scopes.join(" "),
@@ -44,8 +45,7 @@ impl OAuthServer {
                             "iat": r.issued_at,
                             "token_type": "Bearer",
                             "iss": self.settings.issuer,
-                            // RFC 8707: a token issued without `resource` is for the issuer.
-                            "aud": self.settings.issuer,
+                            "aud": aud,
                         });
                         if let Some(username) = r.username {
                             answer["username"] = json!(username);
