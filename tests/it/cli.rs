@@ -291,6 +291,18 @@ const START_FAILURES: &[StartFailure] = &[
         line: ":11:1: [users.ldap].ca_file: cannot load the CA certificates",
     },
     StartFailure {
+        what: "a JWT signing key file that is missing",
+        config: "{HEAD}token_format = \"jwt\"\nsigning_key = \"missing.pem\"\n",
+        files: &[],
+        line: ":7:1: [oauth].signing_key: \"missing.pem\": cannot read",
+    },
+    StartFailure {
+        what: "a JWT signing key of a type tollgate does not sign with",
+        config: "{HEAD}token_format = \"jwt\"\nsigning_key = \"rsa.pem\"\n",
+        files: &[("rsa.pem", "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n")],
+        line: ":7:1: [oauth].signing_key: \"rsa.pem\": not an ECDSA P-256 (ES256) or Ed25519",
+    },
+    StartFailure {
         what: "a typo in a key",
         config: "{HEAD}[users]\nsorce = \"ldap\"\nfile = \"nope.toml\"\n",
         files: &[],
