@@ -2,7 +2,9 @@
 //! the verified [`Principal`], and the remote RFC 7662 verifier.
 //!
 //! The gateway only ever sees this trait; the local verifier (the authorization server's
-//! own store) and the remote one (any introspection endpoint) are interchangeable.
+//! own store, and its own JWTs by signature: [`own_jwt`]), the remote one (any
+//! introspection endpoint) and the JWKS one (a third-party issuer's JWTs: [`jwks`]) are
+//! interchangeable.
 //! A verifier that cannot answer returns an error, which the guard turns into 503: an
 //! outage must never look like "token inactive", nor let a request through.
 
