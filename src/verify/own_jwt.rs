@@ -4,7 +4,7 @@
 //! A JWT is checked against the configured keys (the current one or a previous one, by
 //! `kid`), its `typ` must be `at+jwt`, its `alg` the key's own, its `iss` `[oauth] issuer`,
 //! `exp` in the future, `nbf`/`iat` not (30 s leeway). Revocation reaches this process as
-//! token hashes on the store's feed; they go into a [`DenySet`] kept for
+//! token hashes on the store's feed; they go into a deny set kept for
 //! `access_token_ttl` (+ a margin for clock skew between instances) after they arrive. A
 //! token lives at most `access_token_ttl` from its `iat`, and is revoked after its `iat`,
 //! so its hash is still denied until its `exp`: memory is bounded by the revocations of one
