@@ -321,12 +321,11 @@ impl TokenVerifier for JwksVerifier {
     }
 }
 
-/// The key named `kid` for `alg`; without a `kid`, the only key for `alg`, if just one.
+/// The key named `kid` (whose algorithm the signature check then holds the token to);
+/// without a `kid`, the only key for `alg`, if just one.
 fn find<'k>(keys: &'k [PublicKey], kid: Option<&str>, alg: Alg) -> Option<&'k PublicKey> {
     match kid {
-        Some(kid) => keys
-            .iter()
-            .find(|k| k.kid.as_deref() == Some(kid) && k.alg == alg),
+        Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
         None => {
             let mut of_alg = keys.iter().filter(|k| k.alg == alg);
             match (of_alg.next(), of_alg.next()) {

@@ -584,11 +584,16 @@ async fn jwks_source_accepts_the_issuers_tokens_and_refetches_for_an_unknown_kid
             "typ JWT",
             forge(&k1.pem, Algorithm::ES256, "k1", "JWT", &idp_claims()),
         ),
+        (
+            "EdDSA under an ES256 key's kid",
+            forge(&k2.pem, Algorithm::EdDSA, "k1", "at+jwt", &idp_claims()),
+        ),
     ];
     for (what, token) in &cases {
         let (status, body) = s.call("/api/aud/inbox", token).await;
         assert_eq!(status, 401, "{what}: {body}");
     }
+    assert_eq!(idp.hits(), 1, "refusals under known kids fetch nothing");
     let elsewhere = k1.sign(&with(idp_claims(), json!({"aud": "https://other.example"})));
     assert_eq!(
         s.call("/api/aud/inbox", &elsewhere).await.0,
