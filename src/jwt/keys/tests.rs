@@ -88,3 +88,37 @@ fn keys_that_are_not_pkcs8_p256_or_ed25519_are_refused_with_a_hint() {
         Err(KeyError::Unsupported(_))
     ));
 }
+
+/// A throwaway RSA key made for this test (`openssl genpkey -algorithm RSA`): tollgate never
+/// signs with RSA, but third-party issuers do, and their JWKs must verify.
+const TEST_RSA_PKCS8: &str = include_str!("test-rsa-2048.pem");
+
+#[test]
+fn an_rs256_signature_verifies_with_the_issuers_rsa_jwk() {
+    let der = match rustls_pemfile::read_one(&mut TEST_RSA_PKCS8.as_bytes()) {
+        Ok(Some(rustls_pemfile::Item::Pkcs8Key(der))) => der,
+        _ => panic!("the fixture is a PKCS#8 key"),
+    };
+    let pair = signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).expect("an RSA key");
+    let mut sig = vec![0; pair.public().modulus_len()];
+    pair.sign(
+        &signature::RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        b"header.payload",
+        &mut sig,
+    )
+    .expect("signs");
+    let parts = signature::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
+    let jwk = json!({
+        "kty": "RSA", "kid": "rsa-1", "alg": "RS256", "use": "sig",
+        "n": URL_SAFE_NO_PAD.encode(&parts.n), "e": URL_SAFE_NO_PAD.encode(&parts.e),
+    });
+    let key = PublicKey::from_jwk(&jwk).expect("an RSA signing key");
+    assert_eq!(key.alg, Alg::Rs256);
+    assert!(key.verify(Alg::Rs256, b"header.payload", &sig));
+    assert!(!key.verify(Alg::Rs256, b"header.payloaD", &sig));
+    assert!(!key.verify(Alg::Es256, b"header.payload", &sig));
+    // tollgate refuses it as a signing key, with a reason.
+    let e = SigningKey::from_pem(TEST_RSA_PKCS8).expect_err("not a signing key of ours");
+    assert!(e.to_string().contains("not an ECDSA P-256"), "{e}");
+}
