@@ -682,3 +682,85 @@ async fn a_stale_key_set_is_refetched_and_kept_when_the_issuer_is_down() {
         );
     }
 }
+
+// ---------------------------------------------------------------- a cut-off instance
+
+/// B reaches Redis through a proxy the test cuts while A revokes a JWT B has cached. As for
+/// opaque tokens: once the revocation stream has been silent `max_stale`, a `deny` route
+/// refuses (503) and a JWT B has never seen is not taken on its signature alone (the store
+/// cannot be asked: 503); once the link is back the revoked JWT is refused (401) everywhere.
+#[tokio::test]
+async fn a_jwt_revoked_while_an_instance_is_cut_off_is_honoured_there() {
+    let keys = tempfile::tempdir().expect("temp dir");
+    let (path, _) = key_file(keys.path(), "signing.pem", tollgate::jwt::Alg::Es256);
+    let redis: std::net::SocketAddr = "127.0.0.1:6379".parse().expect("address");
+    let proxy = crate::common::tcp_proxy::TcpProxy::start(redis).await;
+    let config = AuthConfig::default()
+        .on(TestStore::Redis)
+        .oauth(&jwt_keys(&path, &[]))
+        .verify("cache_ttl = \"60s\"\nmax_stale = \"300ms\"\nstale_grace = \"2s\"");
+    let a = config.clone().spawn().await;
+    let up = Upstream::echo().await;
+    let strict = format!(
+        "[[routes]]\nname = \"strict\"\npath_prefix = \"/api/strict\"\nupstream = \"{}\"\n\
+         auth = \"bearer\"\nscopes = [\"email\"]\nwhen_store_down = \"deny\"\n",
+        up.url()
+    );
+    let b = config
+        .clone()
+        .store(&format!("redis://{}/0", proxy.addr))
+        .extra(&strict)
+        .spawn_in(tempfile::tempdir().expect("temp dir"), up)
+        .await;
+    let token = client_credentials(&a).await;
+    for path in ["/api/mail/inbox", "/api/strict/x"] {
+        assert_eq!(b.call(path, &token).await.0, 200, "cached at B: {path}");
+    }
+
+    proxy.cut();
+    let cut = Instant::now();
+    let revoked = a.revoke(REPORTS, &token).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.json);
+    let unseen = client_credentials(&a).await;
+    let mut refused_at = None;
+    while cut.elapsed() < Duration::from_secs(2) {
+        let (status, body) = b.call("/api/strict/x", &token).await;
+        match (status.as_u16(), refused_at) {
+            (503, None) => refused_at = Some(cut.elapsed()),
+            (503, Some(_)) | (200, None) => {}
+            other => panic!("strict route at B: {other:?} {body}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused_at = refused_at.expect("the deny route refused the JWT while cut off");
+    assert!(refused_at <= Duration::from_millis(800), "{refused_at:?}");
+    for path in ["/api/mail/inbox", "/api/strict/x"] {
+        let (status, body) = b.call(path, &unseen).await;
+        assert_eq!(status, 503, "an unseen JWT while cut off at {path}: {body}");
+    }
+
+    proxy.restore();
+    let restored = Instant::now();
+    let mut seen_401 = [false, false];
+    while restored.elapsed() < Duration::from_secs(3) && seen_401 != [true, true] {
+        for (i, path) in ["/api/mail/inbox", "/api/strict/x"].iter().enumerate() {
+            let (status, body) = b.call(path, &token).await;
+            assert_ne!(
+                status, 200,
+                "{path} served a revoked JWT after the link came back: {body}"
+            );
+            seen_401[i] |= status == 401;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        seen_401,
+        [true, true],
+        "both routes refuse the revoked JWT with 401"
+    );
+    assert_eq!(
+        b.call("/api/mail/inbox", &unseen).await.0,
+        200,
+        "the other JWT is fine"
+    );
+}
