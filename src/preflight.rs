@@ -5,7 +5,8 @@
 //! `run` and `check` both call [`check`] after parsing, so `check` refuses whatever `run`
 //! would refuse at start-up, with the same messages. It binds no port, opens no store
 //! and contacts no server: a port that another process holds, or an LDAP server that is
-//! down, is found only by `run`. Secret files are read while the config is parsed.
+//! down, is found only by `run`. Secret files and JWT signing keys are read while the
+//! config is parsed.
 
 use crate::config::{Config, ConfigError, Problem, StoreSpec, UserSource};
 use crate::directory::file::FileDirectory;
