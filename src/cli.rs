@@ -217,6 +217,51 @@ pub fn gen_secret() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `tollgate gen-key`: a new PKCS#8 PEM signing key, printed or written to a new file that
+/// only its owner can read. Its `kid` (RFC 7638 thumbprint) goes to stderr.
+pub fn gen_key(alg: &str, out: Option<&Path>) -> ExitCode {
+    let alg = match alg {
+        "es256" => crate::jwt::Alg::Es256,
+        "eddsa" => crate::jwt::Alg::EdDsa,
+        other => {
+            eprintln!("--alg {other:?}: use es256 or eddsa");
+            return ExitCode::from(1);
+        }
+    };
+    let made = crate::jwt::SigningKey::generate_pem(alg).and_then(|pem| {
+        let key = crate::jwt::SigningKey::from_pem(&pem)?;
+        Ok((pem, key.kid().to_string()))
+    });
+    let (pem, kid) = match made {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("cannot make a key: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match out {
+        None => print!("{pem}"),
+        Some(path) => {
+            if let Err(e) = write_private(path, pem.as_bytes()) {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::from(1);
+            }
+        }
+    }
+    eprintln!("kid: {kid}");
+    ExitCode::SUCCESS
+}
+
+/// Creates `path` (never overwriting) readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
+}
+
 /// The log on stderr: `RUST_LOG` filters it (default `info`); audit lines
 /// ([`crate::audit`]) stay on at `info` unless `RUST_LOG` names the `audit` target itself.
 /// Colour only on a terminal, and never with `NO_COLOR` set (https://no-color.org).

@@ -120,6 +120,41 @@ pub struct OAuthConfig {
     pub allow_password_grant: bool,
     /// Every scope the server can grant, with its consent text.
     pub scopes: BTreeMap<String, String>,
+    /// What access tokens look like: random strings, or RFC 9068 JWTs.
+    pub token_format: TokenFormat,
+}
+
+/// `[oauth] token_format`.
+#[derive(Debug, Clone)]
+pub enum TokenFormat {
+    /// Random 256-bit strings, looked up by hash.
+    Opaque,
+    /// RFC 9068 JWTs signed with `signing_key`; the previous keys are still accepted and
+    /// published. Refresh tokens stay opaque.
+    Jwt(std::sync::Arc<crate::jwt::SigningKeys>),
+}
+
+/// Two token formats are the same when they are both opaque, or both JWTs with the same
+/// public keys in the same order (a key's public half identifies it: its `kid` is the
+/// thumbprint of it).
+impl PartialEq for TokenFormat {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Opaque, Self::Opaque) => true,
+            (Self::Jwt(a), Self::Jwt(b)) => a.public == b.public,
+            _ => false,
+        }
+    }
+}
+
+impl TokenFormat {
+    /// The signing keys, when access tokens are JWTs.
+    pub fn keys(&self) -> Option<&std::sync::Arc<crate::jwt::SigningKeys>> {
+        match self {
+            TokenFormat::Opaque => None,
+            TokenFormat::Jwt(keys) => Some(keys),
+        }
+    }
 }
 
 /// Where tokens, codes and grants are kept.
@@ -412,6 +447,19 @@ pub enum VerifySource {
     Local,
     /// An RFC 7662 introspection endpoint.
     Remote(RemoteVerifyConfig),
+    /// RFC 9068 JWTs of a third-party issuer, checked with the keys it publishes.
+    Jwks(JwksVerifyConfig),
+}
+
+/// `[verify] source = "jwks"`: a third-party issuer's JWT access tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwksVerifyConfig {
+    /// The issuer's RFC 7517 JWK Set (http or https).
+    pub jwks_url: String,
+    /// The `iss` every token must carry, compared exactly.
+    pub issuer: String,
+    /// Longest wait for the key set before the guard answers 503 (`[verify] timeout`).
+    pub timeout: Duration,
 }
 
 /// Where and as whom to call a remote RFC 7662 endpoint.

@@ -15,6 +15,8 @@
 //!   [`gateway::fast`] (the HTTP/1.1 fast lane for body-less GET/HEAD on plain TCP).
 //! - [`verify`] is the `TokenVerifier` seam between the guard and whoever issued the token;
 //!   [`verify::cache`] puts a moka cache with call coalescing in front of it.
+//! - [`jwt`] holds RFC 9068 access tokens without IO: keys, the compact JWS, claim checks
+//!   (used by the token endpoint to sign and by [`verify::own_jwt`] and [`verify::jwks`]).
 //! - [`config`] parses `gateway.toml` once (every problem with its line and column);
 //!   [`preflight`] checks the files and addresses it names, for `run` and `check` alike; [`error`] turns every error into a response;
 //!   [`metrics`] owns the Prometheus names; [`clock`] makes expiry testable.
@@ -35,6 +37,7 @@ pub mod demo;
 pub mod directory;
 pub mod error;
 pub mod gateway;
+pub mod jwt;
 pub mod metrics;
 pub mod oauth;
 pub mod preflight;

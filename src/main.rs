@@ -1,4 +1,4 @@
-//! The `tollgate` command line: run, check, hash-password, gen-secret.
+//! The `tollgate` command line: run, check, hash-password, gen-secret, gen-key.
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
@@ -34,6 +34,15 @@ enum Command {
     HashPassword,
     /// Print a new client secret and the secret_hash to put in [[clients]].
     GenSecret,
+    /// Make a signing key for JWT access tokens ([oauth] signing_key): PKCS#8 PEM.
+    GenKey {
+        /// es256 (ECDSA P-256) or eddsa (Ed25519).
+        #[arg(long, default_value = "es256", value_parser = ["es256", "eddsa"])]
+        alg: String,
+        /// Write the key to this new file (mode 0600) instead of printing it.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -43,5 +52,6 @@ fn main() -> ExitCode {
         Command::Check => tollgate::cli::check(&cli.config),
         Command::HashPassword => tollgate::cli::hash_password(),
         Command::GenSecret => tollgate::cli::gen_secret(),
+        Command::GenKey { alg, out } => tollgate::cli::gen_key(&alg, out.as_deref()),
     }
 }

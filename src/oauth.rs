@@ -124,6 +124,7 @@ impl OAuthServer {
         path.starts_with("/oauth/")
             || path == "/.well-known/oauth-authorization-server"
             || path.starts_with(resource::METADATA_PREFIX)
+            || path == metadata::JWKS_PATH
     }
 
     /// Serves one public-listener request under `/oauth/` or the metadata path.
@@ -140,6 +141,7 @@ impl OAuthServer {
             (&Method::GET, p) if p.starts_with(resource::METADATA_PREFIX) => {
                 self.resource_metadata(p)
             }
+            (&Method::GET, metadata::JWKS_PATH) => self.jwks(),
             (&Method::GET, "/oauth/authorize") => self.authorize(&req).await,
             (&Method::GET, "/oauth/login") => self.login_page(&req).await,
             (&Method::POST, "/oauth/login") => self.login_submit(&req).await,
@@ -151,6 +153,7 @@ impl OAuthServer {
             (_, "/oauth/token") | (_, "/oauth/revoke") => method_not_allowed("POST"),
             (_, "/oauth/authorize")
             | (_, "/.well-known/oauth-authorization-server")
+            | (_, metadata::JWKS_PATH)
             | (_, "/oauth/logout") => method_not_allowed("GET"),
             (_, "/oauth/login") | (_, "/oauth/consent") => method_not_allowed("GET, POST"),
             (_, p) if p.starts_with(resource::METADATA_PREFIX) => method_not_allowed("GET"),

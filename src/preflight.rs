@@ -5,7 +5,8 @@
 //! `run`, `check` and a reload (SIGHUP) all take the config through [`load`], so `check`
 //! refuses whatever `run` or a reload would refuse, with the same messages. It binds no port, opens no store
 //! and contacts no server: a port that another process holds, or an LDAP server that is
-//! down, is found only by `run`. Secret files are read while the config is parsed.
+//! down, is found only by `run`. Secret files and JWT signing keys are read while the
+//! config is parsed.
 
 use crate::config::{AccessTarget, Config, ConfigError, Problem, StoreSpec, TlsConfig, UserSource};
 use crate::directory::file::FileDirectory;

@@ -2,12 +2,16 @@
 //! the verified [`Principal`], and the remote RFC 7662 verifier.
 //!
 //! The gateway only ever sees this trait; the local verifier (the authorization server's
-//! own store) and the remote one (any introspection endpoint) are interchangeable.
+//! own store, and its own JWTs by signature: [`own_jwt`]), the remote one (any
+//! introspection endpoint) and the JWKS one (a third-party issuer's JWTs: [`jwks`]) are
+//! interchangeable.
 //! A verifier that cannot answer returns an error, which the guard turns into 503: an
 //! outage must never look like "token inactive", nor let a request through.
 
 pub mod cache;
+pub mod jwks;
 pub mod local;
+pub mod own_jwt;
 mod remote;
 
 use futures_util::future::BoxFuture;
@@ -65,6 +69,8 @@ pub enum VerifyError {
     Store(#[source] crate::store::StoreError),
     #[error("token store unavailable (a re-check failed moments ago)")]
     StoreDown,
+    #[error("the issuer's key set is unavailable")]
+    Keys(#[source] jwks::JwksError),
 }
 
 /// Checks a bearer token. Implementations must be cheap to share across tasks.
@@ -72,8 +78,13 @@ pub trait TokenVerifier: Send + Sync + 'static {
     /// Looks the token up. `Ok(Inactive)` only when the source positively says so.
     fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Verdict, VerifyError>>;
 
-    /// The `verifier` metric label: `local` or `remote`.
+    /// The `verifier` metric label: `local`, `remote` or `jwks`.
     fn kind(&self) -> &'static str;
+
+    /// Hears a revocation from the store's feed before the cache in front forgets the
+    /// token, for verifiers that would otherwise accept it again on their own (a JWT is
+    /// valid by its signature). Most verifiers have nothing to do.
+    fn revoked(&self, _event: &crate::store::Revoked) {}
 }
 
 // === impl Principal ===

@@ -9,7 +9,9 @@
 
 use crate::access_log::AccessLog;
 use crate::clock::Clock;
-use crate::config::{Config, Problem, UserSource, VerifyConfig, VerifySource};
+use crate::config::{
+    Config, Problem, StoreSpec, TokenFormat, UserSource, VerifyConfig, VerifySource,
+};
 use crate::directory::file::FileDirectory;
 use crate::directory::UserDirectory;
 use crate::error::error_chain;
@@ -18,6 +20,8 @@ use crate::metrics::Metrics;
 use crate::oauth::OAuthServer;
 use crate::store::{RevocationSink, TokenStore};
 use crate::verify::cache::{Staleness, VerifyCache};
+use crate::verify::jwks::JwksVerifier;
+use crate::verify::own_jwt::OwnJwt;
 use crate::verify::{LocalVerifier, RemoteVerifier, TokenVerifier};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -42,6 +46,12 @@ pub struct Live {
 struct VerifyBasis {
     verify: VerifyConfig,
     issuer: String,
+    /// `[oauth] token_format` (with its keys): the local verifier checks our own JWTs.
+    token_format: TokenFormat,
+    /// `[oauth] access_token_ttl`: how long a revoked JWT stays on the deny set.
+    access_token_ttl: std::time::Duration,
+    /// The store outlives the process (not `memory`): revocations may predate it.
+    persistent_store: bool,
 }
 
 /// What every snapshot shares, made once at start-up.
@@ -121,6 +131,9 @@ impl VerifyBasis {
         Self {
             verify: config.verify.clone(),
             issuer: config.oauth.issuer.clone(),
+            token_format: config.oauth.token_format.clone(),
+            access_token_ttl: config.oauth.access_token_ttl,
+            persistent_store: !matches!(config.oauth.store, StoreSpec::Memory),
         }
     }
 }
@@ -147,11 +160,34 @@ fn build_verifier(basis: &VerifyBasis, shared: &Shared) -> Result<Arc<VerifyCach
                 )
             })?,
         ),
-        VerifySource::Local => Arc::new(LocalVerifier::new(
-            shared.store.clone(),
-            shared.clock.clone(),
-            basis.issuer.clone(),
-        )),
+        VerifySource::Jwks(jwks) => {
+            Arc::new(JwksVerifier::new(jwks, shared.clock.clone()).map_err(|e| {
+                Problem::new(
+                    "[verify].jwks_url",
+                    format!("cannot build the JWKS client: {}", error_chain(&e)),
+                )
+            })?)
+        }
+        VerifySource::Local => {
+            let mut verifier = LocalVerifier::new(
+                shared.store.clone(),
+                shared.clock.clone(),
+                basis.issuer.clone(),
+            );
+            if let Some(keys) = basis.token_format.keys() {
+                // A store in memory started empty with this process: no revocation in it
+                // can predate the feed this verifier hears (see verify::own_jwt).
+                verifier = verifier.with_jwt(OwnJwt::new(
+                    keys.clone(),
+                    basis.issuer.clone(),
+                    basis.access_token_ttl,
+                    basis.verify.max_stale,
+                    shared.clock.clone(),
+                    basis.persistent_store,
+                ));
+            }
+            Arc::new(verifier)
+        }
     };
     let cache = Arc::new(match &basis.verify.source {
         // Answers from our own store age with its revocation feed (see verify::cache).
@@ -166,7 +202,7 @@ fn build_verifier(basis: &VerifyBasis, shared: &Shared) -> Result<Arc<VerifyCach
                 basis.verify.stale_grace,
             ),
         ),
-        VerifySource::Remote(_) => VerifyCache::new(
+        VerifySource::Remote(_) | VerifySource::Jwks(_) => VerifyCache::new(
             &basis.verify,
             verifier,
             shared.clock.clone(),

@@ -63,6 +63,12 @@ pub struct RawOAuth {
     pub grant_max_lifetime: Option<String>,
     pub allow_implicit: Option<bool>,
     pub allow_password_grant: Option<bool>,
+    /// `"opaque"` (default) or `"jwt"`.
+    pub token_format: Option<String>,
+    /// jwt: path of the PKCS#8 PEM private key access tokens are signed with.
+    pub signing_key: Option<String>,
+    /// jwt: paths of earlier signing keys, still accepted and published in the JWKS.
+    pub signing_keys_previous: Option<Vec<String>>,
     /// Scope name → consent text.
     pub scopes: Option<BTreeMap<String, String>>,
 }
@@ -135,8 +141,11 @@ pub struct RawVerify {
     pub cache_capacity: Option<u64>,
     /// How long a remote introspection call may take before the guard answers 503.
     pub timeout: Option<String>,
-    /// Remote: the `iss` an introspection answer must carry, when set.
+    /// Remote: the `iss` an introspection answer must carry, when set; jwks: the `iss` every
+    /// token must carry (required).
     pub issuer: Option<String>,
+    /// jwks: where the third-party issuer publishes its RFC 7517 key set.
+    pub jwks_url: Option<String>,
     pub max_stale: Option<String>,
     pub stale_grace: Option<String>,
 }

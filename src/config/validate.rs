@@ -498,6 +498,7 @@ fn standalone_url(ck: &mut Checker, text: &str) -> Option<RedisTopology> {
 
 fn oauth(ck: &mut Checker, raw: RawOAuth) -> OAuthConfig {
     let store = store(ck, &raw);
+    let token_format = token_format(ck, &raw);
     let issuer = raw.issuer.unwrap_or_else(|| DEFAULT_ISSUER.to_string());
     if !is_http_url(&issuer) {
         ck.problem(
@@ -540,24 +541,102 @@ fn oauth(ck: &mut Checker, raw: RawOAuth) -> OAuthConfig {
         allow_implicit: raw.allow_implicit.unwrap_or(false),
         allow_password_grant: raw.allow_password_grant.unwrap_or(false),
         scopes,
+        token_format,
     }
+}
+
+/// `[oauth] token_format`, and for `"jwt"` the signing keys, read here so that `check`
+/// refuses a missing or unusable key file exactly as `run` would.
+fn token_format(ck: &mut Checker, raw: &RawOAuth) -> TokenFormat {
+    match raw.token_format.as_deref().unwrap_or("opaque") {
+        "opaque" => {
+            for (key, set) in [
+                ("[oauth].signing_key", raw.signing_key.is_some()),
+                (
+                    "[oauth].signing_keys_previous",
+                    raw.signing_keys_previous.is_some(),
+                ),
+            ] {
+                if set {
+                    ck.problem(key, "only used with token_format = \"jwt\"");
+                }
+            }
+            TokenFormat::Opaque
+        }
+        "jwt" => signing_keys(ck, raw).map_or(TokenFormat::Opaque, |keys| {
+            TokenFormat::Jwt(std::sync::Arc::new(keys))
+        }),
+        other => {
+            ck.problem(
+                "[oauth].token_format",
+                format!("{other:?} is not \"opaque\" or \"jwt\""),
+            );
+            TokenFormat::Opaque
+        }
+    }
+}
+
+fn signing_keys(ck: &mut Checker, raw: &RawOAuth) -> Option<crate::jwt::SigningKeys> {
+    let load = |ck: &mut Checker, key: &str, file: &str| match crate::jwt::SigningKey::load(
+        &ck.path(file),
+    ) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            ck.problem(key, format!("{file:?}: {}", crate::error::error_chain(&e)));
+            None
+        }
+    };
+    let Some(file) = raw.signing_key.as_deref() else {
+        ck.problem(
+            "[oauth].signing_key",
+            "required when token_format = \"jwt\" (make one with `tollgate gen-key`)",
+        );
+        return None;
+    };
+    let current = load(ck, "[oauth].signing_key", file);
+    let mut previous = Vec::new();
+    for file in raw.signing_keys_previous.iter().flatten() {
+        if let Some(k) = load(ck, "[oauth].signing_keys_previous", file) {
+            previous.push(k.public().clone());
+        }
+    }
+    let current = current?;
+    let mut kids = vec![current.kid().to_string()];
+    for key in &previous {
+        let kid = key.kid.clone().unwrap_or_default();
+        if kids.contains(&kid) {
+            ck.problem(
+                "[oauth].signing_keys_previous",
+                format!("the key with kid {kid:?} is listed twice"),
+            );
+        }
+        kids.push(kid);
+    }
+    Some(crate::jwt::SigningKeys::new(current, previous))
 }
 
 fn verify(ck: &mut Checker, raw: RawVerify) -> VerifyConfig {
     let source = match raw.source.as_deref().unwrap_or("local") {
         "local" => VerifySource::Local,
         "remote" => VerifySource::Remote(remote_verify(ck, &raw)),
+        "jwks" => VerifySource::Jwks(jwks_verify(ck, &raw)),
         other => {
             ck.problem(
                 "[verify].source",
-                format!("{other:?} is not \"local\" or \"remote\""),
+                format!("{other:?} is not \"local\", \"remote\" or \"jwks\""),
             );
             VerifySource::Local
         }
     };
-    if raw.issuer.is_some() && !matches!(source, VerifySource::Remote(_)) {
+    if raw.issuer.is_some() && matches!(source, VerifySource::Local) {
         // The local verifier's tokens are this server's own: their issuer is [oauth].issuer.
-        ck.problem("[verify].issuer", "only used with source = \"remote\"");
+        ck.problem(
+            "[verify].issuer",
+            "only used with source = \"remote\" or \"jwks\"",
+        );
+    }
+    if raw.jwks_url.is_some() && !matches!(source, VerifySource::Jwks(_)) {
+        ck.problem("[verify].jwks_url", "only used with source = \"jwks\"");
     }
     let cache_capacity = raw.cache_capacity.unwrap_or(100_000);
     let max_stale = ck.duration("[verify].max_stale", raw.max_stale.as_deref(), "1s");
@@ -610,6 +689,41 @@ fn remote_verify(ck: &mut Checker, raw: &RawVerify) -> RemoteVerifyConfig {
         client_secret: secret,
         timeout: ck.duration("[verify].timeout", raw.timeout.as_deref(), "5s"),
         issuer: raw.issuer.clone(),
+    }
+}
+
+fn jwks_verify(ck: &mut Checker, raw: &RawVerify) -> JwksVerifyConfig {
+    let jwks_url = raw.jwks_url.clone().unwrap_or_default();
+    if !is_http_url(&jwks_url) {
+        ck.problem(
+            "[verify].jwks_url",
+            "an http(s) URL is required when source = \"jwks\"",
+        );
+    }
+    let issuer = raw.issuer.clone().unwrap_or_default();
+    if !is_identifier(&issuer) {
+        ck.problem(
+            "[verify].issuer",
+            "the issuer's identifier (the `iss` of its tokens) is required when source = \"jwks\"",
+        );
+    }
+    for (key, set) in [
+        ("[verify].url", raw.url.is_some()),
+        ("[verify].client_id", raw.client_id.is_some()),
+        ("[verify].client_secret", raw.client_secret.is_some()),
+        (
+            "[verify].client_secret_file",
+            raw.client_secret_file.is_some(),
+        ),
+    ] {
+        if set {
+            ck.problem(key, "only used with source = \"remote\"");
+        }
+    }
+    JwksVerifyConfig {
+        jwks_url,
+        issuer,
+        timeout: ck.timeout("[verify].timeout", raw.timeout.as_deref(), "5s"),
     }
 }
 

@@ -35,6 +35,7 @@ impl OAuthServer {
                 match record.filter(|r| r.kind == RecordKind::Access && r.is_live(now)) {
                     None => json!({ "active": false }),
                     Some(r) => {
+                        let aud = self.audience(&r);
                         let mut answer = json!({
                             "active": true,
                             "scope": r.scopes.join(" "),
@@ -44,12 +45,7 @@ impl OAuthServer {
                             "iat": r.issued_at,
                             "token_type": "Bearer",
                             "iss": self.settings.issuer,
-                            // RFC 8707: a token issued without `resource` is for the issuer.
-                            "aud": match r.audiences.as_slice() {
-                                [] => json!(self.settings.issuer),
-                                [one] => json!(one),
-                                many => json!(many),
-                            },
+                            "aud": aud,
                         });
                         if let Some(username) = r.username {
                             answer["username"] = json!(username);

@@ -1,12 +1,14 @@
 //! `GET /.well-known/oauth-authorization-server` (RFC 8414 §2): lists only what is
-//! switched on; and `GET /.well-known/oauth-protected-resource/<path_prefix>` (RFC 9728
-//! §3), one document per protected route.
+//! switched on; `GET /.well-known/jwks.json` (RFC 7517 §5): the public keys of JWT access
+//! tokens, current first, then the previous ones still accepted (404 when tokens are opaque);
+//! and `GET /.well-known/oauth-protected-resource/<path_prefix>` (RFC 9728 §3), one document
+//! per protected route.
 
 use super::OAuthServer;
 use crate::body::Body;
+use crate::error::json_response;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
-use http::Response;
-use http::StatusCode;
+use http::{Response, StatusCode};
 use serde_json::json;
 
 impl OAuthServer {
@@ -22,7 +24,7 @@ impl OAuthServer {
             response_types.push("token");
         }
         let issuer = &s.issuer;
-        let body = json!({
+        let mut body = json!({
             "issuer": issuer,
             "authorization_endpoint": format!("{issuer}/oauth/authorize"),
             "token_endpoint": format!("{issuer}/oauth/token"),
@@ -35,14 +37,20 @@ impl OAuthServer {
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "code_challenge_methods_supported": ["S256"],
         });
-        let mut response = Response::new(Body::from(body.to_string()));
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response
-            .headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
-        response
+        if s.token_format.keys().is_some() {
+            body["jwks_uri"] = json!(format!("{issuer}{JWKS_PATH}"));
+        }
+        json_with_max_age(body.to_string())
+    }
+
+    pub(super) fn jwks(&self) -> Response<Body> {
+        match self.settings.token_format.keys() {
+            Some(keys) => json_with_max_age(keys.jwks().to_string()),
+            None => json_response(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"not_found"}"#.to_string(),
+            ),
+        }
     }
 
     /// The RFC 9728 metadata of the protected route whose prefix follows the well-known
@@ -67,4 +75,21 @@ impl OAuthServer {
             .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
         response
     }
+}
+
+/// The path of the JWK Set on the public listener.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// A public JSON document caches may keep for five minutes. A key rollover keeps the old key
+/// listed (`signing_keys_previous`), and verifiers refetch on an unknown `kid`, so a copy
+/// that old never refuses a good token.
+fn json_with_max_age(body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
+    response
 }

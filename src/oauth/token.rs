@@ -13,8 +13,9 @@
 use super::protocol::{grant_scopes, pkce_matches, ErrorCode, OAuthError, Params};
 use super::{AuthenticatedClient, OAuthRequest, OAuthServer};
 use crate::body::Body;
-use crate::config::{ClientConfig, GrantType};
+use crate::config::{ClientConfig, GrantType, TokenFormat};
 use crate::error::json_response;
+use crate::jwt::{AccessClaims, TYP_AT_JWT};
 use crate::secrets::random_token;
 use crate::store::token_hash;
 use crate::store::{Record, RecordKind, RecordState};
@@ -365,7 +366,6 @@ impl OAuthServer {
         let now = self.now();
         let ends = issue.grant_expires_at;
         let access_expires_at = (now + self.settings.access_token_ttl.as_secs()).min(ends);
-        let access_token = random_token();
         let base_sub = issue.sub.clone();
         let base = Record {
             kind: RecordKind::Access,
@@ -386,6 +386,7 @@ impl OAuthServer {
             browser: None,
             audiences: issue.audiences,
         };
+        let access_token = self.new_access_token(&base)?;
         let refresh_token = match issue.refresh_scopes {
             Some(scopes) => {
                 let token = random_token();
@@ -435,6 +436,45 @@ impl OAuthServer {
     async fn revoke_grant_for(&self, reason: &str, record: &Record) {
         crate::audit::grant_revoked(reason, &record.client_id, &record.sub);
         self.revoke_grant(&record.grant_id).await;
+    }
+
+    /// A new access token for `record`: random, or an RFC 9068 JWT of its claims. Either way
+    /// the store keeps the record under the token's hash, so introspection and revocation
+    /// treat both formats alike.
+    fn new_access_token(&self, record: &Record) -> Result<String, OAuthError> {
+        let keys = match &self.settings.token_format {
+            TokenFormat::Opaque => return Ok(random_token()),
+            TokenFormat::Jwt(keys) => keys,
+        };
+        let claims = AccessClaims {
+            iss: &self.settings.issuer,
+            sub: &record.sub,
+            aud: self.audience(record),
+            client_id: &record.client_id,
+            scope: record.scopes.join(" "),
+            iat: record.issued_at,
+            exp: record.expires_at,
+            jti: random_token(),
+            username: record.username.as_deref(),
+        };
+        crate::jwt::compact::sign(&keys.current, TYP_AT_JWT, &claims).map_err(|e| {
+            tracing::error!(error = %crate::error::error_chain(&e), "cannot sign an access token");
+            OAuthError::new(
+                ErrorCode::ServerError,
+                "the access token could not be signed",
+            )
+        })
+    }
+
+    /// The `aud` of an access token (its JWT claim, its `/verify` answer): the RFC 8707
+    /// resources it was issued for, one as a string and several as an array, or the issuer
+    /// when it named none (RFC 8707 §2).
+    pub(super) fn audience(&self, record: &Record) -> serde_json::Value {
+        match record.audiences.as_slice() {
+            [] => serde_json::json!(self.settings.issuer),
+            [one] => serde_json::json!(one),
+            many => serde_json::json!(many),
+        }
     }
 
     /// Revokes a grant; the store's feed takes the revocation to the guards.

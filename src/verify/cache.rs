@@ -291,6 +291,8 @@ impl VerifyCache {
 impl RevocationSink for VerifyCache {
     fn revoked(&self, event: Revoked) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            // The verifier first: once the entry is gone, the next request asks it again.
+            self.verifier.revoked(&event);
             match event {
                 Revoked::Token(hash) => self.forget(&hash).await,
                 Revoked::Everything => self.cache.invalidate_all(),

@@ -1,4 +1,4 @@
-//! The `tollgate` binary: check, gen-secret, hash-password, and run with its exit codes
+//! The `tollgate` binary: check, gen-secret, gen-key, hash-password, and run with its exit codes
 //! and SIGTERM handling.
 
 use crate::common::{self, refused_url, Upstream};
@@ -306,6 +306,18 @@ const START_FAILURES: &[StartFailure] = &[
         config: "{HEAD}[users]\nsource = \"ldap\"\n[users.ldap]\nurl = \"ldaps://127.0.0.1:1\"\nuser_dn = \"uid={username},dc=example\"\nca_file = \"ca.pem\"\n",
         files: &[("ca.pem", "not a certificate\n")],
         line: ":11:1: [users.ldap].ca_file: cannot load the CA certificates",
+    },
+    StartFailure {
+        what: "a JWT signing key file that is missing",
+        config: "{HEAD}token_format = \"jwt\"\nsigning_key = \"missing.pem\"\n",
+        files: &[],
+        line: ":7:1: [oauth].signing_key: \"missing.pem\": cannot read",
+    },
+    StartFailure {
+        what: "a JWT signing key of a type tollgate does not sign with",
+        config: "{HEAD}token_format = \"jwt\"\nsigning_key = \"rsa.pem\"\n",
+        files: &[("rsa.pem", "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n")],
+        line: ":7:1: [oauth].signing_key: \"rsa.pem\": not an ECDSA P-256 (ES256) or Ed25519",
     },
     StartFailure {
         what: "a typo in a key",
@@ -673,4 +685,51 @@ async fn sigterm_lets_the_in_flight_request_finish_before_exiting_0() {
     assert_eq!(r.status(), 200);
     let code = tokio::task::block_in_place(|| running.wait_for_exit());
     assert_eq!(code, Some(0), "{}", running.stderr());
+}
+
+#[test]
+fn gen_key_makes_pkcs8_keys_that_check_accepts_and_never_overwrites_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (alg, file) in [("es256", "es.pem"), ("eddsa", "ed.pem")] {
+        let out = tollgate(&["gen-key", "--alg", alg]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let pem = text(&out.stdout);
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+        assert!(pem.ends_with("-----END PRIVATE KEY-----\n"), "{pem}");
+        assert!(
+            text(&out.stderr).starts_with("kid: "),
+            "{}",
+            text(&out.stderr)
+        );
+
+        let path = dir.path().join(file);
+        let written = tollgate(&["gen-key", "--alg", alg, "-o", path.to_str().expect("UTF-8")]);
+        assert!(written.status.success(), "{}", text(&written.stderr));
+        assert!(written.stdout.is_empty(), "the key goes to the file only");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("written")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
+        let before = std::fs::read(&path).expect("read");
+        let again = tollgate(&["gen-key", "-o", path.to_str().expect("UTF-8")]);
+        assert_eq!(again.status.code(), Some(1), "an existing file is kept");
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+
+        let config = write(
+            dir.path(),
+            "gateway.toml",
+            &format!(
+                "[oauth]\nstore = \"memory\"\ntoken_format = \"jwt\"\nsigning_key = \"{file}\"\n"
+            ),
+        );
+        let check = tollgate(&["check", "-c", config.to_str().expect("UTF-8")]);
+        assert!(check.status.success(), "{}", text(&check.stderr));
+    }
+    let bad = tollgate(&["gen-key", "--alg", "rs256"]);
+    assert_eq!(bad.status.code(), Some(2), "clap refuses an unknown --alg");
 }

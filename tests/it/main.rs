@@ -15,6 +15,7 @@ mod faults_backends;
 mod grant_life;
 mod guard;
 mod instances;
+mod jwt;
 mod ldap;
 mod limits;
 mod listeners;

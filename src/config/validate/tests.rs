@@ -667,3 +667,111 @@ fn upstreams_with_an_empty_host_or_a_bad_port_are_refused() {
         assert!(parse_str(&text).is_ok(), "{good}: {:?}", problems(&text));
     }
 }
+
+/// A config directory with a P-256 key, an Ed25519 key, an RSA-looking file and junk.
+fn key_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write =
+        |name: &str, text: &str| std::fs::write(dir.path().join(name), text).expect("write");
+    let es = crate::jwt::SigningKey::generate_pem(crate::jwt::Alg::Es256).expect("gen");
+    let ed = crate::jwt::SigningKey::generate_pem(crate::jwt::Alg::EdDsa).expect("gen");
+    write("es.pem", &es);
+    write("ed.pem", &ed);
+    write("junk.pem", "not a key\n");
+    write(
+        "sec1.pem",
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIA==\n-----END EC PRIVATE KEY-----\n",
+    );
+    dir
+}
+
+fn parse_in(dir: &tempfile::TempDir, text: &str) -> Result<Config, ConfigError> {
+    Config::from_str(text, &dir.path().join("gateway.toml"))
+}
+
+#[test]
+fn jwt_tokens_load_the_signing_key_and_the_previous_ones() {
+    let dir = key_dir();
+    let c = parse_in(
+        &dir,
+        "[oauth]\ntoken_format = \"jwt\"\nsigning_key = \"ed.pem\"\nsigning_keys_previous = [\"es.pem\"]\n",
+    )
+    .expect("valid");
+    let keys = c.oauth.token_format.keys().expect("jwt");
+    assert_eq!(keys.current.alg(), crate::jwt::Alg::EdDsa);
+    assert_eq!(keys.public.len(), 2);
+    assert_eq!(keys.jwks()["keys"][1]["kty"], "EC");
+    let c = parse_str("").expect("valid");
+    assert!(c.oauth.token_format.keys().is_none(), "opaque by default");
+}
+
+#[test]
+fn bad_jwt_settings_are_refused_naming_the_key() {
+    let dir = key_dir();
+    let cases = [
+        ("token_format = \"paseto\"", "[oauth].token_format: \"paseto\" is not"),
+        ("token_format = \"jwt\"", "[oauth].signing_key: required when token_format"),
+        (
+            "token_format = \"jwt\"\nsigning_key = \"missing.pem\"",
+            "[oauth].signing_key: \"missing.pem\": cannot read",
+        ),
+        (
+            "token_format = \"jwt\"\nsigning_key = \"junk.pem\"",
+            "[oauth].signing_key: \"junk.pem\": no PEM private key",
+        ),
+        (
+            "token_format = \"jwt\"\nsigning_key = \"sec1.pem\"",
+            "openssl pkcs8 -topk8",
+        ),
+        (
+            "token_format = \"jwt\"\nsigning_key = \"es.pem\"\nsigning_keys_previous = [\"junk.pem\"]",
+            "[oauth].signing_keys_previous: \"junk.pem\"",
+        ),
+        (
+            "token_format = \"jwt\"\nsigning_key = \"es.pem\"\nsigning_keys_previous = [\"es.pem\"]",
+            "is listed twice",
+        ),
+        (
+            "signing_key = \"es.pem\"",
+            "[oauth].signing_key: only used with token_format = \"jwt\"",
+        ),
+    ];
+    for (keys, want) in cases {
+        let Err(err) = parse_in(&dir, &format!("[oauth]\n{keys}\n")) else {
+            panic!("{keys}: accepted");
+        };
+        let text = err.to_string();
+        assert!(text.contains(want), "{keys}: {text}");
+    }
+}
+
+#[test]
+fn jwks_verify_needs_a_url_and_an_issuer() {
+    let ok = "[verify]\nsource = \"jwks\"\njwks_url = \"https://as.example.com/jwks\"\nissuer = \"https://as.example.com\"\n";
+    let c = parse_str(ok).expect("valid");
+    let VerifySource::Jwks(j) = &c.verify.source else {
+        panic!("not jwks");
+    };
+    assert_eq!(j.jwks_url, "https://as.example.com/jwks");
+    assert_eq!(j.issuer, "https://as.example.com");
+    assert_eq!(j.timeout, Duration::from_secs(5));
+    let p = problems("[verify]\nsource = \"jwks\"\n").join("\n");
+    assert!(
+        p.contains("[verify].jwks_url: an http(s) URL is required"),
+        "{p}"
+    );
+    assert!(
+        p.contains("[verify].issuer: the issuer's identifier"),
+        "{p}"
+    );
+    let p = problems("[verify]\njwks_url = \"https://as.example.com/jwks\"\n").join("\n");
+    assert!(
+        p.contains("[verify].jwks_url: only used with source = \"jwks\""),
+        "{p}"
+    );
+    let p = problems(&format!("{ok}client_id = \"gw\"\n")).join("\n");
+    assert!(
+        p.contains("[verify].client_id: only used with source = \"remote\""),
+        "{p}"
+    );
+}

@@ -151,6 +151,8 @@ pub struct AuthConfig {
     verify: String,
     /// More config after the two standard routes (more `[[routes]]`); none by default.
     extra: String,
+    /// Extra `[oauth]` keys (token format, signing keys); none by default.
+    oauth: String,
 }
 
 impl Default for AuthConfig {
@@ -167,6 +169,7 @@ impl Default for AuthConfig {
             server: String::new(),
             verify: String::new(),
             extra: String::new(),
+            oauth: String::new(),
         }
     }
 }
@@ -254,6 +257,12 @@ impl AuthConfig {
         self
     }
 
+    /// Adds `keys` to the `[oauth]` section.
+    pub fn oauth(mut self, keys: &str) -> Self {
+        self.oauth = keys.to_string();
+        self
+    }
+
     /// Appends `toml` after the standard routes (e.g. another `[[routes]]`).
     pub fn extra(mut self, toml: &str) -> Self {
         self.extra = toml.to_string();
@@ -275,11 +284,18 @@ impl AuthConfig {
             server,
             verify,
             extra,
+            oauth,
         } = self;
         let tls_table = if *tls {
             "[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n"
         } else {
             ""
+        };
+        // Tests that name their own verifier source say so in `verify`.
+        let verify_source = if verify.contains("source =") {
+            ""
+        } else {
+            "source = \"local\"\n"
         };
         let store_prefix = redis
             .as_ref()
@@ -293,6 +309,7 @@ access_token_ttl = "{access_token_ttl}"
 grant_max_lifetime = "{grant_max_lifetime}"
 allow_implicit = {allow_implicit}
 allow_password_grant = {allow_password_grant}
+{oauth}
 
 [oauth.scopes]
 email = "{EMAIL_TEXT}"
@@ -347,8 +364,7 @@ grant_types = ["implicit"]
 scopes = ["email"]
 
 [verify]
-source = "local"
-{verify}
+{verify_source}{verify}
 
 [[routes]]
 name = "mail"
