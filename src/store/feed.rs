@@ -186,9 +186,15 @@ mod tests {
         feed.share();
         assert_eq!(feed.silent_for(), Some(Duration::MAX));
         feed.stream_up(true);
-        assert!(feed.silent_for().is_some_and(|d| d < Duration::from_secs(1)));
+        assert!(feed
+            .silent_for()
+            .is_some_and(|d| d < Duration::from_secs(1)));
         feed.stream_up(false);
-        assert!(feed.silent_for().is_some_and(|d| d < Duration::from_secs(1)), "down does not reset the last read");
+        assert!(
+            feed.silent_for()
+                .is_some_and(|d| d < Duration::from_secs(1)),
+            "down does not reset the last read"
+        );
     }
 
     #[tokio::test]

@@ -10,6 +10,11 @@
 //! A call gives up after [`LOCK_WAIT`] in all (queueing behind this process's other calls
 //! plus waiting out another process's lock), so an outage is a prompt error (503 upstream
 //! of here), not a queue of requests that grows behind a lock.
+//!
+//! Several processes may share the file (two instances on one host, for restarts with no
+//! downtime). Revocations made here reach this process's guard through the in-process feed
+//! before the call returns; every other process's through the revocations table, which
+//! each store instance polls (see [`revocations`]).
 
 use super::{LocalFeed, Record, RecordKind, RecordState, RevocationFeed, RevocationSink};
 use super::{StoreError, StoreResult, TokenHash, TokenStore};
@@ -18,6 +23,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod revocations;
+use revocations::Poller;
 
 /// Longest one call waits to get at the database; see the module comment.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -59,6 +67,7 @@ UPDATE records SET grant_expires_at = expires_at;
 ALTER TABLE records ADD COLUMN browser TEXT;
 CREATE TABLE server_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID;
 "#,
+    revocations::MIGRATION,
 ];
 
 const COLUMNS: &str =
@@ -71,13 +80,15 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// `query_only` connection for plain lookups.
     reader: Arc<Mutex<Connection>>,
-    /// This process's revocations, for its own guard. (Other processes on the same file
-    /// learn of them only when their cache entries expire: issue 9, item 5.)
-    feed: LocalFeed,
+    /// This process's subscribers; the revocations poller holds it weakly and stops with it.
+    feed: Arc<LocalFeed>,
+    /// This instance's name in the revocations table.
+    origin: i64,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the database at `path`, brings its schema up to date and
+    /// starts polling the revocations table (on the current tokio runtime).
     pub fn open(path: &Path) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
@@ -90,13 +101,25 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(LOCK_WAIT)?;
         migrate(&conn)?;
-        let reader = Connection::open(path)?;
-        reader.pragma_update(None, "query_only", true)?;
-        reader.busy_timeout(LOCK_WAIT)?;
+        // Read from the newest row now: nothing revoked after `open` returns is missed.
+        let last = revocations::newest(&conn)?;
+        let conn = Arc::new(Mutex::new(conn));
+        let feed = Arc::new(LocalFeed::default());
+        feed.share();
+        let origin = revocations::new_origin();
+        let poller = Poller {
+            reader: Arc::new(Mutex::new(open_reader(path)?)),
+            writer: conn.clone(),
+            origin,
+            feed: Arc::downgrade(&feed),
+            last,
+        };
+        tokio::spawn(poller.run());
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            reader: Arc::new(Mutex::new(reader)),
-            feed: LocalFeed::default(),
+            conn,
+            reader: Arc::new(Mutex::new(open_reader(path)?)),
+            feed,
+            origin,
         })
     }
 
@@ -108,6 +131,14 @@ impl SqliteStore {
     {
         on_blocking_pool(self.conn.clone(), f)
     }
+}
+
+/// A `query_only` connection to `path`.
+fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let reader = Connection::open(path)?;
+    reader.pragma_update(None, "query_only", true)?;
+    reader.busy_timeout(LOCK_WAIT)?;
+    Ok(reader)
 }
 
 /// Runs `f` with `conn` on the blocking pool, within [`LOCK_WAIT`] from now.
@@ -284,11 +315,13 @@ impl TokenStore for SqliteStore {
     }
 
     fn revoke(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
+        let origin = self.origin;
         let revoked = self.with(move |conn| {
             let tx = conn.transaction()?;
             let before = read(&tx, &hash)?;
             if before.is_some() {
                 set_state(&tx, &hash, RecordState::Revoked)?;
+                revocations::append(&tx, origin, &[hash])?;
             }
             tx.commit()?;
             Ok(before)
@@ -304,6 +337,7 @@ impl TokenStore for SqliteStore {
 
     fn revoke_grant<'a>(&'a self, grant_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<TokenHash>>> {
         let grant_id = grant_id.to_string();
+        let origin = self.origin;
         let revoked = self.with(move |conn| {
             let tx = conn.transaction()?;
             let hashes = {
@@ -316,6 +350,7 @@ impl TokenStore for SqliteStore {
                 "UPDATE records SET state = 'revoked' WHERE grant_id = ?1",
                 params![grant_id],
             )?;
+            revocations::append(&tx, origin, &hashes)?;
             tx.commit()?;
             Ok(hashes)
         });
@@ -517,7 +552,174 @@ mod tests {
             .expect("not poisoned")
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("pragma");
-        assert_eq!(version, 3);
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    /// A subscriber that remembers what the feed handed it.
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<super::super::Revoked>>);
+
+    impl RevocationSink for Seen {
+        fn revoked(&self, event: super::super::Revoked) -> BoxFuture<'_, ()> {
+            self.0.lock().expect("not poisoned").push(event);
+            Box::pin(async {})
+        }
+    }
+
+    impl Seen {
+        fn events(&self) -> Vec<super::super::Revoked> {
+            self.0.lock().expect("not poisoned").clone()
+        }
+
+        /// Waits (up to 2 s, checking every 10 ms) until `want` holds of what was seen.
+        async fn until(&self, what: &str, want: impl Fn(&[super::super::Revoked]) -> bool) {
+            let start = Instant::now();
+            while !want(&self.events()) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(2),
+                    "{what}: seen only {:?}",
+                    self.events()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    /// A store on `path` with a subscriber and metrics of its own.
+    fn subscribed(path: &Path) -> (SqliteStore, Arc<Seen>, crate::metrics::Metrics) {
+        let store = SqliteStore::open(path).expect("opens");
+        let seen: Arc<Seen> = Arc::default();
+        let sink: Arc<dyn RevocationSink> = seen.clone();
+        store.subscribe(&sink);
+        let metrics = crate::metrics::Metrics::new();
+        store.count_in(metrics.revocations.clone());
+        (store, seen, metrics)
+    }
+
+    #[tokio::test]
+    async fn a_revocation_at_one_store_reaches_another_on_the_same_file_once() {
+        use super::super::Revoked::Token;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let (a, seen_a, metrics_a) = subscribed(&path);
+        let (b, seen_b, metrics_b) = subscribed(&path);
+        let far = 9_999_999_999;
+        for (token, grant) in [("t", "g1"), ("r1", "g2"), ("r2", "g2")] {
+            let rec = conformance::record(RecordKind::Access, grant, far);
+            a.insert(token_hash(token), rec).await.expect("insert");
+        }
+
+        a.revoke(token_hash("t")).await.expect("revoke");
+        assert_eq!(
+            seen_a.events(),
+            vec![Token(token_hash("t"))],
+            "at once, here"
+        );
+        seen_b
+            .until("one token, at B", |e| e == [Token(token_hash("t"))])
+            .await;
+
+        let mut grant = b.revoke_grant("g2").await.expect("revoke grant");
+        grant.sort();
+        seen_a.until("the grant, at A", |e| e.len() == 3).await;
+        let mut at_a: Vec<_> = seen_a.events()[1..].to_vec();
+        at_a.sort_by_key(|e| format!("{e:?}"));
+        let mut want: Vec<_> = grant.iter().copied().map(Token).collect();
+        want.sort_by_key(|e| format!("{e:?}"));
+        assert_eq!(at_a, want);
+
+        // Several polls later, nobody has heard anything twice (own rows are skipped).
+        tokio::time::sleep(revocations::POLL_EVERY * 3).await;
+        assert_eq!(seen_a.events().len(), 3);
+        assert_eq!(seen_b.events().len(), 3, "{:?}", seen_b.events());
+        let r = &metrics_b.revocations;
+        assert_eq!((r.local.get(), r.stream.get()), (2, 1));
+        assert_eq!(r.lag.get_sample_count(), 1, "one revocation, one lag");
+        assert!(r.lag.get_sample_sum() < 1.0);
+        assert_eq!(r.stream_up.get(), 1);
+        let r = &metrics_a.revocations;
+        assert_eq!((r.local.get(), r.stream.get()), (1, 2));
+        assert_eq!(r.lag.get_sample_count(), 1, "one grant, one lag");
+        assert!(a.silent_for().is_some_and(|d| d < Duration::from_secs(1)));
+    }
+
+    #[tokio::test]
+    async fn a_poller_behind_the_trim_tells_its_subscribers_to_forget_everything() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let (store, seen, _metrics) = subscribed(&path);
+        // Another instance trimmed rows this one never read.
+        Connection::open(&path)
+            .expect("opens")
+            .execute(
+                "INSERT INTO revocations_trimmed (only, upto) VALUES (1, 5)",
+                [],
+            )
+            .expect("trim mark");
+        seen.until("everything", |e| e == [super::super::Revoked::Everything])
+            .await;
+        tokio::time::sleep(revocations::POLL_EVERY * 3).await;
+        assert_eq!(seen.events().len(), 1, "once, not at every poll");
+        drop(store);
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_reported_and_polling_resumes_when_the_table_is_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let (store, _seen, metrics) = subscribed(&path);
+        let up = || metrics.revocations.stream_up.get();
+        let wait = |want: i64| async move {
+            let start = Instant::now();
+            while up() != want {
+                assert!(
+                    start.elapsed() < Duration::from_secs(2),
+                    "stream_up stays {}",
+                    up()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        wait(1).await;
+        let other = Connection::open(&path).expect("opens");
+        other
+            .execute_batch("ALTER TABLE revocations RENAME TO hidden")
+            .expect("hide the table");
+        wait(0).await;
+        tokio::time::sleep(revocations::POLL_EVERY * 3).await;
+        assert!(
+            store
+                .silent_for()
+                .is_some_and(|d| d >= revocations::POLL_EVERY * 3),
+            "silent since the last good read: {:?}",
+            store.silent_for()
+        );
+        other
+            .execute_batch("ALTER TABLE hidden RENAME TO revocations")
+            .expect("restore the table");
+        wait(1).await;
+        assert!(store
+            .silent_for()
+            .is_some_and(|d| d < Duration::from_secs(1)));
+    }
+
+    #[tokio::test]
+    async fn the_poller_stops_when_the_store_is_dropped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("t.db")).expect("opens");
+        let (writer, feed) = (Arc::downgrade(&store.conn), Arc::downgrade(&store.feed));
+        // Let it poll (and trim) at least once.
+        tokio::time::sleep(revocations::POLL_EVERY * 2).await;
+        drop(store);
+        assert!(feed.upgrade().is_none(), "the poller holds the feed weakly");
+        let start = Instant::now();
+        while writer.upgrade().is_some() {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "the poller still runs"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test]
