@@ -24,6 +24,7 @@ mod proxy;
 mod readiness;
 mod request_rules;
 mod routing;
+mod shared_sqlite;
 mod shipped;
 mod throttle;
 mod upstream_framing;
