@@ -236,7 +236,8 @@ impl Poller {
                 on_blocking_pool(self.reader.clone(), move |c| read_after(c, origin, last)).await?;
             if batch.missed {
                 tracing::warn!(
-                    "revocations were trimmed before this instance read them; forgetting every cached answer"
+                    "revocations may have been missed (trimmed before this instance read them, \
+                     or unreadable); forgetting every cached answer"
                 );
                 feed.publish([Revoked::Everything]).await;
             }
