@@ -164,6 +164,17 @@ where
     })
 }
 
+/// A transaction that reads and then writes, holding the write lock from its start.
+///
+/// A deferred one (`BEGIN`) would read a snapshot, and if another process committed a
+/// write meanwhile its own write would fail at once with "database is locked" (WAL cannot
+/// move a read snapshot forward inside a transaction), however long the busy timeout: two
+/// instances racing for one code would answer one of them 503. `BEGIN IMMEDIATE` waits its
+/// turn (within the busy timeout) before reading, so the loser reads the winner's commit.
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
 fn migrate(conn: &Connection) -> StoreResult<()> {
     let version: usize =
         conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
@@ -301,7 +312,7 @@ impl TokenStore for SqliteStore {
 
     fn consume(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
         self.with(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = write_tx(conn)?;
             let before = read(&tx, &hash)?;
             if before
                 .as_ref()
@@ -317,7 +328,7 @@ impl TokenStore for SqliteStore {
     fn revoke(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
         let origin = self.origin;
         let revoked = self.with(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = write_tx(conn)?;
             let before = read(&tx, &hash)?;
             if before.is_some() {
                 set_state(&tx, &hash, RecordState::Revoked)?;
@@ -339,7 +350,7 @@ impl TokenStore for SqliteStore {
         let grant_id = grant_id.to_string();
         let origin = self.origin;
         let revoked = self.with(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = write_tx(conn)?;
             let hashes = {
                 let mut stmt = tx.prepare("SELECT hash FROM records WHERE grant_id = ?1")?;
                 let rows = stmt.query_map(params![grant_id], |r| r.get::<_, Vec<u8>>(0))?;
@@ -395,7 +406,7 @@ impl TokenStore for SqliteStore {
     ) -> BoxFuture<'a, StoreResult<u32>> {
         let key = key.to_string();
         self.with(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = write_tx(conn)?;
             tx.execute(
                 "INSERT INTO login_failures (key, at) VALUES (?1, ?2)",
                 params![key, at as i64],
@@ -450,7 +461,7 @@ impl TokenStore for SqliteStore {
     ) -> BoxFuture<'a, StoreResult<[u8; 32]>> {
         let name = name.to_string();
         self.with(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = write_tx(conn)?;
             tx.execute(
                 "INSERT OR IGNORE INTO server_keys (name, key) VALUES (?1, ?2)",
                 params![name, &candidate[..]],
