@@ -3,7 +3,9 @@
 //! the other within a second although its cache would keep the answer for a minute: the
 //! same promise as with Redis (see `instances.rs`), carried by the revocations table.
 
-use crate::common::oauth::{write_users, AuthConfig, AuthServer, MAIL_APP, REPORTS, USER};
+use crate::common::oauth::{
+    write_users, AuthConfig, AuthRequest, AuthServer, Browser, MAIL_APP, REPORTS, USER,
+};
 use crate::common::{metric, Upstream};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -109,6 +111,33 @@ async fn refresh_reuse_at_one_instance_revokes_the_grant_at_the_other_on_the_sam
     b.refresh(MAIL_APP, second.refresh_token(), None)
         .await
         .assert_error(400, "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_code_redeemed_at_one_instance_on_the_same_file_cannot_be_redeemed_at_the_other() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = two_instances(dir.path()).await;
+    let request = AuthRequest::code(MAIL_APP, "email");
+    let code = Browser::for_server(&a).code(&a, &request).await;
+    let first = b.exchange(MAIL_APP, &code, request.verifier()).await;
+    assert_eq!(
+        first.status, 200,
+        "made at A, redeemed at B: {}",
+        first.json
+    );
+    assert_eq!(a.subject_seen_upstream(first.access_token()).await, USER);
+    assert_eq!(b.subject_seen_upstream(first.access_token()).await, USER);
+    a.exchange(MAIL_APP, &code, request.verifier())
+        .await
+        .assert_error(400, "invalid_grant");
+    // The replay at A revoked what B issued, in B's cache too.
+    refused_after(
+        &b,
+        first.access_token(),
+        Instant::now(),
+        Duration::from_secs(1),
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------- two real processes
