@@ -96,11 +96,11 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(LOCK_WAIT)?;
-        migrate(&conn)?;
+        enable_wal(&conn)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        migrate(&mut conn)?;
         let reader = open_reader(path)?;
         let poller_reader = open_reader(path)?;
         // Read from the newest row now: nothing revoked after `open` returns is missed.
@@ -130,6 +130,23 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
         on_blocking_pool(self.conn.clone(), f)
+    }
+}
+
+/// Puts the file in WAL mode (which sticks to the file). Switching takes an exclusive lock,
+/// and SQLite reports a conflict at once instead of waiting for it, so a process opening a
+/// new file while another does the same retries, for [`LOCK_WAIT`] at most.
+fn enable_wal(conn: &Connection) -> StoreResult<()> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            done => return Ok(done?),
+        }
     }
 }
 
@@ -175,15 +192,23 @@ fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
-fn migrate(conn: &Connection) -> StoreResult<()> {
-    let version: usize =
-        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        conn.execute_batch(&format!(
-            "BEGIN; {sql} PRAGMA user_version = {}; COMMIT;",
-            i + 1
-        ))?;
+/// Brings the schema up to date. Several processes may open one file at once (a new
+/// instance starting beside a running one): the version is read again under the write lock,
+/// so exactly one of them applies each migration.
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version = |c: &Connection| -> StoreResult<usize> {
+        Ok(c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize)
+    };
+    if version(conn)? >= MIGRATIONS.len() {
+        return Ok(());
     }
+    let tx = write_tx(conn)?;
+    let from = version(&tx)?;
+    for sql in MIGRATIONS.iter().skip(from) {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    tx.commit()?;
     Ok(())
 }
 

@@ -303,3 +303,23 @@ async fn two_stores_on_one_file_racing_for_a_code_consume_it_once_without_an_err
         assert_eq!(active, 1, "race {i}: exactly one saw the code active");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_opening_one_new_file_at_once_migrate_it_once() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let opening: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || SqliteStore::open(&path).map(drop))
+            })
+            .collect();
+        for opened in opening {
+            opened
+                .await
+                .expect("no panic")
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+    }
+}
