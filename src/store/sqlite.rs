@@ -2,7 +2,9 @@
 //!
 //! Schema migrations are embedded and applied at open (tracked in `PRAGMA user_version`).
 //! Every call runs on tokio's blocking pool so SQLite's file IO never stalls the async
-//! workers; one connection behind a mutex keeps `consume` atomic without extra locking.
+//! workers; one connection behind a mutex keeps `consume` atomic within this process, and
+//! its transaction takes the write lock at `BEGIN` (see [`write_tx`]) so it stays atomic
+//! across processes.
 //! Plain lookups (`get`, the guard's path) use a second, read-only connection: in WAL mode
 //! they read the last commit even while a write waits for a lock, so the guard keeps
 //! verifying while the file is locked by another process or cannot be written.
