@@ -1,8 +1,9 @@
 //! Store bench: the Redis store against the SQLite store, in one run, all in one process on
 //! loopback (issue 9).
 //!
-//! For each store it starts an in-memory upstream and tollgate (one `client_credentials`
-//! client, a protected route `/`, `cache_ttl = "60s"`) and measures, with `STORES_CONNS`
+//! Starts an in-memory upstream and two tollgates, one on each store (one
+//! `client_credentials` client, a protected route `/`, `cache_ttl = "60s"`), and measures
+//! each in turn, `STORES_ROUNDS` rounds alternating the stores, with `STORES_CONNS`
 //! closed-loop keep-alive HTTP/1.1 connections:
 //!
 //! - `token`: `POST /oauth/token`, `client_credentials`: one new record stored per request.
@@ -11,17 +12,17 @@
 //!   seen (one of those just issued): every request is a verify-cache miss and a store
 //!   lookup. The row ends when the tokens run out or its time is up.
 //!
-//! Then it starts three instances on one store (one Redis prefix, one SQLite file), issues
-//! `STORES_REVOCATIONS` tokens at A, has B and C cache each, and revokes them at A one at a
-//! time, each after a random wait of up to 150 ms; the lag of one revocation at B (and at C)
-//! is the time from `/oauth/revoke`'s answer at A to the first 401 there, polled every
-//! millisecond. Prints one table for both stores.
-//! See `benches/README.md` for the method and its caveats.
+//! Then, per store, it starts three instances on one store (one Redis prefix, one SQLite
+//! file), issues `STORES_REVOCATIONS` tokens at A, has B and C cache each, and revokes them
+//! at A one at a time, each after a random wait of up to 150 ms; the lag of one revocation at
+//! B (and at C) is the time from `/oauth/revoke`'s answer at A to the first 401 there,
+//! polled every millisecond. Prints each round and a summary table. See
+//! `benches/README.md` for the method and its caveats.
 //!
 //! `cargo bench --bench stores`; knobs: `STORES_SECONDS` (5), `STORES_WARMUP` (1),
-//! `STORES_CONNS` (32), `STORES_MAX_REQUESTS` (2000000 per row), `STORES_REVOCATIONS`
-//! (200). Needs a Redis at 127.0.0.1:6379 (or `TOLLGATE_TEST_REDIS`); its keys go under a
-//! prefix of the run's own, deleted at the end.
+//! `STORES_CONNS` (32), `STORES_ROUNDS` (3), `STORES_MAX_REQUESTS` (2000000 per row),
+//! `STORES_REVOCATIONS` (200). Needs a Redis at 127.0.0.1:6379 (or `TOLLGATE_TEST_REDIS`);
+//! its keys go under a prefix of the run's own, deleted at the end.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -55,6 +56,7 @@ struct Knobs {
     seconds: Duration,
     warmup: Duration,
     conns: usize,
+    rounds: usize,
     max_requests: u64,
     revocations: usize,
 }
@@ -75,17 +77,22 @@ struct Outcome {
     latencies_us: Vec<u32>,
 }
 
-/// One store's line of the table.
-struct Measured {
-    store: Store,
+/// One store's throughput rows in one round.
+struct Throughput {
     token: Outcome,
     cold: Outcome,
-    /// Tokens the cold row had to use (all issued by the token row).
+    /// Tokens the cold row used (all issued by the token row just before).
     tokens: usize,
-    /// Lags at B and C, sorted; lost revocations count as [`LAG_LIMIT`].
+}
+
+/// One store's revocation lags.
+struct Lags {
+    /// At B and at C, sorted; a lost revocation counts as [`LAG_LIMIT`].
     lags: Vec<Duration>,
     lost: usize,
 }
+
+const STORES: [Store; 2] = [Store::Redis, Store::Sqlite];
 
 fn main() {
     let knobs = Knobs::from_env();
@@ -101,51 +108,78 @@ async fn run(knobs: Knobs) {
     let upstream = spawn_upstream().await;
     let dir = tempfile::tempdir().expect("temp dir");
     println!(
-        "stores: {} connections, {:?} warm-up + {:?} per row, cap {} requests per row, {} revocations",
-        knobs.conns, knobs.warmup, knobs.seconds, knobs.max_requests, knobs.revocations
+        "stores: {} connections, {:?} warm-up + {:?} per row, {} round(s), cap {} requests per row, {} revocations",
+        knobs.conns, knobs.warmup, knobs.seconds, knobs.rounds, knobs.max_requests, knobs.revocations
     );
     println!(
-        "(client, gateways, upstream and Redis share this machine's CPUs: compare rows, not runs)"
+        "(client, gateways, upstream and Redis share this machine's CPUs: compare the stores within a round)"
     );
-    let mut results = Vec::new();
-    for store in [Store::Redis, Store::Sqlite] {
+    // Both gateways stay up for all rounds, and the rounds alternate the stores, so the
+    // machine's drift reaches both alike.
+    let mut gateways = Vec::new();
+    for store in STORES {
         let line = match store {
             Store::Redis => redis.store_lines("throughput"),
             Store::Sqlite => sqlite_line(&dir.path().join("throughput.db")),
         };
-        let gw = start(dir.path(), "throughput", &line, upstream).await;
-        let (token, issued) = drive(gw.public_addr, Work::Token, knobs.warmup, &knobs).await;
-        let tokens = Arc::new(Pool::new(issued));
-        // A short warm-up: it spends tokens the measurement needs.
-        let cold_work = Work::Verify(tokens.clone());
-        let (cold, _) = drive(gw.public_addr, cold_work, knobs.warmup / 10, &knobs).await;
+        let name = format!("throughput-{}", store.name());
+        gateways.push(start(dir.path(), &name, &line, upstream).await);
+    }
+    let mut rounds = Vec::new();
+    for round in 1..=knobs.rounds {
+        println!(
+            "
+round {round}"
+        );
+        print_round_header();
+        let mut this = Vec::new();
+        for (store, gw) in STORES.into_iter().zip(&gateways) {
+            let measured = throughput(gw, &knobs).await;
+            if knobs.smoke {
+                measured.assert_sound(store);
+            }
+            print_round_row(store, &measured);
+            this.push(measured);
+        }
+        rounds.push(this);
+    }
+    for (store, gw) in STORES.into_iter().zip(gateways) {
         let counters = cache_counters(gw.internal_addr).await;
+        println!(
+            "{}: verify cache after all rounds: {counters}",
+            store.name()
+        );
         gw.shutdown().await;
+    }
 
+    let mut lags = Vec::new();
+    for store in STORES {
         let line = match store {
             Store::Redis => redis.store_lines("lag"),
             Store::Sqlite => sqlite_line(&dir.path().join("lag.db")),
         };
-        let (lags, lost) = revocation_lags(dir.path(), &line, upstream, knobs.revocations).await;
-        let measured = Measured {
-            store,
-            token,
-            cold,
-            tokens: tokens.used(),
-            lags,
-            lost,
-        };
+        let measured = revocation_lags(dir.path(), &line, upstream, knobs.revocations).await;
         if knobs.smoke {
-            measured.assert_sound();
+            measured.assert_sound(store);
         }
-        println!(
-            "\n{}: verify cache after the cold row: {counters}",
-            store.name()
-        );
-        results.push(measured);
+        lags.push(measured);
     }
-    print_table(&results, &knobs);
+    print_summary(&rounds, &lags, &knobs);
     redis.clean();
+}
+
+/// The token row, then the cold row with the tokens it issued.
+async fn throughput(gw: &Running, knobs: &Knobs) -> Throughput {
+    let (token, issued) = drive(gw.public_addr, Work::Token, knobs.warmup, knobs).await;
+    let tokens = Arc::new(Pool::new(issued));
+    // A short warm-up: it spends tokens the measurement needs.
+    let cold_work = Work::Verify(tokens.clone());
+    let (cold, _) = drive(gw.public_addr, cold_work, knobs.warmup / 10, knobs).await;
+    Throughput {
+        token,
+        cold,
+        tokens: tokens.used(),
+    }
 }
 
 // === impl Knobs ===
@@ -160,6 +194,7 @@ impl Knobs {
                 seconds: Duration::from_millis(300),
                 warmup: Duration::from_millis(100),
                 conns: 4,
+                rounds: 1,
                 max_requests: 5_000,
                 revocations: 5,
             };
@@ -169,6 +204,7 @@ impl Knobs {
             seconds: Duration::from_secs_f64(env_num("STORES_SECONDS", 5.0)),
             warmup: Duration::from_secs_f64(env_num("STORES_WARMUP", 1.0)),
             conns: env_num("STORES_CONNS", 32.0).max(1.0) as usize,
+            rounds: env_num("STORES_ROUNDS", 3.0).max(1.0) as usize,
             max_requests: env_num("STORES_MAX_REQUESTS", 2_000_000.0).max(1.0) as u64,
             revocations: env_num("STORES_REVOCATIONS", 200.0).max(1.0) as usize,
         }
@@ -550,13 +586,8 @@ fn basic(id: &str, secret: &str) -> String {
 // === the revocation lag ===
 
 /// Three instances on one store: `n` tokens issued at A and cached at B and C, revoked at A
-/// one at a time. Returns the lags at B and C, sorted, and how many never arrived.
-async fn revocation_lags(
-    dir: &Path,
-    store: &str,
-    upstream: SocketAddr,
-    n: usize,
-) -> (Vec<Duration>, usize) {
+/// one at a time.
+async fn revocation_lags(dir: &Path, store: &str, upstream: SocketAddr, n: usize) -> Lags {
     let a = start(dir, "lag-a", store, upstream).await;
     let b = start(dir, "lag-b", store, upstream).await;
     let c = start(dir, "lag-c", store, upstream).await;
@@ -598,7 +629,7 @@ async fn revocation_lags(
         instance.shutdown().await;
     }
     lags.sort_unstable();
-    (lags, lost)
+    Lags { lags, lost }
 }
 
 /// A `client_credentials` token from `public`.
@@ -665,18 +696,25 @@ fn percentile<T>(sorted: &[T], p: f64) -> Option<&T> {
     sorted.get(rank.clamp(1, sorted.len()) - 1)
 }
 
-impl Measured {
-    /// Smoke test: every request answered right, every revocation arrived within a second.
-    fn assert_sound(&self) {
-        let name = self.store.name();
+impl Throughput {
+    /// Smoke test: every request answered right.
+    fn assert_sound(&self, store: Store) {
         for (row, o) in [("token", &self.token), ("cold verify", &self.cold)] {
             assert!(
                 o.errors == 0 && o.ok > 0,
-                "{name} {row}: {} ok, {} errors",
+                "{} {row}: {} ok, {} errors",
+                store.name(),
                 o.ok,
                 o.errors
             );
         }
+    }
+}
+
+impl Lags {
+    /// Smoke test: every revocation arrived within a second.
+    fn assert_sound(&self, store: Store) {
+        let name = store.name();
         assert_eq!(self.lost, 0, "{name}: revocations lost");
         let max = self.lags.last().copied().unwrap_or_default();
         assert!(
@@ -684,11 +722,17 @@ impl Measured {
             "{name}: a revocation took {max:?}"
         );
     }
+
+    fn ms(&self, p: f64) -> String {
+        percentile(&self.lags, p)
+            .map(|d| format!("{:.1}ms", d.as_secs_f64() * 1000.0))
+            .unwrap_or_default()
+    }
 }
 
-fn print_table(results: &[Measured], knobs: &Knobs) {
+fn print_round_header() {
     println!(
-        "\n{:<7} {:>9} {:>7} {:>7} {:>6} | {:>9} {:>7} {:>7} {:>6} {:>7} | {:>8} {:>8} {:>8} {:>5}",
+        "{:<7} {:>9} {:>7} {:>7} {:>6} | {:>9} {:>7} {:>7} {:>6} {:>7} {:>7}",
         "store",
         "tokens/s",
         "p50 µs",
@@ -699,42 +743,70 @@ fn print_table(results: &[Measured], knobs: &Knobs) {
         "p99 µs",
         "errors",
         "tokens",
-        "lag p50",
-        "lag p99",
-        "lag max",
-        "lost"
+        "window"
     );
-    for m in results {
-        let lag = |p: f64| {
-            percentile(&m.lags, p)
-                .map(|d| format!("{:.1}ms", d.as_secs_f64() * 1000.0))
-                .unwrap_or_default()
+}
+
+/// One store's rows of one round; `window` is the part of the cold row's time it used.
+fn print_round_row(store: Store, t: &Throughput) {
+    println!(
+        "{:<7} {:>9.0} {:>7} {:>7} {:>6} | {:>9.0} {:>7} {:>7} {:>6} {:>7} {:>6.2}s",
+        store.name(),
+        t.token.rps(),
+        t.token.percentile_us(50.0),
+        t.token.percentile_us(99.0),
+        t.token.errors,
+        t.cold.rps(),
+        t.cold.percentile_us(50.0),
+        t.cold.percentile_us(99.0),
+        t.cold.errors,
+        t.tokens,
+        t.cold.window.as_secs_f64(),
+    );
+}
+
+/// Mean rates over the rounds, SQLite's over Redis's per round (then averaged), and the lags.
+fn print_summary(rounds: &[Vec<Throughput>], lags: &[Lags], knobs: &Knobs) {
+    let n = rounds.len().max(1) as f64;
+    let mean = |i: usize, rate: fn(&Throughput) -> f64| {
+        rounds.iter().map(|r| rate(&r[i])).sum::<f64>() / n
+    };
+    let ratio = |rate: fn(&Throughput) -> f64| {
+        rounds
+            .iter()
+            .map(|r| rate(&r[1]) / rate(&r[0]).max(1e-9))
+            .sum::<f64>()
+            / n
+    };
+    let token: fn(&Throughput) -> f64 = |t| t.token.rps();
+    let cold: fn(&Throughput) -> f64 = |t| t.cold.rps();
+    println!(
+        "
+summary: throughput mean over {} round(s); lag over {} revocations at A, seen at B and C (3 instances on one store)",
+        rounds.len(),
+        knobs.revocations
+    );
+    println!(
+        "{:<7} {:>9} {:>7} | {:>9} {:>7} | {:>8} {:>8} {:>8} {:>5}",
+        "store", "tokens/s", "ratio", "cold/s", "ratio", "lag p50", "lag p99", "lag max", "lost"
+    );
+    for (i, (store, lag)) in STORES.into_iter().zip(lags).enumerate() {
+        let (token_ratio, cold_ratio) = match i {
+            0 => (1.0, 1.0),
+            _ => (ratio(token), ratio(cold)),
         };
         println!(
-            "{:<7} {:>9.0} {:>7} {:>7} {:>6} | {:>9.0} {:>7} {:>7} {:>6} {:>7} | {:>8} {:>8} {:>8} {:>5}",
-            m.store.name(),
-            m.token.rps(),
-            m.token.percentile_us(50.0),
-            m.token.percentile_us(99.0),
-            m.token.errors,
-            m.cold.rps(),
-            m.cold.percentile_us(50.0),
-            m.cold.percentile_us(99.0),
-            m.cold.errors,
-            m.tokens,
-            lag(50.0),
-            lag(99.0),
-            lag(100.0),
-            m.lost,
+            "{:<7} {:>9.0} {:>7.2} | {:>9.0} {:>7.2} | {:>8} {:>8} {:>8} {:>5}",
+            store.name(),
+            mean(i, token),
+            token_ratio,
+            mean(i, cold),
+            cold_ratio,
+            lag.ms(50.0),
+            lag.ms(99.0),
+            lag.ms(100.0),
+            lag.lost,
         );
     }
-    println!(
-        "(token and cold rows: {} connections, one instance; cold/s over {:.2?} and {:.2?} of \
-         the window: the row ends when the tokens run out; lag: {} revocations at A, seen at B \
-         and C, 3 instances on one store)",
-        knobs.conns,
-        results.first().map(|m| m.cold.window).unwrap_or_default(),
-        results.get(1).map(|m| m.cold.window).unwrap_or_default(),
-        knobs.revocations,
-    );
+    println!("(ratio: SQLite's rate over Redis's in the same round, averaged over the rounds)");
 }
