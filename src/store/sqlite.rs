@@ -2,7 +2,9 @@
 //!
 //! Schema migrations are embedded and applied at open (tracked in `PRAGMA user_version`).
 //! Every call runs on tokio's blocking pool so SQLite's file IO never stalls the async
-//! workers; one connection behind a mutex keeps `consume` atomic without extra locking.
+//! workers; one connection behind a mutex keeps `consume` atomic within this process, and
+//! its transaction takes the write lock at `BEGIN` (see [`write_tx`]) so it stays atomic
+//! across processes.
 //! Plain lookups (`get`, the guard's path) use a second, read-only connection: in WAL mode
 //! they read the last commit even while a write waits for a lock, so the guard keeps
 //! verifying while the file is locked by another process or cannot be written.
@@ -10,6 +12,11 @@
 //! A call gives up after [`LOCK_WAIT`] in all (queueing behind this process's other calls
 //! plus waiting out another process's lock), so an outage is a prompt error (503 upstream
 //! of here), not a queue of requests that grows behind a lock.
+//!
+//! Several processes may share the file (two instances on one host, for restarts with no
+//! downtime). Revocations made here reach this process's guard through the in-process feed
+//! before the call returns; every other process's through the revocations table, which
+//! each store instance polls (see [`revocations`]).
 
 use super::{LocalFeed, Record, RecordKind, RecordState, RevocationFeed, RevocationSink};
 use super::{StoreError, StoreResult, TokenHash, TokenStore};
@@ -18,6 +25,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod revocations;
+use revocations::Poller;
 
 /// Longest one call waits to get at the database; see the module comment.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -59,6 +69,7 @@ UPDATE records SET grant_expires_at = expires_at;
 ALTER TABLE records ADD COLUMN browser TEXT;
 CREATE TABLE server_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID;
 "#,
+    revocations::MIGRATION,
     // RFC 8707 audiences of codes and tokens, space-separated (resource identifiers hold
     // no spaces); empty for everything issued before.
     r#"
@@ -76,13 +87,15 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// `query_only` connection for plain lookups.
     reader: Arc<Mutex<Connection>>,
-    /// This process's revocations, for its own guard. (Other processes on the same file
-    /// learn of them only when their cache entries expire: issue 9, item 5.)
-    feed: LocalFeed,
+    /// This process's subscribers; the revocations poller holds it weakly and stops with it.
+    feed: Arc<LocalFeed>,
+    /// This instance's name in the revocations table.
+    origin: i64,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the database at `path`, brings its schema up to date and
+    /// starts polling the revocations table (on the current tokio runtime).
     pub fn open(path: &Path) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
@@ -90,19 +103,31 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(LOCK_WAIT)?;
-        migrate(&conn)?;
-        let reader = Connection::open(path)?;
-        reader.pragma_update(None, "query_only", true)?;
-        reader.busy_timeout(LOCK_WAIT)?;
-        Ok(Self {
+        enable_wal(&conn)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        migrate(&mut conn)?;
+        let reader = open_reader(path)?;
+        let poller_reader = open_reader(path)?;
+        // Read from the newest row now: nothing revoked after `open` returns is missed.
+        let last = revocations::newest(&conn)?;
+        let store = Self {
             conn: Arc::new(Mutex::new(conn)),
             reader: Arc::new(Mutex::new(reader)),
-            feed: LocalFeed::default(),
-        })
+            feed: Arc::new(LocalFeed::default()),
+            origin: revocations::new_origin(),
+        };
+        store.feed.share();
+        let poller = Poller {
+            reader: Arc::new(Mutex::new(poller_reader)),
+            writer: store.conn.clone(),
+            origin: store.origin,
+            feed: Arc::downgrade(&store.feed),
+            last,
+        };
+        tokio::spawn(poller.run());
+        Ok(store)
     }
 
     /// Runs `f` with the writing connection on the blocking pool.
@@ -113,6 +138,31 @@ impl SqliteStore {
     {
         on_blocking_pool(self.conn.clone(), f)
     }
+}
+
+/// Puts the file in WAL mode (which sticks to the file). Switching takes an exclusive lock,
+/// and SQLite reports a conflict at once instead of waiting for it, so a process opening a
+/// new file while another does the same retries, for [`LOCK_WAIT`] at most.
+fn enable_wal(conn: &Connection) -> StoreResult<()> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            done => return Ok(done?),
+        }
+    }
+}
+
+/// A `query_only` connection to `path`.
+fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let reader = Connection::open(path)?;
+    reader.pragma_update(None, "query_only", true)?;
+    reader.busy_timeout(LOCK_WAIT)?;
+    Ok(reader)
 }
 
 /// Runs `f` with `conn` on the blocking pool, within [`LOCK_WAIT`] from now.
@@ -138,15 +188,34 @@ where
     })
 }
 
-fn migrate(conn: &Connection) -> StoreResult<()> {
-    let version: usize =
-        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        conn.execute_batch(&format!(
-            "BEGIN; {sql} PRAGMA user_version = {}; COMMIT;",
-            i + 1
-        ))?;
+/// A transaction that reads and then writes, holding the write lock from its start.
+///
+/// A deferred one (`BEGIN`) would read a snapshot, and if another process committed a
+/// write meanwhile its own write would fail at once with "database is locked" (WAL cannot
+/// move a read snapshot forward inside a transaction), however long the busy timeout: two
+/// instances racing for one code would answer one of them 503. `BEGIN IMMEDIATE` waits its
+/// turn (within the busy timeout) before reading, so the loser reads the winner's commit.
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
+/// Brings the schema up to date. Several processes may open one file at once (a new
+/// instance starting beside a running one): the version is read again under the write lock,
+/// so exactly one of them applies each migration.
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version = |c: &Connection| -> StoreResult<usize> {
+        Ok(c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize)
+    };
+    if version(conn)? >= MIGRATIONS.len() {
+        return Ok(());
     }
+    let tx = write_tx(conn)?;
+    let from = version(&tx)?;
+    for sql in MIGRATIONS.iter().skip(from) {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -282,7 +351,7 @@ impl TokenStore for SqliteStore {
 
     fn consume(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
         self.with(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = write_tx(conn)?;
             let before = read(&tx, &hash)?;
             if before
                 .as_ref()
@@ -296,11 +365,13 @@ impl TokenStore for SqliteStore {
     }
 
     fn revoke(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
+        let origin = self.origin;
         let revoked = self.with(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = write_tx(conn)?;
             let before = read(&tx, &hash)?;
             if before.is_some() {
                 set_state(&tx, &hash, RecordState::Revoked)?;
+                revocations::append(&tx, origin, &[hash])?;
             }
             tx.commit()?;
             Ok(before)
@@ -316,8 +387,9 @@ impl TokenStore for SqliteStore {
 
     fn revoke_grant<'a>(&'a self, grant_id: &'a str) -> BoxFuture<'a, StoreResult<Vec<TokenHash>>> {
         let grant_id = grant_id.to_string();
+        let origin = self.origin;
         let revoked = self.with(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = write_tx(conn)?;
             let hashes = {
                 let mut stmt = tx.prepare("SELECT hash FROM records WHERE grant_id = ?1")?;
                 let rows = stmt.query_map(params![grant_id], |r| r.get::<_, Vec<u8>>(0))?;
@@ -328,6 +400,7 @@ impl TokenStore for SqliteStore {
                 "UPDATE records SET state = 'revoked' WHERE grant_id = ?1",
                 params![grant_id],
             )?;
+            revocations::append(&tx, origin, &hashes)?;
             tx.commit()?;
             Ok(hashes)
         });
@@ -372,7 +445,7 @@ impl TokenStore for SqliteStore {
     ) -> BoxFuture<'a, StoreResult<u32>> {
         let key = key.to_string();
         self.with(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = write_tx(conn)?;
             tx.execute(
                 "INSERT INTO login_failures (key, at) VALUES (?1, ?2)",
                 params![key, at as i64],
@@ -427,7 +500,7 @@ impl TokenStore for SqliteStore {
     ) -> BoxFuture<'a, StoreResult<[u8; 32]>> {
         let name = name.to_string();
         self.with(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = write_tx(conn)?;
             tx.execute(
                 "INSERT OR IGNORE INTO server_keys (name, key) VALUES (?1, ?2)",
                 params![name, &candidate[..]],
@@ -459,98 +532,4 @@ impl RevocationFeed for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::conformance;
-    use crate::store::token_hash;
-
-    #[tokio::test]
-    async fn sqlite_store_meets_the_contract() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(&dir.path().join("sub/dir/t.db")).expect("opens");
-        conformance::run(&store).await;
-    }
-
-    #[tokio::test]
-    async fn records_survive_reopening_and_migrations_run_once() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("t.db");
-        let rec = conformance::record(RecordKind::Refresh, "g", 9_999_999_999);
-        {
-            let store = SqliteStore::open(&path).expect("opens");
-            store
-                .insert(token_hash("r"), rec.clone())
-                .await
-                .expect("insert");
-        }
-        let store = SqliteStore::open(&path).expect("reopens");
-        assert_eq!(store.get(token_hash("r")).await.expect("get"), Some(rec));
-        let conn = store.conn.lock().expect("not poisoned");
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .expect("pragma");
-        assert_eq!(version, MIGRATIONS.len() as i64);
-        let mode: String = conn
-            .pragma_query_value(None, "journal_mode", |r| r.get(0))
-            .expect("pragma");
-        assert_eq!(mode, "wal");
-    }
-
-    #[tokio::test]
-    async fn a_grant_from_before_grant_ends_ends_when_its_record_expires() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("t.db");
-        {
-            // A database as the previous release left it: schema version 2, one refresh token.
-            let conn = Connection::open(&path).expect("opens");
-            for sql in &MIGRATIONS[..2] {
-                conn.execute_batch(sql).expect("old schema");
-            }
-            conn.pragma_update(None, "user_version", 2)
-                .expect("version");
-            conn.execute(
-                "INSERT INTO records (hash, kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at) \
-                 VALUES (?1, 'refresh', 'active', 'g', 'mail-app', 'alice', 'alice', 'email', 100, 5000)",
-                params![&token_hash("old")[..]],
-            )
-            .expect("old row");
-        }
-        let store = SqliteStore::open(&path).expect("migrates");
-        let old = store
-            .get(token_hash("old"))
-            .await
-            .expect("get")
-            .expect("kept");
-        assert_eq!((old.expires_at, old.grant_expires_at), (5000, 5000));
-        assert_eq!((old.browser, old.scopes), (None, vec!["email".to_string()]));
-        assert!(old.audiences.is_empty(), "{:?}", old.audiences);
-        let version: i64 = store
-            .conn
-            .lock()
-            .expect("not poisoned")
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .expect("pragma");
-        assert_eq!(version, MIGRATIONS.len() as i64);
-    }
-
-    #[tokio::test]
-    async fn only_hashes_are_stored() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("t.db");
-        let store = SqliteStore::open(&path).expect("opens");
-        let secret = "the-raw-token-value-that-must-not-be-stored";
-        store
-            .insert(
-                token_hash(secret),
-                conformance::record(RecordKind::Access, "g", 9_999_999_999),
-            )
-            .await
-            .expect("insert");
-        drop(store);
-        let bytes = std::fs::read(&path).expect("db file");
-        let wal = std::fs::read(dir.path().join("t.db-wal")).unwrap_or_default();
-        let needle = secret.as_bytes();
-        assert!(!bytes.windows(needle.len()).any(|w| w == needle));
-        assert!(!wal.windows(needle.len()).any(|w| w == needle));
-    }
-}
+mod tests;

@@ -30,6 +30,7 @@ mod redis_modes;
 mod reload;
 mod request_rules;
 mod routing;
+mod shared_sqlite;
 mod shipped;
 mod store_outage;
 mod throttle;

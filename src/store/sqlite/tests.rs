@@ -1,0 +1,326 @@
+//! The SQLite store: the shared contract, migrations, and two store instances on one file
+//! (the revocations table between them).
+
+use super::*;
+use crate::store::conformance;
+use crate::store::{token_hash, Revoked};
+
+#[tokio::test]
+async fn sqlite_store_meets_the_contract() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("sub/dir/t.db")).expect("opens");
+    conformance::run(&store).await;
+}
+
+#[tokio::test]
+async fn records_survive_reopening_and_migrations_run_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let rec = conformance::record(RecordKind::Refresh, "g", 9_999_999_999);
+    {
+        let store = SqliteStore::open(&path).expect("opens");
+        store
+            .insert(token_hash("r"), rec.clone())
+            .await
+            .expect("insert");
+    }
+    let store = SqliteStore::open(&path).expect("reopens");
+    assert_eq!(store.get(token_hash("r")).await.expect("get"), Some(rec));
+    let conn = store.conn.lock().expect("not poisoned");
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(version, MIGRATIONS.len() as i64);
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn a_grant_from_before_grant_ends_ends_when_its_record_expires() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    {
+        // A database as the previous release left it: schema version 2, one refresh token.
+        let conn = Connection::open(&path).expect("opens");
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).expect("old schema");
+        }
+        conn.pragma_update(None, "user_version", 2)
+            .expect("version");
+        conn.execute(
+            "INSERT INTO records (hash, kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at) \
+             VALUES (?1, 'refresh', 'active', 'g', 'mail-app', 'alice', 'alice', 'email', 100, 5000)",
+            params![&token_hash("old")[..]],
+        )
+        .expect("old row");
+    }
+    let store = SqliteStore::open(&path).expect("migrates");
+    let old = store
+        .get(token_hash("old"))
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!((old.expires_at, old.grant_expires_at), (5000, 5000));
+    assert_eq!((old.browser, old.scopes), (None, vec!["email".to_string()]));
+    assert!(old.audiences.is_empty(), "{:?}", old.audiences);
+    let version: i64 = store
+        .conn
+        .lock()
+        .expect("not poisoned")
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(version, MIGRATIONS.len() as i64);
+}
+
+/// A subscriber that remembers what the feed handed it.
+#[derive(Default)]
+struct Seen(Mutex<Vec<Revoked>>);
+
+impl RevocationSink for Seen {
+    fn revoked(&self, event: Revoked) -> BoxFuture<'_, ()> {
+        self.0.lock().expect("not poisoned").push(event);
+        Box::pin(async {})
+    }
+}
+
+impl Seen {
+    fn events(&self) -> Vec<Revoked> {
+        self.0.lock().expect("not poisoned").clone()
+    }
+
+    /// Waits (up to 2 s, checking every 10 ms) until `want` holds of what was seen.
+    async fn until(&self, what: &str, want: impl Fn(&[Revoked]) -> bool) {
+        let start = Instant::now();
+        while !want(&self.events()) {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{what}: seen only {:?}",
+                self.events()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A store on `path` with a subscriber and metrics of its own.
+fn subscribed(path: &Path) -> (SqliteStore, Arc<Seen>, crate::metrics::Metrics) {
+    let store = SqliteStore::open(path).expect("opens");
+    let seen: Arc<Seen> = Arc::default();
+    let sink: Arc<dyn RevocationSink> = seen.clone();
+    store.subscribe(&sink);
+    let metrics = crate::metrics::Metrics::new();
+    store.count_in(metrics.revocations.clone());
+    (store, seen, metrics)
+}
+
+#[tokio::test]
+async fn a_revocation_at_one_store_reaches_another_on_the_same_file_once() {
+    use Revoked::Token;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let (a, seen_a, metrics_a) = subscribed(&path);
+    let (b, seen_b, metrics_b) = subscribed(&path);
+    let far = 9_999_999_999;
+    for (token, grant) in [("t", "g1"), ("r1", "g2"), ("r2", "g2")] {
+        let rec = conformance::record(RecordKind::Access, grant, far);
+        a.insert(token_hash(token), rec).await.expect("insert");
+    }
+
+    a.revoke(token_hash("t")).await.expect("revoke");
+    assert_eq!(
+        seen_a.events(),
+        vec![Token(token_hash("t"))],
+        "at once, here"
+    );
+    seen_b
+        .until("one token, at B", |e| e == [Token(token_hash("t"))])
+        .await;
+
+    let mut grant = b.revoke_grant("g2").await.expect("revoke grant");
+    grant.sort();
+    seen_a.until("the grant, at A", |e| e.len() == 3).await;
+    let mut at_a: Vec<_> = seen_a.events()[1..].to_vec();
+    at_a.sort_by_key(|e| format!("{e:?}"));
+    let mut want: Vec<_> = grant.iter().copied().map(Token).collect();
+    want.sort_by_key(|e| format!("{e:?}"));
+    assert_eq!(at_a, want);
+
+    // Several polls later, nobody has heard anything twice (own rows are skipped).
+    tokio::time::sleep(revocations::POLL_EVERY * 3).await;
+    assert_eq!(seen_a.events().len(), 3);
+    assert_eq!(seen_b.events().len(), 3, "{:?}", seen_b.events());
+    let r = &metrics_b.revocations;
+    assert_eq!((r.local.get(), r.stream.get()), (2, 1));
+    assert_eq!(r.lag.get_sample_count(), 1, "one revocation, one lag");
+    assert!(r.lag.get_sample_sum() < 1.0);
+    assert_eq!(r.stream_up.get(), 1);
+    let r = &metrics_a.revocations;
+    assert_eq!((r.local.get(), r.stream.get()), (1, 2));
+    assert_eq!(r.lag.get_sample_count(), 1, "one grant, one lag");
+    assert!(a.silent_for().is_some_and(|d| d < Duration::from_secs(1)));
+}
+
+#[tokio::test]
+async fn a_store_opened_later_hears_only_of_revocations_made_after_it_opened() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let (a, _seen_a, _m) = subscribed(&path);
+    for token in ["before", "after"] {
+        let rec = conformance::record(RecordKind::Access, token, 9_999_999_999);
+        a.insert(token_hash(token), rec).await.expect("insert");
+    }
+    a.revoke(token_hash("before")).await.expect("revoke");
+    let (b, seen_b, _m) = subscribed(&path);
+    a.revoke(token_hash("after")).await.expect("revoke");
+    let want = [Revoked::Token(token_hash("after"))];
+    seen_b.until("only the later one", |e| e == want).await;
+    tokio::time::sleep(revocations::POLL_EVERY * 3).await;
+    assert_eq!(seen_b.events(), want);
+    drop(b);
+}
+
+#[tokio::test]
+async fn a_poller_behind_the_trim_tells_its_subscribers_to_forget_everything() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let (store, seen, _metrics) = subscribed(&path);
+    // Another instance trimmed rows this one never read.
+    Connection::open(&path)
+        .expect("opens")
+        .execute(
+            "INSERT INTO revocations_trimmed (only, upto) VALUES (1, 5)",
+            [],
+        )
+        .expect("trim mark");
+    seen.until("everything", |e| e == [Revoked::Everything])
+        .await;
+    tokio::time::sleep(revocations::POLL_EVERY * 3).await;
+    assert_eq!(seen.events().len(), 1, "once, not at every poll");
+    drop(store);
+}
+
+#[tokio::test]
+async fn a_failed_read_is_reported_and_polling_resumes_when_the_table_is_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let (store, _seen, metrics) = subscribed(&path);
+    let up = || metrics.revocations.stream_up.get();
+    let wait = |want: i64| async move {
+        let start = Instant::now();
+        while up() != want {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "stream_up stays {}",
+                up()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    wait(1).await;
+    let other = Connection::open(&path).expect("opens");
+    other
+        .execute_batch("ALTER TABLE revocations RENAME TO hidden")
+        .expect("hide the table");
+    wait(0).await;
+    tokio::time::sleep(revocations::POLL_EVERY * 3).await;
+    assert!(
+        store
+            .silent_for()
+            .is_some_and(|d| d >= revocations::POLL_EVERY * 3),
+        "silent since the last good read: {:?}",
+        store.silent_for()
+    );
+    other
+        .execute_batch("ALTER TABLE hidden RENAME TO revocations")
+        .expect("restore the table");
+    wait(1).await;
+    assert!(store
+        .silent_for()
+        .is_some_and(|d| d < Duration::from_secs(1)));
+}
+
+#[tokio::test]
+async fn the_poller_stops_when_the_store_is_dropped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("t.db")).expect("opens");
+    let (writer, feed) = (Arc::downgrade(&store.conn), Arc::downgrade(&store.feed));
+    // Let it poll (and trim) at least once.
+    tokio::time::sleep(revocations::POLL_EVERY * 2).await;
+    drop(store);
+    assert!(feed.upgrade().is_none(), "the poller holds the feed weakly");
+    let start = Instant::now();
+    while writer.upgrade().is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "the poller still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn only_hashes_are_stored() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).expect("opens");
+    let secret = "the-raw-token-value-that-must-not-be-stored";
+    store
+        .insert(
+            token_hash(secret),
+            conformance::record(RecordKind::Access, "g", 9_999_999_999),
+        )
+        .await
+        .expect("insert");
+    drop(store);
+    let bytes = std::fs::read(&path).expect("db file");
+    let wal = std::fs::read(dir.path().join("t.db-wal")).unwrap_or_default();
+    let needle = secret.as_bytes();
+    assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+    assert!(!wal.windows(needle.len()).any(|w| w == needle));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_file_racing_for_a_code_consume_it_once_without_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let (a, b) = (
+        SqliteStore::open(&path).expect("opens"),
+        SqliteStore::open(&path).expect("opens"),
+    );
+    // With deferred transactions one of these races ended in "database is locked" within
+    // a few hundred on the development machine.
+    for i in 0..1000 {
+        let code = token_hash(&format!("code-{i}"));
+        let rec = conformance::record(RecordKind::Code, &format!("g{i}"), 9_999_999_999);
+        a.insert(code, rec).await.expect("insert");
+        let (x, y) = tokio::join!(a.consume(code), b.consume(code));
+        let (x, y) = (x.expect("no error at A"), y.expect("no error at B"));
+        let active = [x, y]
+            .iter()
+            .filter(|r| r.as_ref().is_some_and(|r| r.state == RecordState::Active))
+            .count();
+        assert_eq!(active, 1, "race {i}: exactly one saw the code active");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_opening_one_new_file_at_once_migrate_it_once() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let opening: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || SqliteStore::open(&path).map(drop))
+            })
+            .collect();
+        for opened in opening {
+            opened
+                .await
+                .expect("no panic")
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+    }
+}
