@@ -9,6 +9,7 @@ use crate::common::oauth::{
     AuthConfig, AuthRequest, AuthServer, Browser, TestStore, CLI_APP, MAIL_APP, PASSWORD, REPORTS,
     USER,
 };
+use crate::common::process::Process;
 use crate::common::tcp_proxy::TcpProxy;
 use std::time::{Duration, Instant};
 
@@ -343,4 +344,82 @@ fn config_extra_for(upstream: &str) -> String {
         "[[routes]]\nname = \"strict\"\npath_prefix = \"/api/strict\"\nupstream = \"{upstream}\"\n\
          auth = \"bearer\"\nscopes = [\"email\"]\nwhen_store_down = \"deny\"\n"
     )
+}
+
+/// The same promise between real `tollgate run` processes, not only between instances in
+/// one test process: a token issued at one works at the others and, revoked, is refused at
+/// both within a second although they cached it for a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_tollgate_processes_on_one_redis_share_tokens_and_revocations() {
+    let config = AuthConfig::default()
+        .on(TestStore::Redis)
+        .verify("cache_ttl = \"60s\"");
+    let up = crate::common::Upstream::echo().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut processes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let own = dir.path().join(name);
+        std::fs::create_dir(&own).expect("instance directory");
+        processes.push(Process::auth_server(&own, &config, &up).await);
+    }
+    let http = crate::common::client();
+    let status = |p: &Process, token: &str| {
+        let request = http.get(p.url("/api/mail/inbox")).bearer_auth(token);
+        async move {
+            request
+                .send()
+                .await
+                .expect("gateway answers")
+                .status()
+                .as_u16()
+        }
+    };
+    let secret = REPORTS.secret.expect("a confidential client");
+    let answer: serde_json::Value = http
+        .post(processes[0].url("/oauth/token"))
+        .basic_auth(REPORTS.id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token endpoint answers")
+        .json()
+        .await
+        .expect("JSON");
+    let token = answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token: {answer}"));
+    for p in &processes {
+        // Twice: the second answer comes from the process's cache.
+        assert_eq!(status(p, token).await, 200, "{}", p.stderr());
+        assert_eq!(status(p, token).await, 200);
+    }
+    let revoked = http
+        .post(processes[0].url("/oauth/revoke"))
+        .basic_auth(REPORTS.id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("revocation answers");
+    assert_eq!(revoked.status(), 200);
+    let answered = Instant::now();
+    assert_eq!(status(&processes[0], token).await, 401, "at once at A");
+    for (name, p) in ["B", "C"].iter().zip(&processes[1..]) {
+        loop {
+            match status(p, token).await {
+                401 => break,
+                200 => {}
+                other => panic!("{name} answered {other}:\n{}", p.stderr()),
+            }
+            assert!(
+                answered.elapsed() < Duration::from_secs(1),
+                "{name} still accepts the token after 1 s:\n{}",
+                p.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        eprintln!(
+            "process {name} refused the revoked token {:?} after the revocation",
+            answered.elapsed()
+        );
+    }
 }

@@ -3,13 +3,10 @@
 //! the other within a second although its cache would keep the answer for a minute: the
 //! same promise as with Redis (see `instances.rs`), carried by the revocations table.
 
-use crate::common::oauth::{
-    write_users, AuthConfig, AuthRequest, AuthServer, Browser, MAIL_APP, REPORTS, USER,
-};
+use crate::common::oauth::{AuthConfig, AuthRequest, AuthServer, Browser, MAIL_APP, REPORTS, USER};
+use crate::common::process::Process;
 use crate::common::{metric, Upstream};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The config both instances share: one SQLite file, answers cached for 60 s.
@@ -142,86 +139,6 @@ async fn a_code_redeemed_at_one_instance_on_the_same_file_cannot_be_redeemed_at_
 
 // ---------------------------------------------------------------- two real processes
 
-const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
-
-/// A loopback address that was free a moment ago (the OS picked it).
-fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("bound")
-}
-
-/// `tollgate run -c CONFIG` as a child process, killed when dropped.
-struct Process {
-    child: Child,
-    stderr: PathBuf,
-    public: SocketAddr,
-}
-
-impl Process {
-    /// Writes the shared config with this process's own listeners and starts it; returns
-    /// once it accepts connections (at most 10 s).
-    fn start(dir: &Path, name: &str, config: &AuthConfig, upstream: &str) -> Process {
-        let (public, internal) = (free_addr(), free_addr());
-        let text = config
-            .toml(upstream)
-            .replacen(
-                "listen = \"127.0.0.1:0\"",
-                &format!("listen = \"{public}\""),
-                1,
-            )
-            .replacen(
-                "internal_listen = \"127.0.0.1:0\"",
-                &format!("internal_listen = \"{internal}\""),
-                1,
-            );
-        assert!(text.contains(&public.to_string()), "{text}");
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, text).expect("write config");
-        let stderr = dir.join(format!("{name}.stderr"));
-        let child = Command::new(BIN)
-            .args(["run", "-c"])
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("tollgate starts");
-        let mut process = Process {
-            child,
-            stderr,
-            public,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(public).is_err() {
-            if let Some(status) = process.child.try_wait().expect("try_wait") {
-                panic!("{name} exited with {status}:\n{}", process.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} not listening after 10 s:\n{}",
-                process.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        process
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.public)
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The status of `GET /api/mail/inbox` with `token` at `p`.
 async fn call(http: &reqwest::Client, p: &Process, token: &str) -> u16 {
     http.get(p.url("/api/mail/inbox"))
@@ -236,14 +153,15 @@ async fn call(http: &reqwest::Client, p: &Process, token: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tollgate_processes_on_one_sqlite_file_share_revocations_within_a_second() {
     let dir = tempfile::tempdir().expect("temp dir");
-    write_users(&dir.path().join("users.toml"), &[USER]);
     let up = Upstream::echo().await;
     let config = shared_config(&dir.path().join("shared.db"));
-    let (a, b) = tokio::task::block_in_place(|| {
-        let a = Process::start(dir.path(), "a", &config, &up.url());
-        let b = Process::start(dir.path(), "b", &config, &up.url());
-        (a, b)
-    });
+    let mut processes = Vec::new();
+    for name in ["a", "b"] {
+        let own = dir.path().join(name);
+        std::fs::create_dir(&own).expect("instance directory");
+        processes.push(Process::auth_server(&own, &config, &up).await);
+    }
+    let (a, b) = (&processes[0], &processes[1]);
     let http = crate::common::client();
     let secret = REPORTS.secret.expect("a confidential client");
     let answer: serde_json::Value = http
@@ -260,8 +178,8 @@ async fn two_tollgate_processes_on_one_sqlite_file_share_revocations_within_a_se
         .as_str()
         .unwrap_or_else(|| panic!("no access_token: {answer}"));
     // B honours it and caches the answer.
-    assert_eq!(call(&http, &b, token).await, 200, "{}", b.stderr());
-    assert_eq!(call(&http, &b, token).await, 200);
+    assert_eq!(call(&http, b, token).await, 200, "{}", b.stderr());
+    assert_eq!(call(&http, b, token).await, 200);
 
     let revoked = http
         .post(a.url("/oauth/revoke"))
@@ -272,9 +190,9 @@ async fn two_tollgate_processes_on_one_sqlite_file_share_revocations_within_a_se
         .expect("revocation answers");
     assert_eq!(revoked.status(), 200);
     let answered = Instant::now();
-    assert_eq!(call(&http, &a, token).await, 401, "at once at A");
+    assert_eq!(call(&http, a, token).await, 401, "at once at A");
     loop {
-        let status = call(&http, &b, token).await;
+        let status = call(&http, b, token).await;
         if status == 401 {
             break;
         }
