@@ -1,4 +1,5 @@
 use super::*;
+use crate::server::PROTO_HTTPS;
 use crate::verify::Principal;
 use http::{Method, Version};
 
