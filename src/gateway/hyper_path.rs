@@ -3,7 +3,7 @@
 //! with hyper's pooled client ([`super::upstream`]).
 //!
 //! Its own part: a request body held to the route's size and pause limits, the pooled
-//! client's attempts ([`Pooled`]), hyper's framing of the answer
+//! client's attempts (`Pooled`), hyper's framing of the answer
 //! ([`BodyFraming::Reframed`](super::headers::BodyFraming)) and the WebSocket splice.
 
 use super::error::GatewayError;
