@@ -201,6 +201,27 @@ impl Gateway {
         &self.log
     }
 
+    /// Serves one request on the hyper path ([`hyper_path::handle`]); never fails.
+    pub async fn handle(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        conn: &crate::server::ConnInfo,
+        request_id: &HeaderValue,
+        notes: &mut crate::access_log::Notes,
+    ) -> http::Response<crate::body::Body> {
+        hyper_path::handle(self, req, conn, request_id, notes).await
+    }
+
+    /// The pooled client the hyper path forwards through.
+    pub fn upstream_client(&self) -> &UpstreamClient {
+        &self.client
+    }
+
+    /// `[server] request_body_timeout`: the longest pause in a proxied request body.
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout
+    }
+
     /// The client's address for a request from `peer` ([`crate::client_addr`]).
     pub fn client_addr(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         self.trusted_proxies.client_addr(peer, headers)

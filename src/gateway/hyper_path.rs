@@ -21,91 +21,83 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::TokioIo;
 use std::borrow::Cow;
+use std::time::Duration;
 
-// === impl Gateway ===
-
-impl Gateway {
-    /// Serves one request end to end; never fails (errors become responses in
-    /// [`Exchange::fail`]). What it learns on the way (route, identity, upstream) goes into
-    /// `notes`.
-    pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        conn: &ConnInfo,
-        request_id: &HeaderValue,
-        notes: &mut Notes,
-    ) -> Response<Body> {
-        let mut exchange = self.begin();
-        let authority = authority::of_request(&req);
-        let response = match exchange.route(req.uri().path(), authority) {
-            Ok(routed) => {
-                let served = self
-                    .serve(&mut exchange, &routed, req, (conn, request_id))
-                    .await;
-                served.unwrap_or_else(|e| exchange.fail(e))
-            }
-            Err(e) => exchange.fail(e),
-        };
-        *notes = exchange.finish(response.status());
-        response
-    }
-
-    /// Authenticate, prepare, forward; then hyper's part of the response filter.
-    async fn serve(
-        &self,
-        exchange: &mut Exchange<'_>,
-        routed: &Routed<'_>,
-        mut req: Request<Incoming>,
-        (conn, request_id): (&ConnInfo, &HeaderValue),
-    ) -> Result<Response<Body>, GatewayError> {
-        let route = routed.route();
-        exchange.authenticate(route, req.headers()).await?;
-        // `is_upgrade_request` takes only a WebSocket handshake: the one switch an upstream
-        // may answer with (checked in `Pooled::attempt`).
-        let websocket = headers::is_upgrade_request(req.method(), req.version(), req.headers());
-        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
-        exchange.prepare(&mut parts.headers, routed, (conn, request_id), websocket);
-        parts.version = Version::HTTP_11;
-        let body = self.limit_body(route, body)?;
-        let mut pooled = Pooled {
-            client: &self.client,
-            bodyless: http_body::Body::is_end_stream(&body),
-            parts,
-            body: Some(body),
-            path: routed.path(),
-            websocket,
-        };
-        let mut response = exchange.forward(route, &mut pooled).await?;
-        // `Pooled::attempt` let a 101 through only in answer to a WebSocket upgrade.
-        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        headers::prepare_response(response.headers_mut(), switching);
-        if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            let (hold, closing) = (conn.hold.clone(), conn.closing.clone());
-            tokio::spawn(async move {
-                // Counted as the open connection it still is until the splice ends.
-                let _hold = hold;
-                splice_upgraded(client_upgrade, upstream_upgrade, closing).await;
-            });
+/// Serves one request end to end; never fails (errors become responses in
+/// [`Exchange::fail`]). What it learns on the way (route, identity, upstream) goes into
+/// `notes`.
+pub async fn handle(
+    gateway: &Gateway,
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    request_id: &HeaderValue,
+    notes: &mut Notes,
+) -> Response<Body> {
+    let mut exchange = gateway.begin();
+    let authority = authority::of_request(&req);
+    let response = match exchange.route(req.uri().path(), authority) {
+        Ok(routed) => {
+            let served = serve(gateway, &mut exchange, &routed, req, (conn, request_id)).await;
+            served.unwrap_or_else(|e| exchange.fail(e))
         }
-        let pause = route.config.timeout;
-        Ok(response.map(|body| Body::Limited(LimitedBody::paced(body, pause))))
-    }
+        Err(e) => exchange.fail(e),
+    };
+    *notes = exchange.finish(response.status());
+    response
+}
 
-    /// Refuses a body declared larger than the route allows before any upstream sees it,
-    /// and holds the rest to the route's size limit and the pause limit as it streams.
-    fn limit_body(&self, route: &Route, body: Incoming) -> Result<Body, GatewayError> {
-        let limit = route.config.max_request_body;
-        if http_body::Body::size_hint(&body).lower() > limit {
-            return Err(GatewayError::RequestBodyTooLarge { limit });
-        }
-        Ok(Body::Limited(LimitedBody::new(
-            body,
-            limit,
-            self.body_timeout,
-        )))
+/// Authenticate, prepare, forward; then hyper's part of the response filter.
+async fn serve(
+    gateway: &Gateway,
+    exchange: &mut Exchange<'_>,
+    routed: &Routed<'_>,
+    mut req: Request<Incoming>,
+    (conn, request_id): (&ConnInfo, &HeaderValue),
+) -> Result<Response<Body>, GatewayError> {
+    let route = routed.route();
+    exchange.authenticate(route, req.headers()).await?;
+    // `is_upgrade_request` takes only a WebSocket handshake: the one switch an upstream
+    // may answer with (checked in `Pooled::attempt`).
+    let websocket = headers::is_upgrade_request(req.method(), req.version(), req.headers());
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    exchange.prepare(&mut parts.headers, routed, (conn, request_id), websocket);
+    parts.version = Version::HTTP_11;
+    let body = limit_body(route, body, gateway.body_timeout())?;
+    let mut pooled = Pooled {
+        client: gateway.upstream_client(),
+        bodyless: http_body::Body::is_end_stream(&body),
+        parts,
+        body: Some(body),
+        path: routed.path(),
+        websocket,
+    };
+    let mut response = exchange.forward(route, &mut pooled).await?;
+    // `Pooled::attempt` let a 101 through only in answer to a WebSocket upgrade.
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    headers::prepare_response(response.headers_mut(), switching);
+    if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let (hold, closing) = (conn.hold.clone(), conn.closing.clone());
+        tokio::spawn(async move {
+            // Counted as the open connection it still is until the splice ends.
+            let _hold = hold;
+            splice_upgraded(client_upgrade, upstream_upgrade, closing).await;
+        });
     }
+    let pause = route.config.timeout;
+    Ok(response.map(|body| Body::Limited(LimitedBody::paced(body, pause))))
+}
+
+/// Refuses a body declared larger than the route allows before any upstream sees it,
+/// and holds the rest to the route's size limit and to `pause`, the longest pause allowed
+/// in it, as it streams.
+fn limit_body(route: &Route, body: Incoming, pause: Duration) -> Result<Body, GatewayError> {
+    let limit = route.config.max_request_body;
+    if http_body::Body::size_hint(&body).lower() > limit {
+        return Err(GatewayError::RequestBodyTooLarge { limit });
+    }
+    Ok(Body::Limited(LimitedBody::new(body, limit, pause)))
 }
 
 /// A prepared request on its way through hyper's pooled client.
