@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tollgate::clock::SystemClock;
 use tollgate::config::{VerifyConfig, VerifySource, WhenStoreDown};
-use tollgate::gateway::headers::{self as gw_headers, ForwardedFor, PROTO_HTTP};
+use tollgate::gateway::headers::{self as gw_headers, ForwardedFor};
 use tollgate::gateway::{guard, route};
 use tollgate::metrics::Metrics;
+use tollgate::server::PROTO_HTTP;
 use tollgate::verify::cache::VerifyCache;
 use tollgate::verify::{Principal, TokenVerifier, Verdict, VerifyError};
 

@@ -7,18 +7,19 @@
 pub mod live;
 pub mod reload;
 
-use crate::access_log::{AccessLog, Entry, Notes};
+use crate::access_log::{AccessLog, Notes};
 use crate::body::logged::LoggedBody;
 use crate::body::Body;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::error::{json_response, GatewayError};
-use crate::gateway::{ConnInfo, Gateway};
+use crate::error::json_response;
+use crate::gateway::error::GatewayError;
+use crate::gateway::Gateway;
 use crate::metrics::{Metrics, RouteKind, RouteMetrics, OAUTH_ROUTE, VERIFY_ROUTE};
 use crate::oauth::OAuthServer;
 use crate::readiness::{Readiness, ReadinessCheck};
 use crate::server::tls::CertResolver;
-use crate::server::{self, Handler, Listener};
+use crate::server::{self, ConnInfo, Exit, FastLane, Handler, Listener, NoFastLane};
 use crate::store::TokenStore;
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -301,7 +302,7 @@ impl PublicService {
             self.oauth_metrics.finish(response.status(), started);
             return response;
         }
-        let secure = conn.proto == crate::gateway::headers::PROTO_HTTPS;
+        let secure = conn.proto == server::PROTO_HTTPS;
         let response = oauth.handle(req, secure, &client_addr.to_string()).await;
         self.oauth_metrics.finish(response.status(), started);
         response
@@ -317,18 +318,10 @@ impl Handler for PublicService {
         let request_id = crate::gateway::headers::request_id(req.headers());
         let client_addr = live.gateway.client_addr(conn.peer, req.headers());
         let log = live.gateway.access_log();
-        let entry = log.enabled().then(|| {
-            let path = req.uri().path();
-            let (method, version) = (req.method(), req.version());
-            Entry::begin(
-                method,
-                version,
-                path,
-                req.headers(),
-                client_addr,
-                &request_id,
-            )
-        });
+        let request_line = (req.method(), req.version(), req.uri().path());
+        let entry = live
+            .gateway
+            .begin_entry(request_line, req.headers(), conn.peer, &request_id);
         let mut notes = Notes::default();
         let mut response = if OAuthServer::owns(req.uri().path()) {
             notes.route = Some(self.oauth_route.clone());
@@ -351,16 +344,40 @@ impl Handler for PublicService {
             .map(|body| Body::Logged(Box::new(LoggedBody::new(body, entry, log, status, started))))
     }
 
-    const FAST_LANE: bool = true;
+    type Fast = Self;
 
-    fn fast_gateway(&self, raw_path: &str) -> Option<Arc<Gateway>> {
-        (!OAuthServer::owns(raw_path)).then(|| self.live.load().gateway.clone())
+    fn fast_lane(&self) -> Option<&Self> {
+        Some(self)
+    }
+}
+
+impl FastLane for PublicService {
+    /// The gateway's fast lane, for the paths that are not the authorization server's,
+    /// each request on the gateway of the configuration current when it arrived.
+    async fn serve(
+        &self,
+        stream: &mut tokio::net::TcpStream,
+        conn: &ConnInfo,
+        shutdown: &mut watch::Receiver<bool>,
+        limits: &server::SharedLimits,
+        accepted: std::time::Instant,
+    ) -> Exit {
+        let gateway_for = |raw_path: &str| -> Option<Arc<Gateway>> {
+            (!OAuthServer::owns(raw_path)).then(|| self.live.load().gateway.clone())
+        };
+        crate::gateway::fast::serve(stream, gateway_for, conn, shutdown, limits, accepted).await
     }
 }
 
 // === impl InternalService ===
 
 impl Handler for InternalService {
+    type Fast = NoFastLane;
+
+    fn fast_lane(&self) -> Option<&NoFastLane> {
+        None
+    }
+
     async fn call(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/metrics") => {

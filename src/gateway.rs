@@ -1,56 +1,36 @@
-//! The proxy: route → authenticate → prepare → forward → finish.
+//! The proxy: what a gateway is made of (its routes, their pools, the verifier, the access
+//! log), built from the configuration and rebuilt on reload.
 //!
-//! Each phase returns `Result<_, GatewayError>`; only [`Gateway::handle`] turns an error
-//! into a response (through `error.rs`). The gateway never imports the authorization
-//! server: it reaches tokens only through the [`VerifyCache`] in front of a `TokenVerifier`.
+//! A request's way through it is [`pipeline`]: route → authenticate → prepare → forward →
+//! finish, written once. Two engines call those phases: [`hyper_path`] (anything hyper
+//! serves: TLS, HTTP/2, bodies, upgrades) and [`fast`] (body-less HTTP/1.1 on plain TCP).
+//! Errors become responses in one place, [`error`]. The gateway never imports the
+//! authorization server: it reaches tokens only through the [`VerifyCache`] in front of a
+//! `TokenVerifier`.
 
 pub mod authority;
+pub mod error;
 pub mod fast;
 pub mod framing;
 pub mod guard;
 pub mod headers;
+pub mod hyper_path;
+pub mod pipeline;
 pub mod route;
 pub mod upstream;
 
-use crate::access_log::{AccessLog, Notes};
-use crate::body::limited::LimitedBody;
-use crate::body::{Body, BodyError};
+use crate::access_log::AccessLog;
 use crate::client_addr::TrustedProxies;
 use crate::config::{AuthMode, RouteConfig};
-use crate::error::GatewayError;
-use crate::metrics::{GuardOutcome, Metrics, RouteKind, RouteMetrics, NO_ROUTE};
+use crate::metrics::{Metrics, RouteKind, RouteMetrics, NO_ROUTE};
 use crate::verify::cache::VerifyCache;
-use crate::verify::{Principal, Verdict};
-use framing::HeadFacts;
-use headers::ForwardedFor;
-use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::capture_connection;
-use hyper_util::rt::TokioIo;
+use error::GatewayError;
+use http::{HeaderMap, HeaderValue};
 use route::RouteTable;
-use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use upstream::{Target, UpstreamClient, UpstreamPool};
-
-/// What the gateway knows of the client connection a request came on.
-pub struct ConnInfo {
-    /// The TCP peer's address.
-    pub peer: IpAddr,
-    /// The peer IP as an `X-Forwarded-For` element, rendered once per connection.
-    pub client_ip: HeaderValue,
-    /// `http` or `https`, for `X-Forwarded-Proto`.
-    pub proto: &'static HeaderValue,
-    /// What the connection holds while it is open (its place under `max_connections`, in
-    /// `tollgate_open_connections` and in the drain; see `server`). An upgraded WebSocket
-    /// outlives the HTTP exchange it began in, so its splice keeps a clone until it ends.
-    pub hold: Arc<dyn std::any::Any + Send + Sync>,
-    /// Turns true when the drain's deadline has passed: upgraded connections still open
-    /// are closed then.
-    pub closing: tokio::sync::watch::Receiver<bool>,
-}
+use std::time::Duration;
+use upstream::{UpstreamClient, UpstreamPool};
 
 /// One configured route with everything its requests need, resolved at start-up.
 pub struct Route {
@@ -82,12 +62,34 @@ pub struct Gateway {
 }
 
 /// A request that passed routing, with its normalised path.
-struct Routed<'a> {
+pub struct Routed<'a> {
     route: &'a Route,
     path: String,
     /// The request's one authority ([`authority`]), routed on and forwarded as
     /// `X-Forwarded-Host`.
     authority: Option<HeaderValue>,
+}
+
+// === impl Route ===
+
+impl Route {
+    /// Its requests may take the fast lane: every target is plain `http://`.
+    pub fn fast_lane(&self) -> bool {
+        self.fast_lane
+    }
+}
+
+// === impl Routed ===
+
+impl<'a> Routed<'a> {
+    pub fn route(&self) -> &'a Route {
+        self.route
+    }
+
+    /// The path the upstream gets: normalised, the prefix stripped if the route says so.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
 }
 
 /// What a gateway is made of that the configuration decides (and a reload may change).
@@ -199,78 +201,30 @@ impl Gateway {
         &self.log
     }
 
+    /// Serves one request on the hyper path ([`hyper_path::handle`]); never fails.
+    pub async fn handle(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        conn: &crate::server::ConnInfo,
+        request_id: &HeaderValue,
+        notes: &mut crate::access_log::Notes,
+    ) -> http::Response<crate::body::Body> {
+        hyper_path::handle(self, req, conn, request_id, notes).await
+    }
+
+    /// The pooled client the hyper path forwards through.
+    pub fn upstream_client(&self) -> &UpstreamClient {
+        &self.client
+    }
+
+    /// `[server] request_body_timeout`: the longest pause in a proxied request body.
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout
+    }
+
     /// The client's address for a request from `peer` ([`crate::client_addr`]).
     pub fn client_addr(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         self.trusted_proxies.client_addr(peer, headers)
-    }
-
-    /// Serves one request end to end; never fails (errors become responses here). What it
-    /// learns on the way (route, identity, upstream) goes into `notes`.
-    pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        conn: &ConnInfo,
-        request_id: &HeaderValue,
-        notes: &mut Notes,
-    ) -> Response<Body> {
-        let started = Instant::now();
-        let routed = match self.route(&req) {
-            Ok(r) => r,
-            Err(e) => {
-                let response = e.into_response();
-                self.no_route_metrics.finish(response.status(), started);
-                notes.route = Some(self.no_route_name.clone());
-                return response;
-            }
-        };
-        notes.route = Some(routed.route.name.clone());
-        let metrics = &routed.route.metrics;
-        let response = match self.serve(&routed, req, conn, request_id, notes).await {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(outcome) = e.guard_outcome() {
-                    metrics.guard(outcome);
-                }
-                e.into_response()
-            }
-        };
-        metrics.finish(response.status(), started);
-        response
-    }
-
-    async fn serve(
-        &self,
-        routed: &Routed<'_>,
-        req: Request<Incoming>,
-        conn: &ConnInfo,
-        request_id: &HeaderValue,
-        notes: &mut Notes,
-    ) -> Result<Response<Body>, GatewayError> {
-        let principal = self.authenticate(routed.route, req.headers()).await?;
-        if principal.is_some() {
-            routed.route.metrics.guard(GuardOutcome::Allowed);
-        }
-        notes.principal = principal;
-        let principal = notes.principal.clone();
-        self.forward(routed, req, (conn, request_id), principal.as_deref(), notes)
-            .await
-    }
-
-    /// Finds the route for the request's authority and normalised path.
-    fn route(&self, req: &Request<Incoming>) -> Result<Routed<'_>, GatewayError> {
-        let authority = authority::of_request(req)?;
-        self.route_for(req.uri().path(), authority)
-    }
-
-    /// Finds the route of an origin-form HTTP/1.1 request (all the fast lane takes), whose
-    /// authority is its Host header.
-    fn route_origin_form(
-        &self,
-        raw_path: &str,
-        headers: &HeaderMap,
-    ) -> Result<Routed<'_>, GatewayError> {
-        let authority = authority::request_authority(Version::HTTP_11, None, headers)?;
-        self.route_for(raw_path, authority)
     }
 
     /// Finds the route for a raw request path and the request's (checked) authority.
@@ -299,291 +253,5 @@ impl Gateway {
             path: forwarded,
             authority,
         })
-    }
-
-    /// Checks the bearer token and the route's audience and scopes; `None` on an open route.
-    async fn authenticate(
-        &self,
-        route: &Route,
-        headers: &HeaderMap,
-    ) -> Result<Option<Arc<Principal>>, GatewayError> {
-        if route.config.auth == AuthMode::None {
-            return Ok(None);
-        }
-        let token = match guard::extract(headers) {
-            guard::Credential::Missing => {
-                return Err(GatewayError::MissingToken {
-                    challenge: route.challenges.missing.clone(),
-                })
-            }
-            guard::Credential::Malformed => {
-                return Err(GatewayError::MalformedToken {
-                    challenge: route.challenges.missing.clone(),
-                })
-            }
-            guard::Credential::Bearer(t) => t,
-        };
-        let principal = match self
-            .verifier
-            .verify(token, route.config.when_store_down)
-            .await
-        {
-            Ok(Verdict::Active(p)) => p,
-            Ok(Verdict::Inactive) => {
-                return Err(GatewayError::InvalidToken {
-                    challenge: route.challenges.invalid.clone(),
-                })
-            }
-            Err(e) => return Err(GatewayError::VerifierUnavailable(e)),
-        };
-        // The audience and the scopes are checked on every request, cached verdict or not:
-        // a verdict is cached per token, and one token may be sent to any route.
-        if let Some(audience) = &route.config.audience {
-            if !principal.has_audience(audience) {
-                return Err(GatewayError::WrongAudience {
-                    challenge: route.challenges.invalid.clone(),
-                });
-            }
-        }
-        if !guard::has_all_scopes(&principal.scopes, &route.config.scopes) {
-            return Err(GatewayError::InsufficientScope {
-                challenge: route.challenges.scope.clone(),
-            });
-        }
-        Ok(Some(principal))
-    }
-
-    /// Rewrites the request for a target and sends it, retrying another target when a
-    /// body-less request could not connect.
-    async fn forward(
-        &self,
-        routed: &Routed<'_>,
-        mut req: Request<Incoming>,
-        (conn, request_id): (&ConnInfo, &HeaderValue),
-        principal: Option<&Principal>,
-        notes: &mut Notes,
-    ) -> Result<Response<Body>, GatewayError> {
-        let (route, path) = (routed.route, routed.path.as_str());
-        let upgrade = headers::is_upgrade_request(req.method(), req.version(), req.headers());
-        // `is_upgrade_request` takes only a WebSocket handshake: the one switch an upstream
-        // may answer with (checked in `send`).
-        let websocket = upgrade;
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
-        let forwarded = ForwardedFor {
-            client_ip: &conn.client_ip,
-            proto: conn.proto,
-            host: routed.authority.clone(),
-            request_id,
-        };
-        headers::prepare_request(
-            &mut parts.headers,
-            forwarded,
-            principal.map(|p| &p.headers),
-            upgrade,
-        );
-        parts.version = Version::HTTP_11;
-        let body = self.limit_body(route, body)?;
-        // A retry needs the request again; only body-less requests on multi-target routes
-        // are worth the copy.
-        let retry_parts = (route.pool.len() > 1 && http_body::Body::is_end_stream(&body))
-            .then(|| clone_parts(&parts));
-        let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
-        parts.uri = upstream_uri(target, &parts.uri, path)?;
-        let first = self
-            .send(
-                route,
-                target,
-                Request::from_parts(parts, body),
-                websocket,
-                notes,
-            )
-            .await;
-        let mut response = match (first, retry_parts) {
-            (Err(GatewayError::UpstreamConnect { .. }), Some(mut parts)) => {
-                let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
-                parts.uri = upstream_uri(target, &parts.uri, path)?;
-                self.send(
-                    route,
-                    target,
-                    Request::from_parts(parts, Body::empty()),
-                    websocket,
-                    notes,
-                )
-                .await?
-            }
-            (result, _) => result?,
-        };
-        // `send` let a 101 through only in answer to a WebSocket upgrade.
-        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        headers::prepare_response(response.headers_mut(), switching);
-        if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            let (hold, closing) = (conn.hold.clone(), conn.closing.clone());
-            tokio::spawn(async move {
-                // Counted as the open connection it still is until the splice ends.
-                let _hold = hold;
-                splice_upgraded(client_upgrade, upstream_upgrade, closing).await;
-            });
-        }
-        let pause = route.config.timeout;
-        Ok(response.map(|body| Body::Limited(LimitedBody::paced(body, pause))))
-    }
-
-    /// Refuses a body declared larger than the route allows before any upstream sees it,
-    /// and holds the rest to the route's size limit and the pause limit as it streams.
-    fn limit_body(&self, route: &Route, body: Incoming) -> Result<Body, GatewayError> {
-        let limit = route.config.max_request_body;
-        if http_body::Body::size_hint(&body).lower() > limit {
-            return Err(GatewayError::RequestBodyTooLarge { limit });
-        }
-        Ok(Body::Limited(LimitedBody::new(
-            body,
-            limit,
-            self.body_timeout,
-        )))
-    }
-
-    /// One attempt at one target, bounded by the route's timeout; the answer's head must
-    /// pass the framing rules both engines share (`websocket`: the request asks for a
-    /// WebSocket upgrade).
-    async fn send(
-        &self,
-        route: &Route,
-        target: &Target,
-        mut req: Request<Body>,
-        websocket: bool,
-        notes: &mut Notes,
-    ) -> Result<Response<Incoming>, GatewayError> {
-        // hyper's pool takes a connection back once the body is read off it, which a small
-        // body already is when the head arrives: a refused answer must poison it.
-        let connection = capture_connection(&mut req);
-        let started = Instant::now();
-        let result = tokio::time::timeout(route.config.timeout, self.client.request(req)).await;
-        let took = started.elapsed();
-        route.metrics.observe_upstream(took.as_secs_f64());
-        notes.upstream = Some(target.label.clone());
-        notes.upstream_time = Some(took);
-        match result {
-            Err(_elapsed) => Err(GatewayError::UpstreamTimeout {
-                route: route.config.name.clone(),
-                upstream: target.label.to_string(),
-                timeout_ms: route.config.timeout.as_millis(),
-            }),
-            Ok(Ok(response)) => {
-                let facts = HeadFacts::of(response.version(), response.headers());
-                match framing::check(response.status(), facts, websocket) {
-                    Ok(()) => Ok(response),
-                    Err(source) => {
-                        if let Some(connected) = connection.connection_metadata().as_ref() {
-                            connected.poison();
-                        }
-                        Err(GatewayError::UpstreamFraming {
-                            route: route.config.name.clone(),
-                            upstream: target.label.to_string(),
-                            source,
-                        })
-                    }
-                }
-            }
-            Ok(Err(source)) => Err(send_error(route, target, source)),
-        }
-    }
-}
-
-/// Why sending to an upstream failed: the client's body first (too large, stalled, cut
-/// off: the upstream request was aborted, and it is the client's doing), then the upstream.
-fn send_error(
-    route: &Route,
-    target: &Target,
-    source: hyper_util::client::legacy::Error,
-) -> GatewayError {
-    match BodyError::find(&source) {
-        Some(BodyError::TooLarge { limit }) => {
-            return GatewayError::RequestBodyTooLarge { limit: *limit }
-        }
-        Some(BodyError::Stalled { timeout_ms }) => {
-            return GatewayError::RequestBodyTimeout {
-                timeout_ms: *timeout_ms,
-            }
-        }
-        Some(BodyError::Peer(_)) => {
-            return GatewayError::RequestBodyBroken {
-                source: source.into(),
-            }
-        }
-        None => {}
-    }
-    if source.is_connect() {
-        target.mark_down();
-        GatewayError::UpstreamConnect {
-            route: route.config.name.clone(),
-            upstream: target.label.to_string(),
-            source: source.into(),
-        }
-    } else {
-        GatewayError::UpstreamFailed {
-            route: route.config.name.clone(),
-            upstream: target.label.to_string(),
-            source: source.into(),
-        }
-    }
-}
-
-/// The upstream URI: the request's own path-and-query when nothing changed, else rebuilt.
-fn upstream_uri(
-    target: &Target,
-    original: &http::Uri,
-    path: &str,
-) -> Result<http::Uri, GatewayError> {
-    let uri = match original.path_and_query() {
-        // The same rule as the fast lane's: reuse the original when routing changed nothing.
-        Some(pq) => match target.path_and_query(pq, path) {
-            Cow::Borrowed(_) => target.uri_with(pq.clone()),
-            Cow::Owned(rebuilt) => PathAndQuery::try_from(rebuilt)
-                .map_err(http::Error::from)
-                .and_then(|pq| target.uri_with(pq)),
-        },
-        None => target.uri(path, None),
-    };
-    uri.map_err(GatewayError::BadUpstreamRequest)
-}
-
-fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
-    let mut builder = Request::builder()
-        .method(parts.method.clone())
-        .uri(parts.uri.clone())
-        .version(parts.version);
-    if let Some(h) = builder.headers_mut() {
-        *h = parts.headers.clone();
-    }
-    let (parts, ()) = builder.body(()).unwrap_or_default().into_parts();
-    parts
-}
-
-/// Copies bytes both ways between an upgraded client and upstream connection.
-async fn splice_upgraded(
-    client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
-    mut closing: tokio::sync::watch::Receiver<bool>,
-) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade did not complete");
-            return;
-        }
-    };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    tokio::select! {
-        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-            if let Err(e) = copied {
-                tracing::debug!(error = %e, "upgraded connection ended with an error");
-            }
-        }
-        _ = closing.wait_for(|closing| *closing) => {
-            tracing::debug!("drain deadline passed: closing an upgraded connection");
-        }
     }
 }

@@ -1,24 +1,32 @@
 //! tollgate: one binary that proxies HTTP APIs by TOML routes, guards them with OAuth 2.0
 //! bearer tokens, and hosts the authorization server that issues those tokens.
 //!
-//! The module map follows the data path and depends downward only:
+//! The module map follows the data path and depends downward only. A public request goes:
+//! [`server`] (accept, TLS, limits; generic over its [`server::Handler`]) → [`app`]'s public
+//! service (`/oauth/*` to [`oauth`], the rest to the gateway) → one of the gateway's two
+//! engines, [`gateway::fast`] (the HTTP/1.1 fast lane, which the server runs first on a
+//! plain-TCP connection, for body-less GET/HEAD) or [`gateway::hyper_path`] (everything
+//! else) → [`gateway::pipeline`], the phases both engines call: route, authenticate,
+//! prepare, forward (retry, timeout), filter the response, finish (metrics, access log).
 //!
 //! - [`app`] wires state and listeners, and keeps what requests read of the config in one
 //!   swappable snapshot that [`app::reload`] replaces on SIGHUP; [`server`] accepts (TLS in [`server::tls`]) under
 //!   `max_connections` and serves HTTP/1.1 + HTTP/2 with head and keep-alive deadlines
-//!   ([`server::deadlines`]); [`body`] carries bodies, a streamed one under its size and
-//!   pause limits ([`body::limited`]).
-//! - [`gateway`] is the proxy: [`gateway::authority`] (the one host a request is for),
-//!   [`gateway::route`] (pure matching), [`gateway::guard`] (RFC 6750),
-//!   [`gateway::headers`] (pure rewriting), [`gateway::framing`] (pure rules for upstream
-//!   response heads), [`gateway::upstream`] (pool),
-//!   [`gateway::fast`] (the HTTP/1.1 fast lane for body-less GET/HEAD on plain TCP).
+//!   ([`server::deadlines`]), knowing no handler's types ([`server::conn`]); [`body`]
+//!   carries bodies, a streamed one under its size and pause limits ([`body::limited`]).
+//! - [`gateway`] is the proxy: [`gateway::pipeline`] (its phases, once),
+//!   [`gateway::authority`] (the one host a request is for), [`gateway::route`] (pure
+//!   matching), [`gateway::guard`] (RFC 6750), [`gateway::headers`] (pure rewriting, the one
+//!   `Connection` parser and response hop-by-hop rule), [`gateway::framing`] (pure rules for
+//!   upstream response heads), [`gateway::upstream`] (pool), [`gateway::error`] (every
+//!   gateway error and its response), and its two engines, [`gateway::hyper_path`] and
+//!   [`gateway::fast`].
 //! - [`verify`] is the `TokenVerifier` seam between the guard and whoever issued the token;
 //!   [`verify::cache`] puts a moka cache with call coalescing in front of it.
 //! - [`jwt`] holds RFC 9068 access tokens without IO: keys, the compact JWS, claim checks
 //!   (used by the token endpoint to sign and by [`verify::own_jwt`] and [`verify::jwks`]).
 //! - [`config`] parses `gateway.toml` once (every problem with its line and column);
-//!   [`preflight`] checks the files and addresses it names, for `run` and `check` alike; [`error`] turns every error into a response;
+//!   [`preflight`] checks the files and addresses it names, for `run` and `check` alike; [`error`] holds what every error response shares;
 //!   [`metrics`] owns the Prometheus names; [`clock`] makes expiry testable.
 //! - [`access_log`] writes one line per public request off the request path;
 //!   [`client_addr`] says who the client is behind `[server] trusted_proxies`; [`audit`]

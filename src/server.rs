@@ -1,7 +1,8 @@
 //! Accept loops: plain TCP or TLS, HTTP/1.1 and HTTP/2 on one port (hyper-util auto),
 //! connection gauges, the `[server]` connection limits, and graceful drain on shutdown. A
-//! plain-TCP connection starts on the gateway's HTTP/1.1 fast lane ([`fast`]) and moves to
-//! hyper, with the bytes already read, as soon as a request needs hyper.
+//! plain-TCP connection starts on its handler's fast lane, if it has one ([`FastLane`]),
+//! and moves to hyper, with the bytes already read, as soon as a request needs hyper. The
+//! transport is generic over its [`Handler`]: it names no gateway type.
 //!
 //! `max_connections`: each connection holds a semaphore permit, taken before `accept`, for
 //! its whole life; at the limit the loop stops accepting and new connections wait in the
@@ -13,18 +14,16 @@
 //! the current ones, and a new `max_connections` resizes the permits ([`limits::Slots`]; a
 //! smaller one retires permits as connections end, without closing any).
 
+pub mod conn;
 pub mod deadlines;
 pub mod limits;
 pub mod prefixed;
 pub mod tls;
 
 use crate::body::Body;
-use crate::error::BoxError;
-use crate::gateway::fast;
-use crate::gateway::headers::{PROTO_HTTP, PROTO_HTTPS};
-use crate::gateway::{ConnInfo, Gateway};
 use crate::metrics::Metrics;
 use bytes::Bytes;
+pub use conn::{ConnInfo, Exit, FastLane, NoFastLane, PROTO_HTTP, PROTO_HTTPS};
 use deadlines::{Activity, Expiry, TrackedBody, Watched};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -55,16 +54,15 @@ pub trait Handler: Send + Sync + 'static {
         conn: &ConnInfo,
     ) -> impl Future<Output = Response<Body>> + Send;
 
-    /// Whether this handler's plain-TCP connections start on the HTTP/1.1 fast lane
-    /// ([`fast`]); listeners without a gateway go straight to hyper.
-    const FAST_LANE: bool = false;
+    /// What serves this handler's plain-TCP connections before hyper ([`NoFastLane`]: nothing).
+    type Fast: FastLane;
 
-    /// The gateway of the current configuration, if requests with this raw path are its
-    /// own and may take the fast lane; `None` keeps them on hyper.
-    fn fast_gateway(&self, _raw_path: &str) -> Option<Arc<Gateway>> {
-        None
-    }
+    /// The fast lane, if this handler's plain-TCP connections start on one.
+    fn fast_lane(&self) -> Option<&Self::Fast>;
 }
+
+/// How hyper-util reports a connection that ended with an error.
+type ConnError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A bound listener waiting to be served.
 pub struct Listener {
@@ -210,23 +208,22 @@ impl<H: Handler> Connection<H> {
             None => {
                 let mut stream = stream;
                 // The slot is held while on the fast lane, so the drain waits for it.
-                let (read_ahead, head_since) = if H::FAST_LANE {
-                    let handler = self.handler.clone();
-                    match fast::serve(
-                        &mut stream,
-                        |path| handler.fast_gateway(path),
-                        &self.conn,
-                        &mut self.shutdown,
-                        &self.limits,
-                        accepted,
-                    )
-                    .await
+                let handler = self.handler.clone();
+                let (read_ahead, head_since) = match handler.fast_lane() {
+                    Some(lane) => match lane
+                        .serve(
+                            &mut stream,
+                            &self.conn,
+                            &mut self.shutdown,
+                            &self.limits,
+                            accepted,
+                        )
+                        .await
                     {
-                        fast::Exit::Closed => return,
-                        fast::Exit::HandOff { read, head_since } => (read, head_since),
-                    }
-                } else {
-                    (Bytes::new(), accepted)
+                        Exit::Closed => return,
+                        Exit::HandOff { read, head_since } => (read, head_since),
+                    },
+                    None => (Bytes::new(), accepted),
                 };
                 self.serve_hyper(Prefixed::new(read_ahead, stream), head_since)
                     .await
@@ -254,7 +251,7 @@ impl<H: Handler> Connection<H> {
 
     /// Serves the connection with hyper, closing it when a [`deadlines`] deadline passes
     /// and shutting it down gracefully when the drain begins.
-    async fn serve_hyper<S>(&mut self, io: S, head_since: Instant) -> Result<(), BoxError>
+    async fn serve_hyper<S>(&mut self, io: S, head_since: Instant) -> Result<(), ConnError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {

@@ -8,30 +8,29 @@
 //! Why it is safe: it takes only requests that [`wire::parse_request`] accepts (no body, no
 //! upgrade, HTTP/1.1, origin-form) and routes whose targets are all `http://`; everything
 //! else, including a head that has not fully arrived, is handed to hyper with the bytes
-//! already read, so hyper stays the only parser of anything unusual. Routing, the guard,
-//! header rewriting, error bodies and metrics are the gateway's own functions, shared with
-//! the hyper path.
+//! already read, so hyper stays the only parser of anything unusual. Every phase of the
+//! gateway (routing, the guard, the rewrite, the retry and timeout policy, error
+//! classification and bodies, metrics, the access log) is [`super::pipeline`]'s, shared
+//! with the hyper path; the response's hop-by-hop and framing rules are
+//! [`super::headers::response_drops`] and [`super::framing::check`], applied by [`wire`].
 //!
-//! Here: the connection loop and one request's way to a response head. [`wire`] parses and
-//! encodes heads, `upstreams` keeps the client's upstream connections, `relay` moves bodies.
+//! Here: the connection loop, and one request's way through the pipeline with this lane's
+//! [`Upstream`] (its own upstream connections). [`wire`] parses and encodes heads,
+//! `upstreams` keeps the client's upstream connections, `relay` moves bodies.
 
 mod relay;
 mod upstreams;
 pub mod wire;
 
-use super::framing::FramingError;
-use super::headers::{self, ForwardedFor};
+use super::error::{GatewayError, UpstreamCause};
+use super::pipeline::{AttemptError, Exchange, Upstream};
 use super::upstream::Target;
-use super::{ConnInfo, Gateway, Route};
-use crate::access_log::{Entry, Notes};
+use super::{authority, headers, Gateway, Routed};
 use crate::body::Body;
-use crate::error::{BoxError, GatewayError};
-use crate::metrics::GuardOutcome;
-use crate::server::SharedLimits;
-use crate::verify::Principal;
+use crate::server::{ConnInfo, Exit, SharedLimits};
 use bytes::{Buf, Bytes, BytesMut};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Method, Response, Version};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,16 +41,6 @@ use wire::{ParsedRequest, ParsedResponse, RequestHead, ResponseHead};
 
 /// Read buffer size for either side; a request head that does not fit goes to hyper.
 const BUFFER: usize = 8 * 1024;
-
-/// How a connection left the fast lane.
-pub enum Exit {
-    /// The connection is finished: the client left, shutdown began while it was idle, a
-    /// response ended it, or I/O failed.
-    Closed,
-    /// hyper serves the rest: `read` holds bytes read from the client and not yet
-    /// answered, the start of a request head that has been due since `head_since`.
-    HandOff { read: Bytes, head_since: Instant },
-}
 
 /// What serving one request left the connection fit for.
 enum Next {
@@ -141,7 +130,7 @@ pub async fn serve(
             return hand_off(data);
         };
         let len = head.len;
-        match gateway.serve_fast(head, &mut lane).await {
+        match lane.serve_one(&gateway, head).await {
             Next::KeepAlive => {}
             Next::Close => return Exit::Closed,
             Next::Decline => return hand_off(data),
@@ -163,145 +152,62 @@ pub async fn serve(
     }
 }
 
-impl Gateway {
-    /// One request end to end, like [`Gateway::handle`] on the hyper path.
-    async fn serve_fast(&self, head: RequestHead, lane: &mut Lane<'_>) -> Next {
+impl<'c> Lane<'c> {
+    /// One request end to end through the gateway's phases, like [`Gateway::handle`] on
+    /// the hyper path.
+    async fn serve_one(&mut self, gateway: &Gateway, head: RequestHead) -> Next {
         let started = Instant::now();
         let head_request = head.method == Method::HEAD;
         let request_id = headers::request_id(&head.headers);
         // A declined request is logged by hyper instead.
-        let entry = self.begin_entry(&head, lane.conn, &request_id);
-        let mut notes = Notes::default();
-        let routed = match self.route_origin_form(head.target.path(), &head.headers) {
-            Ok(r) => r,
-            Err(e) => {
-                let status = e.status();
-                self.no_route_metrics.finish(status, started);
-                notes.route = Some(self.no_route_name.clone());
-                let next = lane.respond_error(e, head_request, &request_id).await;
-                self.log_fast(entry, notes, status, lane.sent, started);
-                return next;
-            }
-        };
-        let route = routed.route;
-        if !route.fast_lane {
-            return Next::Decline;
-        }
-        notes.route = Some(route.name.clone());
-        let metrics = &route.metrics;
-        let result = match self.authenticate(route, &head.headers).await {
-            Ok(principal) => {
-                if principal.is_some() {
-                    metrics.guard(GuardOutcome::Allowed);
-                }
-                notes.principal = principal.clone();
-                let authority = routed.authority;
-                let request = (head, &request_id);
-                lane.forward(
-                    route,
-                    &routed.path,
-                    authority,
-                    request,
-                    principal.as_deref(),
-                    &mut notes,
-                )
-                .await
+        let request_line = (&head.method, Version::HTTP_11, head.target.path());
+        let entry = gateway.begin_entry(request_line, &head.headers, self.conn.peer, &request_id);
+        let mut exchange = gateway.begin();
+        // All the fast lane takes is origin-form HTTP/1.1, whose authority is its Host.
+        let authority = authority::request_authority(Version::HTTP_11, None, &head.headers);
+        let result = match exchange.route(head.target.path(), authority) {
+            Ok(routed) if !routed.route().fast_lane() => return Next::Decline,
+            Ok(routed) => {
+                let pause = routed.route().config.timeout;
+                let forwarded = match exchange.authenticate(routed.route(), &head.headers).await {
+                    Ok(()) => {
+                        let request = (head, &request_id);
+                        self.forward(&mut exchange, &routed, request).await
+                    }
+                    Err(e) => Err(e),
+                };
+                forwarded.map(|answer| (answer, pause))
             }
             Err(e) => Err(e),
         };
-        // As on the hyper path, a request is counted when its response head is ready; the
-        // body streams after.
-        let (next, status) = match result {
-            Ok((upstream, response)) => {
+        let (next, status, notes) = match result {
+            Ok(((upstream, response), pause)) => {
                 let status = response.status;
-                metrics.finish(status, started);
-                (
-                    lane.relay(upstream, response, route.config.timeout).await,
-                    status,
-                )
+                // As on the hyper path, a request is counted when its response head is
+                // ready; the body streams after.
+                let notes = exchange.finish(status);
+                (self.relay(upstream, response, pause).await, status, notes)
             }
             Err(e) => {
-                if let Some(outcome) = e.guard_outcome() {
-                    metrics.guard(outcome);
-                }
-                let status = e.status();
-                metrics.finish(status, started);
-                (
-                    lane.respond_error(e, head_request, &request_id).await,
-                    status,
-                )
+                let response = exchange.fail(e);
+                let status = response.status();
+                let notes = exchange.finish(status);
+                let next = self.respond(response, head_request, &request_id).await;
+                (next, status, notes)
             }
         };
-        self.log_fast(entry, notes, status, lane.sent, started);
+        gateway.record(entry, notes, (status, self.sent), started);
         next
     }
 
-    /// The access-log entry of a request, when the log is on.
-    fn begin_entry(
-        &self,
-        head: &RequestHead,
-        conn: &ConnInfo,
-        request_id: &HeaderValue,
-    ) -> Option<Entry> {
-        self.log.enabled().then(|| {
-            let client_addr = self.client_addr(conn.peer, &head.headers);
-            let path = head.target.path();
-            let (method, headers) = (&head.method, &head.headers);
-            Entry::begin(
-                method,
-                Version::HTTP_11,
-                path,
-                headers,
-                client_addr,
-                request_id,
-            )
-        })
-    }
-
-    /// Hands a finished fast-lane request to the access log.
-    fn log_fast(
-        &self,
-        entry: Option<Entry>,
-        notes: Notes,
-        status: StatusCode,
-        sent: u64,
-        started: Instant,
-    ) {
-        if let Some(mut entry) = entry {
-            entry.note(notes);
-            entry.finish(status, sent, started);
-            self.log.record(entry);
-        }
-    }
-}
-
-/// A rewritten request, ready to be encoded for whichever target is tried.
-struct Outgoing<'r> {
-    method: &'r Method,
-    /// The request's `X-Request-Id`, also set on the client's response.
-    request_id: &'r HeaderValue,
-    original: &'r PathAndQuery,
-    /// The normalised (maybe stripped) path the upstream gets.
-    path: &'r str,
-    headers: &'r HeaderMap,
-}
-
-/// Why one attempt at a target failed.
-enum AttemptError {
-    Connect(std::io::Error),
-    Failed(BoxError),
-    Refused(FramingError),
-}
-
-impl<'c> Lane<'c> {
-    /// Answers with the gateway's error response; the connection stays usable.
-    async fn respond_error(
+    /// Writes a response of the gateway's own (an error); the connection stays usable.
+    async fn respond(
         &mut self,
-        e: GatewayError,
+        response: Response<Body>,
         head_request: bool,
         request_id: &HeaderValue,
     ) -> Next {
-        let mut response = e.into_response().map(|body| match body {
+        let mut response = response.map(|body| match body {
             Body::Full(bytes) => bytes.unwrap_or_default(),
             Body::Stream(_) | Body::Limited(_) | Body::Logged(_) => Bytes::new(),
         });
@@ -321,16 +227,13 @@ impl<'c> Lane<'c> {
         }
     }
 
-    /// Rewrites the request and sends it to a target (another one if the first refuses a
-    /// connection); returns the connection with the response head read.
+    /// Prepares the request and forwards it through the pipeline with this lane's
+    /// upstream connections; returns the connection with the response head read.
     async fn forward(
         &mut self,
-        route: &Route,
-        path: &str,
-        authority: Option<HeaderValue>,
+        exchange: &mut Exchange<'_>,
+        routed: &Routed<'_>,
         (head, request_id): (RequestHead, &HeaderValue),
-        principal: Option<&Principal>,
-        notes: &mut Notes,
     ) -> Result<(UpstreamConn, ResponseHead), GatewayError> {
         let RequestHead {
             method,
@@ -338,89 +241,16 @@ impl<'c> Lane<'c> {
             mut headers,
             ..
         } = head;
-        let forwarded = ForwardedFor {
-            client_ip: &self.conn.client_ip,
-            proto: self.conn.proto,
-            host: authority,
-            request_id,
-        };
-        headers::prepare_request(
-            &mut headers,
-            forwarded,
-            principal.map(|p| &p.headers),
-            false,
-        );
-        let request = Outgoing {
+        exchange.prepare(&mut headers, routed, (self.conn, request_id), false);
+        let mut outgoing = Outgoing {
+            lane: self,
             method: &method,
             request_id,
             original: &original,
-            path,
+            path: routed.path(),
             headers: &headers,
         };
-        let attempts = if route.pool.len() > 1 { 2 } else { 1 };
-        let mut attempt = 1;
-        loop {
-            let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
-            match self.attempt(route, target, &request, notes).await {
-                Err(GatewayError::UpstreamConnect { .. }) if attempt < attempts => attempt += 1,
-                result => return result,
-            }
-        }
-    }
-
-    /// One try at one target, bounded by the route's timeout.
-    async fn attempt(
-        &mut self,
-        route: &Route,
-        target: &Target,
-        request: &Outgoing<'_>,
-        notes: &mut Notes,
-    ) -> Result<(UpstreamConn, ResponseHead), GatewayError> {
-        self.out.clear();
-        wire::encode_request(
-            request.method,
-            &target.path_and_query(request.original, request.path),
-            target.host_header(),
-            request.headers,
-            &mut self.out,
-        );
-        let head_request = *request.method == Method::HEAD;
-        let started = Instant::now();
-        let result = tokio::time::timeout(
-            route.config.timeout,
-            self.exchange_heads(target, head_request, request.request_id),
-        )
-        .await;
-        let took = started.elapsed();
-        route.metrics.observe_upstream(took.as_secs_f64());
-        notes.upstream = Some(target.label.clone());
-        notes.upstream_time = Some(took);
-        match result {
-            Ok(Ok(pair)) => Ok(pair),
-            Err(_elapsed) => Err(GatewayError::UpstreamTimeout {
-                route: route.config.name.clone(),
-                upstream: target.label.to_string(),
-                timeout_ms: route.config.timeout.as_millis(),
-            }),
-            Ok(Err(AttemptError::Connect(e))) => {
-                target.mark_down();
-                Err(GatewayError::UpstreamConnect {
-                    route: route.config.name.clone(),
-                    upstream: target.label.to_string(),
-                    source: e.into(),
-                })
-            }
-            Ok(Err(AttemptError::Failed(source))) => Err(GatewayError::UpstreamFailed {
-                route: route.config.name.clone(),
-                upstream: target.label.to_string(),
-                source,
-            }),
-            Ok(Err(AttemptError::Refused(source))) => Err(GatewayError::UpstreamFraming {
-                route: route.config.name.clone(),
-                upstream: target.label.to_string(),
-                source,
-            }),
-        }
+        exchange.forward(routed.route(), &mut outgoing).await
     }
 
     /// Sends the encoded request (in `out`) and reads the response head; on return
@@ -442,7 +272,7 @@ impl<'c> Lane<'c> {
                 Some(up) => up,
                 None => UpstreamConn::connect(target)
                     .await
-                    .map_err(AttemptError::Connect)?,
+                    .map_err(|e| AttemptError::Connect(e.into()))?,
             };
             if let Err(e) = up.stream.write_all(&self.out).await {
                 if fresh {
@@ -463,7 +293,9 @@ impl<'c> Lane<'c> {
                         continue;
                     }
                     // The connection is dropped with the error: never reused.
-                    ParsedResponse::Invalid(why) => return Err(AttemptError::Failed(why.into())),
+                    ParsedResponse::Invalid(why) => {
+                        return Err(AttemptError::Failed(UpstreamCause::Protocol(why)))
+                    }
                     ParsedResponse::Refused(fault) => return Err(AttemptError::Refused(fault)),
                     ParsedResponse::Partial => {}
                 }
@@ -472,15 +304,55 @@ impl<'c> Lane<'c> {
                     Ok(n) if n > 0 => received = true,
                     Ok(_) | Err(_) if !fresh && !received => break,
                     Ok(_) => {
-                        return Err(AttemptError::Failed(
-                            "upstream closed the connection before responding".into(),
-                        ))
+                        return Err(AttemptError::Failed(UpstreamCause::Protocol(
+                            "upstream closed the connection before responding",
+                        )))
                     }
                     Err(e) => return Err(AttemptError::Failed(e.into())),
                 }
             }
             // The reused connection had been closed by the upstream: once more, afresh.
         }
+    }
+}
+
+/// A prepared request, encoded afresh for each target tried, on the lane's own upstream
+/// connections.
+struct Outgoing<'l, 'c> {
+    lane: &'l mut Lane<'c>,
+    method: &'l Method,
+    /// The request's `X-Request-Id`, also set on the client's response.
+    request_id: &'l HeaderValue,
+    original: &'l PathAndQuery,
+    /// The normalised (maybe stripped) path the upstream gets.
+    path: &'l str,
+    headers: &'l HeaderMap,
+}
+
+impl Upstream for Outgoing<'_, '_> {
+    type Response = (UpstreamConn, ResponseHead);
+
+    fn bodyless(&self) -> bool {
+        true
+    }
+
+    async fn attempt(
+        &mut self,
+        target: &Target,
+        _again: bool,
+    ) -> Result<(UpstreamConn, ResponseHead), AttemptError> {
+        let lane = &mut *self.lane;
+        lane.out.clear();
+        wire::encode_request(
+            self.method,
+            &target.path_and_query(self.original, self.path),
+            target.host_header(),
+            self.headers,
+            &mut lane.out,
+        );
+        let head_request = *self.method == Method::HEAD;
+        lane.exchange_heads(target, head_request, self.request_id)
+            .await
     }
 }
 

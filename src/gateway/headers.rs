@@ -2,7 +2,9 @@
 //!
 //! RFC 9110 §7.6.1: hop-by-hop headers, and any header the `Connection` header names,
 //! belong to one connection and are dropped both ways (except `Upgrade` on a WebSocket
-//! upgrade, the only protocol switch passed on: see [`is_upgrade_request`]).
+//! upgrade, the only protocol switch passed on: see [`is_upgrade_request`]). Both engines
+//! read `Connection` with [`connection_tokens`] and drop response headers by
+//! [`response_drops`], the one rule for what an upstream's answer loses on its way.
 //! `X-Forwarded-For` is appended to; `X-Forwarded-Proto` and `X-Forwarded-Host` are
 //! overwritten. Identity headers (`X-Auth-*`) are set only from a verified principal, so they
 //! cannot be spoofed: every client header an upstream could read as one of them, or as
@@ -51,9 +53,6 @@ pub struct ForwardedFor<'a> {
     /// The request's id ([`request_id`]), for `X-Request-Id`.
     pub request_id: &'a HeaderValue,
 }
-
-pub static PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
-pub static PROTO_HTTPS: HeaderValue = HeaderValue::from_static("https");
 
 /// Rewrites a client's request headers for the upstream.
 pub fn prepare_request(
@@ -121,9 +120,76 @@ pub fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
 }
 
-/// Rewrites an upstream's response headers for the client.
+/// Who frames a relayed response body for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// The engine frames the body anew (hyper): the upstream's `Transfer-Encoding` and
+    /// `Trailer` went with the upstream's framing.
+    Reframed,
+    /// The body's bytes pass unchanged (the fast lane), so the upstream's
+    /// `Transfer-Encoding` and `Trailer` stay true and stay.
+    Verbatim,
+}
+
+/// The tokens of `Connection` header values (RFC 9110 §7.6.1: a comma-separated list,
+/// case-insensitive), trimmed, empty elements skipped. Bytes, so that the fast lane reads
+/// raw heads with it too: the gateway's one reader of `Connection`.
+pub fn connection_tokens<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> impl Iterator<Item = &'a [u8]> {
+    values
+        .into_iter()
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// The one rule for an upstream's response header, on either engine: whether it stops at
+/// the gateway. Hop-by-hop headers ([`HOP_BY_HOP`] and `Upgrade`) and those `connection`
+/// (its [`connection_tokens`]) names stop, except the framing of the message the client
+/// gets: `Content-Length` always (naming it in `Connection` cannot unframe a message), and
+/// `Transfer-Encoding` and `Trailer` when the body is relayed verbatim.
+pub fn response_drops(name: &[u8], connection: &[&[u8]], framing: BodyFraming) -> bool {
+    let kept_framing = name.eq_ignore_ascii_case(b"content-length")
+        || (framing == BodyFraming::Verbatim
+            && (name.eq_ignore_ascii_case(b"transfer-encoding")
+                || name.eq_ignore_ascii_case(b"trailer")));
+    if kept_framing {
+        return false;
+    }
+    name.eq_ignore_ascii_case(b"upgrade")
+        || HOP_BY_HOP
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_str().as_bytes()))
+        || connection.iter().any(|t| name.eq_ignore_ascii_case(t))
+}
+
+/// Rewrites an upstream's response headers for a client whose body hyper frames anew
+/// ([`response_drops`] with [`BodyFraming::Reframed`]). On a WebSocket switch (`upgrade`)
+/// the `Upgrade` header survives and `Connection: upgrade` is re-stated for the next hop.
 pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool) {
-    remove_hop_by_hop(headers, upgrade);
+    // Most answers carry none of these: one pass over the names beats a dozen lookups.
+    if headers.keys().any(is_hop_by_hop) {
+        let named: Vec<&[u8]> = connection_tokens(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .map(|v| v.as_bytes()),
+        )
+        .collect();
+        let dropped: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| !(upgrade && *n == header::UPGRADE))
+            .filter(|n| response_drops(n.as_str().as_bytes(), &named, BodyFraming::Reframed))
+            .cloned()
+            .collect();
+        for name in dropped {
+            headers.remove(name);
+        }
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
 }
 
 /// True for the one protocol switch the gateway passes on: a WebSocket opening handshake
@@ -144,43 +210,33 @@ pub fn is_upgrade_request(method: &Method, version: Version, headers: &HeaderMap
         (Some(p), None) => p.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"),
         _ => false,
     };
-    only_websocket && connection_has_token(headers, "upgrade")
-}
-
-fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// Drops hop-by-hop headers and those the `Connection` header names, if there are any.
-fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // Most messages carry none of these: one pass over the names beats a dozen lookups.
-    if headers.keys().any(is_hop_by_hop) {
-        strip_hop_by_hop(headers, upgrade);
-    } else if upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
+    only_websocket
+        && connection_tokens(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .map(|v| v.as_bytes()),
+        )
+        .any(|t| t.eq_ignore_ascii_case(b"upgrade"))
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::UPGRADE || HOP_BY_HOP.contains(name)
 }
 
-/// Drops hop-by-hop headers and those the `Connection` header names. On an upgrade the
-/// `Upgrade` header survives and `Connection: upgrade` is re-stated for the next hop.
+/// Drops a request's hop-by-hop headers and those the `Connection` header names. On an
+/// upgrade the `Upgrade` header survives and `Connection: upgrade` is re-stated for the
+/// next hop.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
+        let named: Vec<HeaderName> = connection_tokens(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .map(|v| v.as_bytes()),
+        )
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
+        .collect();
         for name in named {
             if !(upgrade && name == header::UPGRADE) {
                 headers.remove(name);

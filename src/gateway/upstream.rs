@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 /// How long a target that refused a connection is skipped.
 pub const DOWN_FOR: Duration = Duration::from_secs(10);
 
+/// How long either engine waits for a connection to a target (TCP, and TLS here).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The client every route forwards through: keep-alive, pooled per upstream authority.
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
@@ -25,7 +28,7 @@ pub fn client() -> UpstreamClient {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()

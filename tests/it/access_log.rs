@@ -3,7 +3,7 @@
 //! replaced; and no token, secret, password, code or query string in the log or on stderr
 //! after a whole OAuth flow.
 
-use crate::common::engines::{Engine, Engines, ENGINES};
+use crate::common::engines::{Engine, Engines, GET_ENGINES};
 use crate::common::oauth::{self, AuthConfig, AuthRequest, Browser, MAIL_APP, PASSWORD, USER};
 use crate::common::process::Process;
 use crate::common::{self, echoed, remote_verify, route, Introspector, TestGateway, Upstream};
@@ -48,7 +48,7 @@ fn is_generated_id(id: &str) -> bool {
 #[tokio::test]
 async fn a_guarded_request_is_one_json_line_with_every_field_on_both_engines() {
     let (engines, up, _introspector) = guarded("").await;
-    for (i, engine) in ENGINES.into_iter().enumerate() {
+    for (i, engine) in GET_ENGINES.into_iter().enumerate() {
         let answer = engines
             .get(
                 engine,
@@ -96,7 +96,7 @@ async fn a_guarded_request_is_one_json_line_with_every_field_on_both_engines() {
 #[tokio::test]
 async fn refusals_and_unrouted_requests_are_logged_too() {
     let (engines, _up, _introspector) = guarded("").await;
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         let before = engines.gw.access_log().await.len();
         let refused = engines.get(engine, "/api/mail/x", "").await;
         assert_eq!(refused.status, 401);
@@ -223,7 +223,7 @@ async fn request_ids_are_made_passed_on_when_sane_and_replaced_when_not_on_both_
     let (engines, _up, _introspector) = guarded("").await;
     let long = "r".repeat(128);
     let too_long = "r".repeat(129);
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         // None sent: a new one, the same upstream, in the response and in the log.
         let made = request_id_through(&engines, engine, None).await;
         let id = made.response.clone().expect("X-Request-Id in the response");

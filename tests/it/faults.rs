@@ -3,8 +3,8 @@
 //! longer than the route's `timeout`. Each gives its documented outcome, and afterwards the
 //! next good request on the same gateway succeeds.
 
-use crate::common::outcomes::{
-    assert_outcome, exchange, Both, Engine, Expect, BAD_GATEWAY, ENGINES,
+use crate::common::engines::{
+    assert_outcome, exchange_outcome, Engine, Engines, Expect, BAD_GATEWAY, RAW_ENGINES,
 };
 use crate::common::raw::Outcome;
 use crate::common::scripted::{Scripted, Step};
@@ -48,15 +48,20 @@ fn script(path: &str, _served: usize) -> Vec<Step> {
 
 /// Sends `path` through `engine` on `both` and checks the outcome, then that the next
 /// request (on the same client connection if it was answered, else on a new one) is served.
-async fn fault_then_recovery(both: &Both, engine: Engine, path: &str, expect: Expect) -> Outcome {
+async fn fault_then_recovery(
+    both: &Engines,
+    engine: Engine,
+    path: &str,
+    expect: Expect,
+) -> Outcome {
     let what = format!("{engine:?} {path}");
     let mut conn = both.connect(engine).await;
-    let outcome = exchange(&mut conn, engine, path).await;
+    let outcome = exchange_outcome(&mut conn, engine, path).await;
     assert_outcome(&outcome, expect, &what);
     if outcome == Outcome::Aborted {
         conn = both.connect(engine).await;
     }
-    let next = exchange(&mut conn, engine, "/ok").await;
+    let next = exchange_outcome(&mut conn, engine, "/ok").await;
     assert_eq!(
         next,
         Outcome::Answered(200, "ok".into()),
@@ -68,13 +73,13 @@ async fn fault_then_recovery(both: &Both, engine: Engine, path: &str, expect: Ex
 #[tokio::test]
 async fn an_upstream_refusing_connections_is_502_and_the_next_request_is_served() {
     let up = Scripted::spawn(script).await;
-    let both = Both::spawn(&format!(
+    let both = Engines::spawn(&format!(
         "{}{}",
         route("down", "/down", &refused_url(), OPEN),
         route("up", "/", &up.url, OPEN)
     ))
     .await;
-    for engine in ENGINES {
+    for engine in RAW_ENGINES {
         fault_then_recovery(&both, engine, "/down/x", BAD_GATEWAY).await;
     }
 }
@@ -82,8 +87,8 @@ async fn an_upstream_refusing_connections_is_502_and_the_next_request_is_served(
 #[tokio::test]
 async fn an_upstream_reset_mid_body_aborts_the_client_connection() {
     let up = Scripted::spawn(script).await;
-    let both = Both::spawn(&route("up", "/", &up.url, OPEN)).await;
-    for engine in ENGINES {
+    let both = Engines::spawn(&route("up", "/", &up.url, OPEN)).await;
+    for engine in RAW_ENGINES {
         fault_then_recovery(&both, engine, "/reset-mid-body", Expect::Aborted).await;
     }
 }
@@ -91,14 +96,14 @@ async fn an_upstream_reset_mid_body_aborts_the_client_connection() {
 #[tokio::test]
 async fn an_upstream_without_a_head_within_the_route_timeout_is_504() {
     let up = Scripted::spawn(script).await;
-    let both = Both::spawn(&route(
+    let both = Engines::spawn(&route(
         "up",
         "/",
         &up.url,
         "auth = \"none\"\ntimeout = \"1s\"",
     ))
     .await;
-    for engine in ENGINES {
+    for engine in RAW_ENGINES {
         let started = Instant::now();
         fault_then_recovery(
             &both,
@@ -124,14 +129,14 @@ async fn an_upstream_without_a_head_within_the_route_timeout_is_504() {
 #[tokio::test]
 async fn a_body_pause_longer_than_the_route_timeout_aborts_the_client_connection() {
     let up = Scripted::spawn(script).await;
-    let both = Both::spawn(&route(
+    let both = Engines::spawn(&route(
         "up",
         "/",
         &up.url,
         "auth = \"none\"\ntimeout = \"1s\"",
     ))
     .await;
-    for engine in ENGINES {
+    for engine in RAW_ENGINES {
         let started = Instant::now();
         fault_then_recovery(&both, engine, "/stalled-body", Expect::Aborted).await;
         let took = started.elapsed();
@@ -158,17 +163,17 @@ async fn a_body_pause_longer_than_the_route_timeout_aborts_the_client_connection
 #[tokio::test]
 async fn an_aborted_body_is_an_error_for_an_http2_client_too() {
     let up = Scripted::spawn(script).await;
-    let both = Both::spawn(&route(
+    let both = Engines::spawn(&route(
         "up",
         "/",
         &up.url,
         "auth = \"none\"\ntimeout = \"1s\"",
     ))
     .await;
-    let client = tls::client(&both.cert, &both.gateway, false);
+    let client = tls::client(&both.cert_pem, &both.gw, false);
     for path in ["/reset-mid-body", "/stalled-body"] {
         let response = client
-            .get(tls::url(&both.gateway, path))
+            .get(tls::url(&both.gw, path))
             .send()
             .await
             .expect("the head arrives");
@@ -176,7 +181,7 @@ async fn an_aborted_body_is_an_error_for_an_http2_client_too() {
         assert_eq!(response.status(), 200);
         assert!(response.bytes().await.is_err(), "{path}: the body fails");
         let next = client
-            .get(tls::url(&both.gateway, "/ok"))
+            .get(tls::url(&both.gw, "/ok"))
             .send()
             .await
             .expect("next request");

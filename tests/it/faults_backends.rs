@@ -4,7 +4,7 @@
 //! the documented status within a bounded time, nothing unverified reaches an upstream, and
 //! the next good request after the fault succeeds without restarting tollgate.
 
-use crate::common::engines::{Engine, Engines, ENGINES};
+use crate::common::engines::{Engine, Engines, GET_ENGINES};
 use crate::common::slapd::Slapd;
 use crate::common::{
     self, refused_url, remote_verify, route, Fault, Introspector, TestGateway, Upstream,
@@ -64,14 +64,14 @@ async fn a_broken_verifier_is_503_on_both_engines_and_the_next_good_answer_passe
         let token = format!("token-{i}");
         introspector.active(&token, "alice", "email");
         introspector.set_fault(fault);
-        for engine in ENGINES {
+        for engine in GET_ENGINES {
             let started = Instant::now();
             let r = gw.bearer(engine, "/api/mail", &token).await;
             assert_outage(r, started, &format!("{fault:?} via {engine:?}")).await;
         }
         assert_eq!(up.hits(), 2 * i, "{fault:?}: nothing reached the upstream");
         introspector.set_fault(Fault::None);
-        for engine in ENGINES {
+        for engine in GET_ENGINES {
             let r = gw.bearer(engine, "/api/mail", &token).await;
             assert_eq!(r.status(), 200, "{fault:?} over, via {engine:?}");
         }
@@ -115,7 +115,7 @@ async fn a_verifier_that_never_answers_or_refuses_is_503_until_it_is_back_on_its
             held.push(stream);
         }
     });
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         let started = Instant::now();
         let r = gw.bearer(engine, "/api/mail", "silent").await;
         assert_outage(r, started, &format!("silent verifier via {engine:?}")).await;
@@ -124,7 +124,7 @@ async fn a_verifier_that_never_answers_or_refuses_is_503_until_it_is_back_on_its
     // 2. Nothing listens there: connections are refused.
     silent.abort();
     let _ = silent.await;
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         let started = Instant::now();
         let r = gw.bearer(engine, "/api/mail", "refused").await;
         assert_outage(r, started, &format!("refused connection via {engine:?}")).await;
@@ -134,7 +134,7 @@ async fn a_verifier_that_never_answers_or_refuses_is_503_until_it_is_back_on_its
     // 3. The verifier is back: the next request passes, no restart of tollgate needed.
     let introspector = Introspector::spawn_at(addr).await;
     introspector.active("good", "alice", "");
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         assert_eq!(gw.bearer(engine, "/api/mail", "good").await.status(), 200);
     }
     assert_eq!(up.hits(), 2);
@@ -203,7 +203,7 @@ async fn assert_token_endpoint_unavailable(gw: &Engines, what: &str) {
 
 /// Asserts `token` is let through (fresh from the store, never cached before) on both engines.
 async fn assert_guard_passes(gw: &Engines, token: &str, what: &str) {
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         let r = gw.bearer(engine, "/api/mail", token).await;
         assert_eq!(r.status(), 200, "{what} via {engine:?}");
     }

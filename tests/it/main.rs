@@ -23,6 +23,7 @@ mod login_csrf;
 mod oauth_flow;
 mod oauth_input;
 mod oauth_token;
+mod parity;
 mod properties;
 mod proxy;
 mod readiness;

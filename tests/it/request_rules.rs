@@ -4,7 +4,7 @@
 //! routing headers cannot be forged in any spelling, one authority per request, no raw `\` or
 //! `;` in paths, and no upstream address in error bodies.
 
-use crate::common::engines::{Engines, ENGINES};
+use crate::common::engines::{Engines, GET_ENGINES};
 use crate::common::raw::{self, RawResponse, Recorder};
 use crate::common::{echoed, refused_url, remote_verify, route, Introspector, Upstream};
 use serde_json::Value;
@@ -43,7 +43,7 @@ async fn only_websocket_upgrades_are_passed_and_other_upgrades_arrive_as_plain_r
         // Without Upgrade this one takes the fast lane on the plain listener.
         ("GET", "HTTP2-Settings: AAMAAABkAAQAAP__\r\n"),
     ];
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         for (method, headers) in refused {
             let body = if method == "POST" { "hi" } else { "" };
             let request = format!("{method} /x HTTP/1.1\r\nHost: gw.test\r\n{headers}\r\n{body}");
@@ -61,7 +61,7 @@ async fn only_websocket_upgrades_are_passed_and_other_upgrades_arrive_as_plain_r
     }
     assert_eq!(up.heads().len(), 2 * refused.len());
 
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         let mut stream = e.connect(engine).await;
         let request = format!("GET /ws HTTP/1.1\r\nHost: gw.test\r\n{WEBSOCKET}\r\n");
         stream.write_all(request.as_bytes()).await.expect("write");
@@ -100,12 +100,12 @@ async fn a_websocket_upgrade_meets_the_guard_first() {
         route("chat", "/", &up.url(), "scopes = [\"chat\"]")
     ))
     .await;
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         let r = e.get(engine, "/ws", WEBSOCKET).await;
         assert_eq!(r.status, 401, "{engine:?}: {}", r.head);
     }
     assert!(up.heads().is_empty(), "{:?}", up.heads());
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         let token = "Authorization: Bearer chat-token\r\n";
         let r = e.get(engine, "/ws", &format!("{WEBSOCKET}{token}")).await;
         assert_eq!(r.status, 101, "{engine:?}: {}", r.head);
@@ -165,7 +165,7 @@ async fn identity_and_routing_headers_in_any_spelling_never_reach_the_upstream()
         route("mail", "/mail", &up.url(), "scopes = [\"email\"]"),
     ))
     .await;
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         for (path, token) in [
             ("/open/x", ""),
             ("/mail/x", "Authorization: Bearer mail-token\r\n"),
@@ -232,7 +232,7 @@ async fn one_authority_is_routed_on_and_forwarded() {
         // HTTP/1.0 need not name one.
         ("GET /x HTTP/1.0\r\n\r\n", "any", None),
     ];
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         for (request, upstream, forwarded_host) in cases {
             let r = e.exchange(engine, request).await;
             assert_eq!(r.status, 200, "{engine:?} {request:?}: {}", r.head);
@@ -274,7 +274,7 @@ async fn requests_without_exactly_one_valid_host_are_400_on_every_path() {
     ];
     // A proxied path, and one of the authorization server's.
     for path in ["/x", "/.well-known/oauth-authorization-server"] {
-        for engine in ENGINES {
+        for engine in GET_ENGINES {
             for host in hosts {
                 let r = e
                     .exchange(engine, &format!("GET {path} HTTP/1.1\r\n{host}\r\n"))
@@ -321,7 +321,7 @@ async fn raw_backslashes_and_semicolons_in_paths_are_400_and_encoded_ones_stay_e
         ("/open/..\\admin", "'\\'"),
         ("/open\\..\\admin", "'\\'"),
     ];
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         for (path, named) in refused {
             let r = e.get(engine, path, "").await;
             assert_eq!(r.status, 400, "{engine:?} {path}: {}", r.head);
@@ -337,7 +337,7 @@ async fn raw_backslashes_and_semicolons_in_paths_are_400_and_encoded_ones_stay_e
         ("/open/..%3b/admin", "/open/..%3B/admin", None),
         ("/open/x?q=a;b", "/open/x", Some("q=a;b")),
     ];
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         for (target, path, query) in served {
             let r = e.get(engine, target, "").await;
             assert_eq!(r.status, 200, "{engine:?} {target}: {}", r.head);
@@ -381,7 +381,7 @@ async fn upstream_errors_name_the_route_but_never_the_upstream() {
             slow.server.addr.to_string(),
         ),
     ];
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         for (path, status, code, description, address) in &cases {
             let r = e.get(engine, path, "").await;
             assert_eq!(r.status, *status, "{engine:?} {path}: {}", r.head);

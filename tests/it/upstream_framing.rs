@@ -5,8 +5,9 @@
 //! client connection once the head is out. After every case the next request on the same
 //! gateway succeeds, and no upstream connection is reused after a refused answer.
 
-use crate::common::outcomes::{
-    assert_outcome, check_outcome, exchange, Both, Engine, Expect, BAD_GATEWAY, ENGINES,
+use crate::common::engines::{
+    assert_outcome, check_outcome, exchange_outcome, Engine, Engines, Expect, BAD_GATEWAY,
+    RAW_ENGINES,
 };
 use crate::common::raw::{self, Outcome};
 use crate::common::route;
@@ -176,7 +177,7 @@ fn script(path: &str, _served: usize) -> Vec<Step> {
 #[tokio::test]
 async fn malformed_upstream_responses_get_the_same_answer_on_both_engines() {
     let up = Scripted::spawn(script).await;
-    let both = Both::spawn(&route(
+    let both = Engines::spawn(&route(
         "api",
         "/",
         &up.url,
@@ -184,18 +185,18 @@ async fn malformed_upstream_responses_get_the_same_answer_on_both_engines() {
     ))
     .await;
     let mut mismatches = Vec::new();
-    for engine in ENGINES {
+    for engine in RAW_ENGINES {
         for (path, _, expect) in CASES {
             let what = format!("{engine:?} {path}");
             let mut conn = both.connect(engine).await;
-            let outcome = exchange(&mut conn, engine, path).await;
+            let outcome = exchange_outcome(&mut conn, engine, path).await;
             mismatches.extend(check_outcome(&outcome, *expect, &what).err());
             // A 502 keeps the client connection; after an abort or a body delimited by the
             // close, the next request needs a new one.
             if outcome == Outcome::Aborted || !matches!(expect, Expect::Error(..)) {
                 conn = both.connect(engine).await;
             }
-            let next = exchange(&mut conn, engine, "/ok").await;
+            let next = exchange_outcome(&mut conn, engine, "/ok").await;
             if next != Outcome::Answered(200, "ok".into()) {
                 mismatches.push(format!("{what}: the next request got {next:?}"));
             }
@@ -215,7 +216,7 @@ async fn malformed_upstream_responses_get_the_same_answer_on_both_engines() {
 #[tokio::test]
 async fn a_switch_is_relayed_only_to_websocket_in_answer_to_a_websocket_upgrade() {
     let up = Scripted::spawn(script).await;
-    let both = Both::spawn(&route("api", "/", &up.url, "auth = \"none\"")).await;
+    let both = Engines::spawn(&route("api", "/", &up.url, "auth = \"none\"")).await;
     let upgrade = |path: &str, protocol: &str| {
         format!(
             "GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\

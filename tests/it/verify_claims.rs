@@ -3,7 +3,7 @@
 //! validity window (`nbf`), from `[verify] issuer` when set (`iss`), and meant for the route
 //! when the route names an `audience` (`aud`). Every case runs through both HTTP/1.1 engines.
 
-use crate::common::engines::{Engine, Engines, ENGINES};
+use crate::common::engines::{Engine, Engines, GET_ENGINES};
 use crate::common::{self, now, remote_verify, route, Introspector, Upstream};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -119,7 +119,7 @@ async fn answers_for_other_token_types_are_refused_on_both_engines() {
     ];
     for (token, changes, status) in cases {
         s.token(token, changes);
-        for engine in ENGINES {
+        for engine in GET_ENGINES {
             s.expect(engine, "/api/any/inbox", token, status).await;
         }
     }
@@ -130,7 +130,7 @@ async fn a_token_not_yet_valid_is_refused_on_both_engines() {
     let s = Setup::new("").await;
     s.token("future", json!({"nbf": now() + 3600, "exp": now() + 7200}));
     s.token("current", json!({"nbf": now() - 10}));
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         s.expect(engine, "/api/any", "future", 401).await;
         s.expect(engine, "/api/any", "current", 200).await;
     }
@@ -143,7 +143,7 @@ async fn with_an_issuer_set_answers_from_elsewhere_or_without_iss_are_refused() 
     s.token("theirs", json!({"iss": "https://evil.example.com"}));
     s.token("slash", json!({"iss": format!("{ISSUER}/")}));
     s.token("no-iss", json!({"iss": null}));
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         s.expect(engine, "/api/any", "ours", 200).await;
         for token in ["theirs", "slash", "no-iss"] {
             s.expect(engine, "/api/any", token, 401).await;
@@ -156,7 +156,7 @@ async fn without_an_issuer_set_any_iss_is_accepted() {
     let s = Setup::new("").await;
     s.token("theirs", json!({"iss": "https://evil.example.com"}));
     s.token("no-iss", json!({"iss": null}));
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         s.expect(engine, "/api/any", "theirs", 200).await;
         s.expect(engine, "/api/any", "no-iss", 200).await;
     }
@@ -176,7 +176,7 @@ async fn a_route_with_an_audience_refuses_tokens_for_others_and_a_route_without_
     );
     s.token("no-aud", json!({"aud": null}));
     s.token("prefix-only", json!({"aud": "https://api.example.com"}));
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         for token in ["for-mail", "among-many"] {
             s.expect(engine, "/api/mail/inbox", token, 200).await;
             s.expect(engine, "/api/any/inbox", token, 200).await;
@@ -196,7 +196,7 @@ async fn a_cached_answer_never_skips_the_audience_check() {
         json!({"aud": "https://api.example.com/calendar"}),
     );
     // The first request caches an active answer; the audience route must still refuse it.
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         s.expect(engine, "/api/any", "for-calendar", 200).await;
         s.expect(engine, "/api/mail", "for-calendar", 401).await;
     }
@@ -246,7 +246,7 @@ async fn local_tokens_are_for_the_issuer_and_verify_says_so() {
         &[("grant_type", "client_credentials")],
     )
     .await;
-    for engine in ENGINES {
+    for engine in GET_ENGINES {
         assert_eq!(gw.bearer(engine, "/api/own", &token).await.status(), 200);
         assert_eq!(gw.bearer(engine, "/api/any", &token).await.status(), 200);
         let r = gw.bearer(engine, "/api/other", &token).await;

@@ -3,10 +3,9 @@
 //! still fit to carry a request.
 
 use super::BUFFER;
-use crate::gateway::upstream::Target;
+use crate::gateway::upstream::{Target, CONNECT_TIMEOUT};
 use bytes::BytesMut;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 use tokio::net::TcpStream;
 
 /// Idle upstream connections one client connection keeps (one per target it uses).
@@ -15,8 +14,6 @@ const MAX_IDLE_PER_CLIENT: usize = 4;
 /// keeps up to as many per upstream): idle clients must not hold an upstream's every slot.
 const MAX_IDLE_TOTAL: usize = 1024;
 static IDLE_TOTAL: AtomicUsize = AtomicUsize::new(0);
-/// Same connect bound as the pooled client's.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One keep-alive connection to a target, with the bytes read from it and not yet relayed.
 pub(super) struct UpstreamConn {

@@ -12,7 +12,7 @@ pub mod chunked;
 pub use chunked::ChunkScanner;
 
 use super::super::framing::{self, FramingError, HeadFacts};
-use super::super::headers::HOP_BY_HOP;
+use super::super::headers::{connection_tokens, response_drops, BodyFraming};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
@@ -105,12 +105,8 @@ fn declines_request_header(name: &HeaderName, value: &HeaderValue) -> bool {
     }
     if name == header::CONNECTION {
         // Only `keep-alive` (the HTTP/1.1 default anyway) stays on the fast lane.
-        return match value.to_str() {
-            Ok(v) => !v
-                .split(',')
-                .all(|t| t.trim().eq_ignore_ascii_case("keep-alive")),
-            Err(_) => true,
-        };
+        return !connection_tokens([value.as_bytes()])
+            .all(|t| t.eq_ignore_ascii_case(b"keep-alive"));
     }
     false
 }
@@ -150,17 +146,6 @@ pub enum ParsedResponse {
     Invalid(&'static str),
     /// Framing the gateway refuses on both paths ([`framing::check`]); the client gets 502.
     Refused(FramingError),
-}
-
-/// Hop-by-hop response headers (RFC 9110 §7.6.1) and `Upgrade`. `Transfer-Encoding` and
-/// `Trailer` stay: the fast lane relays a chunked body verbatim, so they stay true.
-fn is_hop_by_hop_response(name: &str) -> bool {
-    name.eq_ignore_ascii_case("upgrade")
-        || HOP_BY_HOP.iter().any(|n| {
-            n != header::TRANSFER_ENCODING
-                && n != header::TRAILER
-                && name.eq_ignore_ascii_case(n.as_str())
-        })
 }
 
 /// Parses an upstream's response head and writes the client's version of it to `out`.
@@ -205,20 +190,17 @@ pub fn parse_response_with(
     let http10 = res.version == Some(0);
 
     let mut connection_close = http10;
-    let mut named: Vec<&str> = Vec::new();
+    let mut named: Vec<&[u8]> = Vec::new();
     let mut chunked = false;
     let mut has_te = false;
     let mut has_length = false;
     let mut length: Option<u64> = None;
     for h in headers.iter() {
         if h.name.eq_ignore_ascii_case("connection") {
-            let Ok(v) = std::str::from_utf8(h.value) else {
-                continue;
-            };
-            for token in v.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
+            for token in connection_tokens([h.value]) {
+                if token.eq_ignore_ascii_case(b"close") {
                     connection_close = true;
-                } else if token.eq_ignore_ascii_case("keep-alive") && http10 {
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
                     connection_close = false;
                 }
                 named.push(token);
@@ -271,12 +253,8 @@ pub fn parse_response_with(
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     for h in headers.iter() {
-        let drop = is_hop_by_hop_response(h.name)
-            || named.iter().any(|n| {
-                h.name.eq_ignore_ascii_case(n)
-                    && !n.eq_ignore_ascii_case("transfer-encoding")
-                    && !n.eq_ignore_ascii_case("content-length")
-            })
+        // The chunked body is relayed as it came: its framing headers stay true.
+        let drop = response_drops(h.name.as_bytes(), &named, BodyFraming::Verbatim)
             || set
                 .iter()
                 .any(|(name, _)| h.name.eq_ignore_ascii_case(name.as_str()));

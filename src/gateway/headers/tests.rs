@@ -1,4 +1,5 @@
 use super::*;
+use crate::server::PROTO_HTTPS;
 use crate::verify::Principal;
 use http::{Method, Version};
 
@@ -307,4 +308,86 @@ fn a_sane_request_id_is_kept_and_anything_else_replaced() {
 fn new_request_ids_differ() {
     let ids: std::collections::HashSet<_> = (0..1000).map(|_| new_request_id()).collect();
     assert_eq!(ids.len(), 1000);
+}
+
+#[test]
+fn connection_tokens_are_trimmed_and_empty_elements_skipped() {
+    let values: [&[u8]; 3] = [b" Keep-Alive ,x-hop", b",,", b"close,\t Upgrade"];
+    let tokens: Vec<&[u8]> = connection_tokens(values).collect();
+    let expected: [&[u8]; 4] = [b"Keep-Alive", b"x-hop", b"close", b"Upgrade"];
+    assert_eq!(tokens, expected);
+    assert_eq!(connection_tokens([&b""[..]]).count(), 0);
+}
+
+/// One rule for both engines; they differ only in who frames the body.
+#[test]
+fn response_hop_by_hop_rule_table() {
+    use BodyFraming::{Reframed, Verbatim};
+    let named: [&[u8]; 4] = [
+        b"x-hop",
+        b"content-length",
+        b"transfer-encoding",
+        b"Trailer",
+    ];
+    let cases: [(&str, bool, bool); 14] = [
+        // (name, dropped when reframed, dropped when verbatim)
+        ("content-type", false, false),
+        ("x-hop", true, true),
+        ("X-Hop", true, true),
+        ("connection", true, true),
+        ("keep-alive", true, true),
+        ("proxy-connection", true, true),
+        ("upgrade", true, true),
+        ("te", true, true),
+        ("http2-settings", true, true),
+        ("proxy-authenticate", true, true),
+        // The message's framing: hyper writes its own, the fast lane relays the upstream's.
+        ("transfer-encoding", true, false),
+        ("trailer", true, false),
+        // Naming it in `Connection` cannot unframe a message.
+        ("content-length", false, false),
+        ("x-request-id", false, false),
+    ];
+    for (name, reframed, verbatim) in cases {
+        let name_bytes = name.as_bytes();
+        assert_eq!(
+            response_drops(name_bytes, &named, Reframed),
+            reframed,
+            "{name} reframed"
+        );
+        assert_eq!(
+            response_drops(name_bytes, &named, Verbatim),
+            verbatim,
+            "{name} verbatim"
+        );
+    }
+}
+
+#[test]
+fn response_headers_named_by_connection_are_dropped_but_not_content_length() {
+    let mut h = headers(&[
+        ("connection", "x-hop, content-length"),
+        ("x-hop", "1"),
+        ("content-length", "2"),
+        ("transfer-encoding", "chunked"),
+        ("upgrade", "h2c"),
+    ]);
+    prepare_response(&mut h, false);
+    let left: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+    assert_eq!(left, ["content-length"]);
+}
+
+#[test]
+fn a_websocket_switch_keeps_upgrade_and_restates_connection() {
+    let mut h = headers(&[
+        ("connection", "Upgrade, x-hop"),
+        ("upgrade", "websocket"),
+        ("x-hop", "1"),
+        ("sec-websocket-accept", "abc"),
+    ]);
+    prepare_response(&mut h, true);
+    assert_eq!(h["upgrade"], "websocket");
+    assert_eq!(h["connection"], "upgrade");
+    assert!(!h.contains_key("x-hop"));
+    assert_eq!(h["sec-websocket-accept"], "abc");
 }

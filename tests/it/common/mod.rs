@@ -6,7 +6,6 @@ pub mod browser;
 pub mod engines;
 pub mod hyper_head;
 pub mod oauth;
-pub mod outcomes;
 pub mod process;
 pub mod raw;
 pub mod redis;

@@ -1,0 +1,226 @@
+//! The hyper engine: every request the fast lane does not take (TLS, HTTP/2, a body, an
+//! upgrade, anything unusual), served through the gateway's phases ([`super::pipeline`])
+//! with hyper's pooled client ([`super::upstream`]).
+//!
+//! Its own part: a request body held to the route's size and pause limits, the pooled
+//! client's attempts (`Pooled`), hyper's framing of the answer
+//! ([`BodyFraming::Reframed`](super::headers::BodyFraming)) and the WebSocket splice.
+
+use super::error::GatewayError;
+use super::framing::{self, HeadFacts};
+use super::pipeline::{AttemptError, Exchange, Upstream};
+use super::upstream::{Target, UpstreamClient};
+use super::{authority, headers, Gateway, Route, Routed};
+use crate::access_log::Notes;
+use crate::body::limited::LimitedBody;
+use crate::body::{Body, BodyError};
+use crate::server::ConnInfo;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::capture_connection;
+use hyper_util::rt::TokioIo;
+use std::borrow::Cow;
+use std::time::Duration;
+
+/// Serves one request end to end; never fails (errors become responses in
+/// [`Exchange::fail`]). What it learns on the way (route, identity, upstream) goes into
+/// `notes`.
+pub async fn handle(
+    gateway: &Gateway,
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    request_id: &HeaderValue,
+    notes: &mut Notes,
+) -> Response<Body> {
+    let mut exchange = gateway.begin();
+    let authority = authority::of_request(&req);
+    let response = match exchange.route(req.uri().path(), authority) {
+        Ok(routed) => {
+            let served = serve(gateway, &mut exchange, &routed, req, (conn, request_id)).await;
+            served.unwrap_or_else(|e| exchange.fail(e))
+        }
+        Err(e) => exchange.fail(e),
+    };
+    *notes = exchange.finish(response.status());
+    response
+}
+
+/// Authenticate, prepare, forward; then hyper's part of the response filter.
+async fn serve(
+    gateway: &Gateway,
+    exchange: &mut Exchange<'_>,
+    routed: &Routed<'_>,
+    mut req: Request<Incoming>,
+    (conn, request_id): (&ConnInfo, &HeaderValue),
+) -> Result<Response<Body>, GatewayError> {
+    let route = routed.route();
+    exchange.authenticate(route, req.headers()).await?;
+    // `is_upgrade_request` takes only a WebSocket handshake: the one switch an upstream
+    // may answer with (checked in `Pooled::attempt`).
+    let websocket = headers::is_upgrade_request(req.method(), req.version(), req.headers());
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    exchange.prepare(&mut parts.headers, routed, (conn, request_id), websocket);
+    parts.version = Version::HTTP_11;
+    let body = limit_body(route, body, gateway.body_timeout())?;
+    let mut pooled = Pooled {
+        client: gateway.upstream_client(),
+        bodyless: http_body::Body::is_end_stream(&body),
+        parts,
+        body: Some(body),
+        path: routed.path(),
+        websocket,
+    };
+    let mut response = exchange.forward(route, &mut pooled).await?;
+    // `Pooled::attempt` let a 101 through only in answer to a WebSocket upgrade.
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    headers::prepare_response(response.headers_mut(), switching);
+    if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let (hold, closing) = (conn.hold.clone(), conn.closing.clone());
+        tokio::spawn(async move {
+            // Counted as the open connection it still is until the splice ends.
+            let _hold = hold;
+            splice_upgraded(client_upgrade, upstream_upgrade, closing).await;
+        });
+    }
+    let pause = route.config.timeout;
+    Ok(response.map(|body| Body::Limited(LimitedBody::paced(body, pause))))
+}
+
+/// Refuses a body declared larger than the route allows before any upstream sees it,
+/// and holds the rest to the route's size limit and to `pause`, the longest pause allowed
+/// in it, as it streams.
+fn limit_body(route: &Route, body: Incoming, pause: Duration) -> Result<Body, GatewayError> {
+    let limit = route.config.max_request_body;
+    if http_body::Body::size_hint(&body).lower() > limit {
+        return Err(GatewayError::RequestBodyTooLarge { limit });
+    }
+    Ok(Body::Limited(LimitedBody::new(body, limit, pause)))
+}
+
+/// A prepared request on its way through hyper's pooled client.
+struct Pooled<'a> {
+    client: &'a UpstreamClient,
+    /// The request's head, its URI still the client's; each attempt takes a copy (the last
+    /// one takes it).
+    parts: http::request::Parts,
+    /// Taken by the first attempt; a retry (body-less requests only) sends an empty one.
+    body: Option<Body>,
+    bodyless: bool,
+    /// The normalised (maybe stripped) path the upstream gets.
+    path: &'a str,
+    /// The request asks for a WebSocket upgrade.
+    websocket: bool,
+}
+
+impl Upstream for Pooled<'_> {
+    type Response = Response<Incoming>;
+
+    fn bodyless(&self) -> bool {
+        self.bodyless
+    }
+
+    async fn attempt(
+        &mut self,
+        target: &Target,
+        again: bool,
+    ) -> Result<Response<Incoming>, AttemptError> {
+        let mut parts = if again {
+            clone_parts(&self.parts)
+        } else {
+            std::mem::replace(&mut self.parts, Request::new(()).into_parts().0)
+        };
+        parts.uri = upstream_uri(target, &parts.uri, self.path).map_err(AttemptError::Request)?;
+        let body = self.body.take().unwrap_or_else(Body::empty);
+        let mut req = Request::from_parts(parts, body);
+        // hyper's pool takes a connection back once the body is read off it, which a small
+        // body already is when the head arrives: a refused answer must poison it.
+        let connection = capture_connection(&mut req);
+        let response = self.client.request(req).await.map_err(send_error)?;
+        let facts = HeadFacts::of(response.version(), response.headers());
+        match framing::check(response.status(), facts, self.websocket) {
+            Ok(()) => Ok(response),
+            Err(fault) => {
+                if let Some(connected) = connection.connection_metadata().as_ref() {
+                    connected.poison();
+                }
+                Err(AttemptError::Refused(fault))
+            }
+        }
+    }
+}
+
+/// Why sending to an upstream failed: the client's body first (too large, stalled, cut
+/// off: the upstream request was aborted, and it is the client's doing), then the upstream.
+fn send_error(source: hyper_util::client::legacy::Error) -> AttemptError {
+    let client_fault = match BodyError::find(&source) {
+        Some(BodyError::TooLarge { limit }) => GatewayError::RequestBodyTooLarge { limit: *limit },
+        Some(BodyError::Stalled { timeout_ms }) => GatewayError::RequestBodyTimeout {
+            timeout_ms: *timeout_ms,
+        },
+        Some(BodyError::Peer(_)) => GatewayError::RequestBodyBroken { source },
+        None if source.is_connect() => return AttemptError::Connect(source.into()),
+        None => return AttemptError::Failed(source.into()),
+    };
+    AttemptError::Request(client_fault)
+}
+
+/// The upstream URI: the request's own path-and-query when nothing changed, else rebuilt.
+fn upstream_uri(
+    target: &Target,
+    original: &http::Uri,
+    path: &str,
+) -> Result<http::Uri, GatewayError> {
+    let uri = match original.path_and_query() {
+        // The same rule as the fast lane's: reuse the original when routing changed nothing.
+        Some(pq) => match target.path_and_query(pq, path) {
+            Cow::Borrowed(_) => target.uri_with(pq.clone()),
+            Cow::Owned(rebuilt) => PathAndQuery::try_from(rebuilt)
+                .map_err(http::Error::from)
+                .and_then(|pq| target.uri_with(pq)),
+        },
+        None => target.uri(path, None),
+    };
+    uri.map_err(GatewayError::BadUpstreamRequest)
+}
+
+fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone())
+        .version(parts.version);
+    if let Some(h) = builder.headers_mut() {
+        *h = parts.headers.clone();
+    }
+    let (parts, ()) = builder.body(()).unwrap_or_default().into_parts();
+    parts
+}
+
+/// Copies bytes both ways between an upgraded client and upstream connection.
+async fn splice_upgraded(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            if let Err(e) = copied {
+                tracing::debug!(error = %e, "upgraded connection ended with an error");
+            }
+        }
+        _ = closing.wait_for(|closing| *closing) => {
+            tracing::debug!("drain deadline passed: closing an upgraded connection");
+        }
+    }
+}
