@@ -538,18 +538,37 @@ impl OwnSentinel {
 
     /// Waits until the replica has every write (`WAIT`: replication is asynchronous, and a
     /// failover loses what the replica had not received), asks the sentinel for a failover
-    /// (`SENTINEL FAILOVER`) and waits until it names the other server and that server says
-    /// it is the master; returns its port.
+    /// (`SENTINEL FAILOVER`), waits until it names the other server and that server says
+    /// it is the master, and then until the old master says it is a replica (until then it
+    /// still takes writes, which its resync then throws away); returns the new master's port.
     pub fn failover(&self) -> u16 {
         let before = self.named_master().expect("a master before");
-        let synced: i64 = self
+        // `WAIT` counts from this connection's own last write (a fresh connection has none
+        // and would not wait at all); the replication stream is ordered, so a write here
+        // acknowledged by the replica means every earlier write is there too.
+        let mut old = self
             .server(before)
-            .query(redis::cmd("WAIT").arg(1).arg(5000))
+            .connect()
+            .expect("connect to the master");
+        redis::cmd("SET")
+            .arg("tollgate-test-sync")
+            .arg("x")
+            .query::<()>(&mut old)
+            .expect("SET before WAIT");
+        let synced: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query(&mut old)
             .expect("WAIT");
         assert_eq!(synced, 1, "the replica did not acknowledge every write");
         self.sentinel
             .query::<()>(redis::cmd("SENTINEL").arg("FAILOVER").arg(self.master_name))
             .expect("SENTINEL FAILOVER");
-        self.wait_for_new_master(before)
+        let new = self.wait_for_new_master(before);
+        wait_for("the old master turns replica", SETTLE, || {
+            let role: Vec<redis::Value> = self.server(before).query(&redis::cmd("ROLE")).ok()?;
+            matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"slave").then_some(())
+        });
+        new
     }
 }
