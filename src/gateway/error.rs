@@ -230,9 +230,26 @@ impl GatewayError {
     }
 
     /// Logs what the operator needs and answers what the client may know.
+    /// True when the verifier could not answer because the token store is unreachable.
+    fn is_store_outage(&self) -> bool {
+        match self {
+            GatewayError::VerifierUnavailable(e) => match &**e {
+                crate::verify::VerifyError::Store(e) => e.is_unreachable(),
+                crate::verify::VerifyError::StoreDown => true,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     pub fn into_response(self) -> Response<Body> {
         match self.source_kind() {
             ErrorSource::Client => tracing::debug!(error = %self, "request refused"),
+            // An unreachable store is an outage the readiness probe logs as it starts and
+            // ends; a line per request would bury everything else.
+            ErrorSource::Internal if self.is_store_outage() => {
+                tracing::debug!(error = %error_chain(&self), "request failed")
+            }
             ErrorSource::Upstream | ErrorSource::Internal => {
                 tracing::warn!(error = %error_chain(&self), "request failed")
             }

@@ -432,6 +432,6 @@ fn bad_form() -> Response<Body> {
 }
 
 fn unavailable_page(e: &crate::store::StoreError) -> Response<Body> {
-    tracing::error!(error = %crate::error::error_chain(e), "token store failed");
+    super::token::log_store_error(e);
     pages::error(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", UNAVAILABLE)
 }

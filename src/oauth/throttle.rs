@@ -77,7 +77,7 @@ impl OAuthServer {
             Ok(false) => {}
             Ok(true) => return LoginResult::Throttled,
             Err(e) => {
-                tracing::error!(error = %crate::error::error_chain(&e), "token store unavailable for login throttling");
+                super::token::log_store_error(&e);
                 return LoginResult::Unavailable;
             }
         }

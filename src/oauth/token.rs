@@ -524,12 +524,20 @@ fn normalise_scope_text(s: &str) -> String {
 /// A store that cannot answer (locked, read-only, unreachable) is an outage the client
 /// may retry: 503 `temporarily_unavailable`, never a 500.
 pub(super) fn store_error(e: crate::store::StoreError) -> OAuthError {
-    // A store held down after a failure is logged once, by the readiness probe.
-    if !matches!(e, crate::store::StoreError::Unavailable { .. }) {
-        tracing::error!(error = %crate::error::error_chain(&e), "token store failed");
-    }
+    log_store_error(&e);
     OAuthError::new(
         ErrorCode::TemporarilyUnavailable,
         "the token store is unavailable",
     )
+}
+
+/// Logs a store failure. An unreachable store is an outage whose start and end the readiness
+/// probe logs once each; per request it is only a debug line. Anything else (a corrupt
+/// record, a busy SQLite file) is an error worth a line every time.
+pub(super) fn log_store_error(e: &crate::store::StoreError) {
+    if e.is_unreachable() {
+        tracing::debug!(error = %crate::error::error_chain(e), "token store unreachable");
+    } else {
+        tracing::error!(error = %crate::error::error_chain(e), "token store failed");
+    }
 }

@@ -4,6 +4,7 @@
 //! recovers without restarting tollgate.
 
 use crate::common::oauth::{AuthConfig, AuthServer, JsonAnswer, REPORTS};
+use crate::common::process::Process;
 use crate::common::redis::OwnRedis;
 use crate::common::slapd::free_port;
 use crate::common::{self, sample};
@@ -160,4 +161,53 @@ async fn while_redis_is_down_each_route_follows_its_when_store_down() {
         assert!(n.is_some_and(|n| n >= 1.0), "{result}: {n:?}");
     }
     assert!(stopped.elapsed() < Duration::from_secs(10));
+}
+
+/// An outage is logged as it starts and ends, not once per request: a real `tollgate run`
+/// whose Redis goes away while requests keep coming writes a handful of warning lines, not
+/// one per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_logged_once_not_per_request() {
+    let port = free_port();
+    let redis = OwnRedis::start(port);
+    let up = common::Upstream::echo().await;
+    let config = AuthConfig::default().store(&format!("redis://127.0.0.1:{port}/0"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tollgate = Process::auth_server(dir.path(), &config, &up).await;
+    let http = common::client();
+    let secret = REPORTS.secret.expect("a confidential client");
+    let token = |http: &reqwest::Client| {
+        http.post(tollgate.url("/oauth/token"))
+            .basic_auth(REPORTS.id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    assert_eq!(token(&http).await.expect("answered").status(), 200);
+    let before = tollgate.stderr().lines().count();
+
+    redis.stop();
+    for i in 0..60 {
+        let answer = token(&http).await.expect("answered");
+        assert_eq!(answer.status(), 503);
+        let guarded = http
+            .get(tollgate.url("/api/mail/inbox"))
+            .bearer_auth(format!("never-seen-{i}"))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(guarded.status(), 503);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stderr = tollgate.stderr();
+    let loud: Vec<&str> = stderr
+        .lines()
+        .skip(before)
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(
+        loud.len() <= 6,
+        "{} warning/error lines for 120 requests during one outage:\n{}",
+        loud.len(),
+        loud.join("\n")
+    );
 }
