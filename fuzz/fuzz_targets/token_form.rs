@@ -1,7 +1,8 @@
 //! The token endpoint's form (`protocol::Params::parse`) and the pure decisions taken on
 //! it: `grant_type` (`GrantType::parse`), `scope` (`grant_scopes`) and the PKCE verifier
-//! (`pkce_matches`). Never panics; a repeated parameter is always reported (RFC 6749 §3.2);
-//! an empty value counts as absent; granted scopes are well-formed, distinct and allowed;
+//! (`pkce_matches`). Never panics; a repeated parameter is always reported (RFC 6749 §3.2),
+//! except `resource`, which RFC 8707 §2 lets repeat (every value kept, in order); an empty
+//! value counts as absent; granted scopes are well-formed, distinct and allowed;
 //! a verifier matches only the S256 challenge computed from it.
 #![no_main]
 
@@ -30,8 +31,14 @@ fuzz_target!(|data: &[u8]| {
     let repeated = pairs
         .iter()
         .enumerate()
-        .any(|(i, (k, _))| pairs[..i].iter().any(|(k2, _)| k2 == k));
+        .any(|(i, (k, _))| k != "resource" && pairs[..i].iter().any(|(k2, _)| k2 == k));
     assert_eq!(params.duplicated().is_some(), repeated);
+    let resources: Vec<&String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "resource")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(params.resources().iter().collect::<Vec<_>>(), resources);
     for (name, _) in &pairs {
         if let Some(v) = params.get(name) {
             assert!(!v.is_empty());
