@@ -128,10 +128,9 @@ impl App {
                 // The resolver, not the acceptor, holds the certificate: a reload swaps it.
                 let resolver = Arc::new(CertResolver::new(first));
                 let acceptor = server::tls::acceptor(resolver.clone()).with_context(context)?;
-                (
-                    Some(bind("tls", tls.listen, Some(acceptor)).await?),
-                    Some(resolver),
-                )
+                let mut listener = bind("tls", tls.listen, Some(acceptor)).await?;
+                listener.http1_fast_lane = tls.http1_fast_lane;
+                (Some(listener), Some(resolver))
             }
             None => (None, None),
         };

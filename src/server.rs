@@ -1,7 +1,13 @@
 //! Accept loops: plain TCP or TLS, HTTP/1.1 and HTTP/2 on one port (hyper-util auto),
 //! connection gauges, the `[server]` connection limits, and graceful drain on shutdown. A
-//! plain-TCP connection starts on the gateway's HTTP/1.1 fast lane ([`fast`]) and moves to
-//! hyper, with the bytes already read, as soon as a request needs hyper.
+//! plain-TCP connection, and a TLS one whose ALPN chose `http/1.1` (or nothing), starts on
+//! the gateway's HTTP/1.1 fast lane ([`fast`]) and moves to hyper, with the bytes already
+//! read, as soon as a request needs hyper; a TLS connection that chose `h2` goes straight
+//! to hyper's HTTP/2 server.
+//!
+//! A connection's task is kept small while it is idle: the TLS handshake and hyper's
+//! connection state are boxed (allocated only while they are needed) rather than sized
+//! into every task, and the fast lane holds no buffer between requests.
 //!
 //! `max_connections`: each connection holds a semaphore permit, taken before `accept`, for
 //! its whole life; at the limit the loop stops accepting and new connections wait in the
@@ -21,6 +27,7 @@ pub mod tls;
 use crate::body::Body;
 use crate::error::BoxError;
 use crate::gateway::fast;
+use crate::gateway::fast::client::ClientIo;
 use crate::gateway::headers::{PROTO_HTTP, PROTO_HTTPS};
 use crate::gateway::{ConnInfo, Gateway};
 use crate::metrics::Metrics;
@@ -72,6 +79,10 @@ pub struct Listener {
     pub name: &'static str,
     pub tcp: TcpListener,
     pub tls: Option<TlsAcceptor>,
+    /// HTTP/1.1 connections start on the fast lane (when the handler has one). Always true
+    /// in the application; tests turn it off on a TLS listener to reach hyper's HTTP/1.1
+    /// engine there.
+    pub http1_fast_lane: bool,
 }
 
 impl Listener {
@@ -81,7 +92,12 @@ impl Listener {
         tls: Option<TlsAcceptor>,
     ) -> std::io::Result<Self> {
         let tcp = TcpListener::bind(addr).await?;
-        Ok(Self { name, tcp, tls })
+        Ok(Self {
+            name,
+            tcp,
+            tls,
+            http1_fast_lane: true,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -106,12 +122,19 @@ pub async fn serve<H: Handler>(
         // Head and keep-alive deadlines are `deadlines`' job: hyper's head timer would also
         // end idle keep-alive connections at the head timeout.
         .header_read_timeout(None)
-        .keep_alive(true);
+        .keep_alive(true)
+        // Response bodies are queued as they are, not copied into hyper's write buffer
+        // (which would keep the largest chunk's size for the connection's life).
+        .writev(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
-    let builder = Arc::new(builder);
+    let builders = Arc::new(Builders {
+        // ALPN said h2: no need to sniff the first bytes for the preface.
+        h2: builder.clone().http2_only(),
+        any: builder,
+    });
     let mut changed = limits.subscribe();
     let mut slots = Slots::new(limits.get().max_connections);
     // Set when the drain deadline passes, for upgraded connections still open then.
@@ -166,7 +189,8 @@ pub async fn serve<H: Handler>(
             closing: closing.clone(),
         });
         let task = Connection {
-            builder: builder.clone(),
+            builders: builders.clone(),
+            fast_lane: H::FAST_LANE && listener.http1_fast_lane,
             handler: handler.clone(),
             conn,
             tls: listener.tls.clone(),
@@ -193,9 +217,18 @@ struct Hold {
     _slot: OwnedSemaphorePermit,
 }
 
+/// hyper's servers: `any` finds out HTTP/1.1 or HTTP/2 from the bytes, `h2` is for TLS
+/// connections whose ALPN chose `h2`.
+struct Builders {
+    any: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
 /// One accepted connection and what it needs to be served.
 struct Connection<H> {
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
+    /// HTTP/1.1 starts on the fast lane.
+    fast_lane: bool,
     handler: Arc<H>,
     /// Holds the connection's [`Hold`], which an upgraded connection keeps past this task.
     conn: Arc<ConnInfo>,
@@ -207,61 +240,89 @@ struct Connection<H> {
 impl<H: Handler> Connection<H> {
     async fn run(mut self, stream: TcpStream, accepted: Instant) {
         let result = match self.tls.take() {
-            None => {
-                let mut stream = stream;
-                // The slot is held while on the fast lane, so the drain waits for it.
-                let (read_ahead, head_since) = if H::FAST_LANE {
-                    let handler = self.handler.clone();
-                    match fast::serve(
-                        &mut stream,
-                        |path| handler.fast_gateway(path),
-                        &self.conn,
-                        &mut self.shutdown,
-                        &self.limits,
-                        accepted,
-                    )
-                    .await
-                    {
-                        fast::Exit::Closed => return,
-                        fast::Exit::HandOff { read, head_since } => (read, head_since),
-                    }
-                } else {
-                    (Bytes::new(), accepted)
-                };
-                self.serve_hyper(Prefixed::new(read_ahead, stream), head_since)
-                    .await
-            }
-            Some(acceptor) => {
-                let handshake = tokio::select! {
-                    done = tls::handshake(&acceptor, stream) => done,
-                    // A client still in its handshake has no request in flight: the drain
-                    // does not wait for it.
-                    _ = self.shutdown.wait_for(|stop| *stop) => return,
-                };
-                match handshake {
-                    Ok(stream) => self.serve_hyper(stream, Instant::now()).await,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "TLS handshake failed");
-                        Ok(())
-                    }
-                }
-            }
+            None => self.serve_http1(stream, accepted).await,
+            // Boxed: a TLS connection's state (over a kilobyte of rustls) is not sized into
+            // every plain connection's task.
+            Some(acceptor) => Box::pin(self.serve_tls(acceptor, stream)).await,
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended with an error");
         }
     }
 
+    /// The TLS handshake, then HTTP/2 or HTTP/1.1 as ALPN chose.
+    async fn serve_tls(
+        &mut self,
+        acceptor: TlsAcceptor,
+        stream: TcpStream,
+    ) -> Result<(), BoxError> {
+        // Boxed: the handshake's state is large and over once it is done.
+        let handshake = tokio::select! {
+            done = Box::pin(tls::handshake(&acceptor, stream)) => done,
+            // A client still in its handshake has no request in flight: the drain does not
+            // wait for it.
+            _ = self.shutdown.wait_for(|stop| *stop) => return Ok(()),
+        };
+        match handshake {
+            Ok(stream) if tls::chose_h2(&stream) => {
+                let builders = self.builders.clone();
+                Box::pin(self.serve_hyper(&builders.h2, stream, Instant::now())).await
+            }
+            Ok(stream) => self.serve_http1(stream, Instant::now()).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                Ok(())
+            }
+        }
+    }
+
+    /// An HTTP/1.1 connection (or, on plain TCP, maybe HTTP/2 with prior knowledge, which
+    /// the fast lane declines): the fast lane while it suits the requests, then hyper with
+    /// the bytes read so far. `started`: when the first request head became due.
+    async fn serve_http1<S>(&mut self, mut stream: S, started: Instant) -> Result<(), BoxError>
+    where
+        S: ClientIo + 'static,
+    {
+        // The slot is held while on the fast lane, so the drain waits for it.
+        let (read_ahead, head_since) = if self.fast_lane {
+            let handler = self.handler.clone();
+            match fast::serve(
+                &mut stream,
+                |path| handler.fast_gateway(path),
+                &self.conn,
+                &mut self.shutdown,
+                &self.limits,
+                started,
+            )
+            .await
+            {
+                fast::Exit::Closed => return Ok(()),
+                fast::Exit::HandOff { read, head_since } => (read, head_since),
+            }
+        } else {
+            (Bytes::new(), started)
+        };
+        let builders = self.builders.clone();
+        // Boxed: hyper's connection state is allocated on hand-over, not in every task.
+        let io = Prefixed::new(read_ahead, stream);
+        Box::pin(self.serve_hyper(&builders.any, io, head_since)).await
+    }
+
     /// Serves the connection with hyper, closing it when a [`deadlines`] deadline passes
     /// and shutting it down gracefully when the drain begins.
-    async fn serve_hyper<S>(&mut self, io: S, head_since: Instant) -> Result<(), BoxError>
+    async fn serve_hyper<S>(
+        &mut self,
+        builder: &auto::Builder<TokioExecutor>,
+        io: S,
+        head_since: Instant,
+    ) -> Result<(), BoxError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::new(self.limits.clone(), head_since.into());
         let io = TokioIo::new(Watched::new(io, activity.clone()));
         let service = service(self.handler.clone(), self.conn.clone(), activity.clone());
-        let served = self.builder.serve_connection_with_upgrades(io, service);
+        let served = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(served);
         let mut draining = false;
         loop {

@@ -32,6 +32,7 @@ mod routing;
 mod shipped;
 mod store_outage;
 mod throttle;
+mod tls_lane;
 mod trusted_proxies;
 mod upstream_framing;
 mod verify_claims;

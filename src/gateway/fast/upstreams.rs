@@ -1,34 +1,46 @@
-//! A client connection's own upstream connections: connecting, the idle ones kept for its
-//! next requests (bounded per client and process-wide), and the check that an idle one is
-//! still fit to carry a request.
+//! The fast lane's upstream connections: connecting, the idle ones each target keeps for
+//! whichever client connection asks next, and the check that an idle one is still fit to
+//! carry a request.
+//!
+//! The idle connections are the target's, not a client connection's: a keep-alive client
+//! that goes quiet holds no upstream connection, and the pool stays as large as the
+//! busiest moment's concurrency (at most [`MAX_IDLE_PER_TARGET`]), not as the number of
+//! clients. An idle connection keeps no read buffer.
 
 use super::BUFFER;
 use crate::gateway::upstream::Target;
 use bytes::BytesMut;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-/// Idle upstream connections one client connection keeps (one per target it uses).
-const MAX_IDLE_PER_CLIENT: usize = 4;
-/// Idle upstream connections kept by all client connections together (the pooled client
-/// keeps up to as many per upstream): idle clients must not hold an upstream's every slot.
-const MAX_IDLE_TOTAL: usize = 1024;
-static IDLE_TOTAL: AtomicUsize = AtomicUsize::new(0);
+/// Idle connections one target keeps (as many as the pooled client keeps per upstream).
+const MAX_IDLE_PER_TARGET: usize = 1024;
+/// An idle connection older than this is closed rather than reused (the pooled client's
+/// idle timeout): the upstream has most likely closed it already.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Same connect bound as the pooled client's.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One keep-alive connection to a target, with the bytes read from it and not yet relayed.
 pub(super) struct UpstreamConn {
-    target: usize,
     pub stream: TcpStream,
     pub buf: BytesMut,
+    /// The pool it goes back to.
+    home: Arc<IdleConns>,
 }
 
-/// The idle connections of one client connection; they close when it ends.
+/// A target's idle connections, most recently used last (reused first, so the rest can
+/// age out).
 #[derive(Default)]
-pub(super) struct IdleSet {
-    conns: Vec<UpstreamConn>,
+pub struct IdleConns {
+    conns: Mutex<VecDeque<Parked>>,
+}
+
+struct Parked {
+    stream: TcpStream,
+    since: Instant,
 }
 
 impl UpstreamConn {
@@ -41,51 +53,86 @@ impl UpstreamConn {
                 })??;
         stream.set_nodelay(true)?;
         Ok(UpstreamConn {
-            target: target.id,
             stream,
             buf: BytesMut::with_capacity(BUFFER),
+            home: target.idle.clone(),
         })
     }
 
-    /// Nothing has arrived while idle: no close, and no stray bytes (an upstream's `408`,
-    /// say) that would be taken for the next response. Costs no system call when the
-    /// socket's readiness says there is nothing to read.
-    fn is_quiet(&self) -> bool {
-        let mut probe = [0u8; 1];
-        matches!(
-            self.stream.try_read(&mut probe),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-        )
+    /// Back to its target's pool for the next request (its buffer, empty, is freed).
+    pub fn park(self) {
+        let UpstreamConn { stream, home, .. } = self;
+        home.put(stream);
     }
 }
 
-impl IdleSet {
-    /// An idle connection to `target` that is still quiet; one that is not is closed.
-    pub fn take(&mut self, target: usize) -> Option<UpstreamConn> {
-        let index = self.conns.iter().position(|c| c.target == target)?;
-        Some(self.remove(index)).filter(UpstreamConn::is_quiet)
+/// Nothing has arrived while idle: no close, and no stray bytes (an upstream's `408`,
+/// say) that would be taken for the next response. Costs no system call when the socket's
+/// readiness says there is nothing to read.
+fn is_quiet(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(
+        stream.try_read(&mut probe),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+    )
+}
+
+impl IdleConns {
+    /// The most recently parked connection that is still quiet and young enough; the ones
+    /// that are not are closed on the way.
+    pub(super) fn take(self: &Arc<Self>) -> Option<UpstreamConn> {
+        loop {
+            let parked = self.lock().pop_back()?;
+            if parked.since.elapsed() < IDLE_TIMEOUT && is_quiet(&parked.stream) {
+                return Some(UpstreamConn {
+                    stream: parked.stream,
+                    buf: BytesMut::new(),
+                    home: self.clone(),
+                });
+            }
+        }
     }
 
-    /// Keeps `up` for this client's next request, within both limits; else it closes.
-    pub fn keep(&mut self, up: UpstreamConn) {
-        if self.conns.len() >= MAX_IDLE_PER_CLIENT {
-            drop(self.remove(0));
-        }
-        if IDLE_TOTAL.fetch_add(1, Ordering::Relaxed) >= MAX_IDLE_TOTAL {
-            IDLE_TOTAL.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        self.conns.push(up);
+    /// Keeps `stream` within the limit (else it closes), and closes the oldest idle one
+    /// if it has aged out: the pool sheds what a busier moment left as requests go on.
+    fn put(&self, stream: TcpStream) {
+        let now = Instant::now();
+        let (stale, refused) = {
+            let mut conns = self.lock();
+            let stale = conns
+                .front()
+                .is_some_and(|p| now.duration_since(p.since) >= IDLE_TIMEOUT)
+                .then(|| conns.pop_front());
+            if conns.len() >= MAX_IDLE_PER_TARGET {
+                (stale, Some(stream))
+            } else {
+                conns.push_back(Parked { stream, since: now });
+                (stale, None)
+            }
+        };
+        // Closed outside the lock.
+        drop((stale, refused));
     }
 
-    fn remove(&mut self, index: usize) -> UpstreamConn {
-        IDLE_TOTAL.fetch_sub(1, Ordering::Relaxed);
-        self.conns.swap_remove(index)
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Parked>> {
+        // A panic while holding the lock leaves the deque consistent: take it anyway.
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Idle connections now (tests and diagnostics).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-impl Drop for IdleSet {
-    fn drop(&mut self) {
-        IDLE_TOTAL.fetch_sub(self.conns.len(), Ordering::Relaxed);
+impl std::fmt::Debug for IdleConns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdleConns")
+            .field("idle", &self.len())
+            .finish()
     }
 }

@@ -2,6 +2,10 @@
 //! where a body-less `GET`/`HEAD` without `Connection: close` takes the fast lane, and to the
 //! TLS listener, where hyper serves everything. A rule about what reaches an upstream or what
 //! the client gets back is run through [`ENGINES`] and must give the same answer on each.
+//!
+//! In the application HTTP/1.1 over TLS starts on the fast lane too; this gateway's TLS
+//! listener is set to hyper alone (`tls::spawn_gateway_with`), so that hyper's HTTP/1.1
+//! engine has a listener of its own here (`tls_lane.rs` covers the fast lane over TLS).
 
 use super::raw::{self, RawResponse};
 use super::{tls, TestGateway};
@@ -13,7 +17,7 @@ pub enum Engine {
     /// The plain listener: the fast lane for what it takes, hyper (after the hand-over)
     /// for the rest.
     FastLane,
-    /// The TLS listener: hyper only.
+    /// The TLS listener, set to hyper alone.
     Hyper,
 }
 
@@ -35,7 +39,7 @@ pub struct Engines {
 impl Engines {
     /// tollgate with `body` (routes, verify) after a `[server]` with both listeners.
     pub async fn spawn(body: &str) -> Engines {
-        let (gw, cert_pem) = tls::spawn_gateway(body).await;
+        let (gw, cert_pem) = tls::spawn_gateway_with(body, false).await;
         let tls = tls::client(&cert_pem, &gw, true);
         Engines {
             gw,

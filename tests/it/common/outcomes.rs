@@ -1,7 +1,9 @@
 //! One gateway, both HTTP/1.1 engines, judged by how a response ends: the fast lane (a
-//! body-less GET on the plain listener) and hyper (the same GET over the TLS listener, or a
-//! POST with a body on the plain listener). A rule about what the client gets back from an
-//! upstream is run through [`ENGINES`] and must give the same [`Outcome`] on each.
+//! body-less GET on the plain listener, or over TLS) and hyper (the same GET over a TLS
+//! listener set to hyper alone, or a POST with a body on the plain listener). A rule about
+//! what the client gets back from an upstream is run through [`ENGINES`] and must give the
+//! same [`Outcome`] on each. Over TLS an aborted response must not end in a `close_notify`,
+//! which would make a cut body look whole.
 
 use super::raw::{self, Outcome};
 use super::{tls, TestGateway};
@@ -13,29 +15,46 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 pub enum Engine {
     /// A body-less GET on the plain listener.
     FastLane,
-    /// The same GET over the TLS listener.
+    /// The same GET over TLS (HTTP/1.1 by ALPN), as the application serves it.
+    FastLaneTls,
+    /// The same GET over a TLS listener set to hyper alone.
     HyperTls,
     /// A POST with a small body on the plain listener.
     HyperPost,
 }
 
-pub const ENGINES: [Engine; 3] = [Engine::FastLane, Engine::HyperTls, Engine::HyperPost];
+pub const ENGINES: [Engine; 4] = [
+    Engine::FastLane,
+    Engine::FastLaneTls,
+    Engine::HyperTls,
+    Engine::HyperPost,
+];
 
 /// A byte stream to either listener.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// tollgate with its plain and TLS listeners, and the certificate its TLS clients trust.
+/// tollgate with its plain and TLS listeners (the TLS one set to hyper alone), and the
+/// certificate its TLS clients trust; and a second tollgate with the same routes whose TLS
+/// listener starts HTTP/1.1 on the fast lane, as the application's does.
 pub struct Both {
     pub gateway: TestGateway,
     pub cert: String,
+    pub tls_lane: TestGateway,
+    tls_lane_cert: String,
 }
 
 impl Both {
     /// tollgate with `routes` after a `[server]` section with all three listeners.
     pub async fn spawn(routes: &str) -> Both {
-        let (gateway, cert) = tls::spawn_gateway(routes).await;
-        Both { gateway, cert }
+        let (gateway, cert) = tls::spawn_gateway_with(routes, false).await;
+        let (tls_lane, tls_lane_cert) = tls::spawn_gateway_with(routes, true).await;
+        Both {
+            gateway,
+            cert,
+            tls_lane,
+            tls_lane_cert,
+        }
     }
 
     /// A fresh client connection to the listener `engine` is reached on.
@@ -47,6 +66,9 @@ impl Both {
                     .expect("connect"),
             ),
             Engine::HyperTls => Box::new(tls::connect_raw(&self.cert, &self.gateway).await),
+            Engine::FastLaneTls => {
+                Box::new(tls::connect_raw(&self.tls_lane_cert, &self.tls_lane).await)
+            }
         }
     }
 }
@@ -54,7 +76,7 @@ impl Both {
 /// Sends the request for `path` the way `engine` takes it and reads how it ended.
 pub async fn exchange(conn: &mut Box<dyn Io>, engine: Engine, path: &str) -> Outcome {
     let request = match engine {
-        Engine::FastLane | Engine::HyperTls => {
+        Engine::FastLane | Engine::FastLaneTls | Engine::HyperTls => {
             format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n\r\n")
         }
         Engine::HyperPost => {
