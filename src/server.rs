@@ -51,6 +51,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_rustls::TlsAcceptor;
 
+/// The largest request head hyper reads, and the most its read buffer grows to.
+pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -125,7 +128,11 @@ pub async fn serve<H: Handler>(
         .keep_alive(true)
         // Response bodies are queued as they are, not copied into hyper's write buffer
         // (which would keep the largest chunk's size for the connection's life).
-        .writev(true);
+        .writev(true)
+        // hyper's read buffer grows with a fast upload and keeps its size while the
+        // connection idles: capped at 64 KiB (the default is ~400 KiB). It also bounds a
+        // request head, which gets 431 beyond it (as an upstream's response head does).
+        .max_buf_size(MAX_REQUEST_HEAD);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -345,7 +352,10 @@ impl<H: Handler> Connection<H> {
     }
 }
 
-/// hyper's view of a handler on one connection.
+/// hyper's view of a handler on one connection. The request's future is boxed: hyper's
+/// HTTP/1.1 server keeps a slot of the service future's size for the connection's whole
+/// life, so an unboxed one (the whole proxy's state) would cost every idle connection
+/// kilobytes.
 fn service<H: Handler>(
     handler: Arc<H>,
     conn: Arc<ConnInfo>,
@@ -361,9 +371,9 @@ fn service<H: Handler>(
         let in_flight = activity.begin();
         let handler = handler.clone();
         let conn = conn.clone();
-        async move {
+        Box::pin(async move {
             let response = handler.call(req, &conn).await;
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
-        }
+        })
     })
 }
