@@ -4,7 +4,7 @@ answer, and then holds every connection open and idle until it is killed (or HOL
 seconds pass). The helper of benches/idle_memory.sh; see benches/README.md ("Idle
 connections").
 
-    idle_client.py HOST PORT N TOKEN [--tls] [--post [--body-size BYTES]] [--concurrency C]
+    idle_client.py HOST PORT N --token=TOKEN [--tls] [--post [--body-size BYTES]] [--concurrency C]
                    [--hold SECONDS]
 
 --post sends a POST with a body (4 bytes unless --body-size) instead of a GET: on tollgate
@@ -67,7 +67,8 @@ async def main():
     p.add_argument("host")
     p.add_argument("port", type=int)
     p.add_argument("n", type=int)
-    p.add_argument("token")
+    # An option, given as --token=VALUE: a token may begin with "-".
+    p.add_argument("--token", required=True)
     p.add_argument("--tls", action="store_true")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--hold", type=float, default=600)

@@ -199,7 +199,7 @@ fds() { find "/proc/$TG_PID/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 # run_client COUNT LOG: starts the idle client in the background (its PID in CLIENT_PID)
 # and waits (bounded) for its READY line.
 run_client() {
-  python3 benches/idle_client.py "${CLIENT_ARGS[@]}" "$1" "$TOKEN" "${CLIENT_FLAGS[@]}" \
+  python3 benches/idle_client.py "${CLIENT_ARGS[@]}" "$1" --token="$TOKEN" "${CLIENT_FLAGS[@]}" \
     --concurrency "$CONCURRENCY" --hold 3600 >"$2" 2>"$2.err" &
   CLIENT_PID=$!
   PIDS+=("$CLIENT_PID")

@@ -275,7 +275,8 @@ impl<H: Handler> Connection<H> {
                 let builders = self.builders.clone();
                 Box::pin(self.serve_hyper(&builders.h2, stream, Instant::now())).await
             }
-            Ok(stream) => self.serve_http1(stream, Instant::now()).await,
+            // Boxed once, so the futures that move it along hold a pointer, not its bytes.
+            Ok(stream) => self.serve_http1(Box::new(stream), Instant::now()).await,
             Err(e) => {
                 tracing::debug!(error = %e, "TLS handshake failed");
                 Ok(())

@@ -23,6 +23,17 @@ pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {
     fn reset_on_close(&self);
 }
 
+/// A boxed stream (a TLS one: rustls's state is over a kilobyte, kept out of the task).
+impl<S: ClientIo + ?Sized> ClientIo for Box<S> {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_readable(cx)
+    }
+
+    fn reset_on_close(&self) {
+        (**self).reset_on_close()
+    }
+}
+
 impl ClientIo for TcpStream {
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_read_ready(cx)
