@@ -307,3 +307,30 @@ async fn idle_client_connections_do_not_hold_upstream_connections() {
     let response = exchange(&mut idle_tls[0], &get("/api/again")).await;
     assert_eq!(response.status, 200);
 }
+
+/// A fast-lane connection over TLS that the gateway ends (here: idle past
+/// `keepalive_timeout`) ends cleanly, with a `close_notify`: a TLS client reads the end of
+/// the stream, not a truncation.
+#[tokio::test]
+async fn an_idle_tls_connection_the_gateway_closes_gets_a_close_notify() {
+    let up = ProbeEcho::spawn().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = tls::write_self_signed(dir.path());
+    let config = format!(
+        "{}[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n{}",
+        common::server_section("keepalive_timeout = \"1s\""),
+        route("open", "/", &up.url, "auth = \"none\"")
+    );
+    let gw = TestGateway::spawn_in(dir, &config).await;
+    let mut conn = tls::connect_raw(&cert, &gw).await;
+    let response = exchange(&mut conn, "GET /idle HTTP/1.1\r\nHost: gw.test\r\n\r\n").await;
+    assert!(took_fast_lane(&response), "{}", response.head);
+    let mut rest = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest))
+        .await
+        .expect("closed within 10 s");
+    match end {
+        Ok(_) => assert!(rest.is_empty(), "nothing more than the close: {rest:?}"),
+        Err(e) => panic!("the connection ended without a close_notify: {e}"),
+    }
+}
