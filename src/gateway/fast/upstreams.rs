@@ -81,9 +81,13 @@ impl IdleConns {
     /// The most recently parked connection that is still quiet and young enough; the ones
     /// that are not are closed on the way.
     pub(super) fn take(self: &Arc<Self>) -> Option<UpstreamConn> {
+        self.take_at(Instant::now())
+    }
+
+    fn take_at(self: &Arc<Self>, now: Instant) -> Option<UpstreamConn> {
         loop {
             let parked = self.lock().pop_back()?;
-            if parked.since.elapsed() < IDLE_TIMEOUT && is_quiet(&parked.stream) {
+            if now.duration_since(parked.since) < IDLE_TIMEOUT && is_quiet(&parked.stream) {
                 return Some(UpstreamConn {
                     stream: parked.stream,
                     buf: BytesMut::new(),
@@ -96,7 +100,10 @@ impl IdleConns {
     /// Keeps `stream` within the limit (else it closes), and closes the oldest idle one
     /// if it has aged out: the pool sheds what a busier moment left as requests go on.
     fn put(&self, stream: TcpStream) {
-        let now = Instant::now();
+        self.put_at(stream, Instant::now());
+    }
+
+    fn put_at(&self, stream: TcpStream, now: Instant) {
         let (stale, refused) = {
             let mut conns = self.lock();
             let stale = conns
@@ -134,5 +141,74 @@ impl std::fmt::Debug for IdleConns {
         f.debug_struct("IdleConns")
             .field("idle", &self.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A connected pair on loopback: (ours, the upstream's end).
+    async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+        let ours = TcpStream::connect(listener.local_addr().expect("bound"))
+            .await
+            .expect("connect");
+        let (theirs, _) = listener.accept().await.expect("accept");
+        (ours, theirs)
+    }
+
+    fn port(stream: &TcpStream) -> u16 {
+        stream.local_addr().expect("bound").port()
+    }
+
+    #[tokio::test]
+    async fn the_last_parked_comes_back_first_and_a_closed_one_never() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let pool = Arc::new(IdleConns::default());
+        let (first, _first_peer) = pair(&listener).await;
+        let (second, second_peer) = pair(&listener).await;
+        let (first_port, second_port) = (port(&first), port(&second));
+        let now = Instant::now();
+        pool.put_at(first, now);
+        pool.put_at(second, now);
+        let taken = pool.take_at(now).expect("an idle connection");
+        assert_eq!(port(&taken.stream), second_port, "most recent first");
+        pool.put_at(taken.stream, now);
+
+        // The upstream closes the most recent one while it idles: it is skipped.
+        drop(second_peer);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let taken = pool.take_at(now).expect("the other one is still there");
+            if port(&taken.stream) == first_port {
+                break;
+            }
+            // The close had not arrived yet: park it again and look once more.
+            assert!(Instant::now() < deadline, "the close never showed");
+            pool.put_at(taken.stream, now);
+            tokio::task::yield_now().await;
+        }
+        assert!(pool.is_empty(), "the closed one was dropped, not kept");
+    }
+
+    #[tokio::test]
+    async fn connections_idle_past_the_timeout_are_neither_reused_nor_kept() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let pool = Arc::new(IdleConns::default());
+        let start = Instant::now();
+        let later = start + IDLE_TIMEOUT + Duration::from_secs(1);
+        let (old, _old_peer) = pair(&listener).await;
+        pool.put_at(old, start);
+        assert!(pool.take_at(later).is_none(), "too old to reuse");
+
+        let (old, _old_peer) = pair(&listener).await;
+        let (new, _new_peer) = pair(&listener).await;
+        let new_port = port(&new);
+        pool.put_at(old, start);
+        pool.put_at(new, later);
+        assert_eq!(pool.len(), 1, "parking a connection sheds an aged one");
+        let taken = pool.take_at(later).expect("the fresh one");
+        assert_eq!(port(&taken.stream), new_port);
     }
 }
