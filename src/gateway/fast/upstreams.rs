@@ -5,15 +5,19 @@
 //! The idle connections are the target's, not a client connection's: a keep-alive client
 //! that goes quiet holds no upstream connection, and the pool stays as large as the
 //! busiest moment's concurrency (at most [`MAX_IDLE_PER_TARGET`]), not as the number of
-//! clients. An idle connection keeps no read buffer.
+//! clients. An idle connection keeps no read buffer, and none is kept past
+//! [`IDLE_TIMEOUT`]: a task per pool, running only while the pool holds any, closes the
+//! aged ones even when no request comes (as the pooled client's does).
 
 use super::BUFFER;
 use crate::gateway::upstream::Target;
 use bytes::BytesMut;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// Idle connections one target keeps (as many as the pooled client keeps per upstream).
 const MAX_IDLE_PER_TARGET: usize = 1024;
@@ -36,6 +40,8 @@ pub(super) struct UpstreamConn {
 #[derive(Default)]
 pub struct IdleConns {
     conns: Mutex<VecDeque<Parked>>,
+    /// A reaper task ([`reap`]) is on its way for this pool.
+    reaping: AtomicBool,
 }
 
 struct Parked {
@@ -99,8 +105,9 @@ impl IdleConns {
 
     /// Keeps `stream` within the limit (else it closes), and closes the oldest idle one
     /// if it has aged out: the pool sheds what a busier moment left as requests go on.
-    fn put(&self, stream: TcpStream) {
+    fn put(self: &Arc<Self>, stream: TcpStream) {
         self.put_at(stream, Instant::now());
+        self.reap_later();
     }
 
     fn put_at(&self, stream: TcpStream, now: Instant) {
@@ -121,6 +128,28 @@ impl IdleConns {
         drop((stale, refused));
     }
 
+    /// Starts the reaper unless one is on its way (a load first: this runs per request).
+    fn reap_later(self: &Arc<Self>) {
+        if self.reaping.load(Ordering::Relaxed) || self.reaping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(reap(Arc::downgrade(self)))),
+            Err(_) => self.reaping.store(false, Ordering::Release),
+        }
+    }
+
+    /// Takes out the connections parked for [`IDLE_TIMEOUT`] or longer (the oldest are at
+    /// the front), to be closed outside the lock.
+    fn aged(&self, now: Instant) -> Vec<Parked> {
+        let mut conns = self.lock();
+        let n = conns
+            .iter()
+            .take_while(|p| now.duration_since(p.since) >= IDLE_TIMEOUT)
+            .count();
+        conns.drain(..n).collect()
+    }
+
     fn lock(&self) -> MutexGuard<'_, VecDeque<Parked>> {
         // A panic while holding the lock leaves the deque consistent: take it anyway.
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
@@ -136,6 +165,25 @@ impl IdleConns {
     }
 }
 
+/// Closes `pool`'s aged connections every half [`IDLE_TIMEOUT`] while it has any; ends when
+/// it is empty (the next `put` starts another) or gone (its target retired by a reload).
+async fn reap(pool: Weak<IdleConns>) {
+    loop {
+        tokio::time::sleep(IDLE_TIMEOUT / 2).await;
+        let Some(pool) = pool.upgrade() else { return };
+        drop(pool.aged(Instant::now()));
+        if !pool.is_empty() {
+            continue;
+        }
+        pool.reaping.store(false, Ordering::Release);
+        // A `put` between the look and the store saw a reaper on its way and started none:
+        // carry on for it, unless another has started since.
+        if pool.is_empty() || pool.reaping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+    }
+}
+
 impl std::fmt::Debug for IdleConns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdleConns")
@@ -147,6 +195,7 @@ impl std::fmt::Debug for IdleConns {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     /// A connected pair on loopback: (ours, the upstream's end).
@@ -190,6 +239,25 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(pool.is_empty(), "the closed one was dropped, not kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn aged_connections_are_closed_without_a_request_and_the_reaper_then_ends() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let pool = Arc::new(IdleConns::default());
+        let (conn, mut peer) = pair(&listener).await;
+        pool.put(conn);
+        assert!(
+            pool.reaping.load(Ordering::Acquire),
+            "a reaper is on its way"
+        );
+        // Time stands still until every task waits; then it jumps to the next timer.
+        tokio::time::sleep(IDLE_TIMEOUT * 2).await;
+        assert!(pool.is_empty(), "reaped without any request");
+        assert!(!pool.reaping.load(Ordering::Acquire), "the reaper ended");
+        let mut byte = [0u8; 1];
+        let read = peer.read(&mut byte).await.expect("a clean close");
+        assert_eq!(read, 0, "the upstream sees the connection closed");
     }
 
     #[tokio::test]
