@@ -129,10 +129,9 @@ impl App {
                 // The resolver, not the acceptor, holds the certificate: a reload swaps it.
                 let resolver = Arc::new(CertResolver::new(first));
                 let acceptor = server::tls::acceptor(resolver.clone()).with_context(context)?;
-                (
-                    Some(bind("tls", tls.listen, Some(acceptor)).await?),
-                    Some(resolver),
-                )
+                let mut listener = bind("tls", tls.listen, Some(acceptor)).await?;
+                listener.http1_fast_lane = tls.http1_fast_lane;
+                (Some(listener), Some(resolver))
             }
             None => (None, None),
         };
@@ -356,7 +355,7 @@ impl FastLane for PublicService {
     /// each request on the gateway of the configuration current when it arrived.
     async fn serve(
         &self,
-        stream: &mut tokio::net::TcpStream,
+        client: &mut dyn server::ClientIo,
         conn: &ConnInfo,
         shutdown: &mut watch::Receiver<bool>,
         limits: &server::SharedLimits,
@@ -365,7 +364,7 @@ impl FastLane for PublicService {
         let gateway_for = |raw_path: &str| -> Option<Arc<Gateway>> {
             (!OAuthServer::owns(raw_path)).then(|| self.live.load().gateway.clone())
         };
-        crate::gateway::fast::serve(stream, gateway_for, conn, shutdown, limits, accepted).await
+        crate::gateway::fast::serve(client, gateway_for, conn, shutdown, limits, accepted).await
     }
 }
 

@@ -102,6 +102,11 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// HTTP/1.1 connections start on the fast lane, as on the plain listener. Not a config
+    /// key (always true from a file): tests turn it off to reach hyper's HTTP/1.1 engine
+    /// over TLS.
+    #[doc(hidden)]
+    pub http1_fast_lane: bool,
 }
 
 /// `[oauth]`: the authorization server's settings.

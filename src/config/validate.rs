@@ -314,6 +314,7 @@ fn server(ck: &mut Checker, raw: RawServer) -> ServerConfig {
         listen: ck.socket_addr("[server.tls].listen", &t.listen),
         cert: ck.path(&t.cert),
         key: ck.path(&t.key),
+        http1_fast_lane: true,
     });
     let trusted_proxies = trusted_proxies(ck, raw.trusted_proxies.as_deref().unwrap_or(&[]));
     ServerConfig {

@@ -1,6 +1,6 @@
-//! The HTTP/1.1 fast lane: body-less GET and HEAD requests on plain-TCP connections, proxied
-//! to plain-HTTP upstreams by the connection's own task, over upstream connections that the
-//! client connection owns.
+//! The HTTP/1.1 fast lane: body-less GET and HEAD requests on HTTP/1.1 connections (plain
+//! TCP, or TLS when ALPN chose `http/1.1` or nothing), proxied to plain-HTTP upstreams by the
+//! connection's own task, over keep-alive upstream connections pooled per target.
 //!
 //! Why it exists: through hyper's server and pooled client, a proxied request crossed tasks
 //! and channels four times and cost ~1.4x nginx's CPU per request in the shared harness;
@@ -15,8 +15,13 @@
 //! [`super::headers::response_drops`] and [`super::framing::check`], applied by [`wire`].
 //!
 //! Here: the connection loop, and one request's way through the pipeline with this lane's
-//! [`Upstream`] (its own upstream connections). [`wire`] parses and encodes heads,
-//! `upstreams` keeps the client's upstream connections, `relay` moves bodies.
+//! [`Upstream`] (the targets' pooled upstream connections). [`wire`] parses and encodes
+//! heads, `upstreams` keeps the targets' idle upstream connections, `relay` moves bodies,
+//! [`ClientIo`] is what the lane needs of a client stream.
+//!
+//! An idle keep-alive connection costs little: between requests the lane holds no buffer
+//! (it waits for readability, then reads into a fresh one), each request's own state lives
+//! in a box freed when it is answered, and no upstream connection is held for it.
 
 mod relay;
 mod upstreams;
@@ -27,20 +32,24 @@ use super::pipeline::{AttemptError, Exchange, Upstream};
 use super::upstream::Target;
 use super::{authority, headers, Gateway, Routed};
 use crate::body::Body;
-use crate::server::{ConnInfo, Exit, SharedLimits};
+use crate::server::{ClientIo, ConnInfo, Exit, SharedLimits};
 use bytes::{Buf, Bytes, BytesMut};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Response, Version};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
-use upstreams::{IdleSet, UpstreamConn};
+pub use upstreams::IdleConns;
+use upstreams::UpstreamConn;
 use wire::{ParsedRequest, ParsedResponse, RequestHead, ResponseHead};
 
 /// Read buffer size for either side; a request head that does not fit goes to hyper.
 const BUFFER: usize = 8 * 1024;
+/// First size of the encoding buffers (a request head, a response head): most heads fit.
+const HEAD_BUFFER: usize = 1024;
+/// How long a closing connection may take to send its TLS `close_notify`.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What serving one request left the connection fit for.
 enum Next {
@@ -50,9 +59,10 @@ enum Next {
     Decline,
 }
 
-/// A client connection on the fast lane.
+/// A client connection on the fast lane. Its buffers are empty, and hold no memory, while
+/// the connection waits for a request.
 struct Lane<'c> {
-    client: &'c mut TcpStream,
+    client: &'c mut dyn ClientIo,
     conn: &'c ConnInfo,
     /// Bytes from the client not yet consumed.
     buf: BytesMut,
@@ -60,9 +70,10 @@ struct Lane<'c> {
     out: Vec<u8>,
     /// The client's version of the upstream's response head (then its first body bytes).
     response: Vec<u8>,
-    idle: IdleSet,
     /// Body bytes of the current response written to the client so far.
     sent: u64,
+    /// The connection is to end in a reset ([`ClientIo::reset_on_close`]).
+    reset: bool,
 }
 
 /// Serves requests from `client`, accepted at `started`, while they suit the fast lane.
@@ -73,7 +84,7 @@ struct Lane<'c> {
 /// response, is closed, as on hyper's path; a head that arrives in pieces goes to hyper,
 /// which gives it the rest of its `request_head_timeout`.
 pub async fn serve(
-    client: &mut TcpStream,
+    client: &mut dyn ClientIo,
     gateway_for: impl Fn(&str) -> Option<Arc<Gateway>>,
     conn: &ConnInfo,
     shutdown: &mut watch::Receiver<bool>,
@@ -83,11 +94,11 @@ pub async fn serve(
     let mut lane = Lane {
         client,
         conn,
-        buf: BytesMut::with_capacity(BUFFER),
-        out: Vec::with_capacity(1024),
-        response: Vec::with_capacity(1024),
-        idle: IdleSet::default(),
+        buf: BytesMut::new(),
+        out: Vec::new(),
+        response: Vec::new(),
         sent: 0,
+        reset: false,
     };
     // Both live as long as the connection, so that a request costs no timer or waiter
     // registration: the timer is moved on only when it fires early.
@@ -100,21 +111,26 @@ pub async fn serve(
     let mut served_one = false;
     loop {
         while lane.buf.is_empty() {
-            make_room(&mut lane.buf);
-            tokio::select! {
-                read = lane.client.read_buf(&mut lane.buf) => {
+            lane.release();
+            let ending = tokio::select! {
+                read = lane.read_when_ready() => {
                     if !matches!(read, Ok(n) if n > 0) {
                         return Exit::Closed;
                     }
+                    false
                 }
                 // An idle connection has nothing to drain.
-                _ = &mut stop => return Exit::Closed,
+                _ = &mut stop => true,
                 _ = &mut idle_timer => {
-                    if idle_since.elapsed() >= idle_limit {
-                        return Exit::Closed;
+                    let late = idle_since.elapsed() >= idle_limit;
+                    if !late {
+                        idle_timer.as_mut().reset((idle_since + idle_limit).into());
                     }
-                    idle_timer.as_mut().reset((idle_since + idle_limit).into());
+                    late
                 }
+            };
+            if ending {
+                return lane.close().await;
             }
         }
         // The first head has been due since the start; a later one since its first byte.
@@ -130,9 +146,11 @@ pub async fn serve(
             return hand_off(data);
         };
         let len = head.len;
-        match lane.serve_one(&gateway, head).await {
+        // Boxed: the request's state (its upstream exchange, the relay) is the largest part
+        // of this future, and an idle connection's task should not carry room for it.
+        match Box::pin(lane.serve_one(&gateway, head)).await {
             Next::KeepAlive => {}
-            Next::Close => return Exit::Closed,
+            Next::Close => return lane.close().await,
             Next::Decline => return hand_off(data),
         }
         // Pipelined requests behind this one (rare) go back into the buffer.
@@ -199,7 +217,50 @@ impl<'c> Lane<'c> {
         gateway.record(entry, notes, (status, self.sent), started);
         next
     }
+}
 
+impl Lane<'_> {
+    /// Gives the buffers' memory back while the connection waits for its next request.
+    fn release(&mut self) {
+        if self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+        }
+        self.out = Vec::new();
+        self.response = Vec::new();
+    }
+
+    /// Waits for the client's next bytes without holding a buffer, then reads them into a
+    /// fresh one. Cancel-safe: bytes are only taken by the read that completes.
+    async fn read_when_ready(&mut self) -> std::io::Result<usize> {
+        let client = &mut *self.client;
+        std::future::poll_fn(move |cx| client.poll_readable(cx)).await?;
+        make_room(&mut self.buf);
+        self.client.read_buf(&mut self.buf).await
+    }
+
+    /// Ends the connection: a TLS client gets its `close_notify` (bounded), unless the
+    /// connection is to end in a reset.
+    async fn close(&mut self) -> Exit {
+        if !self.reset {
+            let _ = tokio::time::timeout(CLOSE_GRACE, self.client.shutdown()).await;
+        }
+        Exit::Closed
+    }
+}
+
+/// Writes `bytes` to the client and flushes them (TLS holds records back until a flush).
+async fn send(client: &mut dyn ClientIo, bytes: &[u8]) -> std::io::Result<()> {
+    client.write_all(bytes).await?;
+    client.flush().await
+}
+
+/// An emptied encoding buffer with room for a typical head.
+fn reuse(buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.reserve(HEAD_BUFFER);
+}
+
+impl<'c> Lane<'c> {
     /// Writes a response of the gateway's own (an error); the connection stays usable.
     async fn respond(
         &mut self,
@@ -219,9 +280,9 @@ impl<'c> Lane<'c> {
         } else {
             response.body().len() as u64
         };
-        self.out.clear();
+        reuse(&mut self.out);
         wire::encode_response(&response, head_request, &mut self.out);
-        match self.client.write_all(&self.out).await {
+        match send(&mut *self.client, &self.out).await {
             Ok(()) => Next::KeepAlive,
             Err(_) => Next::Close,
         }
@@ -264,10 +325,10 @@ impl<'c> Lane<'c> {
         request_id: &HeaderValue,
     ) -> Result<(UpstreamConn, ResponseHead), AttemptError> {
         let set = [(&headers::X_REQUEST_ID, request_id)];
-        let mut reused = self.idle.take(target.id);
+        let mut reused = target.idle.take();
         loop {
             let fresh = reused.is_none();
-            self.response.clear();
+            reuse(&mut self.response);
             let mut up = match reused.take() {
                 Some(up) => up,
                 None => UpstreamConn::connect(target)

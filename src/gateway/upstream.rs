@@ -1,6 +1,7 @@
 //! Upstream targets of a route: round-robin choice, skipping targets that recently
 //! refused connections, and the pooled keep-alive client shared by all routes.
 
+use super::fast::IdleConns;
 use super::framing::MAX_RESPONSE_HEAD;
 use crate::body::Body;
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -46,8 +47,9 @@ pub fn client() -> UpstreamClient {
 /// One upstream base URL.
 #[derive(Debug)]
 pub struct Target {
-    /// Unique in the process: which idle connections belong to this target.
-    pub id: usize,
+    /// The fast lane's idle connections to this target, shared by every client connection
+    /// (closed when a reload retires the target).
+    pub idle: Arc<IdleConns>,
     scheme: Scheme,
     authority: Authority,
     /// Path of the upstream URL without a trailing slash; empty for `/`.
@@ -73,7 +75,6 @@ pub struct UpstreamPool {
 
 impl Target {
     fn new(uri: &Uri) -> Option<Self> {
-        static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         let scheme = uri.scheme()?.clone();
         let authority = uri.authority()?.clone();
         let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
@@ -84,7 +85,7 @@ impl Target {
             format!("{}:{port}", authority.host())
         };
         Some(Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            idle: Arc::default(),
             connect_addr: format!("{}:{port}", authority.host()),
             host_header,
             scheme,

@@ -3,13 +3,13 @@
 //! serve a plain-TCP connection's first requests itself and hand it to hyper, with the bytes
 //! it read, as soon as one needs hyper. The transport knows no handler's types.
 
+use super::ClientIo;
 use bytes::Bytes;
 use http::HeaderValue;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::SharedLimits;
@@ -46,13 +46,14 @@ pub enum Exit {
     HandOff { read: Bytes, head_since: Instant },
 }
 
-/// Serves a plain-TCP connection's requests before hyper does, while they suit it. It keeps
+/// Serves an HTTP/1.1 connection's requests (plain TCP, or TLS without `h2`) before hyper
+/// does, while they suit it. It keeps
 /// the connection's head and keep-alive deadlines itself (from `limits`, counted from
 /// `accepted`), and leaves an idle connection when `shutdown` turns true.
 pub trait FastLane: Send + Sync + 'static {
     fn serve(
         &self,
-        stream: &mut TcpStream,
+        client: &mut dyn ClientIo,
         conn: &ConnInfo,
         shutdown: &mut watch::Receiver<bool>,
         limits: &SharedLimits,
@@ -66,7 +67,7 @@ pub enum NoFastLane {}
 impl FastLane for NoFastLane {
     async fn serve(
         &self,
-        _stream: &mut TcpStream,
+        _client: &mut dyn ClientIo,
         _conn: &ConnInfo,
         _shutdown: &mut watch::Receiver<bool>,
         _limits: &SharedLimits,

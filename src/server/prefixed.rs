@@ -7,7 +7,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// `prefix` is read first, then `inner`; writes go straight to `inner`.
+/// `prefix` is read first, then `inner`; writes go straight to `inner`. Once read, the
+/// prefix's memory (it may be a slice of a larger read buffer) is let go.
 pub struct Prefixed<S> {
     prefix: Bytes,
     inner: S,
@@ -30,6 +31,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
+            if this.prefix.is_empty() {
+                // An empty slice would still hold the whole buffer it came from.
+                this.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
@@ -78,5 +83,16 @@ mod tests {
         let mut all = String::new();
         stream.read_to_string(&mut all).await.expect("reads");
         assert_eq!(all, "hello world");
+    }
+
+    #[tokio::test]
+    async fn a_read_prefix_no_longer_holds_the_buffer_it_came_from() {
+        let whole = Bytes::from(b"GET / HTTP/1.1\r\n\r\n and room to spare".to_vec());
+        let inner: &[u8] = b"";
+        let mut stream = Prefixed::new(whole.slice(..18), inner);
+        let mut head = Vec::new();
+        stream.read_to_end(&mut head).await.expect("reads");
+        assert_eq!(head, b"GET / HTTP/1.1\r\n\r\n");
+        assert!(whole.is_unique(), "the prefix let go of the read buffer");
     }
 }

@@ -98,6 +98,12 @@ pub async fn handshake(
     }
 }
 
+/// The client and the acceptor agreed on HTTP/2 by ALPN; anything else (`http/1.1`, or
+/// no ALPN at all) is HTTP/1.1.
+pub fn chose_h2(stream: &TlsStream<TcpStream>) -> bool {
+    stream.get_ref().1.alpn_protocol() == Some(b"h2")
+}
+
 fn open(path: &Path) -> Result<BufReader<std::fs::File>, TlsError> {
     std::fs::File::open(path)
         .map(BufReader::new)

@@ -183,18 +183,21 @@ async fn shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
 async fn shutdown_does_not_wait_for_idle_connections() {
     let up = Upstream::echo().await;
     let (mut gw, cert) = tls::spawn_gateway(&route("api", "/", &up.url(), "auth = \"none\"")).await;
-    // Idle keep-alive connections over HTTP/1.1, HTTP/2 and TLS, one that has sent
-    // nothing yet, and one that has not even started its TLS handshake.
+    // Idle keep-alive connections over HTTP/1.1, HTTP/2, TLS (HTTP/2 on hyper, HTTP/1.1 on
+    // the fast lane), one that has sent nothing yet, and one that has not even started its
+    // TLS handshake.
     let h1 = common::client();
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
         .expect("client");
     let over_tls = tls::client(&cert, &gw, false);
+    let http1_over_tls = tls::client(&cert, &gw, true);
     for (client, url) in [
         (&h1, gw.url("/x")),
         (&h2, gw.url("/x")),
         (&over_tls, tls::url(&gw, "/x")),
+        (&http1_over_tls, tls::url(&gw, "/x")),
     ] {
         let r = client.get(url).send().await.expect("sent");
         assert_eq!(r.status(), 200);
@@ -214,7 +217,7 @@ async fn shutdown_does_not_wait_for_idle_connections() {
         )
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while (open("public"), open("tls")) != (3, 2) {
+    while (open("public"), open("tls")) != (3, 3) {
         assert!(
             Instant::now() < deadline,
             "connections not accepted in 10 s"

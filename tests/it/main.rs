@@ -35,6 +35,7 @@ mod shared_sqlite;
 mod shipped;
 mod store_outage;
 mod throttle;
+mod tls_lane;
 mod trusted_proxies;
 mod upstream_framing;
 mod verify_claims;

@@ -307,6 +307,10 @@ impl Setup {
                 let port = self.e.gw.tls.expect("TLS listener").port();
                 ("https", format!("localhost:{port}"))
             }
+            Engine::FastLaneTls => {
+                let port = self.e.tls_lane.tls.expect("TLS listener").port();
+                ("https", format!("localhost:{port}"))
+            }
         };
         let mut view = BTreeMap::new();
         view.insert("path".to_string(), echo["path"].clone());
@@ -482,7 +486,7 @@ async fn a_connect_failure_is_retried_on_another_target_for_body_less_requests_o
         let body: Value = response.json().await.unwrap_or(Value::Null);
         match engine {
             // Sent again to the second target.
-            Engine::FastLane | Engine::HyperTls | Engine::Http2 => {
+            Engine::FastLane | Engine::FastLaneTls | Engine::HyperTls | Engine::Http2 => {
                 assert_eq!(status, 200, "{engine:?}: {body}");
                 assert_eq!(body["path"], format!("/retry-{i}/x"), "{engine:?}");
             }

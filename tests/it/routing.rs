@@ -183,3 +183,21 @@ async fn asterisk_form_and_oversized_heads_get_4xx_not_a_dropped_connection() {
     assert_eq!(r.status, 431, "{}", r.head);
     assert_eq!(up.hits(), 0);
 }
+
+/// hyper reads at most 64 KiB of request head (its read buffer, which an idle connection
+/// keeps, grows no further): a head just under is served, one over is 431.
+#[tokio::test]
+async fn request_heads_up_to_64_kib_are_served_and_larger_ones_get_431() {
+    let up = Upstream::echo().await;
+    let gw = TestGateway::spawn(&route("all", "/", &up.url(), "auth = \"none\"")).await;
+    for (size, status) in [(60 * 1024, 200), (66 * 1024, 431)] {
+        let big = "a".repeat(size);
+        let r = raw::send(
+            gw.public,
+            &format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(r.status, status, "X-Big of {size} bytes: {}", r.head);
+    }
+    assert_eq!(up.hits(), 1);
+}

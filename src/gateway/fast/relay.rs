@@ -8,14 +8,14 @@
 //! take a cut or merged body for a whole one, even one delimited by the close.
 
 use super::wire::{ChunkScanner, Framing, ResponseHead};
-use super::{make_room, Lane, Next, UpstreamConn};
+use super::{make_room, send, Lane, Next, UpstreamConn};
 use bytes::Buf;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 impl Lane<'_> {
-    /// Sends the response head (in `response`) and the body to the client, then keeps the
-    /// upstream connection if it can carry another request. `pause` bounds each wait for
+    /// Sends the response head (in `response`) and the body to the client, then puts the
+    /// upstream connection back in its target's pool if it can carry another request. `pause` bounds each wait for
     /// more of the body.
     pub(super) async fn relay(
         &mut self,
@@ -35,7 +35,7 @@ impl Lane<'_> {
             Ok(()) => {
                 // Bytes past the response mean the upstream is out of step: not reused.
                 if head.reusable && up.buf.is_empty() {
-                    self.idle.keep(up);
+                    up.park();
                 }
                 Next::KeepAlive
             }
@@ -43,7 +43,8 @@ impl Lane<'_> {
             // The upstream connection goes with `up`. A reset rather than a close: after a
             // body delimited by the close, a plain close would read as its clean end.
             Err(RelayError::Upstream) => {
-                let _ = self.client.set_zero_linger();
+                self.client.reset_on_close();
+                self.reset = true;
                 Next::Close
             }
         }
@@ -58,8 +59,7 @@ impl Lane<'_> {
         self.response.extend_from_slice(&up.buf[..body]);
         up.buf.advance(body);
         self.sent += body as u64;
-        self.client
-            .write_all(&self.response)
+        send(&mut *self.client, &self.response)
             .await
             .map_err(|_| RelayError::Client)
     }
@@ -127,8 +127,7 @@ impl Lane<'_> {
     }
 
     async fn write_client(&mut self, bytes: &[u8]) -> Result<(), RelayError> {
-        self.client
-            .write_all(bytes)
+        send(&mut *self.client, bytes)
             .await
             .map_err(|_| RelayError::Client)?;
         self.sent += bytes.len() as u64;

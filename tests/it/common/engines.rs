@@ -4,6 +4,11 @@
 //! the client gets back is run through a list of [`Engine`]s and must give the same answer
 //! on each: [`GET_ENGINES`] for rules about a request head, [`RAW_ENGINES`] for rules about
 //! how a response ends, [`ALL_ENGINES`] for the parity table (`tests/it/parity.rs`).
+//!
+//! In the application HTTP/1.1 over TLS starts on the fast lane too; this gateway's TLS
+//! listener is set to hyper alone (`tls::spawn_gateway_with`), so that hyper's HTTP/1.1
+//! engine has a listener of its own here, and a second gateway with the same routes serves
+//! [`Engine::FastLaneTls`] the way the application does (`tls_lane.rs` has more).
 
 use super::raw::{self, Outcome, RawResponse};
 use super::{tls, TestGateway};
@@ -15,6 +20,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 pub enum Engine {
     /// A body-less HTTP/1.1 GET on the plain listener: the fast lane.
     FastLane,
+    /// The same GET over TLS (HTTP/1.1 by ALPN) as the application serves it: the fast
+    /// lane, on a second gateway with the same routes.
+    FastLaneTls,
     /// The same GET over the TLS listener (HTTP/1.1): hyper.
     HyperTls,
     /// The same GET over the TLS listener in HTTP/2 (ALPN): hyper. reqwest only.
@@ -26,7 +34,12 @@ pub enum Engine {
 /// The same GET head on each listener.
 pub const GET_ENGINES: [Engine; 2] = [Engine::FastLane, Engine::HyperTls];
 /// Every way a raw HTTP/1.1 exchange takes.
-pub const RAW_ENGINES: [Engine; 3] = [Engine::FastLane, Engine::HyperTls, Engine::HyperPost];
+pub const RAW_ENGINES: [Engine; 4] = [
+    Engine::FastLane,
+    Engine::FastLaneTls,
+    Engine::HyperTls,
+    Engine::HyperPost,
+];
 /// Every way there is.
 pub const ALL_ENGINES: [Engine; 4] = [
     Engine::FastLane,
@@ -53,14 +66,20 @@ pub struct Engines {
     plain_bodies: reqwest::Client,
     tls: reqwest::Client,
     http2: reqwest::Client,
+    /// The second gateway, whose TLS listener starts HTTP/1.1 on the fast lane.
+    pub tls_lane: TestGateway,
+    tls_lane_cert: String,
+    tls_lane_client: reqwest::Client,
 }
 
 impl Engines {
     /// tollgate with `body` (routes, verify) after a `[server]` with both listeners.
     pub async fn spawn(body: &str) -> Engines {
-        let (gw, cert_pem) = tls::spawn_gateway(body).await;
+        let (gw, cert_pem) = tls::spawn_gateway_with(body, false).await;
         let tls = tls::client(&cert_pem, &gw, true);
         let http2 = tls::client(&cert_pem, &gw, false);
+        let (tls_lane, tls_lane_cert) = tls::spawn_gateway_with(body, true).await;
+        let tls_lane_client = tls::client(&tls_lane_cert, &tls_lane, true);
         Engines {
             gw,
             cert_pem,
@@ -68,6 +87,9 @@ impl Engines {
             plain_bodies: super::client(),
             tls,
             http2,
+            tls_lane,
+            tls_lane_cert,
+            tls_lane_client,
         }
     }
 
@@ -76,6 +98,7 @@ impl Engines {
         match engine {
             Engine::FastLane => self.plain.get(self.gw.url(path)),
             Engine::HyperTls => self.tls.get(tls::url(&self.gw, path)),
+            Engine::FastLaneTls => self.tls_lane_client.get(tls::url(&self.tls_lane, path)),
             Engine::Http2 => self
                 .http2
                 .get(tls::url(&self.gw, path))
@@ -90,6 +113,7 @@ impl Engines {
         let request = match engine {
             Engine::FastLane | Engine::HyperPost => self.plain_bodies.post(self.gw.url(path)),
             Engine::HyperTls => self.tls.post(tls::url(&self.gw, path)),
+            Engine::FastLaneTls => self.tls_lane_client.post(tls::url(&self.tls_lane, path)),
             Engine::Http2 => self
                 .http2
                 .post(tls::url(&self.gw, path))
@@ -116,6 +140,9 @@ impl Engines {
                     .expect("connect"),
             ),
             Engine::HyperTls => Box::new(tls::connect_raw(&self.cert_pem, &self.gw).await),
+            Engine::FastLaneTls => {
+                Box::new(tls::connect_raw(&self.tls_lane_cert, &self.tls_lane).await)
+            }
             Engine::Http2 => panic!("raw exchanges speak HTTP/1.1: use `request` for HTTP/2"),
         }
     }
@@ -148,7 +175,7 @@ impl Engines {
 /// The raw HTTP/1.1 request for `target` as `engine` sends it.
 pub fn raw_request(engine: Engine, target: &str, extra_headers: &str) -> String {
     match engine {
-        Engine::FastLane | Engine::HyperTls | Engine::Http2 => {
+        Engine::FastLane | Engine::FastLaneTls | Engine::HyperTls | Engine::Http2 => {
             format!("GET {target} HTTP/1.1\r\nHost: gw.test\r\n{extra_headers}\r\n")
         }
         Engine::HyperPost => format!(

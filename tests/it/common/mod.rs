@@ -472,6 +472,16 @@ impl TestGateway {
 
     /// Like `spawn`, in a directory the caller prepared (certificates, users file).
     pub async fn spawn_in(dir: tempfile::TempDir, body: &str) -> TestGateway {
+        Self::spawn_in_with(dir, body, |_| {}).await
+    }
+
+    /// Like `spawn_in`, with `tweak` applied to the loaded configuration before the start
+    /// (for settings no config file can make, such as the TLS listener's engine).
+    pub async fn spawn_in_with(
+        dir: tempfile::TempDir,
+        body: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestGateway {
         let mut text = if body.contains("[server]") {
             body.to_string()
         } else {
@@ -482,8 +492,9 @@ impl TestGateway {
         }
         let path: PathBuf = dir.path().join("gateway.toml");
         std::fs::write(&path, &text).expect("write config");
-        let config = Config::load(&path)
+        let mut config = Config::load(&path)
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{text}"));
+        tweak(&mut config);
         let running = App::start(config).await.expect("tollgate starts");
         TestGateway {
             public: running.public_addr,

@@ -17,15 +17,29 @@ pub fn write_self_signed(dir: &Path) -> String {
 }
 
 /// tollgate with plain, internal and TLS listeners on port 0 and `body` (routes, verify)
-/// after the `[server]` section; certificate paths are relative to the config file.
+/// after the `[server]` section; certificate paths are relative to the config file. As in
+/// the application, HTTP/1.1 over TLS starts on the fast lane.
 pub async fn spawn_gateway(body: &str) -> (TestGateway, String) {
+    spawn_gateway_with(body, true).await
+}
+
+/// [`spawn_gateway`] with HTTP/1.1 over TLS on the fast lane (`http1_fast_lane`, as in the
+/// application) or on hyper alone (a setting only tests have: hyper's HTTP/1.1 engine
+/// behind a listener of its own).
+pub async fn spawn_gateway_with(body: &str, http1_fast_lane: bool) -> (TestGateway, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let cert_pem = write_self_signed(dir.path());
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n\n\
          [server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n{body}"
     );
-    (TestGateway::spawn_in(dir, &config).await, cert_pem)
+    let gateway = TestGateway::spawn_in_with(dir, &config, |config| {
+        if let Some(tls) = config.server.tls.as_mut() {
+            tls.http1_fast_lane = http1_fast_lane;
+        }
+    })
+    .await;
+    (gateway, cert_pem)
 }
 
 /// A client builder that trusts only `cert_pem` and resolves `localhost` to the TLS listener.
@@ -59,6 +73,15 @@ pub async fn connect_raw(
     cert_pem: &str,
     gateway: &TestGateway,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    connect_raw_alpn(cert_pem, gateway, &[b"http/1.1"]).await
+}
+
+/// [`connect_raw`] offering `alpn` (none at all when empty).
+pub async fn connect_raw_alpn(
+    cert_pem: &str,
+    gateway: &TestGateway,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use std::sync::Arc;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut cert_pem.as_bytes()) {
@@ -70,7 +93,7 @@ pub async fn connect_raw(
         .expect("default versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(gateway.tls.expect("the TLS listener is configured"))
         .await
         .expect("connect");
