@@ -764,3 +764,40 @@ async fn a_jwt_revoked_while_an_instance_is_cut_off_is_honoured_there() {
         "the other JWT is fine"
     );
 }
+
+/// RFC 8707: a JWT asked for with `resource` carries it as `aud` (checked by jsonwebtoken
+/// with that audience), and the route whose `audience` it is admits it.
+#[tokio::test]
+async fn a_jwt_asked_for_a_resource_carries_it_as_aud() {
+    let keys = tempfile::tempdir().expect("temp dir");
+    let (s, _) = jwt_server(&keys, tollgate::jwt::Alg::Es256, TestStore::Memory).await;
+    let answer = s
+        .token(
+            REPORTS,
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "email"),
+                ("resource", ROUTE_AUDIENCE),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let token = answer.access_token();
+    let (status, jwks) = get_json(&s.http, &s.url("/.well-known/jwks.json")).await;
+    assert_eq!(status, 200);
+    let set: JwkSet = serde_json::from_value(jwks).expect("an RFC 7517 JWK Set");
+    let kid = jsonwebtoken::decode_header(token)
+        .expect("a JOSE header")
+        .kid
+        .expect("kid");
+    let key = DecodingKey::from_jwk(set.find(&kid).expect("kid in the JWKS")).expect("JWK");
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[ROUTE_AUDIENCE]);
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .expect("jsonwebtoken accepts it for the route's audience")
+        .claims;
+    assert_eq!(claims["aud"], ROUTE_AUDIENCE);
+    assert_eq!(s.call("/api/aud/x", token).await.0, 200);
+    assert_eq!(s.verify(token).await["aud"], ROUTE_AUDIENCE);
+}
