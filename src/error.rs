@@ -45,6 +45,11 @@ pub enum GatewayError {
     WrongAudience { challenge: HeaderValue },
     #[error("bearer token lacks a required scope")]
     InsufficientScope { challenge: HeaderValue },
+    #[error("DPoP proof refused: {reason}")]
+    InvalidDpopProof {
+        challenge: HeaderValue,
+        reason: crate::dpop::ProofError,
+    },
     #[error("token verifier unavailable")]
     VerifierUnavailable(#[source] Arc<VerifyError>),
     // `upstream` is the target's URL for the operator's log (userinfo redacted); clients are
@@ -99,6 +104,7 @@ impl GatewayError {
             GatewayError::MissingToken { .. }
             | GatewayError::MalformedToken { .. }
             | GatewayError::InvalidToken { .. }
+            | GatewayError::InvalidDpopProof { .. }
             | GatewayError::WrongAudience { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             GatewayError::VerifierUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -122,6 +128,7 @@ impl GatewayError {
             | GatewayError::MissingToken { .. }
             | GatewayError::MalformedToken { .. }
             | GatewayError::InvalidToken { .. }
+            | GatewayError::InvalidDpopProof { .. }
             | GatewayError::WrongAudience { .. }
             | GatewayError::InsufficientScope { .. }
             | GatewayError::BadUpstreamRequest(_)
@@ -142,6 +149,7 @@ impl GatewayError {
             GatewayError::MissingToken { .. } => Some(GuardOutcome::Missing),
             GatewayError::MalformedToken { .. }
             | GatewayError::InvalidToken { .. }
+            | GatewayError::InvalidDpopProof { .. }
             | GatewayError::WrongAudience { .. } => Some(GuardOutcome::Invalid),
             GatewayError::InsufficientScope { .. } => Some(GuardOutcome::InsufficientScope),
             GatewayError::VerifierUnavailable(_) => Some(GuardOutcome::VerifierError),
@@ -175,6 +183,7 @@ impl GatewayError {
             GatewayError::InvalidToken { .. } | GatewayError::WrongAudience { .. } => {
                 "invalid_token"
             }
+            GatewayError::InvalidDpopProof { .. } => "invalid_dpop_proof",
             GatewayError::InsufficientScope { .. } => "insufficient_scope",
             GatewayError::VerifierUnavailable(_) => "temporarily_unavailable",
             GatewayError::UpstreamConnect { .. }
@@ -204,6 +213,7 @@ impl GatewayError {
             | GatewayError::MissingToken { .. }
             | GatewayError::MalformedToken { .. }
             | GatewayError::InvalidToken { .. }
+            | GatewayError::InvalidDpopProof { .. }
             | GatewayError::WrongAudience { .. }
             | GatewayError::InsufficientScope { .. }
             | GatewayError::VerifierUnavailable(_)
@@ -233,7 +243,8 @@ impl GatewayError {
             | GatewayError::MalformedToken { challenge }
             | GatewayError::InvalidToken { challenge }
             | GatewayError::WrongAudience { challenge }
-            | GatewayError::InsufficientScope { challenge } => Some(challenge),
+            | GatewayError::InsufficientScope { challenge }
+            | GatewayError::InvalidDpopProof { challenge, .. } => Some(challenge),
             _ => None,
         };
         if let Some(c) = challenge {

@@ -20,7 +20,7 @@ use crate::config::{AuthMode, RouteConfig};
 use crate::error::GatewayError;
 use crate::metrics::{GuardOutcome, Metrics, RouteKind, RouteMetrics, NO_ROUTE};
 use crate::verify::cache::VerifyCache;
-use crate::verify::{Principal, Verdict};
+use crate::verify::{Principal, Verdict, VerifyError};
 use framing::HeadFacts;
 use headers::ForwardedFor;
 use http::uri::PathAndQuery;
@@ -246,7 +246,15 @@ impl Gateway {
         request_id: &HeaderValue,
         notes: &mut Notes,
     ) -> Result<Response<Body>, GatewayError> {
-        let principal = self.authenticate(routed.route, req.headers()).await?;
+        let target = guard::Target {
+            method: req.method(),
+            scheme: conn.proto,
+            authority: routed.authority.as_ref(),
+            path: req.uri().path(),
+        };
+        let principal = self
+            .authenticate(routed.route, req.headers(), target)
+            .await?;
         if principal.is_some() {
             routed.route.metrics.guard(GuardOutcome::Allowed);
         }
@@ -301,27 +309,43 @@ impl Gateway {
         })
     }
 
-    /// Checks the bearer token and the route's audience and scopes; `None` on an open route.
+    /// Checks the token (and, for a DPoP-bound one, its proof: [`guard`]) and the route's
+    /// audience and scopes; `None` on an open route. `target` is what a proof must match.
     async fn authenticate(
         &self,
         route: &Route,
         headers: &HeaderMap,
+        target: guard::Target<'_>,
     ) -> Result<Option<Arc<Principal>>, GatewayError> {
         if route.config.auth == AuthMode::None {
             return Ok(None);
         }
-        let token = match guard::extract(headers) {
+        let challenges = &route.challenges;
+        let (token, dpop) = match guard::extract(headers) {
             guard::Credential::Missing => {
                 return Err(GatewayError::MissingToken {
-                    challenge: route.challenges.missing.clone(),
+                    challenge: challenges.missing.clone(),
                 })
             }
             guard::Credential::Malformed => {
                 return Err(GatewayError::MalformedToken {
-                    challenge: route.challenges.missing.clone(),
+                    challenge: challenges.missing.clone(),
                 })
             }
-            guard::Credential::Bearer(t) => t,
+            guard::Credential::Bearer(t) => (t, false),
+            guard::Credential::Dpop(t) => (t, true),
+        };
+        let bad_proof = |reason| GatewayError::InvalidDpopProof {
+            challenge: challenges.dpop.proof.clone(),
+            reason,
+        };
+        // The proof first: its checks are pure, and a bad one never costs a verifier call.
+        let proof = match dpop {
+            true => Some(
+                guard::check_proof(headers, &target, token, self.verifier.now_unix())
+                    .map_err(bad_proof)?,
+            ),
+            false => None,
         };
         let principal = match self
             .verifier
@@ -331,26 +355,72 @@ impl Gateway {
             Ok(Verdict::Active(p)) => p,
             Ok(Verdict::Inactive) => {
                 return Err(GatewayError::InvalidToken {
-                    challenge: route.challenges.invalid.clone(),
+                    challenge: match dpop {
+                        true => challenges.dpop.invalid.clone(),
+                        false => challenges.invalid.clone(),
+                    },
                 })
             }
             Err(e) => return Err(GatewayError::VerifierUnavailable(e)),
         };
+        // A bound token speaks DPoP from here on, whichever scheme it came with.
+        let bound = dpop || principal.jkt.is_some();
+        match guard::check_binding(principal.jkt.as_deref(), proof.as_ref()) {
+            guard::Binding::Fits => {}
+            guard::Binding::WrongScheme => {
+                return Err(GatewayError::InvalidToken {
+                    challenge: challenges.dpop.invalid.clone(),
+                })
+            }
+            guard::Binding::WrongKey => return Err(bad_proof(crate::dpop::ProofError::WrongKey)),
+        }
         // The audience and the scopes are checked on every request, cached verdict or not:
         // a verdict is cached per token, and one token may be sent to any route.
         if let Some(audience) = &route.config.audience {
             if !principal.has_audience(audience) {
                 return Err(GatewayError::WrongAudience {
-                    challenge: route.challenges.invalid.clone(),
+                    challenge: match bound {
+                        true => challenges.dpop.invalid.clone(),
+                        false => challenges.invalid.clone(),
+                    },
                 });
             }
         }
         if !guard::has_all_scopes(&principal.scopes, &route.config.scopes) {
             return Err(GatewayError::InsufficientScope {
-                challenge: route.challenges.scope.clone(),
+                challenge: match bound {
+                    true => challenges.dpop.scope.clone(),
+                    false => challenges.scope.clone(),
+                },
             });
         }
+        // Last, once everything else held: a proof is spent only by a request it admits.
+        if let Some(proof) = proof {
+            self.spend_proof(&proof).await.map_err(|e| match e {
+                Some(reason) => bad_proof(reason),
+                None => GatewayError::VerifierUnavailable(Arc::new(VerifyError::ProofIdsFull)),
+            })?;
+        }
         Ok(Some(principal))
+    }
+
+    /// Spends a proof's `jti` (RFC 9449 §11.1). `Err(Some(Replayed))` for a replay,
+    /// `Err(None)` when it cannot be remembered (503).
+    async fn spend_proof(
+        &self,
+        proof: &crate::dpop::Proof,
+    ) -> Result<(), Option<crate::dpop::ProofError>> {
+        let now = self.verifier.now_unix();
+        let ids = self.verifier.proof_ids();
+        match ids.spend(proof.replay_key(), proof.forget_at(), now).await {
+            crate::dpop::Spent::First => Ok(()),
+            crate::dpop::Spent::Replayed => Err(Some(crate::dpop::ProofError::Replayed)),
+            crate::dpop::Spent::Full => Err(None),
+            crate::dpop::Spent::Store(e) => {
+                tracing::warn!(error = %crate::error::error_chain(&e), "cannot spend a DPoP proof id at the store");
+                Err(None)
+            }
+        }
     }
 
     /// Rewrites the request for a target and sends it, retrying another target when a

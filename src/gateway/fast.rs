@@ -189,7 +189,13 @@ impl Gateway {
         }
         notes.route = Some(route.name.clone());
         let metrics = &route.metrics;
-        let result = match self.authenticate(route, &head.headers).await {
+        let target = super::guard::Target {
+            method: &head.method,
+            scheme: lane.conn.proto,
+            authority: routed.authority.as_ref(),
+            path: head.target.path(),
+        };
+        let result = match self.authenticate(route, &head.headers, target).await {
             Ok(principal) => {
                 if principal.is_some() {
                     metrics.guard(GuardOutcome::Allowed);

@@ -78,6 +78,8 @@ impl Resources {
             "authorization_servers": [self.issuer],
             "scopes_supported": resource.scopes,
             "bearer_methods_supported": ["header"],
+            // RFC 9728 §2: the guard also takes DPoP-bound tokens (RFC 9449).
+            "dpop_signing_alg_values_supported": crate::dpop::SIGNING_ALGS,
             "resource_name": resource.path_prefix,
         }))
     }

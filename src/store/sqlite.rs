@@ -75,11 +75,15 @@ CREATE TABLE server_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWI
     r#"
 ALTER TABLE records ADD COLUMN audiences TEXT NOT NULL DEFAULT '';
 "#,
+    // RFC 9449: the DPoP key thumbprint a code's or token's grant is bound to.
+    r#"
+ALTER TABLE records ADD COLUMN jkt TEXT;
+"#,
 ];
 
 const COLUMNS: &str =
     "kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at, \
-     redirect_uri, code_challenge, name, email, csrf, grant_expires_at, browser, audiences";
+     redirect_uri, code_challenge, name, email, csrf, grant_expires_at, browser, audiences, jkt";
 
 /// A SQLite-backed [`TokenStore`].
 pub struct SqliteStore {
@@ -292,6 +296,7 @@ fn read(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<Record>> {
                         .filter(|s| !s.is_empty())
                         .map(str::to_string)
                         .collect(),
+                    jkt: r.get(17)?,
                 };
                 Ok((kind, state, record))
             },
@@ -319,7 +324,7 @@ impl TokenStore for SqliteStore {
     fn insert(&self, hash: TokenHash, r: Record) -> BoxFuture<'_, StoreResult<()>> {
         self.with(move |conn| {
             conn.execute(
-                &format!("INSERT OR REPLACE INTO records (hash, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+                &format!("INSERT OR REPLACE INTO records (hash, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
                 params![
                     &hash[..],
                     kind_str(r.kind),
@@ -339,6 +344,7 @@ impl TokenStore for SqliteStore {
                     r.grant_expires_at as i64,
                     r.browser,
                     r.audiences.join(" "),
+                    r.jkt,
                 ],
             )?;
             Ok(())
