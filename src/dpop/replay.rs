@@ -55,6 +55,9 @@ struct Shard {
     until: HashMap<[u8; 32], u64>,
     /// Expired ids are dropped when the shard reaches this size (amortised sweeping).
     prune_at: usize,
+    /// When a sweep last found the shard full: no second sweep in the same second, so a
+    /// full set refuses at once instead of walking itself on every request.
+    full_at: Option<u64>,
 }
 
 /// The key an id is remembered under: the proof key's thumbprint and the `jti`, so one
@@ -151,10 +154,14 @@ impl ReplayCache {
             return Ok(false);
         }
         if shard.until.len() >= shard.prune_at {
+            if shard.full_at == Some(now) {
+                return Err(Full);
+            }
             shard.until.retain(|_, u| *u > now);
             // The next sweep waits until the live ids have doubled (amortised O(1)).
             shard.prune_at = (shard.until.len() * 2).max(64).min(self.per_shard);
             if shard.until.len() >= self.per_shard {
+                shard.full_at = Some(now);
                 return Err(Full);
             }
         }
