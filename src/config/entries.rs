@@ -77,6 +77,12 @@ pub(super) fn clients(
                 DpopMode::Optional
             }
         };
+        if dpop == DpopMode::Required && grant_types.contains(&GrantType::Implicit) {
+            ck.problem(
+                format!("{key}.dpop"),
+                "\"required\" leaves the implicit grant unusable (a redirect carries no DPoP proof)",
+            );
+        }
         out.push(ClientConfig {
             name: c.name.unwrap_or_else(|| c.id.clone()),
             id: c.id,
