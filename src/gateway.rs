@@ -20,7 +20,7 @@ use crate::config::{AuthMode, RouteConfig};
 use crate::error::GatewayError;
 use crate::metrics::{GuardOutcome, Metrics, RouteKind, RouteMetrics, NO_ROUTE};
 use crate::verify::cache::VerifyCache;
-use crate::verify::{Principal, Verdict, VerifyError};
+use crate::verify::{Principal, Verdict};
 use framing::HeadFacts;
 use headers::ForwardedFor;
 use http::uri::PathAndQuery;
@@ -355,72 +355,17 @@ impl Gateway {
             Ok(Verdict::Active(p)) => p,
             Ok(Verdict::Inactive) => {
                 return Err(GatewayError::InvalidToken {
-                    challenge: match dpop {
-                        true => challenges.dpop.invalid.clone(),
-                        false => challenges.invalid.clone(),
-                    },
+                    challenge: challenges.invalid_for(dpop),
                 })
             }
             Err(e) => return Err(GatewayError::VerifierUnavailable(e)),
         };
-        // A bound token speaks DPoP from here on, whichever scheme it came with.
-        let bound = dpop || principal.jkt.is_some();
-        match guard::check_binding(principal.jkt.as_deref(), proof.as_ref()) {
-            guard::Binding::Fits => {}
-            guard::Binding::WrongScheme => {
-                return Err(GatewayError::InvalidToken {
-                    challenge: challenges.dpop.invalid.clone(),
-                })
-            }
-            guard::Binding::WrongKey => return Err(bad_proof(crate::dpop::ProofError::WrongKey)),
-        }
-        // The audience and the scopes are checked on every request, cached verdict or not:
-        // a verdict is cached per token, and one token may be sent to any route.
-        if let Some(audience) = &route.config.audience {
-            if !principal.has_audience(audience) {
-                return Err(GatewayError::WrongAudience {
-                    challenge: match bound {
-                        true => challenges.dpop.invalid.clone(),
-                        false => challenges.invalid.clone(),
-                    },
-                });
-            }
-        }
-        if !guard::has_all_scopes(&principal.scopes, &route.config.scopes) {
-            return Err(GatewayError::InsufficientScope {
-                challenge: match bound {
-                    true => challenges.dpop.scope.clone(),
-                    false => challenges.scope.clone(),
-                },
-            });
-        }
+        guard::admit(route, &principal, proof.as_ref(), dpop)?;
         // Last, once everything else held: a proof is spent only by a request it admits.
         if let Some(proof) = proof {
-            self.spend_proof(&proof).await.map_err(|e| match e {
-                Some(reason) => bad_proof(reason),
-                None => GatewayError::VerifierUnavailable(Arc::new(VerifyError::ProofIdsFull)),
-            })?;
+            guard::spend_proof(&self.verifier, &proof, &challenges.dpop.proof).await?;
         }
         Ok(Some(principal))
-    }
-
-    /// Spends a proof's `jti` (RFC 9449 §11.1). `Err(Some(Replayed))` for a replay,
-    /// `Err(None)` when it cannot be remembered (503).
-    async fn spend_proof(
-        &self,
-        proof: &crate::dpop::Proof,
-    ) -> Result<(), Option<crate::dpop::ProofError>> {
-        let now = self.verifier.now_unix();
-        let ids = self.verifier.proof_ids();
-        match ids.spend(proof.replay_key(), proof.forget_at(), now).await {
-            crate::dpop::Spent::First => Ok(()),
-            crate::dpop::Spent::Replayed => Err(Some(crate::dpop::ProofError::Replayed)),
-            crate::dpop::Spent::Full => Err(None),
-            crate::dpop::Spent::Store(e) => {
-                tracing::warn!(error = %crate::error::error_chain(&e), "cannot spend a DPoP proof id at the store");
-                Err(None)
-            }
-        }
     }
 
     /// Rewrites the request for a target and sends it, retrying another target when a

@@ -1,6 +1,8 @@
-//! The bearer guard's pure parts: RFC 6750 §2.1 extraction (and RFC 9449 §7.1 for the
-//! `DPoP` scheme), the DPoP proof and key-binding checks, the scope check, and the
-//! `WWW-Authenticate` challenges of RFC 6750 §3 and RFC 9449 §7.1.
+//! The guard's rules, called by `Gateway::authenticate` on both engines: RFC 6750 §2.1
+//! extraction (and RFC 9449 §7.1 for the `DPoP` scheme), the DPoP proof and key-binding
+//! checks, the audience and scope checks ([`admit`]), and the `WWW-Authenticate`
+//! challenges of RFC 6750 §3 and RFC 9449 §7.1. All pure but [`spend_proof`], which
+//! remembers a proof's `jti` (in the process, and in Redis when the store is shared).
 //!
 //! Only the `Authorization` header is read: tokens in the query string (§2.3) or a form
 //! body (§2.2) are deliberately not accepted, since they leak into logs and caches.
@@ -11,9 +13,13 @@
 //! worth nothing without the key. An unbound token under the `DPoP` scheme is refused too:
 //! there is no key to check the proof against.
 
-use crate::dpop::{self, Expected, Proof, ProofError};
+use crate::dpop::{self, Expected, Proof, ProofError, Spent};
+use crate::error::GatewayError;
+use crate::verify::cache::VerifyCache;
+use crate::verify::{Principal, VerifyError};
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use http::Method;
+use std::sync::Arc;
 
 /// What the `Authorization` header holds.
 #[derive(Debug, PartialEq, Eq)]
@@ -99,6 +105,73 @@ pub fn check_proof(
         now,
     };
     dpop::check(proof, &expected)
+}
+
+/// The checks of a verified token against how it was presented and the route: its DPoP
+/// binding ([`check_binding`]), the route's audience and scopes. Made on every
+/// request, cached verdict or not: a verdict is cached per token, and one token may be sent
+/// to any route, with or without a proof.
+pub(super) fn admit(
+    route: &super::Route,
+    principal: &Principal,
+    proof: Option<&Proof>,
+    dpop: bool,
+) -> Result<(), GatewayError> {
+    let challenges = &route.challenges;
+    match check_binding(principal.jkt.as_deref(), proof) {
+        Binding::Fits => {}
+        Binding::WrongScheme => {
+            return Err(GatewayError::InvalidToken {
+                challenge: challenges.invalid_for(true),
+            })
+        }
+        Binding::WrongKey => {
+            return Err(GatewayError::InvalidDpopProof {
+                challenge: challenges.dpop.proof.clone(),
+                reason: ProofError::WrongKey,
+            })
+        }
+    }
+    // A bound token speaks DPoP from here on, whichever scheme it came with.
+    let bound = dpop || principal.jkt.is_some();
+    if let Some(audience) = &route.config.audience {
+        if !principal.has_audience(audience) {
+            return Err(GatewayError::WrongAudience {
+                challenge: challenges.invalid_for(bound),
+            });
+        }
+    }
+    if !has_all_scopes(&principal.scopes, &route.config.scopes) {
+        return Err(GatewayError::InsufficientScope {
+            challenge: challenges.scope_for(bound),
+        });
+    }
+    Ok(())
+}
+
+/// Spends a proof's `jti` (RFC 9449 §11.1) in the verifier's set: a replay is
+/// `invalid_dpop_proof`; an id that cannot be remembered (the set full, the shared store
+/// down) is our outage, 503.
+pub(super) async fn spend_proof(
+    verifier: &VerifyCache,
+    proof: &Proof,
+    challenge: &HeaderValue,
+) -> Result<(), GatewayError> {
+    let now = verifier.now_unix();
+    let unavailable = |e| GatewayError::VerifierUnavailable(Arc::new(e));
+    match verifier
+        .proof_ids()
+        .spend(proof.replay_key(), proof.forget_at(), now)
+        .await
+    {
+        Spent::First => Ok(()),
+        Spent::Replayed => Err(GatewayError::InvalidDpopProof {
+            challenge: challenge.clone(),
+            reason: ProofError::Replayed,
+        }),
+        Spent::Full => Err(unavailable(VerifyError::ProofIdsFull)),
+        Spent::Store(e) => Err(unavailable(VerifyError::Store(e))),
+    }
 }
 
 /// How a verified token's binding and the way it was presented fit together.
@@ -188,6 +261,24 @@ impl Challenges {
                 &CHALLENGE_INVALID,
             ),
             dpop: DpopChallenges::new(required, &metadata),
+        }
+    }
+}
+
+impl Challenges {
+    /// The `invalid_token` challenge, in the scheme the token is (or should be) used with.
+    pub fn invalid_for(&self, dpop: bool) -> HeaderValue {
+        match dpop {
+            true => self.dpop.invalid.clone(),
+            false => self.invalid.clone(),
+        }
+    }
+
+    /// The `insufficient_scope` challenge, in the scheme the token is used with.
+    pub fn scope_for(&self, dpop: bool) -> HeaderValue {
+        match dpop {
+            true => self.dpop.scope.clone(),
+            false => self.scope.clone(),
         }
     }
 }
