@@ -179,6 +179,10 @@ mod tests {
         assert_eq!(doc["scopes_supported"], json!(["email"]));
         assert_eq!(doc["resource_name"], "/api/mail");
         assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+        assert_eq!(
+            doc["dpop_signing_alg_values_supported"],
+            json!(["ES256", "EdDSA", "RS256"])
+        );
         let send = r
             .metadata("/.well-known/oauth-protected-resource/api/send")
             .expect("protected route");
