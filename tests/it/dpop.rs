@@ -514,3 +514,37 @@ async fn a_proof_spent_at_one_instance_is_refused_at_another_on_the_same_redis()
         replayed.json
     );
 }
+
+#[tokio::test]
+async fn a_bound_token_without_the_routes_scope_gets_a_dpop_insufficient_scope() {
+    let s = server(TestStore::Memory, "").await;
+    let key = DpopKey::new();
+    let answer = machine_token(&s, REPORTS, Some(&key)).await;
+    let token = answer.json["access_token"]
+        .as_str()
+        .expect("a token")
+        .to_string();
+    // /api/send needs `email.send`; the token has `email` only.
+    let path = "/api/send/outbox";
+    for engine in ENGINES {
+        let proof = key.proof("GET", &url(&s, engine, path), Some(&token));
+        let refused = call(
+            &s,
+            engine,
+            "GET",
+            path,
+            &format!("DPoP {token}"),
+            Some(&proof),
+        )
+        .await;
+        assert_eq!(refused.status, 403, "{engine:?}: {}", refused.json);
+        let challenge = refused.challenge();
+        assert!(
+            challenge.starts_with(
+                r#"DPoP realm="tollgate", error="insufficient_scope", scope="email.send""#
+            ),
+            "{engine:?}: {challenge}"
+        );
+    }
+    assert_eq!(s.up.hits(), 0);
+}
