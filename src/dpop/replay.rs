@@ -2,9 +2,10 @@
 //! remembering while its proof's `iat` is inside the acceptance window: after that the
 //! proof is refused as stale anyway. So each id is kept until its proof would go stale.
 //!
-//! Two layers: a bounded in-process set (every store), and, when the store is shared by
-//! several instances (Redis), the store's `SET NX EX`, so a proof spent at one instance is
-//! refused at all of them. The in-process set is asked first: a replay to this instance
+//! Two layers: a bounded in-process set (every store), and, when the store may be shared by
+//! several instances, the store itself (Redis: `SET NX EX`; SQLite, whose file several
+//! processes on one host may share: a `proof_ids` table), so a proof spent at one instance
+//! is refused at all of them. The in-process set is asked first: a replay to this instance
 //! costs no round trip.
 //!
 //! Bounded memory: the set holds at most [`ReplayCache::capacity`] ids. When it is full
@@ -73,7 +74,7 @@ pub fn replay_key(jkt: &str, jti: &str) -> [u8; 32] {
 // === impl ProofIds ===
 
 impl ProofIds {
-    /// Ids remembered in this process only (memory and SQLite stores).
+    /// Ids remembered in this process only (the memory store).
     pub fn local(capacity: usize) -> Self {
         Self {
             local: ReplayCache::new(capacity),

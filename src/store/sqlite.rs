@@ -75,9 +75,11 @@ CREATE TABLE server_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWI
     r#"
 ALTER TABLE records ADD COLUMN audiences TEXT NOT NULL DEFAULT '';
 "#,
-    // RFC 9449: the DPoP key thumbprint a code's or token's grant is bound to.
+    // RFC 9449: the DPoP key thumbprint a code's or token's grant is bound to, and the ids of
+    // spent DPoP proofs (shared by the processes on this file), each until its proof is stale.
     r#"
 ALTER TABLE records ADD COLUMN jkt TEXT;
+CREATE TABLE proof_ids (key BLOB PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
 "#,
 ];
 
@@ -439,6 +441,10 @@ impl TokenStore for SqliteStore {
                 "DELETE FROM login_bans WHERE until <= ?1",
                 params![now as i64],
             )?;
+            conn.execute(
+                "DELETE FROM proof_ids WHERE until <= ?1",
+                params![now as i64],
+            )?;
             Ok(n as u64)
         })
     }
@@ -520,6 +526,29 @@ impl TokenStore for SqliteStore {
             <[u8; 32]>::try_from(stored.as_slice())
                 .map_err(|_| StoreError::Corrupt(format!("server key {name:?} is not 32 bytes")))
         })
+    }
+
+    fn spend_proof_id(&self, key: [u8; 32], ttl_secs: u64) -> BoxFuture<'_, StoreResult<bool>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.with(move |conn| {
+            // One statement, so atomic across processes: a new id is inserted, an id whose
+            // time is over (its proof went stale) may be spent again, a live one changes
+            // nothing.
+            let changed = conn.execute(
+                "INSERT INTO proof_ids (key, until) VALUES (?1, ?2) \
+                 ON CONFLICT(key) DO UPDATE SET until = excluded.until \
+                 WHERE proof_ids.until <= ?3",
+                params![&key[..], now.saturating_add(ttl_secs) as i64, now as i64],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn shares_proof_ids(&self) -> bool {
+        // Several processes on one host may share the file (see the module comment).
+        true
     }
 }
 

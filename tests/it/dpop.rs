@@ -466,7 +466,20 @@ async fn a_public_clients_bound_refresh_token_needs_the_same_key() {
 
 #[tokio::test]
 async fn a_proof_spent_at_one_instance_is_refused_at_another_on_the_same_redis() {
-    let config = AuthConfig::default().on(TestStore::Redis);
+    replayed_at_another_instance(AuthConfig::default().on(TestStore::Redis)).await;
+}
+
+#[tokio::test]
+async fn a_proof_spent_at_one_instance_is_refused_at_another_on_the_same_sqlite_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("shared.db");
+    replayed_at_another_instance(AuthConfig::default().store(&format!("sqlite:{}", db.display())))
+        .await;
+}
+
+/// Two instances on the store of `config`: a proof accepted at the first is refused at the
+/// second, which has never seen it itself.
+async fn replayed_at_another_instance(config: AuthConfig) {
     let first = config.clone().spawn().await;
     let second = config
         .spawn_in(tempfile::tempdir().expect("dir"), Upstream::echo().await)
