@@ -363,7 +363,8 @@ impl Gateway {
         guard::admit(route, &principal, proof.as_ref(), dpop)?;
         // Last, once everything else held: a proof is spent only by a request it admits.
         if let Some(proof) = proof {
-            guard::spend_proof(&self.verifier, &proof, &challenges.dpop.proof).await?;
+            let when_down = route.config.when_store_down;
+            guard::spend_proof(&self.verifier, &proof, &challenges.dpop.proof, when_down).await?;
         }
         Ok(Some(principal))
     }

@@ -13,6 +13,7 @@
 //! worth nothing without the key. An unbound token under the `DPoP` scheme is refused too:
 //! there is no key to check the proof against.
 
+use crate::config::WhenStoreDown;
 use crate::dpop::{self, Expected, Proof, ProofError, Spent};
 use crate::error::GatewayError;
 use crate::verify::cache::VerifyCache;
@@ -150,12 +151,16 @@ pub(super) fn admit(
 }
 
 /// Spends a proof's `jti` (RFC 9449 §11.1) in the verifier's set: a replay is
-/// `invalid_dpop_proof`; an id that cannot be remembered (the set full, the shared store
-/// down) is our outage, 503.
+/// `invalid_dpop_proof`; an id that cannot be remembered (the set full) is our outage, 503.
+/// When the shared store cannot be asked, the id is already in this process's set, and the
+/// route's `when_store_down` decides, as for a cached verdict: `serve_cached` goes on (a
+/// replay to another instance is then possible for the proof's minute, the same degradation
+/// as a revocation that cannot travel), `deny` answers 503.
 pub(super) async fn spend_proof(
     verifier: &VerifyCache,
     proof: &Proof,
     challenge: &HeaderValue,
+    when_down: WhenStoreDown,
 ) -> Result<(), GatewayError> {
     let now = verifier.now_unix();
     let unavailable = |e| GatewayError::VerifierUnavailable(Arc::new(e));
@@ -170,7 +175,13 @@ pub(super) async fn spend_proof(
             reason: ProofError::Replayed,
         }),
         Spent::Full => Err(unavailable(VerifyError::ProofIdsFull)),
-        Spent::Store(e) => Err(unavailable(VerifyError::Store(e))),
+        Spent::Store(e) => match when_down {
+            WhenStoreDown::ServeCached => {
+                tracing::debug!(error = %e, "proof id kept in this process only: store down");
+                Ok(())
+            }
+            WhenStoreDown::Deny => Err(unavailable(VerifyError::Store(e))),
+        },
     }
 }
 

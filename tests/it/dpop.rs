@@ -11,6 +11,8 @@ use crate::common::oauth::{
     AuthConfig, AuthRequest, AuthServer, Browser, Client, TestStore, PUBLIC_APP, REDIRECT_URI,
     REPORTS, RESOURCE_SERVER,
 };
+use crate::common::redis::OwnRedis;
+use crate::common::slapd::free_port;
 use crate::common::{client, now, Upstream};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -560,4 +562,63 @@ async fn a_bound_token_without_the_routes_scope_gets_a_dpop_insufficient_scope()
         );
     }
     assert_eq!(s.up.hits(), 0);
+}
+
+#[tokio::test]
+async fn while_redis_is_down_a_proof_follows_the_routes_when_store_down() {
+    let port = free_port();
+    let redis = OwnRedis::start(port);
+    let strict = r#"
+[[routes]]
+name = "strict"
+path_prefix = "/api/strict"
+upstream = "UPSTREAM"
+auth = "bearer"
+scopes = ["email"]
+when_store_down = "deny"
+"#;
+    let up = Upstream::echo().await;
+    let s = AuthConfig::default()
+        .store(&format!("redis://127.0.0.1:{port}/0"))
+        .verify("cache_ttl = \"60s\"\nmax_stale = \"10s\"\nstale_grace = \"60s\"")
+        .extra(&strict.replace("UPSTREAM", &up.url()))
+        .spawn_in(tempfile::tempdir().expect("dir"), up)
+        .await;
+    let key = DpopKey::new();
+    let answer = machine_token(&s, REPORTS, Some(&key)).await;
+    let token = answer.json["access_token"]
+        .as_str()
+        .expect("a token")
+        .to_string();
+    let auth = format!("DPoP {token}");
+    let get = |path: &'static str| {
+        let (s, key, token, auth) = (&s, &key, token.clone(), auth.clone());
+        async move {
+            let proof = key.proof("GET", &s.gw.url(path), Some(&token));
+            let answer = call(s, Engine::FastLane, "GET", path, &auth, Some(&proof)).await;
+            (answer, proof)
+        }
+    };
+    // Verified (and cached) on both routes while Redis is up.
+    assert_eq!(get("/api/mail/inbox").await.0.status, 200);
+    assert_eq!(get("/api/strict/x").await.0.status, 200);
+
+    redis.stop();
+    // `deny`: a proof that cannot be recorded where every instance sees it is refused.
+    let (denied, _) = get("/api/strict/x").await;
+    assert_eq!(denied.status, 503, "{}", denied.json);
+    // `serve_cached`: the cached verdict and this process's record of the proof suffice...
+    let (served, proof) = get("/api/mail/inbox").await;
+    assert_eq!(served.status, 200, "{}", served.json);
+    // ... and that record still refuses the proof a second time.
+    let replay = call(
+        &s,
+        Engine::FastLane,
+        "GET",
+        "/api/mail/inbox",
+        &auth,
+        Some(&proof),
+    )
+    .await;
+    replay.assert_dpop_refusal("invalid_dpop_proof");
 }
