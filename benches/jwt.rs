@@ -134,6 +134,7 @@ fn bench_warm(c: &mut Criterion) {
         csrf: None,
         browser: None,
         audiences: Vec::new(),
+        jkt: None,
     };
     rt.block_on(store.insert(token_hash(OPAQUE), record))
         .expect("stored");

@@ -103,6 +103,7 @@ impl App {
             clock: clock.clone(),
             metrics: metrics.clone(),
             access_log: access_log.clone(),
+            proof_ids: Arc::new(crate::dpop::ProofIds::for_store(store.clone())),
         };
         let first = Live::first(&config, &shared).map_err(|p| config.refuse(vec![p]))?;
         let live: LiveConfig = Arc::new(ArcSwap::from_pointee(first));

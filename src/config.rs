@@ -390,6 +390,17 @@ pub struct ClientConfig {
     pub grant_types: Vec<GrantType>,
     pub scopes: Vec<String>,
     pub introspect: bool,
+    /// `dpop`: whether its tokens must be DPoP-bound (RFC 9449).
+    pub dpop: DpopMode,
+}
+
+/// `[[clients]] dpop`: a token request with a valid `DPoP` proof always gets a bound token;
+/// `Required` refuses requests without one, so the client never holds an unbound token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DpopMode {
+    #[default]
+    Optional,
+    Required,
 }
 
 /// The grants a client may be registered for.

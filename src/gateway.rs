@@ -90,6 +90,11 @@ impl<'a> Routed<'a> {
     pub fn path(&self) -> &str {
         &self.path
     }
+
+    /// The request's one authority (a DPoP proof's `htu` names it).
+    pub fn authority(&self) -> Option<&HeaderValue> {
+        self.authority.as_ref()
+    }
 }
 
 /// What a gateway is made of that the configuration decides (and a reload may change).

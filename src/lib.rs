@@ -37,7 +37,8 @@
 //! - [`verify`] is the `TokenVerifier` seam between the guard and whoever issued the token;
 //!   [`verify::cache`] puts a moka cache with call coalescing in front of it.
 //! - [`jwt`] holds RFC 9068 access tokens without IO: keys, the compact JWS, claim checks
-//!   (used by the token endpoint to sign and by [`verify::own_jwt`] and [`verify::jwks`]).
+//!   (used by the token endpoint to sign and by [`verify::own_jwt`] and [`verify::jwks`]);
+//!   [`dpop`] checks RFC 9449 proofs (token endpoint and guard) and remembers spent ones.
 //! - [`config`] parses `gateway.toml` once (every problem with its line and column);
 //!   [`preflight`] checks the files and addresses it names, for `run` and `check` alike;
 //!   [`error`] holds what every error response shares;
@@ -57,6 +58,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod directory;
+pub mod dpop;
 pub mod error;
 pub mod gateway;
 pub mod jwt;

@@ -12,6 +12,7 @@ mod form;
 mod introspect;
 mod metadata;
 pub mod pages;
+mod proof;
 pub mod protocol;
 pub mod resource;
 mod revoke;
@@ -58,6 +59,8 @@ pub struct OAuthServer {
     form_limits: FormLimits,
     /// The protected routes as RFC 8707 resources, with their RFC 9728 metadata.
     resources: resource::Resources,
+    /// Spent DPoP proof ids (shared with the guard, see `app::live::Shared`).
+    proof_ids: Arc<crate::dpop::ProofIds>,
 }
 
 /// A request with its body read (bounded) and what the handlers need of its connection.
@@ -70,6 +73,8 @@ pub struct OAuthRequest {
     pub secure: bool,
     /// The client's IP, for brute-force counting.
     pub peer: String,
+    /// The authority the request was sent to (URI or `Host`), for a DPoP proof's `htu`.
+    pub authority: Option<String>,
 }
 
 /// How a client authenticated at the token, revoke or introspection endpoint.
@@ -102,7 +107,14 @@ impl OAuthServer {
             csrf_key: Arc::new(tokio::sync::OnceCell::new()),
             form_limits: FormLimits::new(&config.server.limits),
             resources: resource::Resources::new(&config.oauth.issuer, &config.routes),
+            proof_ids: Arc::default(),
         }
+    }
+
+    /// The same server spending DPoP proof ids from `ids` (the process's one set).
+    pub fn with_proof_ids(mut self, ids: Arc<crate::dpop::ProofIds>) -> Self {
+        self.proof_ids = ids;
+        self
     }
 
     /// A server for a reloaded `config` (clients, scopes, settings, limits) and
@@ -116,6 +128,7 @@ impl OAuthServer {
             self.metrics.clone(),
         );
         next.csrf_key = self.csrf_key.clone();
+        next.proof_ids = self.proof_ids.clone();
         next
     }
 
@@ -327,7 +340,16 @@ async fn read(
     } else {
         Bytes::new()
     };
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            let host = parts.headers.get(http::header::HOST)?;
+            host.to_str().ok().map(str::to_string)
+        });
     Ok(OAuthRequest {
+        authority,
         method: parts.method,
         query: parts.uri.query().unwrap_or("").to_string(),
         headers: parts.headers,

@@ -95,6 +95,10 @@ pub struct Record {
     /// request named none, and the token's audience is then the issuer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audiences: Vec<String>,
+    /// Codes, tokens: the RFC 7638 thumbprint of the DPoP key the token is bound to
+    /// (RFC 9449 `cnf.jkt`); a refresh token's binding passes to the tokens it issues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 impl Record {
@@ -204,6 +208,20 @@ pub trait TokenStore: RevocationFeed + Send + Sync + 'static {
         name: &'a str,
         candidate: [u8; 32],
     ) -> BoxFuture<'a, StoreResult<[u8; 32]>>;
+
+    /// Spends the id of a DPoP proof (`dpop::replay`): `true` when no instance sharing this
+    /// store spent it in the last `ttl_secs`, which it is then remembered for. Stores that
+    /// one process owns (memory) answer `true`: the process's own set of spent ids is
+    /// all there is to ask.
+    fn spend_proof_id(&self, _key: [u8; 32], _ttl_secs: u64) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    /// True when other processes share this store and [`Self::spend_proof_id`] answers
+    /// for all of them.
+    fn shares_proof_ids(&self) -> bool {
+        false
+    }
 }
 
 /// Failures older than this are swept whatever the configured window.

@@ -33,6 +33,9 @@ pub struct Principal {
     /// The token's `aud` (RFC 7519 §4.1.3, RFC 8707): whom it is meant for. Empty when the
     /// verifier reported none; a route with an `audience` then refuses the token.
     pub audiences: Vec<String>,
+    /// RFC 9449: the thumbprint of the DPoP key the token is bound to (`cnf.jkt`). A bound
+    /// token is accepted only as `Authorization: DPoP` with a proof made by that key.
+    pub jkt: Option<String>,
     /// Prepared identity header values, so forwarding a request copies, not re-encodes.
     pub headers: IdentityHeaders,
 }
@@ -71,6 +74,8 @@ pub enum VerifyError {
     StoreDown,
     #[error("the issuer's key set is unavailable")]
     Keys(#[source] jwks::JwksError),
+    #[error("too many DPoP proofs inside their window to remember another")]
+    ProofIdsFull,
 }
 
 /// Checks a bearer token. Implementations must be cheap to share across tasks.
@@ -110,6 +115,7 @@ impl Principal {
             scopes,
             exp,
             audiences: Vec::new(),
+            jkt: None,
             headers,
         })
     }
@@ -117,6 +123,12 @@ impl Principal {
     /// The same principal with the token's audiences.
     pub fn with_audiences(mut self, audiences: Vec<String>) -> Self {
         self.audiences = audiences;
+        self
+    }
+
+    /// The same principal bound to the DPoP key `jkt`.
+    pub fn with_jkt(mut self, jkt: Option<String>) -> Self {
+        self.jkt = jkt;
         self
     }
 

@@ -24,6 +24,7 @@ fn clients() -> &'static [ClientConfig] {
                     grant_types: grants.to_vec(),
                     scopes: scopes.iter().map(|s| s.to_string()).collect(),
                     introspect: false,
+                    dpop: tollgate::config::DpopMode::Optional,
                 }
             };
         vec![

@@ -199,6 +199,7 @@ mod tests {
                 scopes: vec!["email".to_string()],
                 exp: None,
                 audiences: Vec::new(),
+                jkt: None,
                 headers: IdentityHeaders {
                     subject: header("alice"),
                     client_id: header("mail-app"),

@@ -61,6 +61,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The access log's writer (a reload re-targets it through a hook, never restarts it).
     pub access_log: AccessLog,
+    /// Spent DPoP proof ids (RFC 9449 §11.1), one set for the process: the token endpoint
+    /// and every verifier a reload builds spend from it.
+    pub proof_ids: Arc<crate::dpop::ProofIds>,
 }
 
 /// Whether a reload kept the verify cache.
@@ -93,7 +96,8 @@ impl Live {
             directory,
             shared.clock.clone(),
             shared.metrics.clone(),
-        );
+        )
+        .with_proof_ids(shared.proof_ids.clone());
         Ok(Live {
             gateway: Arc::new(gateway),
             oauth: Arc::new(oauth),
@@ -189,7 +193,7 @@ fn build_verifier(basis: &VerifyBasis, shared: &Shared) -> Result<Arc<VerifyCach
             Arc::new(verifier)
         }
     };
-    let cache = Arc::new(match &basis.verify.source {
+    let cache = match &basis.verify.source {
         // Answers from our own store age with its revocation feed (see verify::cache).
         VerifySource::Local => VerifyCache::with_staleness(
             &basis.verify,
@@ -208,7 +212,8 @@ fn build_verifier(basis: &VerifyBasis, shared: &Shared) -> Result<Arc<VerifyCach
             shared.clock.clone(),
             shared.metrics.clone(),
         ),
-    });
+    };
+    let cache = Arc::new(cache.with_proof_ids(shared.proof_ids.clone()));
     let sink: Arc<dyn RevocationSink> = cache.clone();
     shared.store.subscribe(&sink);
     Ok(cache)

@@ -2,7 +2,7 @@
 
 use super::raw::{RawClient, RawRoute};
 use super::validate::{is_identifier, is_scope_token, Checker};
-use super::{AuthMode, ClientConfig, GrantType, OAuthConfig, RouteConfig, WhenStoreDown};
+use super::{AuthMode, ClientConfig, DpopMode, GrantType, OAuthConfig, RouteConfig, WhenStoreDown};
 
 pub(super) fn clients(
     ck: &mut Checker,
@@ -66,6 +66,23 @@ pub(super) fn clients(
                 "required for client_credentials, password or introspect (a public client cannot authenticate)",
             );
         }
+        let dpop = match c.dpop.as_deref() {
+            None | Some("optional") => DpopMode::Optional,
+            Some("required") => DpopMode::Required,
+            Some(other) => {
+                ck.problem(
+                    format!("{key}.dpop"),
+                    format!("{other:?} is not \"optional\" or \"required\""),
+                );
+                DpopMode::Optional
+            }
+        };
+        if dpop == DpopMode::Required && grant_types.contains(&GrantType::Implicit) {
+            ck.problem(
+                format!("{key}.dpop"),
+                "\"required\" leaves the implicit grant unusable (a redirect carries no DPoP proof)",
+            );
+        }
         out.push(ClientConfig {
             name: c.name.unwrap_or_else(|| c.id.clone()),
             id: c.id,
@@ -74,6 +91,7 @@ pub(super) fn clients(
             grant_types,
             scopes: c.scopes,
             introspect: c.introspect,
+            dpop,
         });
     }
     out

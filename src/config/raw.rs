@@ -125,6 +125,7 @@ pub struct RawClient {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub introspect: bool,
+    pub dpop: Option<String>,
 }
 
 /// `[verify]`: how the guard checks bearer tokens.

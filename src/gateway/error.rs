@@ -60,6 +60,11 @@ pub enum GatewayError {
     WrongAudience { challenge: HeaderValue },
     #[error("bearer token lacks a required scope")]
     InsufficientScope { challenge: HeaderValue },
+    #[error("DPoP proof refused: {reason}")]
+    InvalidDpopProof {
+        challenge: HeaderValue,
+        reason: crate::dpop::ProofError,
+    },
     #[error("token verifier unavailable")]
     VerifierUnavailable(#[source] Arc<VerifyError>),
     // `upstream` is the target's URL for the operator's log (userinfo redacted); clients are
@@ -115,6 +120,7 @@ impl GatewayError {
             | GatewayError::MalformedToken { .. }
             | GatewayError::InvalidToken { .. }
             | GatewayError::WrongAudience { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::InvalidDpopProof { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             GatewayError::VerifierUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamConnect { .. }
@@ -139,6 +145,7 @@ impl GatewayError {
             | GatewayError::InvalidToken { .. }
             | GatewayError::WrongAudience { .. }
             | GatewayError::InsufficientScope { .. }
+            | GatewayError::InvalidDpopProof { .. }
             | GatewayError::BadUpstreamRequest(_)
             | GatewayError::RequestBodyTooLarge { .. }
             | GatewayError::RequestBodyTimeout { .. }
@@ -159,6 +166,7 @@ impl GatewayError {
             | GatewayError::InvalidToken { .. }
             | GatewayError::WrongAudience { .. } => Some(GuardOutcome::Invalid),
             GatewayError::InsufficientScope { .. } => Some(GuardOutcome::InsufficientScope),
+            GatewayError::InvalidDpopProof { .. } => Some(GuardOutcome::Invalid),
             GatewayError::VerifierUnavailable(_) => Some(GuardOutcome::VerifierError),
             GatewayError::NoRoute
             | GatewayError::BadPath(_)
@@ -191,6 +199,7 @@ impl GatewayError {
                 "invalid_token"
             }
             GatewayError::InsufficientScope { .. } => "insufficient_scope",
+            GatewayError::InvalidDpopProof { .. } => "invalid_dpop_proof",
             GatewayError::VerifierUnavailable(_) => "temporarily_unavailable",
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamFailed { .. }
@@ -221,6 +230,7 @@ impl GatewayError {
             | GatewayError::InvalidToken { .. }
             | GatewayError::WrongAudience { .. }
             | GatewayError::InsufficientScope { .. }
+            | GatewayError::InvalidDpopProof { .. }
             | GatewayError::VerifierUnavailable(_)
             | GatewayError::BadUpstreamRequest(_)
             | GatewayError::RequestBodyTooLarge { .. }
@@ -265,7 +275,8 @@ impl GatewayError {
             | GatewayError::MalformedToken { challenge }
             | GatewayError::InvalidToken { challenge }
             | GatewayError::WrongAudience { challenge }
-            | GatewayError::InsufficientScope { challenge } => Some(challenge),
+            | GatewayError::InsufficientScope { challenge }
+            | GatewayError::InvalidDpopProof { challenge, .. } => Some(challenge),
             _ => None,
         };
         if let Some(c) = challenge {

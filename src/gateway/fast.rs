@@ -187,7 +187,16 @@ impl<'c> Lane<'c> {
             Ok(routed) if !routed.route().fast_lane() => return Next::Decline,
             Ok(routed) => {
                 let pause = routed.route().config.timeout;
-                let forwarded = match exchange.authenticate(routed.route(), &head.headers).await {
+                let target = super::guard::Target {
+                    method: &head.method,
+                    scheme: self.conn.proto,
+                    authority: routed.authority(),
+                    path: head.target.path(),
+                };
+                let forwarded = match exchange
+                    .authenticate(routed.route(), &head.headers, target)
+                    .await
+                {
                     Ok(()) => {
                         let request = (head, &request_id);
                         self.forward(&mut exchange, &routed, request).await

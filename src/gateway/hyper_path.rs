@@ -55,7 +55,13 @@ async fn serve(
     (conn, request_id): (&ConnInfo, &HeaderValue),
 ) -> Result<Response<Body>, GatewayError> {
     let route = routed.route();
-    exchange.authenticate(route, req.headers()).await?;
+    let target = super::guard::Target {
+        method: req.method(),
+        scheme: conn.proto,
+        authority: routed.authority(),
+        path: req.uri().path(),
+    };
+    exchange.authenticate(route, req.headers(), target).await?;
     // `is_upgrade_request` takes only a WebSocket handshake: the one switch an upstream
     // may answer with (checked in `Pooled::attempt`).
     let websocket = headers::is_upgrade_request(req.method(), req.version(), req.headers());

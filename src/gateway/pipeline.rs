@@ -155,11 +155,12 @@ impl<'g> Exchange<'g> {
         &mut self,
         route: &Route,
         headers: &HeaderMap,
+        target: guard::Target<'_>,
     ) -> Result<(), GatewayError> {
         if route.config.auth == AuthMode::None {
             return Ok(());
         }
-        let principal = self.gateway.verified(route, headers).await?;
+        let principal = self.gateway.verified(route, headers, target).await?;
         self.metrics.guard(GuardOutcome::Allowed);
         self.notes.principal = Some(principal);
         Ok(())
@@ -269,23 +270,39 @@ fn classify(route: &Route, target: &Target, e: AttemptError) -> GatewayError {
 
 impl Gateway {
     /// The guard's verdict on a bearer route: the principal, or why the request is refused.
+    /// A `DPoP` token comes with its proof (RFC 9449), checked first (its checks are pure, and
+    /// a bad one never costs a verifier call) and spent last, by a request it admits.
     async fn verified(
         &self,
         route: &Route,
         headers: &HeaderMap,
+        target: guard::Target<'_>,
     ) -> Result<Arc<Principal>, GatewayError> {
-        let token = match guard::extract(headers) {
+        let challenges = &route.challenges;
+        let (token, dpop) = match guard::extract(headers) {
             guard::Credential::Missing => {
                 return Err(GatewayError::MissingToken {
-                    challenge: route.challenges.missing.clone(),
+                    challenge: challenges.missing.clone(),
                 })
             }
             guard::Credential::Malformed => {
                 return Err(GatewayError::MalformedToken {
-                    challenge: route.challenges.missing.clone(),
+                    challenge: challenges.missing.clone(),
                 })
             }
-            guard::Credential::Bearer(t) => t,
+            guard::Credential::Bearer(t) => (t, false),
+            guard::Credential::Dpop(t) => (t, true),
+        };
+        let bad_proof = |reason| GatewayError::InvalidDpopProof {
+            challenge: challenges.dpop.proof.clone(),
+            reason,
+        };
+        let proof = match dpop {
+            true => Some(
+                guard::check_proof(headers, &target, token, self.verifier.now_unix())
+                    .map_err(bad_proof)?,
+            ),
+            false => None,
         };
         let principal = match self
             .verifier
@@ -295,24 +312,18 @@ impl Gateway {
             Ok(Verdict::Active(p)) => p,
             Ok(Verdict::Inactive) => {
                 return Err(GatewayError::InvalidToken {
-                    challenge: route.challenges.invalid.clone(),
+                    challenge: challenges.invalid_for(dpop),
                 })
             }
             Err(e) => return Err(GatewayError::VerifierUnavailable(e)),
         };
-        // The audience and the scopes are checked on every request, cached verdict or not:
-        // a verdict is cached per token, and one token may be sent to any route.
-        if let Some(audience) = &route.config.audience {
-            if !principal.has_audience(audience) {
-                return Err(GatewayError::WrongAudience {
-                    challenge: route.challenges.invalid.clone(),
-                });
-            }
-        }
-        if !guard::has_all_scopes(&principal.scopes, &route.config.scopes) {
-            return Err(GatewayError::InsufficientScope {
-                challenge: route.challenges.scope.clone(),
-            });
+        // The binding, the audience and the scopes are checked on every request, cached
+        // verdict or not: a verdict is cached per token, and one token may be sent to any
+        // route.
+        guard::admit(route, &principal, proof.as_ref(), dpop)?;
+        if let Some(proof) = proof {
+            let when_down = route.config.when_store_down;
+            guard::spend_proof(&self.verifier, &proof, &challenges.dpop.proof, when_down).await?;
         }
         Ok(principal)
     }

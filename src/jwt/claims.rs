@@ -27,6 +27,15 @@ pub struct AccessClaims<'a> {
     pub jti: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<&'a str>,
+    /// RFC 9449 §6.1 / RFC 7800: the DPoP key the token is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation<'a>>,
+}
+
+/// RFC 7800 `cnf` of a DPoP-bound token: `{"jkt": THUMBPRINT}`.
+#[derive(Debug, Serialize)]
+pub struct Confirmation<'a> {
+    pub jkt: &'a str,
 }
 
 /// What a received token must satisfy besides its signature.
@@ -48,6 +57,8 @@ pub struct Checked {
     pub audiences: Vec<String>,
     pub exp: u64,
     pub iat: Option<u64>,
+    /// `cnf.jkt`: the DPoP key the token is bound to (RFC 9449 §6.1).
+    pub jkt: Option<String>,
 }
 
 /// Why a JWT is not an active token. Every variant means "inactive" (401); the variants
@@ -74,6 +85,8 @@ pub enum Refusal {
     Expired,
     #[error("not valid yet (nbf or iat in the future)")]
     NotYetValid,
+    #[error("cnf binds the token to something other than a DPoP key")]
+    Binding,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +102,16 @@ struct Received {
     scope: Option<String>,
     scp: Option<OneOrMany>,
     username: Option<String>,
+    cnf: Option<ReceivedCnf>,
+}
+
+/// A received `cnf` (RFC 7800): tollgate checks DPoP (`jkt`) proofs only, so a token bound
+/// in any other way (mTLS `x5t#S256`, …) is refused rather than taken as a bearer token.
+#[derive(Deserialize)]
+struct ReceivedCnf {
+    jkt: Option<String>,
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// RFC 7519 allows `aud` as a string or an array; `scp` is seen both ways too.
@@ -160,7 +183,17 @@ impl ClaimRules {
             Some(OneOrMany::Many(list)) => list,
             None => Vec::new(),
         };
+        let jkt = match c.cnf {
+            None => None,
+            Some(cnf)
+                if cnf.other.is_empty() && cnf.jkt.as_deref().is_some_and(|j| !j.is_empty()) =>
+            {
+                cnf.jkt
+            }
+            Some(_) => return Err(Refusal::Binding),
+        };
         Ok(Checked {
+            jkt,
             sub,
             client_id,
             username: c.username,
@@ -232,6 +265,26 @@ mod tests {
             assert_eq!(got.err(), Some(want), "{change}");
         }
         assert!(rules().check(b"[]", NOW).is_err());
+        for cnf in [
+            json!({"x5t#S256": "abc"}),
+            json!({}),
+            json!({"jkt": "a", "kid": "b"}),
+        ] {
+            let got = rules().check(&claims(json!({ "cnf": cnf })), NOW);
+            assert_eq!(got.err(), Some(Refusal::Binding), "{cnf}");
+        }
+    }
+
+    #[test]
+    fn a_dpop_binding_is_read_from_cnf() {
+        let got = rules()
+            .check(&claims(json!({"cnf": {"jkt": "thumb"}})), NOW)
+            .expect("valid");
+        assert_eq!(got.jkt.as_deref(), Some("thumb"));
+        assert_eq!(
+            rules().check(&claims(json!({})), NOW).expect("valid").jkt,
+            None
+        );
     }
 
     #[test]

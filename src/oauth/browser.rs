@@ -220,6 +220,8 @@ impl OAuthServer {
                 grant_expires_at: self.new_grant_end(),
                 audiences: ar.audiences.clone(),
                 grant_audiences: ar.audiences.clone(),
+                // A redirect carries no DPoP proof.
+                jkt: None,
             };
             return match self.issue(issue).await {
                 Ok(t) => {
@@ -260,6 +262,7 @@ impl OAuthServer {
             csrf: None,
             browser: None,
             audiences: ar.audiences.clone(),
+            jkt: None,
         };
         if let Err(e) = self.store.insert(token_hash(&code), record).await {
             return unavailable_page(&e);

@@ -43,12 +43,17 @@ impl OAuthServer {
                             "sub": r.sub,
                             "exp": r.expires_at,
                             "iat": r.issued_at,
-                            "token_type": "Bearer",
+                            "token_type": super::proof::token_type(r.jkt.as_deref()),
                             "iss": self.settings.issuer,
                             "aud": aud,
                         });
                         if let Some(username) = r.username {
                             answer["username"] = json!(username);
+                        }
+                        // RFC 9449 §6.2: a bound token's key, for resource servers to check
+                        // the proofs it comes with.
+                        if let Some(jkt) = r.jkt {
+                            answer["cnf"] = json!({ "jkt": jkt });
                         }
                         answer
                     }

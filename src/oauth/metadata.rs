@@ -36,6 +36,7 @@ impl OAuthServer {
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "code_challenge_methods_supported": ["S256"],
+            "dpop_signing_alg_values_supported": crate::dpop::SIGNING_ALGS,
         });
         if s.token_format.keys().is_some() {
             body["jwks_uri"] = json!(format!("{issuer}{JWKS_PATH}"));

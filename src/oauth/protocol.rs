@@ -23,6 +23,9 @@ pub enum ErrorCode {
     InvalidScope,
     /// RFC 8707 §2: a `resource` this server does not issue tokens for.
     InvalidTarget,
+    /// RFC 9449 §5: the `DPoP` proof of a token request is missing (when the client must
+    /// send one), invalid or replayed.
+    InvalidDpopProof,
     AccessDenied,
     ServerError,
     TemporarilyUnavailable,
@@ -40,6 +43,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
@@ -60,6 +64,7 @@ impl ErrorCode {
             | ErrorCode::UnsupportedTokenType
             | ErrorCode::InvalidScope
             | ErrorCode::InvalidTarget
+            | ErrorCode::InvalidDpopProof
             | ErrorCode::AccessDenied => 400,
         }
     }

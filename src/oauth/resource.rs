@@ -78,6 +78,8 @@ impl Resources {
             "authorization_servers": [self.issuer],
             "scopes_supported": resource.scopes,
             "bearer_methods_supported": ["header"],
+            // RFC 9728 §2: the guard also takes DPoP-bound tokens (RFC 9449).
+            "dpop_signing_alg_values_supported": crate::dpop::SIGNING_ALGS,
             "resource_name": resource.path_prefix,
         }))
     }
@@ -177,6 +179,10 @@ mod tests {
         assert_eq!(doc["scopes_supported"], json!(["email"]));
         assert_eq!(doc["resource_name"], "/api/mail");
         assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+        assert_eq!(
+            doc["dpop_signing_alg_values_supported"],
+            json!(["ES256", "EdDSA", "RS256"])
+        );
         let send = r
             .metadata("/.well-known/oauth-protected-resource/api/send")
             .expect("protected route");

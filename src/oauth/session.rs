@@ -177,6 +177,7 @@ pub async fn create(
         csrf: Some(random_token()),
         browser: Some(browser_binding(browser)),
         audiences: Vec::new(),
+        jkt: None,
     };
     store.insert(token_hash(&id), record).await?;
     Ok(id)

@@ -13,8 +13,9 @@
 use super::protocol::{grant_scopes, pkce_matches, ErrorCode, OAuthError, Params};
 use super::{AuthenticatedClient, OAuthRequest, OAuthServer};
 use crate::body::Body;
-use crate::config::{ClientConfig, GrantType, TokenFormat};
+use crate::config::{ClientConfig, DpopMode, GrantType, TokenFormat};
 use crate::error::json_response;
+use crate::jwt::claims::Confirmation;
 use crate::jwt::{AccessClaims, TYP_AT_JWT};
 use crate::secrets::random_token;
 use crate::store::token_hash;
@@ -43,6 +44,8 @@ pub(super) struct Issue<'a> {
     /// Resources of the grant, which a refresh token carries (a refresh may narrow them
     /// for its access token, never widen them).
     pub grant_audiences: Vec<String>,
+    /// RFC 9449: the DPoP key (thumbprint) the tokens are bound to, from the request's proof.
+    pub jkt: Option<String>,
 }
 
 /// RFC 6749 §5.1 success body.
@@ -68,7 +71,8 @@ impl OAuthServer {
         let via_basic = req.headers.contains_key(http::header::AUTHORIZATION);
         let result = async {
             let (authed, form) = self.client_form(req).await?;
-            self.grant(&authed, &form, &req.peer).await
+            let jkt = self.proof_key(req, authed.client).await?;
+            self.grant(&authed, &form, &req.peer, jkt).await
         }
         .await;
         match result {
@@ -91,6 +95,7 @@ impl OAuthServer {
         authed: &AuthenticatedClient<'_>,
         form: &Params,
         peer: &str,
+        jkt: Option<String>,
     ) -> Result<TokenAnswer, OAuthError> {
         let client = authed.client;
         let grant_type = form.require("grant_type", "grant_type is required")?;
@@ -120,7 +125,7 @@ impl OAuthServer {
         };
         let issue = match grant {
             GrantType::AuthorizationCode => self.exchange_code(client, form).await?,
-            GrantType::RefreshToken => self.refresh(client, form).await?,
+            GrantType::RefreshToken => self.refresh(client, form, jkt.as_deref()).await?,
             GrantType::ClientCredentials => {
                 let audiences = self.resources.audiences(form.resources())?;
                 client_credentials(client, form, self.new_grant_end(), audiences)?
@@ -134,7 +139,7 @@ impl OAuthServer {
             }
         };
         let grant_id = issue.grant_id.clone();
-        let answer = self.issue(issue).await?;
+        let answer = self.issue(Issue { jkt, ..issue }).await?;
         // A replay racing this exchange may have revoked the grant between our `consume`
         // and the insert of the new tokens; if so, revoke again so they die with it. This
         // request was the first use (it alone saw the record active), so it is answered as
@@ -221,6 +226,7 @@ impl OAuthServer {
             grant_expires_at: record.grant_expires_at,
             audiences,
             grant_audiences: record.audiences,
+            jkt: None,
         })
     }
 
@@ -228,6 +234,7 @@ impl OAuthServer {
         &self,
         client: &'c ClientConfig,
         form: &Params,
+        jkt: Option<&str>,
     ) -> Result<Issue<'c>, OAuthError> {
         let token = form.require("refresh_token", "refresh_token is required")?;
         let hash = token_hash(token);
@@ -246,6 +253,15 @@ impl OAuthServer {
         // not have its refresh token's expiry capped by it.
         if !record.is_live(self.now()) || self.now() >= record.grant_expires_at {
             return Err(INVALID_GRANT);
+        }
+        // RFC 9449 §5: a public client's refresh token is bound to the key its grant was
+        // bound to (a confidential client proves itself by its credentials). Checked before
+        // `consume`: a thief with the token but not the key cannot spend it.
+        if client.secret_hash.is_none() && record.jkt.is_some() && record.jkt.as_deref() != jkt {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "this refresh token is bound to a DPoP key; send a proof made with that key",
+            ));
         }
         let scopes = grant_scopes(form.get("scope"), &record.scopes)?;
         let audiences = self.narrowed_audiences(form, &record.audiences)?;
@@ -271,6 +287,7 @@ impl OAuthServer {
             grant_expires_at: record.grant_expires_at,
             audiences,
             grant_audiences: record.audiences,
+            jkt: None,
         })
     }
 
@@ -314,6 +331,7 @@ impl OAuthServer {
             grant_expires_at: self.new_grant_end(),
             grant_audiences: audiences.clone(),
             audiences,
+            jkt: None,
         })
     }
 
@@ -363,6 +381,13 @@ impl OAuthServer {
 
     /// Stores and returns an access token (and a refresh token when asked).
     pub(super) async fn issue(&self, issue: Issue<'_>) -> Result<TokenAnswer, OAuthError> {
+        // RFC 9449: a client with `dpop = "required"` never holds an unbound token.
+        if issue.client.dpop == DpopMode::Required && issue.jkt.is_none() {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "this client must send a DPoP proof with its token requests",
+            ));
+        }
         let now = self.now();
         let ends = issue.grant_expires_at;
         let access_expires_at = (now + self.settings.access_token_ttl.as_secs()).min(ends);
@@ -385,6 +410,7 @@ impl OAuthServer {
             csrf: None,
             browser: None,
             audiences: issue.audiences,
+            jkt: issue.jkt,
         };
         let access_token = self.new_access_token(&base)?;
         let refresh_token = match issue.refresh_scopes {
@@ -405,6 +431,7 @@ impl OAuthServer {
             }
             None => None,
         };
+        let base_jkt = base.jkt.clone();
         self.store
             .insert(token_hash(&access_token), base)
             .await
@@ -425,7 +452,7 @@ impl OAuthServer {
             issue.requested_scope.as_deref().map(normalise_scope_text) != Some(granted.clone());
         Ok(TokenAnswer {
             access_token,
-            token_type: "Bearer",
+            token_type: super::proof::token_type(base_jkt.as_deref()),
             expires_in: access_expires_at.saturating_sub(now),
             refresh_token,
             scope: echo_scope.then_some(granted),
@@ -456,6 +483,7 @@ impl OAuthServer {
             exp: record.expires_at,
             jti: random_token(),
             username: record.username.as_deref(),
+            cnf: record.jkt.as_deref().map(|jkt| Confirmation { jkt }),
         };
         crate::jwt::compact::sign(&keys.current, TYP_AT_JWT, &claims).map_err(|e| {
             tracing::error!(error = %crate::error::error_chain(&e), "cannot sign an access token");
@@ -504,6 +532,7 @@ fn client_credentials<'c>(
         grant_expires_at,
         grant_audiences: audiences.clone(),
         audiences,
+        jkt: None,
     })
 }
 

@@ -52,6 +52,7 @@ pub fn record(kind: RecordKind, grant: &str, expires_at: u64) -> Record {
             "https://api.example/mail".to_string(),
             "reports".to_string(),
         ],
+        jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".to_string()),
     }
 }
 
@@ -201,6 +202,7 @@ pub async fn run_with(store: &dyn TokenStore, expiry: Expiry) {
 
     grant_end_travels_with_every_record(store).await;
     server_keys_are_created_once(store).await;
+    proof_ids_are_spent_once_across_sharers(store).await;
     login_failures_count_in_a_sliding_window(store).await;
 }
 
@@ -267,4 +269,14 @@ async fn server_keys_are_created_once(store: &dyn TokenStore) {
         [1; 32],
         "keys are never swept"
     );
+}
+
+/// `spend_proof_id`: a store shared by instances says "first" once per id; a store one
+/// process owns leaves the answer to the process's own set and always says "first".
+async fn proof_ids_are_spent_once_across_sharers(store: &dyn TokenStore) {
+    let id = [7; 32];
+    assert!(store.spend_proof_id(id, 60).await.expect("spends"));
+    let again = store.spend_proof_id(id, 60).await.expect("spends");
+    assert_eq!(again, !store.shares_proof_ids());
+    assert!(store.spend_proof_id([8; 32], 60).await.expect("spends"));
 }

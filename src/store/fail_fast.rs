@@ -118,6 +118,14 @@ impl<S: TokenStore> TokenStore for FailFast<S> {
     ) -> BoxFuture<'a, StoreResult<[u8; 32]>> {
         Box::pin(self.guard(self.inner.server_key(name, candidate)))
     }
+
+    fn spend_proof_id(&self, key: [u8; 32], ttl_secs: u64) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(self.guard(self.inner.spend_proof_id(key, ttl_secs)))
+    }
+
+    fn shares_proof_ids(&self) -> bool {
+        self.inner.shares_proof_ids()
+    }
 }
 
 impl<S: TokenStore> RevocationFeed for FailFast<S> {

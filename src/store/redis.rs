@@ -14,6 +14,7 @@
 //! | `P:f:KEY` | sorted set | login failures of `KEY`, scored by time (kept a day) |
 //! | `P:b:KEY` | string | the end of `KEY`'s ban (expires with it) |
 //! | `P:k:NAME` | string | a server key (no TTL: never swept) |
+//! | `P:d:KEY` | string | a spent DPoP proof id (`dpop::replay`), until its proof is stale |
 //! | `P:revocations` | stream | the revocation stream (see [`stream`]) |
 //!
 //! One grant's keys share the hash tag `{GRANT}`, so they live in one Cluster slot and the
@@ -113,6 +114,14 @@ impl Keys {
 
     fn server_key(&self, name: &str) -> String {
         format!("{}k:{name}", self.prefix)
+    }
+
+    fn proof_id(&self, key: &[u8; 32]) -> String {
+        let mut name = format!("{}d:", self.prefix);
+        for b in key {
+            let _ = write!(name, "{b:02x}");
+        }
+        name
     }
 }
 
@@ -381,6 +390,25 @@ impl TokenStore for RedisStore {
             <[u8; 32]>::try_from(stored.as_slice())
                 .map_err(|_| StoreError::Corrupt(format!("server key {name:?} is not 32 bytes")))
         })
+    }
+
+    fn spend_proof_id(&self, key: [u8; 32], ttl_secs: u64) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async move {
+            // `SET NX` answers OK to the first writer and nil to everyone after it.
+            let set: Option<String> = redis::cmd("SET")
+                .arg(self.keys.proof_id(&key))
+                .arg(1)
+                .arg("NX")
+                .arg("EX")
+                .arg(ttl_secs.max(1))
+                .query_async(&mut self.conn())
+                .await?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn shares_proof_ids(&self) -> bool {
+        true
     }
 }
 

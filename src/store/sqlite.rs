@@ -75,11 +75,17 @@ CREATE TABLE server_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWI
     r#"
 ALTER TABLE records ADD COLUMN audiences TEXT NOT NULL DEFAULT '';
 "#,
+    // RFC 9449: the DPoP key thumbprint a code's or token's grant is bound to, and the ids of
+    // spent DPoP proofs (shared by the processes on this file), each until its proof is stale.
+    r#"
+ALTER TABLE records ADD COLUMN jkt TEXT;
+CREATE TABLE proof_ids (key BLOB PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
+"#,
 ];
 
 const COLUMNS: &str =
     "kind, state, grant_id, client_id, sub, username, scope, issued_at, expires_at, \
-     redirect_uri, code_challenge, name, email, csrf, grant_expires_at, browser, audiences";
+     redirect_uri, code_challenge, name, email, csrf, grant_expires_at, browser, audiences, jkt";
 
 /// A SQLite-backed [`TokenStore`].
 pub struct SqliteStore {
@@ -292,6 +298,7 @@ fn read(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<Record>> {
                         .filter(|s| !s.is_empty())
                         .map(str::to_string)
                         .collect(),
+                    jkt: r.get(17)?,
                 };
                 Ok((kind, state, record))
             },
@@ -319,7 +326,7 @@ impl TokenStore for SqliteStore {
     fn insert(&self, hash: TokenHash, r: Record) -> BoxFuture<'_, StoreResult<()>> {
         self.with(move |conn| {
             conn.execute(
-                &format!("INSERT OR REPLACE INTO records (hash, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+                &format!("INSERT OR REPLACE INTO records (hash, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
                 params![
                     &hash[..],
                     kind_str(r.kind),
@@ -339,6 +346,7 @@ impl TokenStore for SqliteStore {
                     r.grant_expires_at as i64,
                     r.browser,
                     r.audiences.join(" "),
+                    r.jkt,
                 ],
             )?;
             Ok(())
@@ -433,6 +441,10 @@ impl TokenStore for SqliteStore {
                 "DELETE FROM login_bans WHERE until <= ?1",
                 params![now as i64],
             )?;
+            conn.execute(
+                "DELETE FROM proof_ids WHERE until <= ?1",
+                params![now as i64],
+            )?;
             Ok(n as u64)
         })
     }
@@ -514,6 +526,29 @@ impl TokenStore for SqliteStore {
             <[u8; 32]>::try_from(stored.as_slice())
                 .map_err(|_| StoreError::Corrupt(format!("server key {name:?} is not 32 bytes")))
         })
+    }
+
+    fn spend_proof_id(&self, key: [u8; 32], ttl_secs: u64) -> BoxFuture<'_, StoreResult<bool>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.with(move |conn| {
+            // One statement, so atomic across processes: a new id is inserted, an id whose
+            // time is over (its proof went stale) may be spent again, a live one changes
+            // nothing.
+            let changed = conn.execute(
+                "INSERT INTO proof_ids (key, until) VALUES (?1, ?2) \
+                 ON CONFLICT(key) DO UPDATE SET until = excluded.until \
+                 WHERE proof_ids.until <= ?3",
+                params![&key[..], now.saturating_add(ttl_secs) as i64, now as i64],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn shares_proof_ids(&self) -> bool {
+        // Several processes on one host may share the file (see the module comment).
+        true
     }
 }
 

@@ -42,6 +42,10 @@ pub struct VerifyCache {
     introspection: Histogram,
     ttl: Duration,
     staleness: Option<Staleness>,
+    /// Spent DPoP proof ids, which the guard checks after a proof passed everything else.
+    proof_ids: Arc<crate::dpop::ProofIds>,
+    /// The clock proofs' `iat` is checked against.
+    clock: Arc<dyn Clock>,
 }
 
 /// How answers from the local verifier age (see the module comment). The remote verifier
@@ -174,7 +178,7 @@ impl VerifyCache {
         let expiry = VerdictExpiry {
             ttl: cfg.cache_ttl.saturating_add(grace),
             negative_ttl: cfg.negative_cache_ttl,
-            clock,
+            clock: clock.clone(),
         };
         let cache = Cache::builder()
             .max_capacity(cfg.cache_capacity)
@@ -188,7 +192,26 @@ impl VerifyCache {
             introspection,
             ttl: cfg.cache_ttl,
             staleness,
+            proof_ids: Arc::default(),
+            clock,
         }
+    }
+
+    /// The same cache spending DPoP proof ids from `ids` (the process's one set) instead of
+    /// a set of its own.
+    pub fn with_proof_ids(mut self, ids: Arc<crate::dpop::ProofIds>) -> Self {
+        self.proof_ids = ids;
+        self
+    }
+
+    /// Where the guard spends the ids of DPoP proofs.
+    pub fn proof_ids(&self) -> &crate::dpop::ProofIds {
+        &self.proof_ids
+    }
+
+    /// Unix seconds by the verifier's clock, for DPoP proofs' `iat`.
+    pub fn now_unix(&self) -> u64 {
+        self.clock.now_unix()
     }
 
     /// The verdict for `token`, from the cache when it is there and current. `when_down`

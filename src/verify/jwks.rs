@@ -165,7 +165,9 @@ impl JwksVerifier {
             Some(checked.exp),
         );
         Ok(match principal {
-            Some(p) => Verdict::Active(Arc::new(p.with_audiences(checked.audiences))),
+            Some(p) => Verdict::Active(Arc::new(
+                p.with_audiences(checked.audiences).with_jkt(checked.jkt),
+            )),
             None => Verdict::Inactive,
         })
     }

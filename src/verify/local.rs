@@ -55,6 +55,7 @@ impl LocalVerifier {
         Ok(
             match Principal::new(r.sub, r.client_id, r.username, r.scopes, Some(r.expires_at)) {
                 Some(p) => {
+                    let p = p.with_jkt(r.jkt);
                     let audiences = if r.audiences.is_empty() {
                         vec![self.issuer.clone()]
                     } else {

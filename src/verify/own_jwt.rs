@@ -165,7 +165,7 @@ pub fn principal(checked: Checked) -> Option<Principal> {
         checked.scopes,
         Some(checked.exp),
     )
-    .map(|p| p.with_audiences(checked.audiences))
+    .map(|p| p.with_audiences(checked.audiences).with_jkt(checked.jkt))
 }
 
 // === impl DenySet ===

@@ -7,7 +7,8 @@
 //!
 //! `active: true` alone is not enough, since the endpoint speaks for every token its server
 //! issued (§4): the answer must also describe an access token usable as a Bearer token
-//! (`token_type`, no `cnf` key binding), be within its validity window (`exp`, `nbf`), and
+//! (`token_type` Bearer, or DPoP with a `cnf.jkt` binding that the guard then checks
+//! proofs against; any other `cnf` binding is refused), be within its validity window (`exp`, `nbf`), and
 //! come from the configured issuer (`iss`) when `[verify] issuer` is set. The token's `aud`
 //! travels in the [`Principal`]; routes check it per request (`gateway.rs`).
 
@@ -15,7 +16,6 @@ use super::{Principal, TokenVerifier, Verdict, VerifyError};
 use crate::clock::Clock;
 use crate::config::RemoteVerifyConfig;
 use futures_util::future::BoxFuture;
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ struct IntrospectionAnswer {
     aud: Option<Audience>,
     token_type: Option<String>,
     /// RFC 7800 confirmation: present only for a sender-constrained token.
-    cnf: Option<IgnoredAny>,
+    cnf: Option<serde_json::Value>,
 }
 
 /// RFC 7519 §4.1.3: `aud` is one string or an array of strings.
@@ -148,14 +148,42 @@ pub fn verdict_from_answer(
     })
 }
 
-/// RFC 7662 §2.2 `token_type`, with RFC 6749 §7.1 and RFC 8693 §3 names: only an access
-/// token presented as a Bearer token may pass a Bearer guard. `DPoP` is refused too: RFC 9449
-/// §7.1 forbids accepting a DPoP-bound token as a Bearer token, and this guard checks no
-/// proofs (yet).
-fn is_bearer_access_token(token_type: &str) -> bool {
+/// RFC 7662 §2.2 `token_type`, with RFC 6749 §7.1 and RFC 8693 §3 names: an access token
+/// presented as a Bearer token, or a DPoP-bound one (RFC 9449 §6.2), which the guard then
+/// accepts only with a proof by the bound key.
+fn is_access_token(token_type: &str) -> bool {
     token_type.eq_ignore_ascii_case("bearer")
+        || is_dpop(token_type)
         || token_type == "access_token"
         || token_type == "urn:ietf:params:oauth:token-type:access_token"
+}
+
+fn is_dpop(token_type: &str) -> bool {
+    token_type.eq_ignore_ascii_case("dpop")
+}
+
+/// The DPoP key thumbprint of a `cnf` (RFC 9449 §6.2): `Ok(None)` without one; refused
+/// when it binds the token to anything else (mTLS `x5t#S256`, …), whose proof this guard
+/// cannot check, or when `token_type` says DPoP and there is no `jkt`.
+fn dpop_binding(
+    cnf: Option<&serde_json::Value>,
+    token_type: Option<&str>,
+) -> Result<Option<String>, Refusal> {
+    let jkt = match cnf {
+        None => None,
+        Some(cnf) => {
+            let object = cnf.as_object().ok_or(Refusal::SenderConstrained)?;
+            let jkt = object.get("jkt").and_then(|j| j.as_str());
+            match jkt {
+                Some(j) if object.len() == 1 && !j.is_empty() => Some(j.to_string()),
+                _ => return Err(Refusal::SenderConstrained),
+            }
+        }
+    };
+    if jkt.is_none() && token_type.is_some_and(is_dpop) {
+        return Err(Refusal::SenderConstrained);
+    }
+    Ok(jkt)
 }
 
 impl IntrospectionAnswer {
@@ -178,15 +206,13 @@ impl IntrospectionAnswer {
         if self
             .token_type
             .as_deref()
-            .is_some_and(|t| !is_bearer_access_token(t))
+            .is_some_and(|t| !is_access_token(t))
         {
             return Err(Refusal::NotAnAccessToken);
         }
-        // A key-bound token (DPoP `jkt`, mTLS `x5t#S256`) is only as good as the proof of
-        // possession this guard does not check; taken as a plain Bearer token it loses it.
-        if self.cnf.is_some() {
-            return Err(Refusal::SenderConstrained);
-        }
+        // A key-bound token is only as good as the proof of possession checked with it: the
+        // guard checks DPoP proofs against `jkt`; other bindings it cannot check are refused.
+        let jkt = dpop_binding(self.cnf.as_ref(), self.token_type.as_deref())?;
         if let Some(want) = issuer {
             if self.iss.as_deref() != Some(want) {
                 return Err(Refusal::WrongIssuer);
@@ -212,7 +238,7 @@ impl IntrospectionAnswer {
         };
         // An identity we cannot forward faithfully is not one we let through.
         Principal::new(sub, client_id, self.username, scopes, self.exp)
-            .map(|p| p.with_audiences(audiences))
+            .map(|p| p.with_audiences(audiences).with_jkt(jkt))
             .ok_or(Refusal::UnforwardableIdentity)
     }
 }

@@ -9,6 +9,7 @@ mod audit;
 mod browser;
 mod cli;
 mod deploy;
+mod dpop;
 mod fast_lane;
 mod faults;
 mod faults_backends;

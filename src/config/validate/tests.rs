@@ -284,6 +284,37 @@ redirect_uris = ["https://app.example/cb#frag"]
 }
 
 #[test]
+fn client_dpop_takes_optional_or_required() {
+    let client = |dpop: &str, grants: &str| {
+        format!(
+            "[oauth.scopes]\nemail = \"e\"\n[[clients]]\nid = \"app\"\nredirect_uris = [\"https://app.example/cb\"]\ngrant_types = [{grants}]\n{dpop}\n"
+        )
+    };
+    let any_problems = |text: &str| -> Vec<String> {
+        match parse_str(text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.to_string().lines().map(str::to_string).collect(),
+        }
+    };
+    for dpop in ["", "dpop = \"optional\"", "dpop = \"required\""] {
+        let p = any_problems(&client(dpop, "\"authorization_code\""));
+        assert!(!p.iter().any(|l| l.contains(".dpop")), "{dpop}: {p:?}");
+    }
+    let p = problems(&client("dpop = \"always\"", "\"authorization_code\""));
+    assert!(
+        p.iter().any(|l| l
+            .contains("[[clients]] \"app\".dpop: \"always\" is not \"optional\" or \"required\"")),
+        "{p:?}"
+    );
+    let p = problems(&client("dpop = \"required\"", "\"implicit\""));
+    assert!(
+        p.iter()
+            .any(|l| l.contains(".dpop: \"required\" leaves the implicit")),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn durations_accept_the_documented_forms() {
     for (text, secs) in [("30s", 30), ("5m", 300), ("1h", 3600), ("30d", 2_592_000)] {
         assert_eq!(

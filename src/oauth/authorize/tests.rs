@@ -15,6 +15,7 @@ fn clients() -> Vec<ClientConfig> {
             ],
             scopes: vec!["email".into(), "email.send".into()],
             introspect: false,
+            dpop: crate::config::DpopMode::Optional,
         },
         ClientConfig {
             id: "spa".into(),
@@ -27,6 +28,7 @@ fn clients() -> Vec<ClientConfig> {
             grant_types: vec![GrantType::AuthorizationCode],
             scopes: vec!["email".into()],
             introspect: false,
+            dpop: crate::config::DpopMode::Optional,
         },
     ]
 }

@@ -62,7 +62,8 @@ fn only_access_tokens_usable_as_bearer_tokens_pass() {
             r#""urn:ietf:params:oauth:token-type:id_token""#,
             Some(Refusal::NotAnAccessToken),
         ),
-        (r#""DPoP""#, Some(Refusal::NotAnAccessToken)),
+        // DPoP without `cnf.jkt`: there is no key to check proofs against.
+        (r#""DPoP""#, Some(Refusal::SenderConstrained)),
         (r#""mac""#, Some(Refusal::NotAnAccessToken)),
         (r#""N_A""#, Some(Refusal::NotAnAccessToken)),
         (r#""""#, Some(Refusal::NotAnAccessToken)),
@@ -155,7 +156,15 @@ fn refused_answers_are_inactive() {
             Refusal::NotActive,
         ),
         (
-            r#"{"active":true,"sub":"a","cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}"#,
+            r#"{"active":true,"sub":"a","token_type":"DPoP","cnf":{"jkt":""}}"#,
+            Refusal::SenderConstrained,
+        ),
+        (
+            r#"{"active":true,"sub":"a","token_type":"DPoP","cnf":"jkt"}"#,
+            Refusal::SenderConstrained,
+        ),
+        (
+            r#"{"active":true,"sub":"a","cnf":{"jkt":"x","x5t#S256":"y"}}"#,
             Refusal::SenderConstrained,
         ),
         (
@@ -196,4 +205,18 @@ fn answers_of_the_wrong_shape_are_unreadable_not_inactive() {
             "{json} should not parse"
         );
     }
+}
+
+#[test]
+fn dpop_bound_answers_carry_their_key_thumbprint() {
+    let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+    for token_type in [r#","token_type":"DPoP""#, r#","token_type":"dpop""#, ""] {
+        let json = format!(
+            r#"{{"active":true,"sub":"a","client_id":"c"{token_type},"cnf":{{"jkt":"{jkt}"}}}}"#
+        );
+        let p = verdict(&json, None).unwrap_or_else(|r| panic!("{json}: {r:?}"));
+        assert_eq!(p.jkt.as_deref(), Some(jkt), "{json}");
+    }
+    let p = verdict(r#"{"active":true,"sub":"a","token_type":"Bearer"}"#, None).expect("active");
+    assert_eq!(p.jkt, None);
 }
