@@ -554,6 +554,10 @@ impl OnTerminal {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The prompt is printed just before echo is switched off, and nothing outside the
+        // terminal can see when that happened: type a moment later, as a person would
+        // (typing at once sometimes beat it, and the pty echoed the password).
+        std::thread::sleep(Duration::from_millis(300));
         let stdin = self.child.stdin.as_mut().expect("piped stdin");
         stdin
             .write_all(format!("{line}\r").as_bytes())
