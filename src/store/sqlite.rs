@@ -6,7 +6,8 @@
 //! [`batch`]); one connection behind a mutex keeps `consume` atomic within this process, and
 //! its transaction takes the write lock at `BEGIN` (see [`write_tx`]) so it stays atomic
 //! across processes.
-//! Plain lookups (`get`, the guard's path) use a second, read-only connection: in WAL mode
+//! Plain lookups (`get`, the guard's path) use a second, read-only connection on a thread
+//! of its own (see [`lookups`]): in WAL mode
 //! they read the last commit even while a write waits for a lock, so the guard keeps
 //! verifying while the file is locked by another process or cannot be written.
 //!
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 mod batch;
+mod lookups;
 mod revocations;
 use revocations::Poller;
 
@@ -35,11 +37,12 @@ use revocations::Poller;
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Page cache of each connection, in KiB as SQLite takes a negative `cache_size` (the
-/// default is 2 MiB).
+/// default is 2 MiB): grows to this only as the file's pages are used.
 const PAGE_CACHE_KIB: i64 = -16 * 1024;
 
 /// WAL pages after which a commit copies the WAL back into the file (the default is 1000,
-/// ~4 MiB); see `open`.
+/// ~4 MiB; this is ~16 MiB); see `open`. The copy runs in the writer thread, so the batch
+/// behind it waits: this is what sets the token endpoint's p99.
 const WAL_CHECKPOINT_PAGES: i64 = 4000;
 
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
@@ -95,8 +98,8 @@ const COLUMNS: &str =
 pub struct SqliteStore {
     /// Every write, and the reads that must be atomic with one.
     conn: Arc<Mutex<Connection>>,
-    /// `query_only` connection for plain lookups.
-    reader: Arc<Mutex<Connection>>,
+    /// The `query_only` connection for plain lookups, on a thread of its own.
+    lookups: lookups::Lookups,
     /// This process's subscribers; the revocations poller holds it weakly and stops with it.
     feed: Arc<LocalFeed>,
     /// This instance's name in the revocations table.
@@ -137,7 +140,7 @@ impl SqliteStore {
         let store = Self {
             writer: batch::Writer::start(conn.clone())?,
             conn,
-            reader: Arc::new(Mutex::new(reader)),
+            lookups: lookups::Lookups::start(reader)?,
             feed: Arc::new(LocalFeed::default()),
             origin: revocations::new_origin(),
         };
@@ -380,7 +383,7 @@ impl TokenStore for SqliteStore {
     }
 
     fn get(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
-        on_blocking_pool(self.reader.clone(), move |conn| read(conn, &hash))
+        self.lookups.get(hash)
     }
 
     fn consume(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {

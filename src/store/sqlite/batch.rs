@@ -59,7 +59,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("tollgate-sqlite-writer".into())
             .spawn(move || run(&conn, &queue))
-            .map_err(StoreError::WriterStart)?;
+            .map_err(StoreError::ThreadStart)?;
         Ok(Self {
             jobs: Some(jobs),
             thread: Some(thread),
@@ -76,9 +76,9 @@ impl Writer {
                 deadline: Instant::now() + LOCK_WAIT,
                 done,
             };
-            let queue = self.jobs.as_ref().ok_or(StoreError::WriterStopped)?;
-            queue.send(job).map_err(|_| StoreError::WriterStopped)?;
-            answer.await.map_err(|_| StoreError::WriterStopped)?
+            let queue = self.jobs.as_ref().ok_or(StoreError::ThreadStopped)?;
+            queue.send(job).map_err(|_| StoreError::ThreadStopped)?;
+            answer.await.map_err(|_| StoreError::ThreadStopped)?
         })
     }
 }
