@@ -9,7 +9,9 @@
 //! ratios to the direct row. See `benches/README.md` for the method and its caveats.
 //!
 //! `cargo bench --bench load`; knobs: `LOAD_SECONDS` (5), `LOAD_WARMUP` (1),
-//! `LOAD_CONNS` (32), `LOAD_ROUNDS` (2), `LOAD_MAX_REQUESTS` (5000000 per row).
+//! `LOAD_CONNS` (32), `LOAD_ROUNDS` (2), `LOAD_MAX_REQUESTS` (5000000 per row),
+//! `LOAD_STORE` (`memory`, or `sqlite` for a SQLite file in a temporary directory),
+//! `LOAD_ROWS` (comma-separated row names to run; all when unset).
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -38,6 +40,10 @@ struct Knobs {
     conns: usize,
     rounds: usize,
     max_requests: u64,
+    /// `true`: the gateway's store is a SQLite file in the run's temporary directory.
+    sqlite: bool,
+    /// Rows to run by name; empty runs them all.
+    rows: Vec<String>,
 }
 
 /// One load target: where to connect and what to send.
@@ -74,7 +80,12 @@ async fn run(knobs: Knobs) {
     let upstream = spawn_upstream().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, gateway_config(upstream)).expect("write config");
+    let store = if knobs.sqlite {
+        format!("sqlite:{}", dir.path().join("tokens.db").display())
+    } else {
+        "memory".to_string()
+    };
+    std::fs::write(&path, gateway_config(upstream, &store)).expect("write config");
     let config = Config::load(&path).unwrap_or_else(|e| panic!("bench config invalid:\n{e}"));
     let running = App::start(config).await.expect("tollgate starts");
     let token = fetch_token(running.public_addr).await;
@@ -125,8 +136,13 @@ async fn run(knobs: Knobs) {
             expect: "\"active\":true",
         },
     ];
+    let targets: Vec<Target> = targets
+        .into_iter()
+        .filter(|t| knobs.rows.is_empty() || knobs.rows.iter().any(|r| r == t.name))
+        .collect();
+    assert!(!targets.is_empty(), "LOAD_ROWS names no row");
     println!(
-        "load: {} connections, {:?} warm-up + {:?} per row, {} round(s), cap {} requests per row",
+        "load: store {store}, {} connections, {:?} warm-up + {:?} per row, {} round(s), cap {} requests per row",
         knobs.conns, knobs.warmup, knobs.seconds, knobs.rounds, knobs.max_requests
     );
     println!("(client, gateway and upstream share this machine's CPUs: compare rows, not runs)");
@@ -170,6 +186,8 @@ impl Knobs {
                 conns: 4,
                 rounds: 1,
                 max_requests: 20_000,
+                sqlite: false,
+                rows: Vec::new(),
             };
         }
         Self {
@@ -179,6 +197,19 @@ impl Knobs {
             conns: env_num("LOAD_CONNS", 32.0).max(1.0) as usize,
             rounds: env_num("LOAD_ROUNDS", 2.0).max(1.0) as usize,
             max_requests: env_num("LOAD_MAX_REQUESTS", 5_000_000.0).max(1.0) as u64,
+            sqlite: match std::env::var("LOAD_STORE").as_deref() {
+                Err(_) | Ok("memory") => false,
+                Ok("sqlite") => true,
+                Ok(other) => panic!("LOAD_STORE={other:?}: memory or sqlite"),
+            },
+            rows: std::env::var("LOAD_ROWS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|r| r.trim().to_string())
+                        .filter(|r| !r.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -224,7 +255,7 @@ async fn spawn_upstream() -> SocketAddr {
     addr
 }
 
-fn gateway_config(upstream: SocketAddr) -> String {
+fn gateway_config(upstream: SocketAddr, store: &str) -> String {
     format!(
         r#"[server]
 listen = "127.0.0.1:0"
@@ -234,7 +265,7 @@ internal_listen = "127.0.0.1:0"
 access = "off"
 
 [oauth]
-store = "memory"
+store = "{store}"
 
 [oauth.scopes]
 bench = "Benchmark"

@@ -129,6 +129,10 @@ pub enum StoreError {
     Redis(#[from] ::redis::RedisError),
     #[error("the token store could not be reached moments ago; trying again in {hold:?}")]
     Unavailable { hold: std::time::Duration },
+    #[error("cannot start a SQLite store thread: {0}")]
+    ThreadStart(std::io::Error),
+    #[error("a SQLite store thread has stopped")]
+    ThreadStopped,
 }
 
 // === impl StoreError ===

@@ -324,3 +324,128 @@ async fn processes_opening_one_new_file_at_once_migrate_it_once() {
         }
     }
 }
+
+// === group commit (batch.rs) ===
+
+/// `n` access records `prefix0..`, with the client id `bad` for the indexes in `bad`.
+fn numbered(prefix: &str, n: usize, bad: &[usize]) -> Vec<(String, Record)> {
+    (0..n)
+        .map(|i| {
+            let mut rec = conformance::record(RecordKind::Access, "g", 9_999_999_999);
+            if bad.contains(&i) {
+                rec.client_id = "bad".to_string();
+            }
+            (format!("{prefix}{i}"), rec)
+        })
+        .collect()
+}
+
+/// Inserts them all at once (every future polled before any resolves, so they queue
+/// together) and returns each one's result in order.
+async fn insert_all(store: &SqliteStore, records: &[(String, Record)]) -> Vec<StoreResult<()>> {
+    futures_util::future::join_all(
+        records
+            .iter()
+            .map(|(token, rec)| store.insert(token_hash(token), rec.clone())),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn concurrent_inserts_are_all_readable_once_each_resolves() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).expect("opens");
+    let records = numbered("t", 600, &[]);
+    let results = insert_all(&store, &records).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // Through the store's reader and through another connection: committed, not just queued.
+    let other = Connection::open(&path).expect("opens");
+    for (token, rec) in &records {
+        assert_eq!(
+            store.get(token_hash(token)).await.expect("get").as_ref(),
+            Some(rec)
+        );
+        assert_eq!(
+            read(&other, &token_hash(token)).expect("read").as_ref(),
+            Some(rec)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failing_insert_fails_only_its_own_caller() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("t.db")).expect("opens");
+    // A real constraint the statement trips over: SQLite refuses records of client `bad`.
+    store
+        .conn
+        .lock()
+        .expect("not poisoned")
+        .execute_batch(
+            "CREATE TRIGGER refuse_bad BEFORE INSERT ON records WHEN NEW.client_id = 'bad' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .expect("trigger");
+    let bad = [3, 150, 299];
+    let records = numbered("t", 300, &bad);
+    let results = insert_all(&store, &records).await;
+    for (i, ((token, rec), result)) in records.iter().zip(&results).enumerate() {
+        let stored = store.get(token_hash(token)).await.expect("get");
+        if bad.contains(&i) {
+            assert!(
+                matches!(result, Err(StoreError::Sqlite(_))),
+                "{i}: {result:?}"
+            );
+            assert_eq!(stored, None, "{i} was refused");
+        } else {
+            assert!(result.is_ok(), "{i}: {result:?}");
+            assert_eq!(stored.as_ref(), Some(rec), "{i}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_store_commits_what_is_queued() {
+    use futures_util::FutureExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let records = numbered("t", 400, &[]);
+    {
+        let store = SqliteStore::open(&path).expect("opens");
+        for (token, rec) in &records {
+            // One poll queues the insert; nobody waits for the answer.
+            let _ = store.insert(token_hash(token), rec.clone()).now_or_never();
+        }
+    }
+    let store = SqliteStore::open(&path).expect("reopens");
+    for (token, rec) in &records {
+        assert_eq!(
+            store.get(token_hash(token)).await.expect("get").as_ref(),
+            Some(rec),
+            "{token}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_stores_on_one_file_batch_inserts_side_by_side() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let a = SqliteStore::open(&path).expect("opens");
+    let b = SqliteStore::open(&path).expect("opens");
+    let at_a = numbered("a", 300, &[]);
+    let at_b = numbered("b", 300, &[]);
+    let (ra, rb) = tokio::join!(insert_all(&a, &at_a), insert_all(&b, &at_b));
+    assert!(ra.iter().chain(&rb).all(Result::is_ok), "{ra:?} {rb:?}");
+    for (token, rec) in at_a.iter().chain(&at_b) {
+        assert_eq!(
+            a.get(token_hash(token)).await.expect("get").as_ref(),
+            Some(rec)
+        );
+        assert_eq!(
+            b.get(token_hash(token)).await.expect("get").as_ref(),
+            Some(rec)
+        );
+    }
+}
