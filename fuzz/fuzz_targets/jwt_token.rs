@@ -22,8 +22,11 @@ fuzz_target!(|data: &[u8]| {
     // The payload alone, as if its signature had checked.
     if let Ok(checked) = rules.check(data, NOW) {
         assert!(checked.exp > NOW, "expired claims accepted");
-        let json: serde_json::Value = serde_json::from_slice(data).expect("claims were JSON");
-        assert_eq!(json.get("iss").and_then(|i| i.as_str()), Some(ISSUER));
+        // A claim we ignore may hold a number no `Value` can (`1e999`): serde skips it in
+        // the claims struct, so only a payload that parses as a `Value` is compared.
+        if let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) {
+            assert_eq!(json.get("iss").and_then(|i| i.as_str()), Some(ISSUER));
+        }
     }
     let Ok((jws, alg)) = claims::open(token) else {
         return;

@@ -162,7 +162,9 @@ impl ClaimRules {
             return Err(Refusal::Issuer);
         }
         let exp = c.exp.ok_or(Refusal::Missing("exp"))?;
-        if exp <= now as f64 {
+        // `now` is whole seconds (the real time is anywhere in [now, now + 1)), so a
+        // fractional `exp` counts from its whole second: `exp = now + 0.5` may be past.
+        if exp.floor() <= now as f64 {
             return Err(Refusal::Expired);
         }
         let latest = (now + self.leeway) as f64;
@@ -254,6 +256,8 @@ mod tests {
             (json!({"exp": null}), Refusal::Missing("exp")),
             (json!({"exp": NOW}), Refusal::Expired),
             (json!({"exp": NOW - 1}), Refusal::Expired),
+            // Found by the fuzzer: within the current second the token may already be past.
+            (json!({"exp": NOW as f64 + 0.5}), Refusal::Expired),
             (json!({"nbf": NOW + 31}), Refusal::NotYetValid),
             (json!({"iat": NOW + 31}), Refusal::NotYetValid),
             (json!({"sub": null}), Refusal::Missing("sub")),
