@@ -284,6 +284,52 @@ fn bench_fast_lane_wire(c: &mut Criterion) {
     });
 }
 
+/// The access log's two halves: what a request does (build its entry) and what the writer
+/// thread does (format it as a JSON line). Both count in the process's CPU per request.
+fn bench_access_log(c: &mut Criterion) {
+    use tollgate::access_log::{format, Entry, Notes};
+    let mut headers = request_headers();
+    headers.insert(
+        header::USER_AGENT,
+        HeaderValue::from_static("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101"),
+    );
+    let request_id = gw_headers::new_request_id();
+    let peer: std::net::IpAddr = [192, 0, 2, 7].into();
+    let started = std::time::Instant::now();
+    // What the phases hand over: shared, so a request clones them.
+    let (route, upstream): (Arc<str>, Arc<str>) =
+        (Arc::from("mail"), Arc::from("http://127.0.0.1:3000/"));
+    let principal = Arc::new(principal());
+    let build = || {
+        let mut entry = Entry::begin(
+            &http::Method::GET,
+            http::Version::HTTP_11,
+            PATH,
+            &headers,
+            peer,
+            &request_id,
+        );
+        entry.note(Notes {
+            route: Some(route.clone()),
+            principal: Some(principal.clone()),
+            upstream: Some(upstream.clone()),
+            upstream_time: Some(Duration::from_micros(1_234)),
+        });
+        entry.finish(http::StatusCode::OK, 11, started);
+        entry
+    };
+    c.bench_function("access_log/entry", |b| b.iter(|| black_box(build())));
+    let entry = build();
+    let mut line = String::with_capacity(512);
+    c.bench_function("access_log/json_line", |b| {
+        b.iter(|| {
+            line.clear();
+            format::json(black_box(&entry), &mut line);
+            black_box(&line);
+        })
+    });
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -295,6 +341,6 @@ criterion_group! {
     name = benches;
     config = config();
     targets = bench_route, bench_verify_cache_hit, bench_headers, bench_together,
-        bench_fast_lane_wire
+        bench_fast_lane_wire, bench_access_log
 }
 criterion_main!(benches);

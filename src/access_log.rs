@@ -23,6 +23,7 @@ mod writer;
 
 use crate::config::{AccessTarget, LogConfig};
 use crate::verify::Principal;
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, USER_AGENT};
 use http::{Method, StatusCode, Version};
 use prometheus::IntCounter;
@@ -55,7 +56,9 @@ pub struct Entry {
     /// The client ([`crate::client_addr`]): the peer, or the trusted proxy's client.
     pub client_addr: IpAddr,
     pub request_id: HeaderValue,
-    pub user_agent: Option<HeaderValue>,
+    /// A copy of the `User-Agent` value (at most [`MAX_USER_AGENT`] bytes, as sent: the
+    /// formatter checks and escapes it on the writer thread).
+    pub user_agent: Option<Bytes>,
     /// The route's name, or `_oauth`, `_none`.
     pub route: Option<Arc<str>>,
     /// The verified token's identity on a guarded route.
@@ -110,8 +113,7 @@ impl Entry {
         let user_agent = headers.get(USER_AGENT).map(|ua| {
             let bytes = ua.as_bytes();
             // A copy: the request's own buffer is not kept alive by the log.
-            HeaderValue::from_bytes(&bytes[..bytes.len().min(MAX_USER_AGENT)])
-                .unwrap_or(HeaderValue::from_static("-"))
+            Bytes::copy_from_slice(&bytes[..bytes.len().min(MAX_USER_AGENT)])
         });
         Entry {
             time: SystemTime::now(),
