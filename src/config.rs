@@ -6,6 +6,7 @@
 //! key path and, where the key is written in the file, its line and column, e.g.
 //! ``gateway.toml:12:1: [[routes]] "mail".upstream: not an http(s) URL``.
 
+mod checker;
 mod entries;
 mod locate;
 pub mod raw;
@@ -20,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::client_addr::TrustedProxies;
+pub use checker::{is_scope_token, parse_duration, parse_size};
 pub use entries::redact_userinfo;
-pub use validate::{is_scope_token, parse_duration, parse_size};
 
 /// The whole gateway configuration, validated.
 pub struct Config {
