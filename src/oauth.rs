@@ -3,15 +3,15 @@
 //!
 //! This module owns the shared state ([`OAuthServer`]), reads each request's bounded body
 //! ([`OAuthRequest`]) and dispatches it to the handler of its endpoint, one module per
-//! endpoint: [`authorize`], [`login`], [`consent`], [`logout`], [`token`], [`revoke`],
-//! [`introspect`] (`/verify`), [`metadata`]. Handlers return
+//! endpoint: [`authorize`], `login`, `consent`, `logout`, `token`, `revoke`,
+//! `introspect` (`/verify`), `metadata`. Handlers return
 //! `Result<Response, EndpointError>`, and [`error`] turns every refusal into its response,
 //! in the one place the dispatcher calls.
 //!
-//! The helpers the handlers share serve no endpoint: [`client_auth`] (RFC 6749 §2.3.1),
-//! [`issue`] (issuing tokens, revoking grants), [`proof`] (DPoP at the token endpoint),
-//! [`session`] and [`csrf`] (the browser's session and login-form binding), [`throttle`]
-//! (password checks with brute-force protection), [`form`] (reading form bodies), [`pages`]
+//! The helpers the handlers share serve no endpoint: `client_auth` (RFC 6749 §2.3.1),
+//! `issue` (issuing tokens, revoking grants), `proof` (DPoP at the token endpoint),
+//! [`session`] and [`csrf`] (the browser's session and login-form binding), `throttle`
+//! (password checks with brute-force protection), `form` (reading form bodies), [`pages`]
 //! (HTML and redirects). The rules live in [`protocol`], [`authorize`]'s request validation
 //! and [`resource`], which never touch hyper. Tokens are reached only through the
 //! [`TokenStore`], passwords only through the [`UserDirectory`].

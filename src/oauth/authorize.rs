@@ -3,8 +3,8 @@
 //! browser already has a session.
 //!
 //! The authorization request travels as the query string of every step (login, consent,
-//! logout) and is validated again at each one ([`OAuthServer::authorization_request`], by
-//! the pure rules in [`request`]), so no half-validated state is ever stored.
+//! logout) and is validated again at each one (`OAuthServer::authorization_request`, by
+//! the pure rules in `request`), so no half-validated state is ever stored.
 
 mod request;
 
