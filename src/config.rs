@@ -5,7 +5,14 @@
 //! not hide the next: every problem is collected and reported with the file name and the
 //! key path and, where the key is written in the file, its line and column, e.g.
 //! ``gateway.toml:12:1: [[routes]] "mail".upstream: not an http(s) URL``.
+//!
+//! `validate` reads the whole file and the top-level sections, `entries` the
+//! `[[clients]]` and `[[routes]]`, `users` the `[users]` tables; each writes its problems
+//! into the `checker::Checker`, which knows none of them (the dependency runs one way).
+//! `redis_url` parses the Redis store URLs, `locate` finds each key path's line and
+//! column, and [`raw`] is the serde mirror of the file.
 
+mod checker;
 mod entries;
 mod locate;
 pub mod raw;
@@ -20,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::client_addr::TrustedProxies;
+pub use checker::{is_scope_token, parse_duration, parse_size};
 pub use entries::redact_userinfo;
-pub use validate::{is_scope_token, parse_duration, parse_size};
 
 /// The whole gateway configuration, validated.
 pub struct Config {

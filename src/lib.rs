@@ -3,18 +3,25 @@
 //!
 //! The module map follows the data path and depends downward only. A public request goes:
 //! [`server`] (accept, TLS, limits; generic over its [`server::Handler`]) → [`app`]'s public
-//! service (`/oauth/*` to [`oauth`], the rest to the gateway) → one of the gateway's two
-//! engines, [`gateway::fast`] (the HTTP/1.1 fast lane, which the server runs first on a
-//! plain-TCP connection, for body-less GET/HEAD) or [`gateway::hyper_path`] (everything
-//! else) → [`gateway::pipeline`], the phases both engines call: route, authenticate,
-//! prepare, forward (retry, timeout), filter the response, finish (metrics, access log).
+//! service, which sends `/oauth/*` and the `/.well-known/` documents to the authorization
+//! server ([`oauth`]) and the rest to the gateway → one of the gateway's two engines,
+//! [`gateway::fast`] (the HTTP/1.1 fast lane, which the server runs first on a plain-TCP
+//! connection, for body-less GET/HEAD) or [`gateway::hyper_path`] (everything else) →
+//! [`gateway::pipeline`], the phases both engines call: route, authenticate, prepare,
+//! forward (retry, timeout), filter the response, finish (metrics, access log). An
+//! authorization-server request is read (its form body bounded) and dispatched by
+//! [`oauth`] to the module of its endpoint. The internal listener ([`app`]'s internal
+//! service) serves `/verify` (to [`oauth`]), `/metrics`, `/healthz`, `/readyz` and the
+//! [`demo`] API.
 //!
 //! - [`app`] wires state and listeners, and keeps what requests read of the config in one
-//!   swappable snapshot that [`app::reload`] replaces on SIGHUP; [`server`] accepts (TLS
-//!   in [`server::tls`]) under
-//!   `max_connections` and serves HTTP/1.1 + HTTP/2 with head and keep-alive deadlines
-//!   ([`server::deadlines`]), knowing no handler's types ([`server::conn`]); [`body`]
-//!   carries bodies, a streamed one under its size and pause limits ([`body::limited`]).
+//!   swappable snapshot ([`app::live`]) that [`app::reload`] replaces on SIGHUP;
+//!   [`server`] accepts (TLS in [`server::tls`]) under `max_connections` and serves
+//!   HTTP/1.1 + HTTP/2 with head and keep-alive deadlines ([`server::deadlines`], limits a
+//!   reload may change in [`server::limits`]), knowing no handler's types
+//!   ([`server::conn`], [`server::client_io`], [`server::prefixed`]); [`body`] carries
+//!   bodies, a streamed one under its size and pause limits ([`body::limited`]), a
+//!   response one that writes its access-log entry when done ([`body::logged`]).
 //! - [`gateway`] is the proxy: [`gateway::pipeline`] (its phases, once),
 //!   [`gateway::authority`] (the one host a request is for), [`gateway::route`] (pure
 //!   matching), [`gateway::guard`] (RFC 6750), [`gateway::headers`] (pure rewriting, the one
@@ -22,27 +29,36 @@
 //!   upstream response heads), [`gateway::upstream`] (pool), [`gateway::error`] (every
 //!   gateway error and its response), and its two engines, [`gateway::hyper_path`] and
 //!   [`gateway::fast`].
-//! - [`oauth`] is the authorization server (RFC 6749, 7636, 7009, 7662, 8414, 8707, 9728):
-//!   [`oauth::protocol`] (pure parameter, scope and PKCE rules), authorize and the browser
-//!   pages, token, revoke, introspect (`/verify`, on the internal listener), metadata;
-//!   [`oauth::resource`] (RFC 8707 resources, RFC 9728 documents). It meets the guard only
-//!   at the token store (local verifier) or at `/verify` (remote verifier).
+//! - [`oauth`] is the authorization server (RFC 6749, 7009, 7636, 7662, 8414, 8707, 9449,
+//!   9728), one module per endpoint: [`oauth::authorize`], login, consent, logout, token,
+//!   revoke, introspect (`/verify`, on the internal listener), metadata (RFC 8414, the
+//!   JWKS, RFC 9728); [`oauth::error`] (every refusal and its response, in one place);
+//!   [`oauth::protocol`] (pure parameter, scope, PKCE and redirect rules) and
+//!   [`oauth::resource`] (RFC 8707 resources, RFC 9728 documents); shared helpers that
+//!   serve no endpoint (client authentication, token issuing, DPoP proofs,
+//!   [`oauth::session`] and [`oauth::csrf`], throttling, form bodies, [`oauth::pages`]). It
+//!   meets the guard only at the token store (local verifier) or at `/verify` (remote
+//!   verifier).
 //! - [`store`] is the token database behind the `TokenStore` trait (memory, SQLite, Redis
-//!   standalone / Sentinel / Cluster) and its revocation feed ([`store::feed`]), which is
-//!   how revocations reach every guard, this process's at once and other instances' over
-//!   the Redis stream or the SQLite revocations table; [`store::fail_fast`] answers at once
-//!   while a networked store is known to be down. [`readiness`] probes it for `/readyz`.
+//!   standalone / Sentinel / Cluster; `store::conformance` is the contract every one of
+//!   them passes) and its revocation feed ([`store::feed`]), which is how revocations reach
+//!   every guard, this process's at once and other instances' over the Redis stream or the
+//!   SQLite revocations table; [`store::fail_fast`] answers at once while a networked store
+//!   is known to be down. [`readiness`] probes it for `/readyz`.
 //! - [`directory`] checks users' passwords behind the `UserDirectory` trait (users file,
 //!   LDAP), with brute-force throttling in [`oauth`] counted in the store.
-//! - [`verify`] is the `TokenVerifier` seam between the guard and whoever issued the token;
+//! - [`verify`] is the `TokenVerifier` seam between the guard and whoever issued the token
+//!   (local store, [`verify::own_jwt`], remote RFC 7662, [`verify::jwks`]);
 //!   [`verify::cache`] puts a moka cache with call coalescing in front of it.
 //! - [`jwt`] holds RFC 9068 access tokens without IO: keys, the compact JWS, claim checks
 //!   (used by the token endpoint to sign and by [`verify::own_jwt`] and [`verify::jwks`]);
 //!   [`dpop`] checks RFC 9449 proofs (token endpoint and guard) and remembers spent ones.
 //! - [`config`] parses `gateway.toml` once (every problem with its line and column);
 //!   [`preflight`] checks the files and addresses it names, for `run` and `check` alike;
-//!   [`error`] holds what every error response shares;
-//!   [`metrics`] owns the Prometheus names; [`clock`] makes expiry testable.
+//!   [`cli`] is what each subcommand does (`main.rs` only parses arguments); [`secrets`]
+//!   makes random tokens and hashes and checks secrets and passwords; [`error`] holds what
+//!   every error response shares; [`metrics`] owns the Prometheus names; [`clock`] makes
+//!   expiry testable.
 //! - [`access_log`] writes one line per public request off the request path;
 //!   [`client_addr`] says who the client is behind `[server] trusted_proxies`; [`audit`]
 //!   names the security events the authorization server logs.

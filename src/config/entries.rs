@@ -1,7 +1,7 @@
 //! `[[clients]]` and `[[routes]]`: each entry checked on its own, problems collected.
 
+use super::checker::{is_identifier, is_scope_token, Checker};
 use super::raw::{RawClient, RawRoute};
-use super::validate::{is_identifier, is_scope_token, Checker};
 use super::{AuthMode, ClientConfig, DpopMode, GrantType, OAuthConfig, RouteConfig, WhenStoreDown};
 
 pub(super) fn clients(

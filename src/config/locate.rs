@@ -65,7 +65,7 @@ impl Locations {
                 self.table(&label, inner, index);
             } else if let Some(entries) = entries(item) {
                 for (i, (entry, span)) in entries.into_iter().enumerate() {
-                    let label = super::validate::entry_label(name, i, named(entry));
+                    let label = super::checker::entry_label(name, i, named(entry));
                     self.note(label.clone(), span, index);
                     self.table(&label, entry, index);
                 }

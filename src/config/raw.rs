@@ -2,7 +2,7 @@
 //!
 //! No logic lives here: every value stays as written (durations and URLs are strings).
 //! `config.rs` turns this into typed config and collects every problem it finds, naming
-//! the key path. Unknown keys are errors, but not serde's: `config/validate.rs` reads each
+//! the key path. Unknown keys are errors, but not serde's: `config/checker.rs` reads each
 //! table through `serde_ignored` and reports every key these structs do not name as a
 //! problem of its own, so a typo does not throw the rest of its table away (which would
 //! bring follow-on problems from defaults the user never meant).

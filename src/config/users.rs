@@ -1,7 +1,7 @@
 //! `[users]`, `[users.ldap]` and `[users.throttle]`: raw → typed, problems collected.
 
+use super::checker::Checker;
 use super::raw::{RawLdap, RawThrottle, RawUsers};
-use super::validate::Checker;
 use super::{LdapBind, LdapConfig, ThrottleConfig, UserSource, UsersConfig};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -2,17 +2,13 @@
 //! `/oauth/revoke`, the login and consent forms, `/verify`): the whole body must be
 //! `application/x-www-form-urlencoded`, no larger than [`FormLimits::max`], and arrive in
 //! full within [`FormLimits::timeout`], so a client trickling a body cannot hold a
-//! request open. A refusal is answered as RFC 6749 §5.2 JSON, or as an HTML error page
-//! for the browser's forms.
+//! request open. A refusal is answered (by [`super::error`]) as RFC 6749 §5.2 JSON, or as
+//! an HTML error page for the browser's forms.
 
-use super::pages;
-use super::protocol::{ErrorCode, OAuthError};
-use crate::body::Body;
 use crate::config::Limits;
-use crate::error::json_response;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, Response, StatusCode};
+use http::HeaderMap;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use std::time::Duration;
@@ -74,37 +70,5 @@ impl FormLimits {
             Ok(Err(_)) => Err(FormRefusal::Broken),
             Err(_elapsed) => Err(FormRefusal::TooSlow),
         }
-    }
-}
-
-// === impl FormRefusal ===
-
-impl FormRefusal {
-    /// The answer: an HTML error page for the browser's forms (`page`), else RFC 6749
-    /// §5.2 JSON with `invalid_request`.
-    pub fn into_response(self, page: bool) -> Response<Body> {
-        let (status, description) = match self {
-            FormRefusal::NotForm => (
-                StatusCode::BAD_REQUEST,
-                "the body must be application/x-www-form-urlencoded",
-            ),
-            FormRefusal::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "the body is too large"),
-            FormRefusal::TooSlow => (
-                StatusCode::REQUEST_TIMEOUT,
-                "the body did not arrive in time",
-            ),
-            FormRefusal::Broken => (StatusCode::BAD_REQUEST, "the body was cut off"),
-        };
-        if page {
-            return pages::error(
-                status,
-                "Invalid request",
-                "The form could not be read. Go back and try again.",
-            );
-        }
-        json_response(
-            status,
-            OAuthError::new(ErrorCode::InvalidRequest, description).to_json(),
-        )
     }
 }

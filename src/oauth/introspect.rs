@@ -2,8 +2,9 @@
 //! and other gateways. Callers authenticate as clients registered with `introspect = true`.
 //! Only live access tokens are reported active; anything else is `{"active":false}`.
 
+use super::error::{store_error, EndpointError};
+use super::proof::token_type;
 use super::protocol::{ErrorCode, OAuthError};
-use super::token::store_error;
 use super::{OAuthRequest, OAuthServer};
 use crate::body::Body;
 use crate::error::json_response;
@@ -13,9 +14,10 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 impl OAuthServer {
-    pub(super) async fn introspect(&self, req: &OAuthRequest) -> Response<Body> {
-        // RFC 6749 §5.2: a client that tried Basic gets a Basic challenge, even when it failed.
-        let via_basic = req.headers.contains_key(http::header::AUTHORIZATION);
+    pub(super) async fn introspect(
+        &self,
+        req: &OAuthRequest,
+    ) -> Result<Response<Body>, EndpointError> {
         let result = async {
             let (authed, form) = self.client_form(req).await?;
             if !authed.client.introspect {
@@ -43,7 +45,7 @@ impl OAuthServer {
                             "sub": r.sub,
                             "exp": r.expires_at,
                             "iat": r.issued_at,
-                            "token_type": super::proof::token_type(r.jkt.as_deref()),
+                            "token_type": token_type(r.jkt.as_deref()),
                             "iss": self.settings.issuer,
                             "aud": aud,
                         });
@@ -62,8 +64,8 @@ impl OAuthServer {
         }
         .await;
         match result {
-            Ok(answer) => json_response(StatusCode::OK, answer.to_string()),
-            Err(e) => self.oauth_error(&e, via_basic, false),
+            Ok(answer) => Ok(json_response(StatusCode::OK, answer.to_string())),
+            Err(error) => Err(req.protocol_error(error)),
         }
     }
 }

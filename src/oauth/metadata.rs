@@ -4,11 +4,11 @@
 //! and `GET /.well-known/oauth-protected-resource/<path_prefix>` (RFC 9728 §3), one document
 //! per protected route.
 
+use super::error::EndpointError;
 use super::OAuthServer;
 use crate::body::Body;
-use crate::error::json_response;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
-use http::{Response, StatusCode};
+use http::Response;
 use serde_json::json;
 
 impl OAuthServer {
@@ -44,37 +44,22 @@ impl OAuthServer {
         json_with_max_age(body.to_string())
     }
 
-    pub(super) fn jwks(&self) -> Response<Body> {
+    pub(super) fn jwks(&self) -> Result<Response<Body>, EndpointError> {
         match self.settings.token_format.keys() {
-            Some(keys) => json_with_max_age(keys.jwks().to_string()),
-            None => json_response(
-                StatusCode::NOT_FOUND,
-                r#"{"error":"not_found"}"#.to_string(),
-            ),
+            Some(keys) => Ok(json_with_max_age(keys.jwks().to_string())),
+            None => Err(EndpointError::NotFound { description: None }),
         }
     }
 
     /// The RFC 9728 metadata of the protected route whose prefix follows the well-known
     /// segment of `path`; 404 for anything else.
-    pub(super) fn resource_metadata(&self, path: &str) -> Response<Body> {
+    pub(super) fn resource_metadata(&self, path: &str) -> Result<Response<Body>, EndpointError> {
         let Some(document) = self.resources.metadata(path) else {
-            return crate::error::json_response(
-                StatusCode::NOT_FOUND,
-                json!({
-                    "error": "not_found",
-                    "error_description": "no protected route has this prefix",
-                })
-                .to_string(),
-            );
+            return Err(EndpointError::NotFound {
+                description: Some("no protected route has this prefix"),
+            });
         };
-        let mut response = Response::new(Body::from(document.to_string()));
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response
-            .headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
-        response
+        Ok(json_with_max_age(document.to_string()))
     }
 }
 

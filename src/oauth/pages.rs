@@ -1,10 +1,15 @@
-//! The server-rendered pages (askama, auto-escaped) and the headers every page carries:
-//! no framing, no caching, no referrer, and a CSP that allows no script at all.
+//! What the browser sees: the server-rendered pages (askama, auto-escaped) with the headers
+//! every page carries (no framing, no caching, no referrer, and a CSP that allows no script
+//! at all), and the redirects that move it between the steps of the flow.
 
 use crate::body::Body;
 use askama::Template;
-use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use http::{Response, StatusCode};
+
+/// What the login page and the error page say while the directory or the store is down.
+pub const SIGN_IN_UNAVAILABLE: &str =
+    "The sign-in service is unavailable right now. Please try again in a few minutes.";
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -113,4 +118,26 @@ pub fn origin_of(url: &str) -> Option<String> {
         uri.scheme_str()?,
         uri.authority()?.as_str()
     ))
+}
+
+/// A 302 to `location`.
+pub fn redirect(location: &str) -> Response<Body> {
+    redirect_with_status(StatusCode::FOUND, location)
+}
+
+/// A 303 to `location`, after a form POST, so the browser follows with a GET.
+pub fn see_other(location: &str) -> Response<Body> {
+    redirect_with_status(StatusCode::SEE_OTHER, location)
+}
+
+fn redirect_with_status(status: StatusCode, location: &str) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(LOCATION, v);
+    }
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

@@ -6,8 +6,8 @@
 //! authority of this connection), for clients that were configured with an address of
 //! their own.
 
+use super::error::store_error;
 use super::protocol::{ErrorCode, OAuthError};
-use super::token::store_error;
 use super::{OAuthRequest, OAuthServer};
 use crate::config::{ClientConfig, DpopMode};
 use crate::dpop::{self, htu, Expected, Spent};

@@ -1,8 +1,8 @@
 //! Pure OAuth 2.0 protocol logic: parameter parsing, error codes, scope and redirect-URI
 //! rules, PKCE. No IO and no hyper types, so every rule here is a table-driven test.
 //!
-//! RFC 6749 (§3.1 duplicate parameters, §3.3 scope, §4.1.2.1 / §5.2 errors), RFC 7636 (PKCE,
-//! S256 only: `plain` is refused per RFC 9700 §2.1.1).
+//! RFC 6749 (§3.1 duplicate parameters, §3.3 scope, §4.1.2.1 / §5.2 errors and where they
+//! may be sent), RFC 7636 (PKCE, S256 only: `plain` is refused per RFC 9700 §2.1.1).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -197,6 +197,30 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     }
     let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
+}
+
+/// Where the browser's flow may send its answer once the client's redirect URI is proven
+/// registered (RFC 6749 §4.1.2.1: never to an unverified URI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectTarget {
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    /// The implicit grant answers in the fragment (§4.2.2).
+    pub in_fragment: bool,
+}
+
+impl RedirectTarget {
+    /// The redirect URI with `error`, `error_description` and `state` (§4.1.2.1, §4.2.2.1).
+    pub fn error_uri(&self, error: &OAuthError) -> String {
+        let mut params = vec![
+            ("error", error.code.as_str()),
+            ("error_description", error.description),
+        ];
+        if let Some(state) = &self.state {
+            params.push(("state", state));
+        }
+        redirect_with(&self.redirect_uri, &params, self.in_fragment)
+    }
 }
 
 /// Appends parameters to a redirect URI's query (or, for the implicit grant, fragment).

@@ -2,8 +2,8 @@
 //! a refresh token revokes its whole grant, access tokens included (§2.1). Unknown tokens
 //! get 200 too (§2.2): the client learns nothing it did not know.
 
+use super::error::{store_error, EndpointError};
 use super::protocol::{ErrorCode, OAuthError};
-use super::token::store_error;
 use super::{OAuthRequest, OAuthServer};
 use crate::body::Body;
 use crate::error::json_response;
@@ -12,9 +12,7 @@ use crate::store::RecordKind;
 use http::{Response, StatusCode};
 
 impl OAuthServer {
-    pub(super) async fn revoke(&self, req: &OAuthRequest) -> Response<Body> {
-        // RFC 6749 §5.2: a client that tried Basic gets a Basic challenge, even when it failed.
-        let via_basic = req.headers.contains_key(http::header::AUTHORIZATION);
+    pub(super) async fn revoke(&self, req: &OAuthRequest) -> Result<Response<Body>, EndpointError> {
         let result = async {
             let (authed, form) = self.client_form(req).await?;
             let token = form.require("token", "token is required")?;
@@ -44,8 +42,8 @@ impl OAuthServer {
         }
         .await;
         match result {
-            Ok(()) => json_response(StatusCode::OK, "{}".to_string()),
-            Err(e) => self.oauth_error(&e, via_basic, false),
+            Ok(()) => Ok(json_response(StatusCode::OK, "{}".to_string())),
+            Err(error) => Err(req.protocol_error(error)),
         }
     }
 }

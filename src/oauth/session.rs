@@ -12,8 +12,12 @@
 //! browser id is `__Host-tollgate_csrf` (`Path=/`, no `Domain`: no other host can plant
 //! it), the session `__Secure-tollgate_session`, which keeps `Path=/oauth` so session ids
 //! never travel to the APIs behind the gateway (a `__Host-` name would need `Path=/`).
+//!
+//! Shared by the browser's endpoints (authorize, login, consent, logout); it serves none.
 
-use super::csrf::browser_binding;
+use super::csrf::{browser_binding, CsrfKey, KEY_NAME};
+use super::error::{EndpointError, PageError};
+use super::{OAuthRequest, OAuthServer};
 use crate::directory::User;
 use crate::secrets::random_token;
 use crate::store::token_hash;
@@ -181,6 +185,61 @@ pub async fn create(
     };
     store.insert(token_hash(&id), record).await?;
     Ok(id)
+}
+
+// === impl OAuthServer ===
+
+impl OAuthServer {
+    /// The login session of this browser, if it has one.
+    pub(super) async fn session(
+        &self,
+        req: &OAuthRequest,
+    ) -> Result<Option<Session>, EndpointError> {
+        let (_, browser) = self.browser(req).await?;
+        let names = self.cookie_names(req);
+        let session = load(
+            &*self.store,
+            &req.headers,
+            names,
+            browser.as_deref(),
+            self.now(),
+        )
+        .await
+        .map_err(PageError::Unavailable)?;
+        Ok(session)
+    }
+
+    /// The CSRF key, and this browser's id if its cookie is one this server issued.
+    pub(super) async fn browser(
+        &self,
+        req: &OAuthRequest,
+    ) -> Result<(&CsrfKey, Option<String>), EndpointError> {
+        let key = self.csrf_key().await.map_err(PageError::Unavailable)?;
+        let id = cookie(&req.headers, self.cookie_names(req).browser)
+            .and_then(|c| key.browser_id(c))
+            .map(str::to_string);
+        Ok((key, id))
+    }
+
+    /// The login-CSRF key shared by every instance on this store (created once if missing).
+    async fn csrf_key(&self) -> Result<&CsrfKey, StoreError> {
+        self.csrf_key
+            .get_or_try_init(|| async {
+                let candidate: [u8; 32] = rand::random();
+                let key = self.store.server_key(KEY_NAME, candidate).await?;
+                Ok(CsrfKey::new(&key))
+            })
+            .await
+    }
+
+    /// Whether cookies get `Secure` (and prefixed names): over TLS, or behind an https issuer.
+    pub(super) fn secure(&self, req: &OAuthRequest) -> bool {
+        req.secure || self.settings.issuer.starts_with("https://")
+    }
+
+    pub(super) fn cookie_names(&self, req: &OAuthRequest) -> CookieNames {
+        CookieNames::new(self.secure(req))
+    }
 }
 
 #[cfg(test)]

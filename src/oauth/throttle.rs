@@ -77,7 +77,7 @@ impl OAuthServer {
             Ok(false) => {}
             Ok(true) => return LoginResult::Throttled,
             Err(e) => {
-                super::token::log_store_error(&e);
+                super::error::log_store_error(&e);
                 return LoginResult::Unavailable;
             }
         }
