@@ -42,15 +42,14 @@ pub fn json(entry: &Entry, line: &mut String) {
     line.push_str(",\"client_addr\":\"");
     address(entry.client_addr, line);
     line.push_str("\",\"request_id\":");
-    json_str(&String::from_utf8_lossy(entry.request_id.as_bytes()), line);
+    json_bytes(entry.request_id.as_bytes(), line);
     line.push_str(",\"upstream\":");
     json_opt(entry.upstream.as_deref(), line);
     line.push_str(",\"user_agent\":");
-    let agent = entry
-        .user_agent
-        .as_ref()
-        .map(|ua| String::from_utf8_lossy(ua));
-    json_opt(agent.as_deref(), line);
+    match &entry.user_agent {
+        Some(ua) => json_bytes(ua, line),
+        None => line.push_str("null"),
+    }
     line.push_str("}\n");
 }
 
@@ -136,10 +135,7 @@ fn two_digits(n: impl Into<u64>, out: &mut String) {
 fn json_str(s: &str, out: &mut String) {
     out.push('"');
     // Most strings need no escape at all: copy them whole.
-    if !s
-        .bytes()
-        .any(|b| b < 0x20 || b == 0x7f || b == b'"' || b == b'\\')
-    {
+    if !needs_escape(s.as_bytes()) {
         out.push_str(s);
         out.push('"');
         return;
@@ -158,6 +154,43 @@ fn json_str(s: &str, out: &mut String) {
         }
     }
     out.push('"');
+}
+
+/// Whether any byte of `bytes` must be escaped in a JSON string as [`json_str`] writes it:
+/// a control character (below 0x20, or DEL), `"` or `\\`. Eight bytes at a time (the
+/// classic "has a zero byte" and "has a byte less than n" word tricks, exact for the
+/// question "any?"), as this check runs over every string of every line.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let has_below_0x20 = |v: u64| v.wrapping_sub(ONES * 0x20) & !v & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word);
+        if has_below_0x20(v)
+            || has_zero(v ^ (ONES * 0x7f))
+            || has_zero(v ^ (ONES * u64::from(b'"')))
+            || has_zero(v ^ (ONES * u64::from(b'\\')))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == 0x7f || b == b'"' || b == b'\\')
+}
+
+/// Header bytes as a JSON string: as they are when UTF-8 (the usual ASCII), else with
+/// U+FFFD for what is not.
+fn json_bytes(bytes: &[u8], out: &mut String) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => json_str(s, out),
+        Err(_) => json_str(&String::from_utf8_lossy(bytes), out),
+    }
 }
 
 fn json_opt(s: Option<&str>, out: &mut String) {
@@ -416,5 +449,31 @@ mod tests {
         let mut out = String::new();
         rfc3339(UNIX_EPOCH + Duration::from_millis(5), &mut out);
         assert_eq!(out, "1970-01-01T00:00:00.005Z");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_word_at_a_time_check_agrees_with_the_byte_at_a_time_one(
+            // Mostly printable ASCII, so that both answers come up often.
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![9 => 0x20u8..0x7f, 1 => proptest::prelude::any::<u8>()],
+                0..40,
+            )
+        ) {
+            let slow = bytes.iter().any(|&b| b < 0x20 || b == 0x7f || b == b'"' || b == b'\\');
+            proptest::prop_assert_eq!(needs_escape(&bytes), slow);
+        }
+
+        #[test]
+        fn any_text_round_trips_through_a_json_line(path in "\\PC*", agent in proptest::prelude::any::<Vec<u8>>()) {
+            let mut e = entry();
+            e.path = path.clone();
+            e.user_agent = Some(Bytes::from(agent.clone()));
+            let mut out = String::new();
+            json(&e, &mut out);
+            let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+            proptest::prop_assert_eq!(v["path"].as_str(), Some(path.as_str()));
+            proptest::prop_assert_eq!(v["user_agent"].as_str(), Some(&*String::from_utf8_lossy(&agent)));
+        }
     }
 }
