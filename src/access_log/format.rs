@@ -91,7 +91,11 @@ fn identity(entry: &Entry) -> (Option<&str>, Option<&str>) {
 
 /// A duration in milliseconds with three decimals (to the microsecond, rounded).
 fn millis(d: std::time::Duration, out: &mut String) {
-    let micros = (d.as_nanos() + 500) / 1000;
+    // In u64 (a u128 division is a library call): good for 584 000 years.
+    let micros = d
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add((u64::from(d.subsec_nanos()) + 500) / 1000);
     integer(micros / 1000, out);
     out.push('.');
     let frac = (micros % 1000) as u32;

@@ -412,7 +412,8 @@ impl Upstream for Outgoing<'_, '_> {
         _again: bool,
     ) -> Result<(UpstreamConn, ResponseHead), AttemptError> {
         let lane = &mut *self.lane;
-        lane.out.clear();
+        // Released while the connection was idle: room for the head at once, not by growth.
+        reuse(&mut lane.out);
         wire::encode_request(
             self.method,
             &target.path_and_query(self.original, self.path),
