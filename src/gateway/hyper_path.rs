@@ -158,7 +158,7 @@ impl Upstream for Pooled<'_> {
             match pooled::send(up, req, self.websocket).await {
                 Ok(forwarded) => return Ok(forwarded),
                 // The pooled connection had been closed by the upstream: once more, afresh.
-                Err(SendError::Unsent(req, _)) if !fresh => self.put_back(req),
+                Err(SendError::Unsent(req, _)) if !fresh => self.put_back(*req),
                 Err(SendError::Unsent(_, e) | SendError::Failed(e)) => {
                     return Err(send_error(e.into()))
                 }

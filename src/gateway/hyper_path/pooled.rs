@@ -30,7 +30,7 @@ pub(super) type Forwarded = (Response<Incoming>, Option<Box<dyn Driver>>);
 pub(super) enum SendError {
     /// Nothing of the request was written (the connection was found closed first): it
     /// comes back, to be sent on another connection.
-    Unsent(Request<Body>, hyper::Error),
+    Unsent(Box<Request<Body>>, hyper::Error),
     /// The exchange failed after the request had started (the client's body, or the
     /// upstream).
     Failed(hyper::Error),
@@ -55,7 +55,7 @@ pub(super) async fn send(
         .await
     {
         Ok(pair) => pair,
-        Err(e) => return Err(SendError::Unsent(req, e)),
+        Err(e) => return Err(SendError::Unsent(Box::new(req), e)),
     };
     if websocket {
         return send_upgrade(sender, conn, lease, req).await;
@@ -77,7 +77,7 @@ pub(super) async fn send(
         Ok(response) => response,
         Err(mut e) => {
             return Err(match e.take_message() {
-                Some(req) => SendError::Unsent(req, e.into_error()),
+                Some(req) => SendError::Unsent(Box::new(req), e.into_error()),
                 None => SendError::Failed(e.into_error()),
             })
         }
