@@ -1,6 +1,7 @@
 //! The HTTP/1.1 fast lane: body-less GET and HEAD requests on HTTP/1.1 connections (plain
 //! TCP, or TLS when ALPN chose `http/1.1` or nothing), proxied to plain-HTTP upstreams by the
-//! connection's own task, over keep-alive upstream connections pooled per target.
+//! connection's own task, over keep-alive upstream connections from the origin's pool
+//! (shared with the hyper path).
 //!
 //! Why it exists: through hyper's server and pooled client, a proxied request crossed tasks
 //! and channels four times and cost ~1.4x nginx's CPU per request in the shared harness;

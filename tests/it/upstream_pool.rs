@@ -43,12 +43,28 @@ fn script(path: &str, _served: usize) -> Vec<Step> {
 async fn gateway(up: &Scripted, server_extra: &str) -> (TestGateway, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let cert = tls::write_self_signed(dir.path());
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n{server_extra}\n\n\
-         [server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n{}",
-        route("up", "/", &up.url, "auth = \"none\"")
-    );
+    let routes = route("up", "/", &up.url, "auth = \"none\"");
+    let config = config(server_extra, &routes);
     (TestGateway::spawn_in(dir, &config).await, cert)
+}
+
+/// The configuration: listeners on port 0 (TLS with the test's certificate),
+/// `server_extra` in `[server]`, then `routes`.
+fn config(server_extra: &str, routes: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n{server_extra}\n\n\
+         [server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n{routes}\n\
+         [log]\naccess = \"access.log\"\n"
+    )
+}
+
+/// Rewrites the running gateway's `gateway.toml` to `text` and reloads it.
+async fn reload(gw: &TestGateway, text: &str) {
+    std::fs::write(gw.dir.path().join("gateway.toml"), text).expect("write config");
+    let running = gw.running.as_ref().expect("the gateway runs");
+    if let Err(e) = running.reload().await {
+        panic!("reload refused: {e}\n---\n{text}");
+    }
 }
 
 /// The pool's (idle, active) gauges for `up`'s origin.
@@ -192,4 +208,55 @@ async fn bodies_stream_both_ways_over_a_pooled_connection() {
     assert_eq!(head.status(), 200);
     wait_for_idle(&gw, &up, 1.0).await;
     assert_eq!(up.connections(), 1, "one connection carried every exchange");
+}
+
+/// A reload keeps the pool of an origin it still names (whichever routes name it), applies a
+/// new budget to it, and drops the series of an origin no route names any more.
+#[tokio::test]
+async fn a_reload_keeps_warm_connections_and_applies_the_budget() {
+    let up = Scripted::spawn(script).await;
+    let other = Scripted::spawn(script).await;
+    let (gw, cert) = gateway(&up, "").await;
+    let (status, _) = once(&gw, &cert, Way::Http2, "/ok").await;
+    assert_eq!(status, 200);
+    wait_for_idle(&gw, &up, 1.0).await;
+
+    // Two routes now name the origin, under other prefixes: one pool, still warm.
+    let both = format!(
+        "{}{}",
+        route("a", "/a", &up.url, "auth = \"none\"\nstrip_prefix = true"),
+        route("b", "/", &up.url, "auth = \"none\"")
+    );
+    reload(&gw, &config("", &both)).await;
+    for (way, path) in [(Way::FastLane, "/a/ok"), (Way::Post, "/ok")] {
+        let (status, body) = once(&gw, &cert, way, path).await;
+        assert_eq!(
+            (status, body.as_slice()),
+            (200, b"ok".as_slice()),
+            "{way:?}"
+        );
+        wait_for_idle(&gw, &up, 1.0).await;
+    }
+    assert_eq!(up.connections(), 1, "the reload kept the warm connection");
+
+    // No idle connection allowed: the warm one serves once more and is then closed.
+    reload(&gw, &config("upstream_max_idle = 0", &both)).await;
+    let (status, _) = once(&gw, &cert, Way::FastLane, "/ok").await;
+    assert_eq!(status, 200);
+    wait_for_idle(&gw, &up, 0.0).await;
+    assert_eq!(up.connections(), 1);
+
+    // The origin is no route's any more: its series go, the new one's are there at zero.
+    reload(
+        &gw,
+        &config("", &route("c", "/", &other.url, "auth = \"none\"")),
+    )
+    .await;
+    let metrics = gw.metrics().await;
+    assert_eq!(gauges(&metrics, &up), (None, None), "{metrics}");
+    assert_eq!(
+        gauges(&metrics, &other),
+        (Some(0.0), Some(0.0)),
+        "{metrics}"
+    );
 }
