@@ -2,6 +2,7 @@
 //! short-lived client finds a warm connection whichever engine serves it; its budget from
 //! `[server]`; its connections counted in `tollgate_upstream_connections`.
 
+use crate::common::engines::{Engine, Engines, ALL_ENGINES};
 use crate::common::scripted::{Scripted, Step};
 use crate::common::{self, route, tls, TestGateway};
 use std::time::{Duration, Instant};
@@ -124,23 +125,52 @@ async fn once(gw: &TestGateway, cert: &str, way: Way, path: &str) -> (u16, Vec<u
     (status, body.to_vec())
 }
 
+/// Every engine, each request from a client that connects, asks once and goes: all of
+/// them are served over the one upstream connection the first left warm. (The engines'
+/// second gateway, whose TLS listener runs HTTP/1.1 on the fast lane, has a pool of its
+/// own.)
 #[tokio::test]
-async fn short_lived_clients_on_either_engine_reuse_one_warm_upstream_connection() {
+async fn short_lived_clients_through_every_engine_reuse_one_warm_upstream_connection() {
     let up = Scripted::spawn(script).await;
-    let (gw, cert) = gateway(&up, "").await;
-    let before = gauges(&gw.metrics().await, &up);
-    assert_eq!(before, (Some(0.0), Some(0.0)), "created at zero");
+    let engines = Engines::spawn(&route("up", "/", &up.url, "auth = \"none\"")).await;
+    for gw in [&engines.gw, &engines.tls_lane] {
+        let before = gauges(&gw.metrics().await, &up);
+        assert_eq!(before, (Some(0.0), Some(0.0)), "created at zero");
+    }
     for round in 0..2 {
-        for way in WAYS {
-            let (status, body) = once(&gw, &cert, way, "/ok").await;
-            assert_eq!(
-                (status, body.as_slice()),
-                (200, b"ok".as_slice()),
-                "{way:?}"
-            );
+        for engine in ALL_ENGINES.into_iter().chain([Engine::FastLaneTls]) {
+            let (status, body) = match engine {
+                Engine::Http2 => {
+                    let client = tls::client(&engines.cert_pem, &engines.gw, false);
+                    let response = client
+                        .get(engines.tls_url("/ok"))
+                        .version(reqwest::Version::HTTP_2)
+                        .send()
+                        .await
+                        .expect("HTTP/2 request");
+                    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+                    let status = response.status().as_u16();
+                    (status, response.text().await.expect("body"))
+                }
+                // A connection of its own, one request, then closed.
+                _ => {
+                    let response = engines.get(engine, "/ok", "").await;
+                    (response.status, response.body)
+                }
+            };
+            assert_eq!((status, body.as_str()), (200, "ok"), "{engine:?}");
+            let gw = match engine {
+                Engine::FastLaneTls => &engines.tls_lane,
+                _ => &engines.gw,
+            };
             // The connection is back in the pool before the next client comes.
-            wait_for_idle(&gw, &up, 1.0).await;
-            assert_eq!(up.connections(), 1, "round {round}, {way:?}");
+            wait_for_idle(gw, &up, 1.0).await;
+            // One for each gateway: the second's comes last in the first round.
+            let expected = match (round, engine) {
+                (0, Engine::FastLaneTls) | (1, _) => 2,
+                _ => 1,
+            };
+            assert_eq!(up.connections(), expected, "round {round}, {engine:?}");
         }
     }
 }
