@@ -192,7 +192,7 @@ impl Gateway {
         let routes = routes
             .iter()
             .map(|r| {
-                let pool = UpstreamPool::new(&r.upstreams, &pools, pool_budget, metrics);
+                let pool = UpstreamPool::drawing_on(&r.upstreams, &pools, pool_budget, metrics);
                 Route {
                     name: Arc::from(r.name.as_str()),
                     fast_lane: pool.all_plain_http(),

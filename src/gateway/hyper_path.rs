@@ -154,7 +154,13 @@ impl Upstream for Pooled<'_> {
                     .await
                     .map_err(|e| AttemptError::Connect(e.into()))?,
             };
-            let req = self.request(target, true)?;
+            let req = match self.request(target, true) {
+                Ok(req) => req,
+                Err(e) => {
+                    up.park();
+                    return Err(e);
+                }
+            };
             match pooled::send(up, req, self.websocket).await {
                 Ok(forwarded) => return Ok(forwarded),
                 // The pooled connection had been closed by the upstream: once more, afresh.

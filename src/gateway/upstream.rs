@@ -83,7 +83,12 @@ pub struct UpstreamPool {
 // === impl Target ===
 
 impl Target {
-    fn new(uri: &Uri, pools: &idle::Pools, budget: PoolBudget, metrics: &Metrics) -> Option<Self> {
+    fn new(
+        uri: &Uri,
+        pools: &idle::Pools,
+        budget: PoolBudget,
+        metrics: Option<&Metrics>,
+    ) -> Option<Self> {
         let scheme = uri.scheme()?.clone();
         let authority = uri.authority()?.clone();
         let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
@@ -94,8 +99,10 @@ impl Target {
             format!("{}:{port}", authority.host())
         };
         let host_value = HeaderValue::from_str(&host_header).ok()?;
-        let plain = scheme == Scheme::HTTP;
-        let idle = pools.get_or_make(&origin(uri)?, plain, budget, metrics);
+        // Only plain-HTTP origins are counted: an `https://` one's connections are hyper's
+        // pooled client's, not this pool's.
+        let counted = metrics.filter(|_| scheme == Scheme::HTTP);
+        let idle = pools.get_or_make(&origin(uri)?, budget, counted);
         Some(Self {
             idle,
             connect_addr: format!("{}:{port}", authority.host()),
@@ -182,9 +189,29 @@ impl Target {
 // === impl UpstreamPool ===
 
 impl UpstreamPool {
-    /// A route's targets, their connections drawn from `pools` (made there under `budget`
-    /// for an origin it does not have yet).
-    pub fn new(uris: &[Uri], pools: &idle::Pools, budget: PoolBudget, metrics: &Metrics) -> Self {
+    /// Targets with pools of their own under the default budget, counted nowhere (for
+    /// tests and fuzzing: a gateway's routes use [`UpstreamPool::drawing_on`]).
+    pub fn new(uris: &[Uri]) -> Self {
+        Self::build(uris, &idle::Pools::default(), PoolBudget::default(), None)
+    }
+
+    /// A route's targets, their connections drawn from `pools` (made there under `budget`,
+    /// and counted in `metrics`, for an origin it does not have yet).
+    pub fn drawing_on(
+        uris: &[Uri],
+        pools: &idle::Pools,
+        budget: PoolBudget,
+        metrics: &Metrics,
+    ) -> Self {
+        Self::build(uris, pools, budget, Some(metrics))
+    }
+
+    fn build(
+        uris: &[Uri],
+        pools: &idle::Pools,
+        budget: PoolBudget,
+        metrics: Option<&Metrics>,
+    ) -> Self {
         Self {
             targets: uris
                 .iter()
@@ -248,8 +275,7 @@ mod tests {
 
     fn pool(urls: &[&str]) -> UpstreamPool {
         let uris: Vec<Uri> = urls.iter().map(|u| u.parse().expect("test URL")).collect();
-        let pools = idle::Pools::default();
-        UpstreamPool::new(&uris, &pools, PoolBudget::default(), &Metrics::new())
+        UpstreamPool::new(&uris)
     }
 
     #[test]
@@ -297,14 +323,16 @@ mod tests {
         let uris = |urls: &[&str]| -> Vec<Uri> {
             urls.iter().map(|u| u.parse().expect("test URL")).collect()
         };
-        let a = UpstreamPool::new(&uris(&["http://API.internal/v1"]), &pools, budget, &metrics);
-        let b = UpstreamPool::new(
+        let a =
+            UpstreamPool::drawing_on(&uris(&["http://API.internal/v1"]), &pools, budget, &metrics);
+        let b = UpstreamPool::drawing_on(
             &uris(&["http://api.internal:80/v2"]),
             &pools,
             budget,
             &metrics,
         );
-        let c = UpstreamPool::new(&uris(&["http://api.internal:81"]), &pools, budget, &metrics);
+        let c =
+            UpstreamPool::drawing_on(&uris(&["http://api.internal:81"]), &pools, budget, &metrics);
         let idle = |p: &UpstreamPool| p.pick().expect("target").idle.clone();
         assert!(Arc::ptr_eq(&idle(&a), &idle(&b)), "same origin, one pool");
         assert!(

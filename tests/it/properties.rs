@@ -12,12 +12,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tollgate::config::PoolBudget;
 use tollgate::gateway::fast::wire::{parse_request, ParsedRequest};
 use tollgate::gateway::route::{normalise_path, prefix_matches, strip_prefix, RouteTable};
-use tollgate::gateway::upstream::idle::Pools;
 use tollgate::gateway::upstream::UpstreamPool;
-use tollgate::metrics::Metrics;
 
 fn config(cases: u32) -> RunnerConfig {
     RunnerConfig {
@@ -76,12 +73,7 @@ proptest! {
             "" => "/",
             p => p,
         };
-        let pool = UpstreamPool::new(
-            std::slice::from_ref(&base_uri),
-            &Pools::default(),
-            PoolBudget::default(),
-            &Metrics::new(),
-        );
+        let pool = UpstreamPool::new(std::slice::from_ref(&base_uri));
         let target = pool.pick().expect("one target");
         let original = PathAndQuery::try_from(raw.as_str()).expect("generated paths are valid");
         let upstream = target.path_and_query(&original, forwarded);

@@ -279,24 +279,22 @@ impl std::fmt::Debug for IdleConns {
 // === impl Pools ===
 
 impl Pools {
-    /// The pool of `origin` (`scheme://host:port`), made under `budget` if this set has
-    /// none yet. Only plain-HTTP origins are counted in `/metrics`: an `https://` one is
-    /// served by hyper's pooled client, whose connections are not this pool's.
+    /// The pool of `origin` (`scheme://host:port`), made under `budget` (and counted in
+    /// `metrics`, if given) if this set has none yet.
     pub fn get_or_make(
         &self,
         origin: &str,
-        counted: bool,
         budget: PoolBudget,
-        metrics: &Metrics,
+        metrics: Option<&Metrics>,
     ) -> Arc<IdleConns> {
         let mut by_origin = self.by_origin.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pool) = by_origin.get(origin) {
             pool.set_budget(budget);
             return pool.clone();
         }
-        let gauges = match counted {
-            true => metrics.upstream_pool(origin),
-            false => PoolGauges::detached(),
+        let gauges = match metrics {
+            Some(metrics) => metrics.upstream_pool(origin),
+            None => PoolGauges::detached(),
         };
         let pool = Arc::new(IdleConns::new(budget, gauges));
         by_origin.insert(origin.to_string(), pool.clone());
