@@ -76,7 +76,7 @@ EOF
 head -c 64 /dev/zero | tr '\0' 'b' > "$RUN/body"
 
 (cd "$RUN" && TOKIO_WORKER_THREADS=1 RUST_LOG=warn exec valgrind --tool=callgrind \
-  --callgrind-out-file="$RUN/cg.out" --dump-instr=no "$BIN" run --config gateway.toml \
+  --callgrind-out-file="$RUN/cg.out" --dump-instr=no --compress-strings=no "$BIN" run --config gateway.toml \
   > "$RUN/gateway.log" 2>&1) &
 GW_PID=$!
 for _ in $(seq 600); do

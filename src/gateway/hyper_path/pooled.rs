@@ -14,7 +14,7 @@ use crate::body::Body;
 use crate::gateway::framing::{self, FramingError, HeadFacts, MAX_RESPONSE_HEAD};
 use crate::gateway::headers::connection_tokens;
 use crate::gateway::upstream::idle::{Lease, UpstreamConn};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::CONNECTION;
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -87,7 +87,7 @@ pub(super) async fn send(
     let facts = HeadFacts::of(response.version(), response.headers());
     // Refused: the connection is dropped (closed) with `drive`.
     framing::check(response.status(), facts, false).map_err(SendError::Refused)?;
-    drive.reusable = keeps_alive(&response, head_request);
+    drive.reusable = keeps_alive(&response, facts, head_request);
     // A body-less answer, or one that came whole with its head, is done with already.
     let done = std::future::poll_fn(|cx| Poll::Ready(drive.poll_drive(cx).is_ready())).await;
     let driver: Option<Box<dyn Driver>> = match done {
@@ -118,19 +118,22 @@ async fn send_upgrade(
     Ok((response, None))
 }
 
-/// The connection may carry another request after this response: HTTP/1.1 without
-/// `Connection: close`, and a body whose end is known without the close.
-fn keeps_alive(response: &Response<Incoming>, head_request: bool) -> bool {
-    let headers = response.headers();
-    let closes = connection_tokens(headers.get_all(CONNECTION).iter().map(|v| v.as_bytes()))
-        .any(|t| t.eq_ignore_ascii_case(b"close"));
+/// The connection may carry another request after this response (whose framing `facts`
+/// were read already): HTTP/1.1 without `Connection: close`, and a body whose end is known
+/// without the close.
+fn keeps_alive(response: &Response<Incoming>, facts: HeadFacts, head_request: bool) -> bool {
     let status = response.status();
     let delimited = head_request
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
-        || headers.contains_key(CONTENT_LENGTH)
-        || headers.contains_key(TRANSFER_ENCODING);
-    response.version() == Version::HTTP_11 && !closes && delimited
+        || facts.content_length
+        || facts.transfer_encoding;
+    if response.version() != Version::HTTP_11 || !delimited {
+        return false;
+    }
+    let connection = response.headers().get_all(CONNECTION);
+    !connection_tokens(connection.iter().map(|v| v.as_bytes()))
+        .any(|t| t.eq_ignore_ascii_case(b"close"))
 }
 
 /// A lent connection with hyper's HTTP/1.1 state on it, moved on by whoever reads the
