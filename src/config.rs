@@ -55,6 +55,29 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Peers whose `X-Forwarded-For` names the client (logs, login throttling).
     pub trusted_proxies: TrustedProxies,
+    /// `[server] upstream_max_idle` and `upstream_idle_timeout`.
+    pub upstream_pool: PoolBudget,
+}
+
+/// The budget of each upstream origin's pool of idle keep-alive connections
+/// (`gateway::upstream::idle`), shared by every route and both engines; a reload applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolBudget {
+    /// `[server] upstream_max_idle`: idle connections kept per upstream origin; 0 keeps none
+    /// (every request connects afresh). Default 1024.
+    pub max_idle: usize,
+    /// `[server] upstream_idle_timeout`: an idle connection older than this is closed, not
+    /// reused (the upstream has most likely closed it already). Default 90 s.
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolBudget {
+    fn default() -> Self {
+        PoolBudget {
+            max_idle: 1024,
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
 }
 
 /// `[log]`: where the access log goes and how its lines look.

@@ -21,6 +21,7 @@ pub mod upstream;
 
 use crate::access_log::AccessLog;
 use crate::client_addr::TrustedProxies;
+use crate::config::PoolBudget;
 use crate::config::{AuthMode, RouteConfig};
 use crate::metrics::{Metrics, RouteKind, RouteMetrics, NO_ROUTE};
 use crate::verify::cache::VerifyCache;
@@ -30,6 +31,7 @@ use route::RouteTable;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use upstream::idle::Pools;
 use upstream::{UpstreamClient, UpstreamPool};
 
 /// One configured route with everything its requests need, resolved at start-up.
@@ -49,7 +51,12 @@ pub struct Route {
 pub struct Gateway {
     table: RouteTable,
     routes: Vec<Route>,
+    /// For `https://` targets; `http://` ones draw on `pools`.
     client: UpstreamClient,
+    /// Every upstream origin's idle connections, carried over by a reload.
+    pools: Pools,
+    /// `[server] upstream_max_idle` and `upstream_idle_timeout`.
+    budget: PoolBudget,
     verifier: Arc<VerifyCache>,
     no_route_metrics: RouteMetrics,
     /// `[server].request_body_timeout`: the longest pause in a proxied request body.
@@ -106,6 +113,8 @@ pub struct GatewaySettings<'a> {
     pub body_timeout: Duration,
     /// `[server] trusted_proxies`.
     pub trusted_proxies: TrustedProxies,
+    /// `[server] upstream_max_idle` and `upstream_idle_timeout`.
+    pub pool_budget: PoolBudget,
 }
 
 impl<'a> GatewaySettings<'a> {
@@ -115,6 +124,7 @@ impl<'a> GatewaySettings<'a> {
             public_base: &config.oauth.issuer,
             body_timeout: config.server.limits.request_body_timeout,
             trusted_proxies: config.server.trusted_proxies.clone(),
+            pool_budget: config.server.upstream_pool,
         }
     }
 }
@@ -127,25 +137,43 @@ impl Gateway {
         metrics: &Metrics,
         log: AccessLog,
     ) -> Self {
-        Self::build(settings, verifier, upstream::client(), metrics, log)
+        let client = upstream::client(settings.pool_budget);
+        Self::build(settings, verifier, (client, Pools::default()), metrics, log)
     }
 
-    /// A gateway for reloaded settings that forwards through this one's pooled client, so
-    /// keep-alive connections to upstreams survive a reload, and writes to its access log.
+    /// A gateway for reloaded settings that keeps this one's upstream connections (the
+    /// pools of the origins it still names, and the client for `https://` ones unless the
+    /// pool budget changed), so keep-alive connections survive a reload, and writes to its
+    /// access log.
     pub fn reconfigured(
         &self,
         settings: GatewaySettings<'_>,
         verifier: Arc<VerifyCache>,
         metrics: &Metrics,
     ) -> Self {
-        let (client, log) = (self.client.clone(), self.log.clone());
-        Self::build(settings, verifier, client, metrics, log)
+        let origins: Vec<String> = settings
+            .routes
+            .iter()
+            .flat_map(|r| r.upstreams.iter().filter_map(upstream::origin))
+            .collect();
+        let pools = self.pools.carry_over(&origins, metrics);
+        let client = match settings.pool_budget == self.budget {
+            true => self.client.clone(),
+            false => upstream::client(settings.pool_budget),
+        };
+        Self::build(
+            settings,
+            verifier,
+            (client, pools),
+            metrics,
+            self.log.clone(),
+        )
     }
 
     fn build(
         settings: GatewaySettings<'_>,
         verifier: Arc<VerifyCache>,
-        client: UpstreamClient,
+        (client, pools): (UpstreamClient, Pools),
         metrics: &Metrics,
         log: AccessLog,
     ) -> Self {
@@ -154,6 +182,7 @@ impl Gateway {
             public_base,
             body_timeout,
             trusted_proxies,
+            pool_budget,
         } = settings;
         let table = RouteTable::new(
             routes
@@ -163,7 +192,7 @@ impl Gateway {
         let routes = routes
             .iter()
             .map(|r| {
-                let pool = UpstreamPool::new(&r.upstreams);
+                let pool = UpstreamPool::drawing_on(&r.upstreams, &pools, pool_budget, metrics);
                 Route {
                     name: Arc::from(r.name.as_str()),
                     fast_lane: pool.all_plain_http(),
@@ -187,6 +216,8 @@ impl Gateway {
             table,
             routes,
             client,
+            pools,
+            budget: pool_budget,
             verifier,
             no_route_metrics: metrics.route(NO_ROUTE, RouteKind::Pseudo),
             body_timeout,

@@ -26,7 +26,9 @@
 //!   [`gateway::authority`] (the one host a request is for), [`gateway::route`] (pure
 //!   matching), [`gateway::guard`] (RFC 6750), [`gateway::headers`] (pure rewriting, the one
 //!   `Connection` parser and response hop-by-hop rule), [`gateway::framing`] (pure rules for
-//!   upstream response heads), [`gateway::upstream`] (pool), [`gateway::error`] (every
+//!   upstream response heads), [`gateway::upstream`] (targets, and
+//!   [`gateway::upstream::idle`], the one pool of upstream connections per origin that
+//!   both engines draw on), [`gateway::error`] (every
 //!   gateway error and its response), and its two engines, [`gateway::hyper_path`] and
 //!   [`gateway::fast`].
 //! - [`oauth`] is the authorization server (RFC 6749, 7009, 7636, 7662, 8414, 8707, 9449,

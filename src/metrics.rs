@@ -40,6 +40,9 @@ pub struct Metrics {
     /// `tollgate_login_bans_total{kind="user"|"ip"}`: bans imposed by brute-force protection.
     pub login_bans: IntCounterVec,
     open_connections: IntGaugeVec,
+    /// `tollgate_upstream_connections{upstream, state="idle"|"active"}`: each upstream
+    /// origin's pooled connections.
+    upstream_connections: IntGaugeVec,
     /// How revocations reach this instance (handed to the token store's feed).
     pub revocations: RevocationMetrics,
     /// `tollgate_store_up`: 1 while the token store answers (set by the readiness probe).
@@ -49,6 +52,25 @@ pub struct Metrics {
     /// `tollgate_access_log_dropped_total`: access-log entries dropped because the writer
     /// was too far behind (requests never wait for it).
     pub access_log_dropped: IntCounter,
+}
+
+/// One upstream origin's `tollgate_upstream_connections` series: connections parked in its
+/// pool (idle) and lent to a request (active).
+#[derive(Clone)]
+pub struct PoolGauges {
+    pub idle: IntGauge,
+    pub active: IntGauge,
+}
+
+impl PoolGauges {
+    /// Gauges that count but are not exported (a pool `/metrics` does not show).
+    pub fn detached() -> Self {
+        let gauge = || IntGauge::new("detached", "not exported").expect("valid gauge name");
+        PoolGauges {
+            idle: gauge(),
+            active: gauge(),
+        }
+    }
 }
 
 /// `tollgate_config_reloads_total{result="success"|"failure"}`, both present from start.
@@ -262,6 +284,14 @@ impl Metrics {
             &["listener"],
         )
         .expect("static metric definition is valid");
+        let upstream_connections = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_upstream_connections",
+                "Pooled connections to an upstream origin: idle, or active (lent to a request)",
+            ),
+            &["upstream", "state"],
+        )
+        .expect("static metric definition is valid");
         let revocation_sources = counter(
             "tollgate_revocations_total",
             "Revoked tokens this instance's guard was told of, by where the news came from",
@@ -310,7 +340,7 @@ impl Metrics {
             "Access-log entries dropped because the log writer was too far behind",
         )
         .expect("static metric definition is valid");
-        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
             Box::new(access_log_dropped.clone()),
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
@@ -324,6 +354,7 @@ impl Metrics {
             Box::new(logins.clone()),
             Box::new(login_bans.clone()),
             Box::new(open_connections.clone()),
+            Box::new(upstream_connections.clone()),
             Box::new(revocation_sources),
             Box::new(revocation_lag),
             Box::new(stream_up),
@@ -356,6 +387,7 @@ impl Metrics {
             logins,
             login_bans,
             open_connections,
+            upstream_connections,
             revocations,
             store_up,
             config_reloads,
@@ -388,6 +420,28 @@ impl Metrics {
     /// Creates `tollgate_open_connections{listener}` at zero for a listener that is bound.
     pub fn listener_bound(&self, listener: &str) {
         self.open_connections.with_label_values(&[listener]);
+    }
+
+    /// Creates `tollgate_upstream_connections{upstream=origin}` at zero in both states and
+    /// gives their handles to the origin's pool.
+    pub fn upstream_pool(&self, origin: &str) -> PoolGauges {
+        PoolGauges {
+            idle: self
+                .upstream_connections
+                .with_label_values(&[origin, "idle"]),
+            active: self
+                .upstream_connections
+                .with_label_values(&[origin, "active"]),
+        }
+    }
+
+    /// Removes a retired origin's series (a reload dropped every route to it).
+    pub fn upstream_pool_retired(&self, origin: &str) {
+        for state in ["idle", "active"] {
+            let _ = self
+                .upstream_connections
+                .remove_label_values(&[origin, state]);
+        }
     }
 
     pub fn introspection(&self, verifier: &str) -> Histogram {

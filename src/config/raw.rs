@@ -27,6 +27,10 @@ pub struct RawServer {
     pub max_request_body: Option<String>,
     /// A duration; default `"30s"`.
     pub request_body_timeout: Option<String>,
+    /// Idle keep-alive connections kept per upstream origin; default 1024.
+    pub upstream_max_idle: Option<u64>,
+    /// A duration; default `"90s"`.
+    pub upstream_idle_timeout: Option<String>,
     /// IPs or CIDRs whose `X-Forwarded-For` is believed for the client address; default none.
     pub trusted_proxies: Option<Vec<String>>,
     /// Optional HTTPS listener.

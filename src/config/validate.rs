@@ -90,6 +90,7 @@ fn server(ck: &mut Checker, raw: RawServer) -> ServerConfig {
             .unwrap_or(DEFAULT_INTERNAL_LISTEN),
     );
     let limits = limits(ck, &raw);
+    let upstream_pool = upstream_pool(ck, &raw);
     let tls = raw.tls.map(|t| TlsConfig {
         listen: ck.socket_addr("[server.tls].listen", &t.listen),
         cert: ck.path(&t.cert),
@@ -103,6 +104,36 @@ fn server(ck: &mut Checker, raw: RawServer) -> ServerConfig {
         tls,
         limits,
         trusted_proxies,
+        upstream_pool,
+    }
+}
+
+/// Most idle connections `[server] upstream_max_idle` may keep per upstream origin (each
+/// is a file descriptor and a socket on both ends).
+const MAX_UPSTREAM_IDLE: u64 = 65_536;
+
+/// `[server] upstream_max_idle` (0 to [`MAX_UPSTREAM_IDLE`]) and `upstream_idle_timeout`.
+fn upstream_pool(ck: &mut Checker, raw: &RawServer) -> PoolBudget {
+    let default = PoolBudget::default();
+    let max_idle = match raw.upstream_max_idle {
+        None => default.max_idle,
+        Some(n) if n <= MAX_UPSTREAM_IDLE => n as usize,
+        Some(n) => {
+            ck.problem(
+                "[server].upstream_max_idle",
+                format!("{n} is more than {MAX_UPSTREAM_IDLE}"),
+            );
+            default.max_idle
+        }
+    };
+    let idle_timeout = ck.timeout(
+        "[server].upstream_idle_timeout",
+        raw.upstream_idle_timeout.as_deref(),
+        "90s",
+    );
+    PoolBudget {
+        max_idle,
+        idle_timeout,
     }
 }
 

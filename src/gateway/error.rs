@@ -29,9 +29,12 @@ pub enum ErrorSource {
 /// log's cause chain is the engine's own error.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamCause {
-    /// The hyper path's pooled client.
+    /// The hyper path's pooled client (`https://` targets).
     #[error(transparent)]
     Client(#[from] hyper_util::client::legacy::Error),
+    /// The hyper path's HTTP/1.1 connection from the shared pool (`http://` targets).
+    #[error(transparent)]
+    Connection(#[from] hyper::Error),
     /// The fast lane's own upstream socket.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -107,7 +110,7 @@ pub enum GatewayError {
     #[error("the request body could not be read")]
     RequestBodyBroken {
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: UpstreamCause,
     },
 }
 

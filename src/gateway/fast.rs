@@ -1,6 +1,7 @@
 //! The HTTP/1.1 fast lane: body-less GET and HEAD requests on HTTP/1.1 connections (plain
 //! TCP, or TLS when ALPN chose `http/1.1` or nothing), proxied to plain-HTTP upstreams by the
-//! connection's own task, over keep-alive upstream connections pooled per target.
+//! connection's own task, over keep-alive upstream connections from the origin's pool
+//! (shared with the hyper path).
 //!
 //! Why it exists: through hyper's server and pooled client, a proxied request crossed tasks
 //! and channels four times and cost ~1.4x nginx's CPU per request in the shared harness;
@@ -16,7 +17,8 @@
 //!
 //! Here: the connection loop, and one request's way through the pipeline with this lane's
 //! [`Upstream`] (the targets' pooled upstream connections). [`wire`] parses and encodes
-//! heads, `upstreams` keeps the targets' idle upstream connections, `relay` moves bodies,
+//! heads, [`super::upstream::idle`] keeps the origins' idle upstream connections (shared
+//! with the hyper path), `relay` moves bodies,
 //! [`ClientIo`] is what the lane needs of a client stream.
 //!
 //! An idle keep-alive connection costs little: between requests the lane holds no buffer
@@ -24,11 +26,11 @@
 //! in a box freed when it is answered, and no upstream connection is held for it.
 
 mod relay;
-mod upstreams;
 pub mod wire;
 
 use super::error::{GatewayError, UpstreamCause};
 use super::pipeline::{AttemptError, Exchange, Upstream};
+use super::upstream::idle::UpstreamConn;
 use super::upstream::Target;
 use super::{authority, headers, Gateway, Routed};
 use crate::body::Body;
@@ -40,8 +42,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
-pub use upstreams::IdleConns;
-use upstreams::UpstreamConn;
 use wire::{ParsedRequest, ParsedResponse, RequestHead, ResponseHead};
 
 /// Read buffer size for either side; a request head that does not fit goes to hyper.
@@ -340,7 +340,7 @@ impl<'c> Lane<'c> {
             reuse(&mut self.response);
             let mut up = match reused.take() {
                 Some(up) => up,
-                None => UpstreamConn::connect(target)
+                None => UpstreamConn::connect(&target.idle, target.connect_addr())
                     .await
                     .map_err(|e| AttemptError::Connect(e.into()))?,
             };

@@ -1,14 +1,20 @@
 //! The hyper engine: every request the fast lane does not take (TLS, HTTP/2, a body, an
-//! upgrade, anything unusual), served through the gateway's phases ([`super::pipeline`])
-//! with hyper's pooled client ([`super::upstream`]).
+//! upgrade, anything unusual), served through the gateway's phases ([`super::pipeline`]).
+//! It reaches an `http://` target over a connection from the origin's pool, the fast
+//! lane's too ([`super::upstream::idle`]), with hyper's HTTP/1.1 client connection run in
+//! the request's own task ([`pooled`]); an `https://` target through hyper's pooled client
+//! ([`super::upstream::client`]).
 //!
-//! Its own part: a request body held to the route's size and pause limits, the pooled
-//! client's attempts (`Pooled`), hyper's framing of the answer
+//! Its own part: a request body held to the route's size and pause limits, the attempts
+//! (`Pooled`), hyper's framing of the answer
 //! ([`BodyFraming::Reframed`](super::headers::BodyFraming)) and the WebSocket splice.
 
-use super::error::GatewayError;
+mod pooled;
+
+use super::error::{GatewayError, UpstreamCause};
 use super::framing::{self, HeadFacts};
 use super::pipeline::{AttemptError, Exchange, Upstream};
+use super::upstream::idle::UpstreamConn;
 use super::upstream::{Target, UpstreamClient};
 use super::{authority, headers, Gateway, Route, Routed};
 use crate::access_log::Notes;
@@ -16,10 +22,11 @@ use crate::body::limited::LimitedBody;
 use crate::body::{Body, BodyError};
 use crate::server::ConnInfo;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::TokioIo;
+use pooled::{Forwarded, SendError};
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -73,12 +80,13 @@ async fn serve(
     let mut pooled = Pooled {
         client: gateway.upstream_client(),
         bodyless: http_body::Body::is_end_stream(&body),
-        parts,
+        original: parts.uri.path_and_query().cloned(),
+        parts: Some(parts),
         body: Some(body),
         path: routed.path(),
         websocket,
     };
-    let mut response = exchange.forward(route, &mut pooled).await?;
+    let (mut response, driver) = exchange.forward(route, &mut pooled).await?;
     // `Pooled::attempt` let a 101 through only in answer to a WebSocket upgrade.
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     headers::prepare_response(response.headers_mut(), switching);
@@ -92,7 +100,7 @@ async fn serve(
         });
     }
     let pause = route.config.timeout;
-    Ok(response.map(|body| Body::Limited(LimitedBody::paced(body, pause))))
+    Ok(response.map(|body| Body::Limited(LimitedBody::paced(body, pause).driven_by(driver))))
 }
 
 /// Refuses a body declared larger than the route allows before any upstream sees it,
@@ -106,13 +114,17 @@ fn limit_body(route: &Route, body: Incoming, pause: Duration) -> Result<Body, Ga
     Ok(Body::Limited(LimitedBody::new(body, limit, pause)))
 }
 
-/// A prepared request on its way through hyper's pooled client.
+/// A prepared request on its way to a target: over a connection from the origin's shared
+/// pool ([`pooled`]) for `http://`, through hyper's pooled client for `https://`.
 struct Pooled<'a> {
     client: &'a UpstreamClient,
-    /// The request's head, its URI still the client's; each attempt takes a copy (the last
-    /// one takes it).
-    parts: http::request::Parts,
-    /// Taken by the first attempt; a retry (body-less requests only) sends an empty one.
+    /// The request's head, its URI still the client's; the attempt that sends it takes it
+    /// (one that cannot connect leaves it for the next).
+    parts: Option<http::request::Parts>,
+    /// The client's path and query, which each target's URI is made from.
+    original: Option<PathAndQuery>,
+    /// Taken with `parts`; a retry after hyper's client took both sends an empty one
+    /// (body-less requests only).
     body: Option<Body>,
     bodyless: bool,
     /// The normalised (maybe stripped) path the upstream gets.
@@ -122,32 +134,104 @@ struct Pooled<'a> {
 }
 
 impl Upstream for Pooled<'_> {
-    type Response = Response<Incoming>;
+    type Response = Forwarded;
 
     fn bodyless(&self) -> bool {
         self.bodyless
     }
 
-    async fn attempt(
+    async fn attempt(&mut self, target: &Target, again: bool) -> Result<Forwarded, AttemptError> {
+        if !target.is_plain_http() {
+            return self.through_client(target, again).await;
+        }
+        // A connection first: one that cannot be made leaves the request for another target.
+        let mut reused = target.idle.take();
+        loop {
+            let fresh = reused.is_none();
+            let up = match reused.take() {
+                Some(up) => up,
+                None => UpstreamConn::connect(&target.idle, target.connect_addr())
+                    .await
+                    .map_err(|e| AttemptError::Connect(e.into()))?,
+            };
+            let req = match self.request(target, true) {
+                Ok(req) => req,
+                Err(e) => {
+                    up.park();
+                    return Err(e);
+                }
+            };
+            match pooled::send(up, req, self.websocket).await {
+                Ok(forwarded) => return Ok(forwarded),
+                // The pooled connection had been closed by the upstream: once more, afresh.
+                Err(SendError::Unsent(req, _)) if !fresh => self.put_back(*req),
+                Err(SendError::Unsent(_, e) | SendError::Failed(e)) => {
+                    return Err(send_error(e.into()))
+                }
+                Err(SendError::Refused(fault)) => return Err(AttemptError::Refused(fault)),
+            }
+        }
+    }
+}
+
+impl Pooled<'_> {
+    /// The request for `target`: origin-form with the target's `Host` over a pooled
+    /// connection (`origin_form`), else the absolute URI hyper's client wants.
+    fn request(
+        &mut self,
+        target: &Target,
+        origin_form: bool,
+    ) -> Result<Request<Body>, AttemptError> {
+        // Every attempt after one that took the head follows a connect failure, which left it.
+        let mut parts = self
+            .parts
+            .take()
+            .ok_or(AttemptError::Failed(UpstreamCause::Protocol(
+                "the request was sent already",
+            )))?;
+        parts.uri = upstream_uri(target, self.original.as_ref(), self.path, origin_form)
+            .map_err(AttemptError::Request)?;
+        if origin_form {
+            parts
+                .headers
+                .insert(header::HOST, target.host_value().clone());
+        }
+        let body = self.body.take().unwrap_or_else(Body::empty);
+        Ok(Request::from_parts(parts, body))
+    }
+
+    /// A request that was not sent, back for the next try.
+    fn put_back(&mut self, req: Request<Body>) {
+        let (parts, body) = req.into_parts();
+        self.parts = Some(parts);
+        self.body = Some(body);
+    }
+
+    /// An `https://` target, through hyper's pooled client; `again`: another attempt may
+    /// follow, so the head is kept.
+    async fn through_client(
         &mut self,
         target: &Target,
         again: bool,
-    ) -> Result<Response<Incoming>, AttemptError> {
-        let mut parts = if again {
-            clone_parts(&self.parts)
-        } else {
-            std::mem::replace(&mut self.parts, Request::new(()).into_parts().0)
+    ) -> Result<Forwarded, AttemptError> {
+        let kept = match (again, &self.parts) {
+            (true, Some(parts)) => Some(clone_parts(parts)),
+            _ => None,
         };
-        parts.uri = upstream_uri(target, &parts.uri, self.path).map_err(AttemptError::Request)?;
-        let body = self.body.take().unwrap_or_else(Body::empty);
-        let mut req = Request::from_parts(parts, body);
+        let req = self.request(target, false);
+        self.parts = kept;
+        let mut req = req?;
         // hyper's pool takes a connection back once the body is read off it, which a small
         // body already is when the head arrives: a refused answer must poison it.
         let connection = capture_connection(&mut req);
-        let response = self.client.request(req).await.map_err(send_error)?;
+        let response = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| send_error(e.into()))?;
         let facts = HeadFacts::of(response.version(), response.headers());
         match framing::check(response.status(), facts, self.websocket) {
-            Ok(()) => Ok(response),
+            Ok(()) => Ok((response, None)),
             Err(fault) => {
                 if let Some(connected) = connection.connection_metadata().as_ref() {
                     connected.poison();
@@ -160,35 +244,48 @@ impl Upstream for Pooled<'_> {
 
 /// Why sending to an upstream failed: the client's body first (too large, stalled, cut
 /// off: the upstream request was aborted, and it is the client's doing), then the upstream.
-fn send_error(source: hyper_util::client::legacy::Error) -> AttemptError {
+fn send_error(source: UpstreamCause) -> AttemptError {
     let client_fault = match BodyError::find(&source) {
         Some(BodyError::TooLarge { limit }) => GatewayError::RequestBodyTooLarge { limit: *limit },
         Some(BodyError::Stalled { timeout_ms }) => GatewayError::RequestBodyTimeout {
             timeout_ms: *timeout_ms,
         },
         Some(BodyError::Peer(_)) => GatewayError::RequestBodyBroken { source },
-        None if source.is_connect() => return AttemptError::Connect(source.into()),
-        None => return AttemptError::Failed(source.into()),
+        None if matches!(&source, UpstreamCause::Client(e) if e.is_connect()) => {
+            return AttemptError::Connect(source)
+        }
+        None => return AttemptError::Failed(source),
     };
     AttemptError::Request(client_fault)
 }
 
-/// The upstream URI: the request's own path-and-query when nothing changed, else rebuilt.
+/// The upstream URI: the request's own path-and-query when nothing changed, else rebuilt;
+/// only that (origin-form) for a pooled connection, else with the target's scheme and
+/// authority.
 fn upstream_uri(
     target: &Target,
-    original: &http::Uri,
+    original: Option<&PathAndQuery>,
     path: &str,
+    origin_form: bool,
 ) -> Result<http::Uri, GatewayError> {
-    let uri = match original.path_and_query() {
+    let pq = match original {
         // The same rule as the fast lane's: reuse the original when routing changed nothing.
         Some(pq) => match target.path_and_query(pq, path) {
-            Cow::Borrowed(_) => target.uri_with(pq.clone()),
-            Cow::Owned(rebuilt) => PathAndQuery::try_from(rebuilt)
-                .map_err(http::Error::from)
-                .and_then(|pq| target.uri_with(pq)),
+            Cow::Borrowed(_) => Ok(pq.clone()),
+            Cow::Owned(rebuilt) => PathAndQuery::try_from(rebuilt),
         },
-        None => target.uri(path, None),
+        None => PathAndQuery::try_from(
+            target
+                .path_and_query(&PathAndQuery::from_static("/"), path)
+                .into_owned(),
+        ),
     };
+    let uri = pq
+        .map_err(http::Error::from)
+        .and_then(|pq| match origin_form {
+            true => Ok(http::Uri::from(pq)),
+            false => target.uri_with(pq),
+        });
     uri.map_err(GatewayError::BadUpstreamRequest)
 }
 

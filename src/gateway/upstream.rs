@@ -1,15 +1,21 @@
 //! Upstream targets of a route: round-robin choice, skipping targets that recently
-//! refused connections, and the pooled keep-alive client shared by all routes.
+//! refused connections. Their connections come from [`idle`], the one pool of raw HTTP/1.1
+//! keep-alive connections per origin that both engines use for `http://` targets; an
+//! `https://` target is reached through hyper's pooled client ([`client`]).
 
-use super::fast::IdleConns;
+pub mod idle;
+
 use super::framing::MAX_RESPONSE_HEAD;
 use crate::body::Body;
+use crate::config::PoolBudget;
+use crate::metrics::Metrics;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::Uri;
+use http::{HeaderValue, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use idle::IdleConns;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -21,11 +27,12 @@ pub const DOWN_FOR: Duration = Duration::from_secs(10);
 /// How long either engine waits for a connection to a target (TCP, and TLS here).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The client every route forwards through: keep-alive, pooled per upstream authority.
+/// The client the hyper path reaches `https://` targets through: keep-alive, pooled per
+/// upstream authority (under the same budget as [`idle`]'s pools).
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// Builds the shared upstream client (HTTP/1.1 to upstreams, TLS for `https://` ones).
-pub fn client() -> UpstreamClient {
+/// Builds the client for `https://` upstreams (HTTP/1.1, TLS with the webpki roots).
+pub fn client(budget: PoolBudget) -> UpstreamClient {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
@@ -39,16 +46,16 @@ pub fn client() -> UpstreamClient {
         // The read buffer bounds a response head: the fast lane's limit on this path too.
         .http1_max_buf_size(MAX_RESPONSE_HEAD)
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
+        .pool_idle_timeout(budget.idle_timeout)
+        .pool_max_idle_per_host(budget.max_idle)
         .build(https)
 }
 
 /// One upstream base URL.
 #[derive(Debug)]
 pub struct Target {
-    /// The fast lane's idle connections to this target, shared by every client connection
-    /// (closed when a reload retires the target).
+    /// The idle connections to this target's origin, shared by every client connection,
+    /// route and engine (closed when a reload retires the origin).
     pub idle: Arc<IdleConns>,
     scheme: Scheme,
     authority: Authority,
@@ -58,6 +65,8 @@ pub struct Target {
     connect_addr: String,
     /// See [`Target::host_header`].
     host_header: String,
+    /// The same, made once as a header value (the hyper path sets it).
+    host_value: HeaderValue,
     /// The URL as configured, for logs, with any userinfo blanked (never for clients).
     pub label: Arc<str>,
     /// Milliseconds (since `epoch()`) until which this target is skipped.
@@ -74,7 +83,12 @@ pub struct UpstreamPool {
 // === impl Target ===
 
 impl Target {
-    fn new(uri: &Uri) -> Option<Self> {
+    fn new(
+        uri: &Uri,
+        pools: &idle::Pools,
+        budget: PoolBudget,
+        metrics: Option<&Metrics>,
+    ) -> Option<Self> {
         let scheme = uri.scheme()?.clone();
         let authority = uri.authority()?.clone();
         let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
@@ -84,10 +98,16 @@ impl Target {
         } else {
             format!("{}:{port}", authority.host())
         };
+        let host_value = HeaderValue::from_str(&host_header).ok()?;
+        // Only plain-HTTP origins are counted: an `https://` one's connections are hyper's
+        // pooled client's, not this pool's.
+        let counted = metrics.filter(|_| scheme == Scheme::HTTP);
+        let idle = pools.get_or_make(&origin(uri)?, budget, counted);
         Some(Self {
-            idle: Arc::default(),
+            idle,
             connect_addr: format!("{}:{port}", authority.host()),
             host_header,
+            host_value,
             scheme,
             authority,
             base_path: uri.path().trim_end_matches('/').to_string(),
@@ -151,6 +171,11 @@ impl Target {
         &self.host_header
     }
 
+    /// [`Target::host_header`] as a header value.
+    pub fn host_value(&self) -> &HeaderValue {
+        &self.host_value
+    }
+
     pub fn mark_down(&self) {
         let until = now_ms() + DOWN_FOR.as_millis() as u64;
         self.down_until.store(until, Ordering::Relaxed);
@@ -164,9 +189,34 @@ impl Target {
 // === impl UpstreamPool ===
 
 impl UpstreamPool {
+    /// Targets with pools of their own under the default budget, counted nowhere (for
+    /// tests and fuzzing: a gateway's routes use [`UpstreamPool::drawing_on`]).
     pub fn new(uris: &[Uri]) -> Self {
+        Self::build(uris, &idle::Pools::default(), PoolBudget::default(), None)
+    }
+
+    /// A route's targets, their connections drawn from `pools` (made there under `budget`,
+    /// and counted in `metrics`, for an origin it does not have yet).
+    pub fn drawing_on(
+        uris: &[Uri],
+        pools: &idle::Pools,
+        budget: PoolBudget,
+        metrics: &Metrics,
+    ) -> Self {
+        Self::build(uris, pools, budget, Some(metrics))
+    }
+
+    fn build(
+        uris: &[Uri],
+        pools: &idle::Pools,
+        budget: PoolBudget,
+        metrics: Option<&Metrics>,
+    ) -> Self {
         Self {
-            targets: uris.iter().filter_map(Target::new).collect(),
+            targets: uris
+                .iter()
+                .filter_map(|uri| Target::new(uri, pools, budget, metrics))
+                .collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -198,6 +248,19 @@ impl UpstreamPool {
             .find(|t| !t.is_down(now))
             .or_else(|| self.targets.get(start % n.max(1)))
     }
+}
+
+/// `scheme://host:port` (host in lower case, the scheme's port filled in): what one pool
+/// of connections serves, and its `upstream` label in `/metrics`.
+pub fn origin(uri: &Uri) -> Option<String> {
+    let scheme = uri.scheme_str()?;
+    let authority = uri.authority()?;
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let port = authority.port_u16().unwrap_or(default_port);
+    Some(format!(
+        "{scheme}://{}:{port}",
+        authority.host().to_ascii_lowercase()
+    ))
 }
 
 /// Milliseconds since the first call; a monotonic clock cheap enough for every request.
@@ -251,6 +314,38 @@ mod tests {
         let p = pool(&["http://user:secret@api.internal:3000/v1"]);
         let label = &p.pick().expect("target").label;
         assert_eq!(&**label, "http://***@api.internal:3000/v1");
+    }
+
+    #[test]
+    fn routes_naming_one_origin_share_its_pool() {
+        let pools = idle::Pools::default();
+        let (budget, metrics) = (PoolBudget::default(), Metrics::new());
+        let uris = |urls: &[&str]| -> Vec<Uri> {
+            urls.iter().map(|u| u.parse().expect("test URL")).collect()
+        };
+        let a =
+            UpstreamPool::drawing_on(&uris(&["http://API.internal/v1"]), &pools, budget, &metrics);
+        let b = UpstreamPool::drawing_on(
+            &uris(&["http://api.internal:80/v2"]),
+            &pools,
+            budget,
+            &metrics,
+        );
+        let c =
+            UpstreamPool::drawing_on(&uris(&["http://api.internal:81"]), &pools, budget, &metrics);
+        let idle = |p: &UpstreamPool| p.pick().expect("target").idle.clone();
+        assert!(Arc::ptr_eq(&idle(&a), &idle(&b)), "same origin, one pool");
+        assert!(
+            !Arc::ptr_eq(&idle(&a), &idle(&c)),
+            "another port, another pool"
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"tollgate_upstream_connections{state="idle",upstream="http://api.internal:80"} 0"#
+            ),
+            "{text}"
+        );
     }
 
     #[test]

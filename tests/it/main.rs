@@ -39,4 +39,5 @@ mod throttle;
 mod tls_lane;
 mod trusted_proxies;
 mod upstream_framing;
+mod upstream_pool;
 mod verify_claims;

@@ -806,3 +806,41 @@ fn jwks_verify_needs_a_url_and_an_issuer() {
         "{p}"
     );
 }
+
+#[test]
+fn the_upstream_pool_budget_has_its_defaults_and_refuses_bad_values_naming_the_key() {
+    let c = parse_str(MINIMAL_ROUTE).expect("valid");
+    assert_eq!(c.server.upstream_pool, PoolBudget::default());
+    assert_eq!(c.server.upstream_pool.max_idle, 1024);
+    assert_eq!(c.server.upstream_pool.idle_timeout, Duration::from_secs(90));
+    let c = parse_str(&format!(
+        "[server]\nupstream_max_idle = 0\nupstream_idle_timeout = \"5s\"\n{MINIMAL_ROUTE}"
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.server.upstream_pool,
+        PoolBudget {
+            max_idle: 0,
+            idle_timeout: Duration::from_secs(5)
+        }
+    );
+    let cases = [
+        (
+            "upstream_max_idle = 65537",
+            "[server].upstream_max_idle: 65537 is more than 65536",
+        ),
+        ("upstream_max_idle = -1", "[server]: invalid value"),
+        (
+            "upstream_idle_timeout = \"0s\"",
+            "[server].upstream_idle_timeout: must be longer than zero",
+        ),
+        (
+            "upstream_idle_timeout = \"soon\"",
+            "[server].upstream_idle_timeout: \"soon\" is not a duration",
+        ),
+    ];
+    for (line, want) in cases {
+        let p = problems(&format!("[server]\n{line}\n"));
+        assert!(p.iter().any(|l| l.contains(want)), "{line}: {p:?}");
+    }
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, by the way a request reaches the gateway, counted by
+# callgrind: repeatable on a shared, noisy machine where wall-clock figures are not.
+#
+#   benches/callgrind_proxy.sh [path/to/tollgate]     (default: target/release/tollgate)
+#
+# Starts an nginx upstream (GET / -> 200 {"ok":true}) on 127.0.0.1:28080 and tollgate under
+# `valgrind --tool=callgrind` with one worker (TOKIO_WORKER_THREADS=1) and one open route
+# `/` to it, plain listener :28180 and TLS listener :28443 (a throw-away self-signed
+# certificate). For each row: WARM requests unrecorded (the upstream connection and the
+# client connection are made there), the counters zeroed, N requests on one keep-alive
+# client connection (h2load -c 1), the counters dumped; prints the whole process's
+# instructions (all threads) divided by N. Needs valgrind, nginx, h2load, openssl.
+set -euo pipefail
+
+BIN=${1:-target/release/tollgate}
+BIN=$(realpath "$BIN")
+N=${N:-4000}
+WARM=${WARM:-200}
+ROWS=${ROWS:-h1-get h1-post h2c-get h2c-post h2-tls-get}
+RUN=$(mktemp -d /tmp/callgrind-proxy.XXXXXX)
+UP_PORT=28080 GW_PORT=28180 IN_PORT=28190 TLS_PORT=28443
+
+cleanup() {
+  [[ -n ${GW_PID:-} ]] && kill "$GW_PID" 2>/dev/null || true
+  [[ -n ${UP_PID:-} ]] && kill "$UP_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+mkdir -p "$RUN/nginx"
+cat > "$RUN/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid nginx.pid;
+error_log error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    default_type application/json;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$UP_PORT;
+        location / { return 200 '{"ok":true}'; }
+    }
+}
+EOF
+nginx -p "$RUN/nginx/" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/error.log" &
+UP_PID=$!
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -subj /CN=localhost -keyout "$RUN/key.pem" -out "$RUN/cert.pem" 2>/dev/null
+cat > "$RUN/gateway.toml" <<EOF
+[server]
+listen = "127.0.0.1:$GW_PORT"
+internal_listen = "127.0.0.1:$IN_PORT"
+
+[server.tls]
+listen = "127.0.0.1:$TLS_PORT"
+cert = "cert.pem"
+key = "key.pem"
+
+[oauth]
+issuer = "http://127.0.0.1:$GW_PORT"
+store = "memory"
+
+[log]
+access = "off"
+
+[[routes]]
+name = "up"
+path_prefix = "/"
+upstream = "http://127.0.0.1:$UP_PORT"
+auth = "none"
+EOF
+head -c 64 /dev/zero | tr '\0' 'b' > "$RUN/body"
+
+(cd "$RUN" && TOKIO_WORKER_THREADS=1 RUST_LOG=warn exec valgrind --tool=callgrind \
+  --callgrind-out-file="$RUN/cg.out" --dump-instr=no --compress-strings=no "$BIN" run --config gateway.toml \
+  > "$RUN/gateway.log" 2>&1) &
+GW_PID=$!
+for _ in $(seq 600); do
+  curl -fsS "http://127.0.0.1:$IN_PORT/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$GW_PORT/" | grep -q '"ok"' || { cat "$RUN/gateway.log"; exit 1; }
+# valgrind's own pid is the process callgrind_control talks to.
+VG_PID=$(pgrep -f "callgrind-out-file=$RUN/cg.out" | head -n1)
+
+load() { # ROW COUNT
+  local url="http://127.0.0.1:$GW_PORT/" args=(-c 1 -m 1 -n "$2")
+  case $1 in
+    h1-get) args+=(--h1) ;;
+    h1-post) args+=(--h1 -d "$RUN/body") ;;
+    h2c-get) ;;
+    h2c-post) args+=(-d "$RUN/body") ;;
+    h2-tls-get) url="https://127.0.0.1:$TLS_PORT/" ;;
+  esac
+  h2load "${args[@]}" "$url"
+}
+
+echo "binary: $BIN"
+echo "N=$N requests per row on one client connection, after $WARM unrecorded"
+for row in $ROWS; do
+  load "$row" "$WARM" > /dev/null
+  callgrind_control -z "$VG_PID" > /dev/null 2>&1
+  out=$(load "$row" "$N")
+  grep -q "succeeded, 0 errored" <<< "$out" || grep -q " $N succeeded" <<< "$out" || {
+    echo "$row: not every request succeeded:"; grep -E "requests:|status codes:" <<< "$out"; }
+  callgrind_control -d "$row" "$VG_PID" > /dev/null 2>&1
+  dump=$(ls -t "$RUN"/cg.out.* | head -n1)
+  total=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
+  printf '%-12s %10d instructions/request\n' "$row" $((total / N))
+done
