@@ -6,6 +6,7 @@
 //! `-`: a referer is a URL whose query can carry an authorization code or a token.
 
 use super::Entry;
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -128,11 +129,15 @@ fn digit(n: u32) -> char {
     char::from_digit(n % 10, 10).unwrap_or('0')
 }
 
+/// "00" to "99", two bytes each.
+const PAIRS: &str = "00010203040506070809101112131415161718192021222324252627282930313233343536373839\
+                     40414243444546474849505152535455565758596061626364656667686970717273747576777879\
+                     8081828384858687888990919293949596979899";
+
 /// `n` (below 100) as two digits.
 fn two_digits(n: impl Into<u64>, out: &mut String) {
-    let n = n.into() % 100;
-    out.push(digit((n / 10) as u32));
-    out.push(digit((n % 10) as u32));
+    let i = (n.into() % 100) as usize * 2;
+    out.push_str(&PAIRS[i..i + 2]);
 }
 
 /// A JSON string (RFC 8259 §7): quotes, backslashes and control characters escaped.
@@ -247,9 +252,31 @@ fn utc(time: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
     )
 }
 
-/// `2026-12-01T15:12:42.123Z`.
+/// `2026-12-01T15:12:42.123Z`. The part up to the second is formatted once a second (a
+/// busy log writes thousands of lines within one) and kept by the writer thread.
 fn rfc3339(time: SystemTime, out: &mut String) {
-    let (y, mo, d, h, mi, s, ms) = utc(time);
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with_borrow_mut(|(second, text)| {
+        if *second != secs {
+            text.clear();
+            rfc3339_second(secs, text);
+            *second = secs;
+        }
+        out.push_str(text);
+    });
+    let ms = since.subsec_millis();
+    out.push(digit(ms / 100));
+    two_digits(ms % 100, out);
+    out.push('Z');
+}
+
+/// `2026-12-01T15:12:42.` for `secs` since the epoch.
+fn rfc3339_second(secs: u64, out: &mut String) {
+    let (y, mo, d, h, mi, s, _) = utc(UNIX_EPOCH + std::time::Duration::from_secs(secs));
     if (0..10_000).contains(&y) {
         let y = y as u64;
         two_digits(y / 100, out);
@@ -268,9 +295,6 @@ fn rfc3339(time: SystemTime, out: &mut String) {
     out.push(':');
     two_digits(s, out);
     out.push('.');
-    out.push(digit(ms / 100));
-    two_digits(ms % 100, out);
-    out.push('Z');
 }
 
 /// `01/Dec/2026:15:12:42 +0000`.
@@ -453,6 +477,18 @@ mod tests {
         let mut out = String::new();
         rfc3339(UNIX_EPOCH + Duration::from_millis(5), &mut out);
         assert_eq!(out, "1970-01-01T00:00:00.005Z");
+        // The second's text is kept: the same second again, then the next ones.
+        for (ms, want) in [
+            (999, "1970-01-01T00:00:00.999Z"),
+            (1_000, "1970-01-01T00:00:01.000Z"),
+            (1_796_137_962_123, "2026-12-01T15:12:42.123Z"),
+            (1_796_137_962_124, "2026-12-01T15:12:42.124Z"),
+            (7, "1970-01-01T00:00:00.007Z"),
+        ] {
+            let mut out = String::new();
+            rfc3339(UNIX_EPOCH + Duration::from_millis(ms), &mut out);
+            assert_eq!(out, want);
+        }
     }
 
     proptest::proptest! {
