@@ -38,7 +38,7 @@ impl RecordShaped {
     /// What `LocalVerifier` makes of a record: even tokens a client's, odd ones a user's.
     fn principal(&self, token: &str) -> Principal {
         let n: u64 = token[token.len() - 9..].parse().unwrap_or(0);
-        let p = if n % 2 == 0 {
+        let p = if n.is_multiple_of(2) {
             Principal::new(
                 "reports-service".into(),
                 "reports-service".into(),

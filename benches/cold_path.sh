@@ -35,6 +35,7 @@
 #   TOKENS     tokens issued before the local rows        400000 (at least; issued in ISSUE_CHUNK s runs)
 #   ISSUE_CHUNK  seconds of each issuing run              5
 #   CACHE_CAPACITY  [verify] cache_capacity (local)       tollgate's default
+#   CACHE_TTL  [verify] cache_ttl (local)                 30s
 #   PIN        1: servers on CPU 0, wrk on CPU 1          1
 #   OUT        run directory                              bench/run/cold-<mode>-<timestamp>
 #   PORT_BASE  first of eight loopback ports              18250
@@ -55,6 +56,7 @@ THREADS=${THREADS:-1}
 TOKENS=${TOKENS:-400000}
 ISSUE_CHUNK=${ISSUE_CHUNK:-5}
 CACHE_CAPACITY=${CACHE_CAPACITY:-}
+CACHE_TTL=${CACHE_TTL:-30s}
 PIN=${PIN:-1}
 PORT_BASE=${PORT_BASE:-18250}
 OUT=${OUT:-bench/run/cold-$MODE-$(date +%Y%m%d-%H%M%S)}
@@ -350,7 +352,7 @@ if [[ $MODE == local ]]; then
   # --- local: SQLite store, TOKENS tokens, then cold and warm ------------------------------
   write_tollgate tollgate "$TG_PORT" "sqlite:$OUT/tokens.db" "[verify]
 source = \"local\"
-cache_ttl = \"30s\"
+cache_ttl = \"$CACHE_TTL\"
 negative_cache_ttl = \"5s\"
 ${CACHE_CAPACITY:+cache_capacity = $CACHE_CAPACITY}"
   URL[cold]="http://127.0.0.1:$TG_PORT/" URL[warm]="http://127.0.0.1:$TG_PORT/"
@@ -418,7 +420,7 @@ else
       proxy_pass_request_body off; proxy_set_header Content-Length \"\";
     }
   }"
-  remote() { # remote CACHE_TTL: the [verify] section
+  remote() { # remote TTL: the [verify] section, answers kept TTL
     echo "[verify]
 source = \"remote\"
 url = \"http://127.0.0.1:$VERIFY_PORT/verify\"
