@@ -17,7 +17,9 @@
 //! completes each caller's channel: a wake from this thread costs the runtime's worker an
 //! unpark (a syscall, and when the two share a CPU a switch to the worker and back) per
 //! answer, a wake from a task on the runtime costs a queue push. Without a runtime at start
-//! (or once it is gone) the thread answers each caller itself.
+//! (or once it is gone) the thread answers each caller itself. Like the revocations poller,
+//! that task lives on the runtime the store was opened on, which must keep running while
+//! the store is used (tollgate has one runtime for everything).
 //!
 //! Woken by the first job of a burst, the thread yields once before draining the queue: when
 //! it shares a CPU with the runtime's worker (one worker, a small machine), the worker then
