@@ -305,6 +305,13 @@ impl VerifyCache {
         Err(Arc::new(error.unwrap_or(VerifyError::StoreDown)))
     }
 
+    /// How many answers are cached, once the cache's pending bookkeeping (inserts and
+    /// evictions it applies in batches) is done. For the memory bench and tests.
+    pub async fn entry_count(&self) -> u64 {
+        self.cache.run_pending_tasks().await;
+        self.cache.entry_count()
+    }
+
     /// Drops whatever is cached for this token hash.
     pub async fn forget(&self, hash: &TokenHash) {
         self.cache.invalidate(hash).await;
