@@ -10,14 +10,25 @@
 # certificate). For each row: WARM requests unrecorded (the upstream connection and the
 # client connection are made there), the counters zeroed, N requests on one keep-alive
 # client connection (h2load -c 1), the counters dumped; prints the whole process's
-# instructions (all threads) divided by N. Needs valgrind, nginx, h2load, openssl.
+# instructions (all threads) divided by N. Needs valgrind, nginx, h2load, openssl, curl.
+#
+# The row h1-guarded is h1-get on a `bearer` route (`/guarded`, strip_prefix) with a token the
+# gateway issued to client `bench` (client_credentials), the verify cache warm after WARM.
+# ACCESS_LOG=file writes the access log (JSON) to a file in the run directory instead of
+# `off`: run twice, the difference per row is the access log's own cost.
+#   ROWS='h1-guarded' benches/callgrind_proxy.sh; ACCESS_LOG=file ROWS='h1-guarded' benches/callgrind_proxy.sh
 set -euo pipefail
 
 BIN=${1:-target/release/tollgate}
 BIN=$(realpath "$BIN")
 N=${N:-4000}
 WARM=${WARM:-200}
-ROWS=${ROWS:-h1-get h1-post h2c-get h2c-post h2-tls-get}
+ROWS=${ROWS:-h1-get h1-guarded h1-post h2c-get h2c-post h2-tls-get}
+case ${ACCESS_LOG:-off} in
+  off) ACCESS=off ;;
+  file) ACCESS=access.log ;;
+  *) echo "ACCESS_LOG is off or file" >&2; exit 2 ;;
+esac
 RUN=$(mktemp -d /tmp/callgrind-proxy.XXXXXX)
 UP_PORT=28080 GW_PORT=28180 IN_PORT=28190 TLS_PORT=28443
 
@@ -64,14 +75,32 @@ key = "key.pem"
 issuer = "http://127.0.0.1:$GW_PORT"
 store = "memory"
 
+[oauth.scopes]
+bench = "Benchmark"
+
 [log]
-access = "off"
+access = "$ACCESS"
+
+# Secret: callgrind-bench-secret (sha256 below).
+[[clients]]
+id = "bench"
+secret_hash = "sha256:$(printf %s callgrind-bench-secret | sha256sum | cut -d' ' -f1)"
+grant_types = ["client_credentials"]
+scopes = ["bench"]
 
 [[routes]]
 name = "up"
 path_prefix = "/"
 upstream = "http://127.0.0.1:$UP_PORT"
 auth = "none"
+
+[[routes]]
+name = "guarded"
+path_prefix = "/guarded"
+upstream = "http://127.0.0.1:$UP_PORT"
+auth = "bearer"
+scopes = ["bench"]
+strip_prefix = true
 EOF
 head -c 64 /dev/zero | tr '\0' 'b' > "$RUN/body"
 
@@ -84,6 +113,8 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 curl -fsS "http://127.0.0.1:$GW_PORT/" | grep -q '"ok"' || { cat "$RUN/gateway.log"; exit 1; }
+TOKEN=$(curl -fsS -u bench:callgrind-bench-secret -d grant_type=client_credentials \
+  "http://127.0.0.1:$GW_PORT/oauth/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 # valgrind's own pid is the process callgrind_control talks to.
 VG_PID=$(pgrep -f "callgrind-out-file=$RUN/cg.out" | head -n1)
 
@@ -91,6 +122,7 @@ load() { # ROW COUNT
   local url="http://127.0.0.1:$GW_PORT/" args=(-c 1 -m 1 -n "$2")
   case $1 in
     h1-get) args+=(--h1) ;;
+    h1-guarded) args+=(--h1 -H "Authorization: Bearer $TOKEN"); url+=guarded/ ;;
     h1-post) args+=(--h1 -d "$RUN/body") ;;
     h2c-get) ;;
     h2c-post) args+=(-d "$RUN/body") ;;
@@ -99,7 +131,7 @@ load() { # ROW COUNT
   h2load "${args[@]}" "$url"
 }
 
-echo "binary: $BIN"
+echo "binary: $BIN (access log: $ACCESS)"
 echo "N=$N requests per row on one client connection, after $WARM unrecorded"
 for row in $ROWS; do
   load "$row" "$WARM" > /dev/null
