@@ -106,15 +106,8 @@ start() {
   SPID[$name]=$!
   PIDS+=($!)
 }
-# wait_http URL: up to 10 s for a 200.
-wait_http() {
-  local i
-  for ((i = 0; i < 100; i++)); do
-    curl -fso /dev/null --max-time 1 "$1" && return 0
-    sleep 0.1
-  done
-  die "nothing answers $1 (logs in $OUT)"
-}
+# shellcheck source=benches/lib.sh
+source benches/lib.sh   # wait_http (the script runs from the project root)
 # members NAME: the PIDs of a server's process group (nginx: master and worker).
 members() { pgrep -g "${SPID[$1]}" | tr '\n' ' ' || true; }
 # ticks PID...: CPU clock ticks (utime + stime + reaped children's) used so far, as run.sh.

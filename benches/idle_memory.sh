@@ -75,14 +75,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_http() {
-  local i
-  for ((i = 0; i < 100; i++)); do
-    curl -fso /dev/null --max-time 1 "$1" && return 0
-    sleep 0.1
-  done
-  die "nothing answers $1 (logs in $OUT)"
-}
+# shellcheck source=benches/lib.sh
+source benches/lib.sh   # wait_http (the script runs from the project root)
 
 # --- the upstream API (as in soak.sh) -------------------------------------------------
 case $UPSTREAM in

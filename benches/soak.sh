@@ -72,15 +72,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_http URL: up to 10 s for a 200.
-wait_http() {
-  local i
-  for ((i = 0; i < 100; i++)); do
-    curl -fso /dev/null --max-time 1 "$1" && return 0
-    sleep 0.1
-  done
-  die "nothing answers $1 (logs in $OUT)"
-}
+# shellcheck source=benches/lib.sh
+source benches/lib.sh   # wait_http (the script runs from the project root)
 
 # --- the upstream API ---------------------------------------------------------------
 case $UPSTREAM in

@@ -26,6 +26,7 @@ pub mod deadlines;
 pub mod limits;
 pub mod prefixed;
 pub mod tls;
+mod write_through;
 
 use crate::body::Body;
 use crate::metrics::Metrics;

@@ -4,12 +4,12 @@
 //! although their caches would keep the answer for a minute, also when an instance's link
 //! to Redis was cut meanwhile.
 
-use crate::common::metric;
 use crate::common::oauth::{
     AuthConfig, AuthRequest, AuthServer, Browser, TestStore, CLI_APP, MAIL_APP, PASSWORD, REPORTS,
     USER,
 };
 use crate::common::process::Process;
+use crate::common::shared_store;
 use crate::common::tcp_proxy::TcpProxy;
 use std::time::{Duration, Instant};
 
@@ -35,66 +35,10 @@ fn percentile(lags: &[Duration], p: usize) -> Duration {
     lags[(lags.len() * p).div_ceil(100).saturating_sub(1)]
 }
 
-/// How long `s` keeps accepting `token` (polled every 5 ms); panics past `limit`.
-async fn refused_after(s: &AuthServer, token: &str, since: Instant, limit: Duration) -> Duration {
-    loop {
-        let (status, body) = s.call("/api/mail/inbox", token).await;
-        if status == 401 {
-            return since.elapsed();
-        }
-        assert_eq!(status, 200, "{body}");
-        assert!(since.elapsed() < limit, "still accepted after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_token_revoked_at_one_instance_is_refused_at_another_within_a_second() {
     let (a, b, _c) = three_instances().await;
-    let tokens = a.tokens("email").await;
-    let access = tokens.access_token();
-    // B honours what A issued, and caches its answer (for 60 s).
-    assert_eq!(b.subject_seen_upstream(access).await, USER);
-    assert_eq!(b.subject_seen_upstream(access).await, USER);
-    assert_eq!(
-        b.counter("tollgate_verify_cache_total", "result", "hit")
-            .await,
-        1,
-        "B answered from its cache"
-    );
-
-    let revoked = a.revoke(MAIL_APP, access).await;
-    assert_eq!(revoked.status, 200, "{}", revoked.json);
-    let answered = Instant::now();
-    let (status, _) = a.call("/api/mail/inbox", access).await;
-    assert_eq!(status, 401, "at once where it was revoked");
-    let lag = refused_after(&b, access, answered, Duration::from_secs(1)).await;
-    eprintln!("revocation reached B after {lag:?}");
-
-    let (at_a, at_b) = (a.gw.metrics().await, b.gw.metrics().await);
-    let revocations = |text: &str, source: &str| {
-        metric(
-            text,
-            &format!("tollgate_revocations_total{{source=\"{source}\"}}"),
-        )
-    };
-    assert_eq!(revocations(&at_a, "local"), Some(1.0), "{at_a}");
-    assert_eq!(
-        revocations(&at_a, "stream"),
-        Some(0.0),
-        "A skips its own entry"
-    );
-    assert_eq!(revocations(&at_b, "stream"), Some(1.0), "{at_b}");
-    assert_eq!(
-        metric(&at_b, "tollgate_revocation_lag_seconds_count"),
-        Some(1.0)
-    );
-    assert!(metric(&at_b, "tollgate_revocation_lag_seconds_sum").is_some_and(|s| s < 1.0));
-    assert_eq!(
-        metric(&at_b, "tollgate_revocation_stream_up"),
-        Some(1.0),
-        "{at_b}"
-    );
+    shared_store::a_revocation_reaches_a_cached_instance(&a, &b).await;
 }
 
 #[tokio::test]
@@ -111,8 +55,10 @@ async fn refresh_reuse_at_one_instance_revokes_the_grant_at_every_instance() {
         .await
         .assert_error(400, "invalid_grant");
     let answered = Instant::now();
-    refused_after(&b, second.access_token(), answered, Duration::from_secs(1)).await;
-    refused_after(&c, second.access_token(), answered, Duration::from_secs(1)).await;
+    b.refused_after(second.access_token(), answered, Duration::from_secs(1))
+        .await;
+    c.refused_after(second.access_token(), answered, Duration::from_secs(1))
+        .await;
     c.refresh(MAIL_APP, second.refresh_token(), None)
         .await
         .assert_error(400, "invalid_grant");
@@ -135,20 +81,10 @@ async fn a_code_redeemed_at_one_instance_cannot_be_redeemed_at_another() {
         .await
         .assert_error(400, "invalid_grant");
     // The replay revoked what the first redemption issued, at both instances.
-    refused_after(
-        &a,
-        first.access_token(),
-        Instant::now(),
-        Duration::from_secs(1),
-    )
-    .await;
-    refused_after(
-        &b,
-        first.access_token(),
-        Instant::now(),
-        Duration::from_secs(1),
-    )
-    .await;
+    a.refused_after(first.access_token(), Instant::now(), Duration::from_secs(1))
+        .await;
+    b.refused_after(first.access_token(), Instant::now(), Duration::from_secs(1))
+        .await;
 }
 
 #[tokio::test]
@@ -167,7 +103,8 @@ async fn thirty_concurrent_redemptions_of_one_code_over_three_instances_succeed_
     // Every loser was a replay: the grant, and the winner's token with it, is revoked.
     let token = won[0].access_token();
     for s in instances {
-        refused_after(s, token, Instant::now(), Duration::from_secs(1)).await;
+        s.refused_after(token, Instant::now(), Duration::from_secs(1))
+            .await;
     }
 }
 
@@ -234,8 +171,14 @@ async fn each_of_200_cached_tokens_revoked_at_one_instance_is_refused_at_the_oth
         let revoked = a.revoke(REPORTS, token).await;
         assert_eq!(revoked.status, 200, "{}", revoked.json);
         let answered = Instant::now();
-        at_b.push(refused_after(&b, token, answered, Duration::from_secs(1)).await);
-        at_c.push(refused_after(&c, token, answered, Duration::from_secs(1)).await);
+        at_b.push(
+            b.refused_after(token, answered, Duration::from_secs(1))
+                .await,
+        );
+        at_c.push(
+            c.refused_after(token, answered, Duration::from_secs(1))
+                .await,
+        );
     }
     for (name, lags) in [("B", &mut at_b), ("C", &mut at_c)] {
         lags.sort();

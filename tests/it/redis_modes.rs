@@ -16,19 +16,6 @@ async fn two_instances(config: &AuthConfig) -> (AuthServer, AuthServer) {
     (config.clone().spawn().await, config.spawn().await)
 }
 
-/// How long `s` keeps accepting `token` (polled every 5 ms); panics past `limit`.
-async fn refused_after(s: &AuthServer, token: &str, since: Instant, limit: Duration) -> Duration {
-    loop {
-        let (status, body) = s.call("/api/mail/inbox", token).await;
-        if status == 401 {
-            return since.elapsed();
-        }
-        assert_eq!(status, 200, "{body}");
-        assert!(since.elapsed() < limit, "still accepted after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// A client_credentials access token issued at `s`.
 async fn machine_token(s: &AuthServer) -> String {
     let answer = s
@@ -44,7 +31,9 @@ async fn revocation_reaches(at: &AuthServer, elsewhere: &AuthServer, token: &str
     assert_eq!(elsewhere.subject_seen_upstream(token).await, REPORTS.id);
     let revoked = at.revoke(REPORTS, token).await;
     assert_eq!(revoked.status, 200, "{}", revoked.json);
-    refused_after(elsewhere, token, Instant::now(), Duration::from_secs(1)).await
+    elsewhere
+        .refused_after(token, Instant::now(), Duration::from_secs(1))
+        .await
 }
 
 #[tokio::test]
@@ -220,7 +209,8 @@ async fn on_a_cluster_a_code_raced_at_two_instances_is_redeemed_exactly_once() {
         for winner in winners {
             for s in [&a, &b] {
                 let token = winner.access_token();
-                refused_after(s, token, Instant::now(), Duration::from_secs(1)).await;
+                s.refused_after(token, Instant::now(), Duration::from_secs(1))
+                    .await;
             }
         }
     }

@@ -5,7 +5,8 @@
 
 use crate::common::oauth::{AuthConfig, AuthRequest, AuthServer, Browser, MAIL_APP, REPORTS, USER};
 use crate::common::process::Process;
-use crate::common::{metric, Upstream};
+use crate::common::shared_store;
+use crate::common::Upstream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -24,67 +25,11 @@ async fn two_instances(dir: &Path) -> (AuthServer, AuthServer) {
     (a, b)
 }
 
-/// How long `s` keeps accepting `token` (polled every 5 ms); panics past `limit`.
-async fn refused_after(s: &AuthServer, token: &str, since: Instant, limit: Duration) -> Duration {
-    loop {
-        let (status, body) = s.call("/api/mail/inbox", token).await;
-        if status == 401 {
-            return since.elapsed();
-        }
-        assert_eq!(status, 200, "{body}");
-        assert!(since.elapsed() < limit, "still accepted after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_token_revoked_at_one_instance_is_refused_at_another_on_the_same_file_within_a_second() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (a, b) = two_instances(dir.path()).await;
-    let tokens = a.tokens("email").await;
-    let access = tokens.access_token();
-    // B honours what A issued, and caches its answer (for 60 s).
-    assert_eq!(b.subject_seen_upstream(access).await, USER);
-    assert_eq!(b.subject_seen_upstream(access).await, USER);
-    assert_eq!(
-        b.counter("tollgate_verify_cache_total", "result", "hit")
-            .await,
-        1,
-        "B answered from its cache"
-    );
-
-    let revoked = a.revoke(MAIL_APP, access).await;
-    assert_eq!(revoked.status, 200, "{}", revoked.json);
-    let answered = Instant::now();
-    let (status, _) = a.call("/api/mail/inbox", access).await;
-    assert_eq!(status, 401, "at once where it was revoked");
-    let lag = refused_after(&b, access, answered, Duration::from_secs(1)).await;
-    eprintln!("revocation reached B over SQLite after {lag:?}");
-
-    let (at_a, at_b) = (a.gw.metrics().await, b.gw.metrics().await);
-    let revocations = |text: &str, source: &str| {
-        metric(
-            text,
-            &format!("tollgate_revocations_total{{source=\"{source}\"}}"),
-        )
-    };
-    assert_eq!(revocations(&at_a, "local"), Some(1.0), "{at_a}");
-    assert_eq!(
-        revocations(&at_a, "stream"),
-        Some(0.0),
-        "A skips its own row"
-    );
-    assert_eq!(revocations(&at_b, "stream"), Some(1.0), "{at_b}");
-    assert_eq!(
-        metric(&at_b, "tollgate_revocation_lag_seconds_count"),
-        Some(1.0)
-    );
-    assert!(metric(&at_b, "tollgate_revocation_lag_seconds_sum").is_some_and(|s| s < 1.0));
-    assert_eq!(
-        metric(&at_b, "tollgate_revocation_stream_up"),
-        Some(1.0),
-        "{at_b}"
-    );
+    shared_store::a_revocation_reaches_a_cached_instance(&a, &b).await;
 }
 
 #[tokio::test]
@@ -103,7 +48,9 @@ async fn refresh_reuse_at_one_instance_revokes_the_grant_at_the_other_on_the_sam
         .await
         .assert_error(400, "invalid_grant");
     let answered = Instant::now();
-    let lag = refused_after(&b, second.access_token(), answered, Duration::from_secs(1)).await;
+    let lag = b
+        .refused_after(second.access_token(), answered, Duration::from_secs(1))
+        .await;
     eprintln!("grant revocation reached B over SQLite after {lag:?}");
     b.refresh(MAIL_APP, second.refresh_token(), None)
         .await
@@ -128,13 +75,8 @@ async fn a_code_redeemed_at_one_instance_on_the_same_file_cannot_be_redeemed_at_
         .await
         .assert_error(400, "invalid_grant");
     // The replay at A revoked what B issued, in B's cache too.
-    refused_after(
-        &b,
-        first.access_token(),
-        Instant::now(),
-        Duration::from_secs(1),
-    )
-    .await;
+    b.refused_after(first.access_token(), Instant::now(), Duration::from_secs(1))
+        .await;
 }
 
 // ---------------------------------------------------------------- two real processes

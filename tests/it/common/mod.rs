@@ -10,6 +10,7 @@ pub mod process;
 pub mod raw;
 pub mod redis;
 pub mod scripted;
+pub mod shared_store;
 pub mod slapd;
 pub mod tcp_proxy;
 pub mod tls;

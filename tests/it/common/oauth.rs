@@ -12,6 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// The user in the users file, with their password and display name.
 pub const USER: &str = "alice";
@@ -629,6 +630,20 @@ impl AuthServer {
         let status = r.status();
         let text = r.text().await.expect("body read");
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// How long this instance keeps accepting `token` on `/api/mail/inbox` after `since`
+    /// (polled every 5 ms); panics past `limit`, or on an answer other than 200 or 401.
+    pub async fn refused_after(&self, token: &str, since: Instant, limit: Duration) -> Duration {
+        loop {
+            let (status, body) = self.call("/api/mail/inbox", token).await;
+            if status == 401 {
+                return since.elapsed();
+            }
+            assert_eq!(status, 200, "{body}");
+            assert!(since.elapsed() < limit, "still accepted after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// The `X-Auth-Subject` the upstream saw for a successful call.
