@@ -117,8 +117,13 @@ pub fn new_request_id() -> HeaderValue {
     for (i, digit) in text.iter_mut().enumerate() {
         *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
+    // Hex digits are always a valid header value; the fallback only keeps a panic off the
+    // request path.
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static(ZERO_REQUEST_ID))
 }
+
+/// What [`new_request_id`] would give if hex digits were ever refused (they are not).
+const ZERO_REQUEST_ID: &str = "00000000000000000000000000000000";
 
 /// Who frames a relayed response body for the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

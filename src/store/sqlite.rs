@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 mod batch;
+mod job_thread;
 mod lookups;
 mod revocations;
 use revocations::Poller;

@@ -22,13 +22,13 @@
 //! commits everything still queued first. An insert whose caller stopped waiting (its future
 //! dropped after it was queued) is still committed.
 
+use super::job_thread::JobThread;
 use super::{insert_row, LOCK_WAIT};
 use crate::store::{Record, StoreError, StoreResult, TokenHash};
 use futures_util::future::BoxFuture;
 use rusqlite::Connection;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -46,51 +46,22 @@ struct Job {
 }
 
 /// The queue in front of the writer thread; see the module comment.
-pub(super) struct Writer {
-    /// `None` once dropping: closing it lets the thread finish.
-    jobs: Option<mpsc::Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
-}
+pub(super) struct Writer(JobThread<Job>);
 
 impl Writer {
     /// Starts the writer thread on `conn`.
     pub(super) fn start(conn: Arc<Mutex<Connection>>) -> StoreResult<Self> {
-        let (jobs, queue) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("tollgate-sqlite-writer".into())
-            .spawn(move || run(&conn, &queue))
-            .map_err(StoreError::ThreadStart)?;
-        Ok(Self {
-            jobs: Some(jobs),
-            thread: Some(thread),
-        })
+        JobThread::start("tollgate-sqlite-writer", move |queue| run(&conn, &queue)).map(Self)
     }
 
     /// Queues an insert (when first polled) and resolves once it is committed or failed.
     pub(super) fn insert(&self, hash: TokenHash, record: Record) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(async move {
-            let (done, answer) = oneshot::channel();
-            let job = Job {
-                hash,
-                record,
-                deadline: Instant::now() + LOCK_WAIT,
-                done,
-            };
-            let queue = self.jobs.as_ref().ok_or(StoreError::ThreadStopped)?;
-            queue.send(job).map_err(|_| StoreError::ThreadStopped)?;
-            answer.await.map_err(|_| StoreError::ThreadStopped)?
-        })
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.jobs = None;
-        if let Some(thread) = self.thread.take() {
-            // The thread only returns once the queue is drained; a panic in it has already
-            // failed its callers (their answers were dropped).
-            let _ = thread.join();
-        }
+        Box::pin(self.0.ask(move |done| Job {
+            hash,
+            record,
+            deadline: Instant::now() + LOCK_WAIT,
+            done,
+        }))
     }
 }
 

@@ -30,12 +30,12 @@
 //! has spent it waiting answers [`StoreError::Busy`]. Dropping [`Lookups`] closes the queue;
 //! the thread answers what is queued and ends.
 
+use super::job_thread::JobThread;
 use super::{read, LOCK_WAIT};
 use crate::store::{Record, StoreError, StoreResult, TokenHash};
 use futures_util::future::BoxFuture;
 use rusqlite::Connection;
 use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -54,16 +54,11 @@ struct Job {
 }
 
 /// The queue in front of the lookup thread; see the module comment.
-pub(super) struct Lookups {
-    /// `None` once dropping: closing it lets the thread finish.
-    jobs: Option<mpsc::Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
-}
+pub(super) struct Lookups(JobThread<Job>);
 
 impl Lookups {
     /// Starts the lookup thread, which owns `conn` (a `query_only` connection).
     pub(super) fn start(conn: Connection) -> StoreResult<Self> {
-        let (jobs, queue) = mpsc::channel();
         let answers = tokio::runtime::Handle::try_current().ok().map(|runtime| {
             let (answers, mut batches) = tokio::sync::mpsc::unbounded_channel::<Answers>();
             runtime.spawn(async move {
@@ -73,38 +68,19 @@ impl Lookups {
             });
             answers
         });
-        let thread = std::thread::Builder::new()
-            .name("tollgate-sqlite-reader".into())
-            .spawn(move || run(&conn, &queue, answers.as_ref()))
-            .map_err(StoreError::ThreadStart)?;
-        Ok(Self {
-            jobs: Some(jobs),
-            thread: Some(thread),
+        JobThread::start("tollgate-sqlite-reader", move |queue| {
+            run(&conn, &queue, answers.as_ref());
         })
+        .map(Self)
     }
 
     /// The record stored under `hash`, if any.
     pub(super) fn get(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
-        Box::pin(async move {
-            let (done, answer) = oneshot::channel();
-            let job = Job {
-                hash,
-                deadline: Instant::now() + LOCK_WAIT,
-                done,
-            };
-            let queue = self.jobs.as_ref().ok_or(StoreError::ThreadStopped)?;
-            queue.send(job).map_err(|_| StoreError::ThreadStopped)?;
-            answer.await.map_err(|_| StoreError::ThreadStopped)?
-        })
-    }
-}
-
-impl Drop for Lookups {
-    fn drop(&mut self) {
-        self.jobs = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        Box::pin(self.0.ask(move |done| Job {
+            hash,
+            deadline: Instant::now() + LOCK_WAIT,
+            done,
+        }))
     }
 }
 
