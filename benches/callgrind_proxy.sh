@@ -14,6 +14,7 @@
 #
 # The row h1-guarded is h1-get on a `bearer` route (`/guarded`, strip_prefix) with a token the
 # gateway issued to client `bench` (client_credentials), the verify cache warm after WARM.
+# PORT_BASE (default 28000) moves the four ports by the same offset, for two runs side by side.
 # ACCESS_LOG=file writes the access log (JSON) to a file in the run directory instead of
 # `off`: run twice, the difference per row is the access log's own cost.
 #   ROWS='h1-guarded' benches/callgrind_proxy.sh; ACCESS_LOG=file ROWS='h1-guarded' benches/callgrind_proxy.sh
@@ -30,7 +31,9 @@ case ${ACCESS_LOG:-off} in
   *) echo "ACCESS_LOG is off or file" >&2; exit 2 ;;
 esac
 RUN=$(mktemp -d /tmp/callgrind-proxy.XXXXXX)
-UP_PORT=28080 GW_PORT=28180 IN_PORT=28190 TLS_PORT=28443
+# PORT_BASE moves all four ports (two runs side by side need different bases).
+PORT_BASE=${PORT_BASE:-28000}
+UP_PORT=$((PORT_BASE + 80)) GW_PORT=$((PORT_BASE + 180)) IN_PORT=$((PORT_BASE + 190)) TLS_PORT=$((PORT_BASE + 443))
 
 cleanup() {
   [[ -n ${GW_PID:-} ]] && kill "$GW_PID" 2>/dev/null || true
