@@ -29,7 +29,7 @@ mod relay;
 pub mod wire;
 
 use super::error::{GatewayError, UpstreamCause};
-use super::pipeline::{AttemptError, Exchange, Upstream};
+use super::pipeline::{AttemptError, Exchange, Rewrite, Upstream};
 use super::upstream::idle::UpstreamConn;
 use super::upstream::Target;
 use super::{authority, headers, Gateway, Routed};
@@ -308,10 +308,11 @@ impl<'c> Lane<'c> {
         let RequestHead {
             method,
             target: original,
-            mut headers,
+            headers,
             ..
         } = head;
-        exchange.prepare(&mut headers, routed, (self.conn, request_id), false);
+        let conn = self.conn;
+        let rewrite = exchange.prepare(routed, (conn, request_id), false);
         let mut outgoing = Outgoing {
             lane: self,
             method: &method,
@@ -319,6 +320,7 @@ impl<'c> Lane<'c> {
             original: &original,
             path: routed.path(),
             headers: &headers,
+            rewrite: &rewrite,
         };
         exchange.forward(routed.route(), &mut outgoing).await
     }
@@ -396,7 +398,10 @@ struct Outgoing<'l, 'c> {
     original: &'l PathAndQuery,
     /// The normalised (maybe stripped) path the upstream gets.
     path: &'l str,
+    /// The client's headers, as they came.
     headers: &'l HeaderMap,
+    /// What the upstream gets of them.
+    rewrite: &'l Rewrite<'l>,
 }
 
 impl Upstream for Outgoing<'_, '_> {
@@ -414,11 +419,12 @@ impl Upstream for Outgoing<'_, '_> {
         let lane = &mut *self.lane;
         // Released while the connection was idle: room for the head at once, not by growth.
         reuse(&mut lane.out);
-        wire::encode_request(
+        let (headers, rewrite) = (self.headers, self.rewrite);
+        wire::encode_request_with(
             self.method,
             &target.path_and_query(self.original, self.path),
             target.host_header(),
-            self.headers,
+            |out| rewrite.encode(headers, out),
             &mut lane.out,
         );
         let head_request = *self.method == Method::HEAD;

@@ -74,7 +74,9 @@ async fn serve(
     let websocket = headers::is_upgrade_request(req.method(), req.version(), req.headers());
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    exchange.prepare(&mut parts.headers, routed, (conn, request_id), websocket);
+    exchange
+        .prepare(routed, (conn, request_id), websocket)
+        .apply(&mut parts.headers);
     parts.version = Version::HTTP_11;
     let body = limit_body(route, body, gateway.body_timeout())?;
     let mut pooled = Pooled {

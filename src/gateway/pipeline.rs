@@ -4,8 +4,9 @@
 //! 1. **route** ([`Exchange::route`]): the request's one authority and normalised path pick
 //!    a route (404, or 400 for a path or authority that cannot be trusted);
 //! 2. **authenticate** ([`Exchange::authenticate`]): the RFC 6750 guard on a bearer route;
-//! 3. **prepare** ([`Exchange::prepare`]): the upstream request's headers
-//!    ([`headers::prepare_request`]);
+//! 3. **prepare** ([`Exchange::prepare`]): the upstream request's headers, a [`Rewrite`]
+//!    ([`headers::prepare_request`]'s rule) that the hyper path applies to its header map and
+//!    the fast lane writes straight into the upstream head;
 //! 4. **forward** ([`Exchange::forward`]): a target from the route's pool, each attempt
 //!    bounded by the route's `timeout`, one more attempt at another target when a body-less
 //!    request could not connect; a failed attempt becomes a [`GatewayError`] here and only
@@ -166,23 +167,24 @@ impl<'g> Exchange<'g> {
         Ok(())
     }
 
-    /// Prepare: rewrites the client's request headers for the upstream (`upgrade`: a
-    /// WebSocket handshake goes on).
-    pub fn prepare(
+    /// Prepare: how the client's request headers are rewritten for the upstream
+    /// (`upgrade`: a WebSocket handshake goes on).
+    pub fn prepare<'a>(
         &self,
-        request: &mut HeaderMap,
         routed: &Routed<'_>,
-        (conn, request_id): (&ConnInfo, &HeaderValue),
+        (conn, request_id): (&'a ConnInfo, &'a HeaderValue),
         upgrade: bool,
-    ) {
-        let forwarded = ForwardedFor {
-            client_ip: &conn.client_ip,
-            proto: conn.proto,
-            host: routed.authority.clone(),
-            request_id,
-        };
-        let identity = self.notes.principal.as_deref().map(|p| &p.headers);
-        headers::prepare_request(request, forwarded, identity, upgrade);
+    ) -> Rewrite<'a> {
+        Rewrite {
+            forwarded: ForwardedFor {
+                client_ip: &conn.client_ip,
+                proto: conn.proto,
+                host: routed.authority.clone(),
+                request_id,
+            },
+            principal: self.notes.principal.clone(),
+            upgrade,
+        }
     }
 
     /// Forward: sends the prepared request to a target of the route, and once more to
@@ -237,6 +239,31 @@ impl<'g> Exchange<'g> {
     pub fn finish(self, status: StatusCode) -> Notes {
         self.metrics.finish(status, self.started);
         self.notes
+    }
+}
+
+/// The prepare phase's outcome: one request's header rewrite ([`headers::prepare_request`]'s
+/// rule), which the hyper path applies to its header map and the fast lane writes, with the
+/// client's headers, straight into the upstream head.
+pub struct Rewrite<'a> {
+    forwarded: ForwardedFor<'a>,
+    /// Whose identity headers the upstream gets (none on an open route).
+    principal: Option<Arc<Principal>>,
+    upgrade: bool,
+}
+
+impl Rewrite<'_> {
+    /// Rewrites `headers` in place for the upstream.
+    pub fn apply(self, headers: &mut HeaderMap) {
+        let identity = self.principal.as_deref().map(|p| &p.headers);
+        headers::prepare_request(headers, self.forwarded, identity, self.upgrade);
+    }
+
+    /// Writes the upstream's header lines for the client's `headers` (what [`Self::apply`]
+    /// would leave in them) to `out`.
+    pub fn encode(&self, headers: &HeaderMap, out: &mut Vec<u8>) {
+        let identity = self.principal.as_deref().map(|p| &p.headers);
+        headers::encode_prepared_request(headers, &self.forwarded, identity, self.upgrade, out);
     }
 }
 

@@ -318,12 +318,31 @@ pub fn encode_response(response: &http::Response<Bytes>, head_request: bool, out
     }
 }
 
-/// Writes the request head the upstream receives.
+/// Writes a request head with `headers` as they are.
 pub fn encode_request(
     method: &Method,
     path_and_query: &str,
     host: &str,
     headers: &HeaderMap,
+    out: &mut Vec<u8>,
+) {
+    encode_request_with(
+        method,
+        path_and_query,
+        host,
+        |out| encode_headers(headers, out),
+        out,
+    );
+}
+
+/// Writes the request head the upstream receives: the request line, its `Host`, then the
+/// header lines `write_headers` writes (the gateway's rewrite of the client's,
+/// [`encode_prepared_request`](super::super::headers::encode_prepared_request)).
+pub fn encode_request_with(
+    method: &Method,
+    path_and_query: &str,
+    host: &str,
+    write_headers: impl FnOnce(&mut Vec<u8>),
     out: &mut Vec<u8>,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -332,7 +351,7 @@ pub fn encode_request(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    encode_headers(headers, out);
+    write_headers(out);
     out.extend_from_slice(b"\r\n");
 }
 

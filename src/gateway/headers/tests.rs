@@ -391,3 +391,180 @@ fn a_websocket_switch_keeps_upgrade_and_restates_connection() {
     assert!(!h.contains_key("x-hop"));
     assert_eq!(h["sec-websocket-accept"], "abc");
 }
+
+/// The lines `encode_prepared_request` writes, as (name, value) pairs, sorted.
+fn wire_lines(out: &[u8]) -> Vec<(String, String)> {
+    let text = std::str::from_utf8(out).expect("header lines are text in these tests");
+    let mut lines: Vec<(String, String)> = text
+        .split_terminator("\r\n")
+        .map(|l| {
+            let (name, value) = l.split_once(": ").expect("a `name: value` line");
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// A header map's (name, value) pairs, sorted.
+fn map_lines(map: &HeaderMap) -> Vec<(String, String)> {
+    let mut lines: Vec<(String, String)> = map
+        .iter()
+        .map(|(n, v)| {
+            let value = v.to_str().expect("test values are visible ASCII");
+            (n.as_str().to_owned(), value.to_owned())
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn identity_principal() -> Principal {
+    Principal::new(
+        "alice".into(),
+        "mail-app".into(),
+        Some("alice".into()),
+        vec!["email".into()],
+        None,
+    )
+    .expect("plain ASCII")
+}
+
+#[test]
+fn wire_rewrite_writes_the_gateways_headers_after_the_clients() {
+    let h = headers(&[
+        ("accept", "*/*"),
+        ("host", "gw.test"),
+        ("x-forwarded-for", "10.1.1.1"),
+        ("x-auth-subject", "mallory"),
+        ("connection", "keep-alive"),
+    ]);
+    let ip = HeaderValue::from_static("10.0.0.1");
+    let p = identity_principal();
+    let mut out = Vec::new();
+    encode_prepared_request(&h, &forwarded(&ip), Some(&p.headers), false, &mut out);
+    assert_eq!(
+        std::str::from_utf8(&out).expect("text"),
+        "accept: */*\r\n\
+         x-forwarded-for: 10.1.1.1, 10.0.0.1\r\n\
+         x-forwarded-proto: https\r\n\
+         x-forwarded-host: api.example.com\r\n\
+         x-request-id: req-1\r\n\
+         x-auth-subject: alice\r\n\
+         x-auth-client-id: mail-app\r\n\
+         x-auth-scope: email\r\n"
+    );
+}
+
+/// Header names a request may carry that the rewrite treats specially, and plain ones.
+const NAMES: &[&str] = &[
+    "accept",
+    "host",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "proxy-authorization",
+    "proxy-connection",
+    "http2-settings",
+    "x-forwarded-for",
+    "x_forwarded_for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+    "x-auth-subject",
+    "x-auth-client-id",
+    "x-auth-scope",
+    "x_auth_scope",
+    "x-auth-other",
+    "forwarded",
+    "x-real-ip",
+    "x-original-url",
+    "x-custom",
+    "authorization",
+];
+
+/// Values, among them `Connection` token lists naming other headers.
+const VALUES: &[&str] = &[
+    "1",
+    "a b",
+    "keep-alive",
+    "close",
+    "Upgrade",
+    "x-custom, te",
+    "x-forwarded-for",
+    "X-Request-Id, accept",
+    "host",
+    "x-auth-subject",
+    " , ",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 2048,
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    /// The fast lane's rewrite written to the wire and the hyper path's rewrite of a header
+    /// map leave the upstream the same headers (the same values, as many times), for any
+    /// list of headers, with or without identity, host and a WebSocket switch.
+    #[test]
+    fn wire_rewrite_matches_header_map_rewrite(
+        pairs in proptest::collection::vec((0..NAMES.len(), 0..VALUES.len()), 0..12),
+        with_identity: bool,
+        with_host: bool,
+        upgrade: bool,
+    ) {
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|&(n, v)| (NAMES[n], VALUES[v])).collect();
+        let client = headers(&pairs);
+        let ip = HeaderValue::from_static("10.0.0.1");
+        let p = identity_principal();
+        let identity = with_identity.then_some(&p.headers);
+        let for_request = || {
+            let mut f = forwarded(&ip);
+            if !with_host {
+                f.host = None;
+            }
+            f
+        };
+
+        let mut out = Vec::new();
+        encode_prepared_request(&client, &for_request(), identity, upgrade, &mut out);
+        let mut map = client.clone();
+        prepare_request(&mut map, for_request(), identity, upgrade);
+        proptest::prop_assert_eq!(wire_lines(&out), map_lines(&map));
+    }
+}
+
+/// Without a `Connection` header the rule first looks at the name's length alone; every
+/// hop-by-hop name, in any case, must still be dropped.
+#[test]
+fn hop_by_hop_response_headers_are_dropped_without_a_connection_header() {
+    let names = HOP_BY_HOP
+        .into_iter()
+        .map(|n| n.as_str().to_owned())
+        .chain(["upgrade".to_owned()]);
+    for name in names {
+        for spelling in [name.clone(), name.to_ascii_uppercase()] {
+            assert!(
+                response_drops(spelling.as_bytes(), &[], BodyFraming::Reframed),
+                "{spelling}"
+            );
+        }
+    }
+    for kept in [
+        "date",
+        "server",
+        "content-type",
+        "content-length",
+        "x-request-id",
+    ] {
+        assert!(
+            !response_drops(kept.as_bytes(), &[], BodyFraming::Reframed),
+            "{kept}"
+        );
+    }
+}
