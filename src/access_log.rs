@@ -22,9 +22,10 @@ pub mod format;
 mod writer;
 
 use crate::config::{AccessTarget, LogConfig};
+use crate::gateway::headers::HeaderView;
 use crate::verify::Principal;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue, USER_AGENT};
+use http::header::{HeaderValue, USER_AGENT};
 use http::{Method, StatusCode, Version};
 use prometheus::IntCounter;
 use std::io;
@@ -106,12 +107,11 @@ impl Entry {
         method: &Method,
         version: Version,
         path: &str,
-        headers: &HeaderMap,
+        headers: &impl HeaderView,
         client_addr: IpAddr,
         request_id: &HeaderValue,
     ) -> Entry {
-        let user_agent = headers.get(USER_AGENT).map(|ua| {
-            let bytes = ua.as_bytes();
+        let user_agent = headers.first(USER_AGENT).map(|bytes| {
             // A copy: the request's own buffer is not kept alive by the log.
             Bytes::copy_from_slice(&bytes[..bytes.len().min(MAX_USER_AGENT)])
         });
@@ -275,7 +275,7 @@ mod tests {
             &Method::GET,
             Version::HTTP_11,
             path,
-            &HeaderMap::new(),
+            &http::HeaderMap::new(),
             "127.0.0.1".parse().expect("address"),
             &HeaderValue::from_static("rid"),
         );

@@ -26,7 +26,7 @@ use crate::config::{AuthMode, RouteConfig};
 use crate::metrics::{Metrics, RouteKind, RouteMetrics, NO_ROUTE};
 use crate::verify::cache::VerifyCache;
 use error::GatewayError;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderValue;
 use route::RouteTable;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -259,7 +259,7 @@ impl Gateway {
     }
 
     /// The client's address for a request from `peer` ([`crate::client_addr`]).
-    pub fn client_addr(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    pub fn client_addr(&self, peer: IpAddr, headers: &impl headers::HeaderView) -> IpAddr {
         self.trusted_proxies.client_addr(peer, headers)
     }
 

@@ -35,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
 
     // What goes upstream re-parses to the same request, with the upstream's Host first
     // (the rewrite replaces the client's).
-    let mut headers = head.headers.clone();
+    // Every line the fast lane takes is one a `HeaderMap` takes.
+    let mut headers = head
+        .headers
+        .to_map()
+        .expect("the fast lane took a line no HeaderMap takes");
     headers.remove(HOST);
     let mut out = Vec::new();
     encode_request(
@@ -74,10 +78,11 @@ fn check_head(data: &[u8], head: &RequestHead) {
     );
     assert!(head.method == Method::GET || head.method == Method::HEAD);
     assert!(head.target.as_str().starts_with('/'));
+    let headers = head.headers.to_map().expect("lines a HeaderMap takes");
     for name in [CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE, EXPECT] {
-        assert!(!head.headers.contains_key(&name), "{name} taken");
+        assert!(!headers.contains_key(&name), "{name} taken");
     }
-    for value in head.headers.get_all(CONNECTION) {
+    for value in headers.get_all(CONNECTION) {
         let text = value.to_str().expect("a taken Connection is text");
         // Empty list elements count for nothing (RFC 9110 §5.6.1): `Connection: ` and
         // `keep-alive,` name no option but keep-alive.
@@ -100,5 +105,6 @@ fn assert_same(a: &RequestHead, b: &RequestHead) {
     assert_eq!(a.len, b.len);
     assert_eq!(a.method, b.method);
     assert_eq!(a.target, b.target);
-    assert_eq!(pairs(&a.headers), pairs(&b.headers));
+    let map = |h: &RequestHead| h.headers.to_map().expect("lines a HeaderMap takes");
+    assert_eq!(pairs(&map(a)), pairs(&map(b)));
 }

@@ -14,7 +14,8 @@
 //! `good.example,evil.example` as another host than the one we routed on. No userinfo
 //! (RFC 9110 §4.2.4), so `http://user@host/` as a target is refused too.
 
-use http::header::{HeaderMap, HeaderValue, HOST};
+use super::headers::HeaderView;
+use http::header::{HeaderValue, HOST};
 use http::uri::Authority;
 use http::Version;
 
@@ -38,14 +39,14 @@ pub enum AuthorityError {
 pub fn request_authority(
     version: Version,
     target: Option<&Authority>,
-    headers: &HeaderMap,
+    headers: &impl HeaderView,
 ) -> Result<Option<HeaderValue>, AuthorityError> {
-    let mut hosts = headers.get_all(HOST).iter();
+    let mut hosts = headers.values(HOST);
     let host = hosts.next();
     if hosts.next().is_some() {
         return Err(AuthorityError::DuplicateHost);
     }
-    if host.is_some_and(|h| !is_valid(h.as_bytes())) {
+    if host.is_some_and(|h| !is_valid(h)) {
         return Err(AuthorityError::MalformedHost);
     }
     if version == Version::HTTP_11 && host.is_none() {
@@ -54,7 +55,11 @@ pub fn request_authority(
     }
     let Some(target) = target else {
         return match host {
-            Some(h) => Ok(Some(h.clone())),
+            // A valid authority is a valid header value.
+            Some(h) => headers
+                .keep(h)
+                .map(Some)
+                .ok_or(AuthorityError::MalformedHost),
             None if version <= Version::HTTP_10 => Ok(None),
             None => Err(AuthorityError::MissingHost),
         };
@@ -63,10 +68,7 @@ pub fn request_authority(
         return Err(AuthorityError::MalformedTarget);
     }
     let conflicting = version >= Version::HTTP_2
-        && host.is_some_and(|h| {
-            !h.as_bytes()
-                .eq_ignore_ascii_case(target.as_str().as_bytes())
-        });
+        && host.is_some_and(|h| !h.eq_ignore_ascii_case(target.as_str().as_bytes()));
     if conflicting {
         return Err(AuthorityError::ConflictingHost);
     }

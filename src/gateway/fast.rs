@@ -29,6 +29,7 @@ mod relay;
 pub mod wire;
 
 use super::error::{GatewayError, UpstreamCause};
+use super::headers::RawHeaders;
 use super::pipeline::{AttemptError, Exchange, Rewrite, Upstream};
 use super::upstream::idle::UpstreamConn;
 use super::upstream::Target;
@@ -37,7 +38,7 @@ use crate::body::Body;
 use crate::server::{ClientIo, ConnInfo, Exit, SharedLimits};
 use bytes::{Buf, Bytes, BytesMut};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method, Response, Version};
+use http::{HeaderValue, Method, Response, Version};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -399,7 +400,7 @@ struct Outgoing<'l, 'c> {
     /// The normalised (maybe stripped) path the upstream gets.
     path: &'l str,
     /// The client's headers, as they came.
-    headers: &'l HeaderMap,
+    headers: &'l RawHeaders,
     /// What the upstream gets of them.
     rewrite: &'l Rewrite<'l>,
 }

@@ -14,11 +14,12 @@
 //! there is no key to check the proof against.
 
 use super::error::GatewayError;
+use super::headers::HeaderView;
 use crate::config::WhenStoreDown;
 use crate::dpop::{self, Expected, Proof, ProofError, Spent};
 use crate::verify::cache::VerifyCache;
 use crate::verify::{Principal, VerifyError};
-use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use http::header::{HeaderValue, AUTHORIZATION};
 use http::Method;
 use std::sync::Arc;
 
@@ -57,15 +58,16 @@ pub static CHALLENGE_INVALID: HeaderValue =
     HeaderValue::from_static(r#"Bearer realm="tollgate", error="invalid_token""#);
 
 /// Reads the bearer token from the request headers.
-pub fn extract(headers: &HeaderMap) -> Credential<'_> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
+pub fn extract(headers: &impl HeaderView) -> Credential<'_> {
+    let mut values = headers.values(AUTHORIZATION);
     let Some(value) = values.next() else {
         return Credential::Missing;
     };
     if values.next().is_some() {
         return Credential::Malformed;
     }
-    let Ok(text) = value.to_str() else {
+    // Visible ASCII only, as `HeaderValue::to_str` takes.
+    let Some(text) = visible_ascii(value) else {
         return Credential::Malformed;
     };
     let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
@@ -81,20 +83,29 @@ pub fn extract(headers: &HeaderMap) -> Credential<'_> {
     }
 }
 
+/// A header value as text when it is visible ASCII, tab and space (what
+/// `HeaderValue::to_str` accepts), whichever engine read it.
+fn visible_ascii(value: &[u8]) -> Option<&str> {
+    let visible = value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+    visible.then(|| std::str::from_utf8(value).ok()).flatten()
+}
+
 /// Checks the request's one `DPoP` header as a proof for `token` on `target` at `now`
 /// (everything but the `jti`, which the caller spends last).
 pub fn check_proof(
-    headers: &HeaderMap,
+    headers: &impl HeaderView,
     target: &Target<'_>,
     token: &str,
     now: u64,
 ) -> Result<Proof, ProofError> {
-    let mut values = headers.get_all(DPOP).iter();
+    let mut values = headers.values(http::HeaderName::from_static(DPOP));
     let value = values.next().ok_or(ProofError::Malformed)?;
     if values.next().is_some() {
         return Err(ProofError::Several);
     }
-    let proof = value.to_str().map_err(|_| ProofError::Malformed)?;
+    let proof = visible_ascii(value).ok_or(ProofError::Malformed)?;
     let scheme = target.scheme.to_str().map_err(|_| ProofError::Url)?;
     let authority = target.authority.ok_or(ProofError::Url)?;
     let authority = authority.to_str().map_err(|_| ProofError::Url)?;
@@ -322,6 +333,7 @@ pub fn has_all_scopes(granted: &[String], required: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     fn auth(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -14,8 +14,10 @@
 //! when it is sane (1-128 visible ASCII characters, one header line), else a new random
 //! one ([`request_id`]); the same id is echoed in the response and written in the access log.
 
+mod view;
 mod wire;
 
+pub use view::{HeaderView, RawHeaders};
 pub use wire::encode_prepared_request;
 
 use crate::verify::IdentityHeaders;
@@ -99,11 +101,11 @@ pub fn prepare_request(
 /// The id of a request with these headers: the caller's `X-Request-Id` when it is one
 /// line of 1 to [`MAX_REQUEST_ID`] visible ASCII characters (copied, so the id does not
 /// keep the request's buffer alive), else a new one ([`new_request_id`]).
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    let mut given = headers.get_all(X_REQUEST_ID).iter();
+pub fn request_id(headers: &impl HeaderView) -> HeaderValue {
+    let mut given = headers.values(X_REQUEST_ID);
     match (given.next(), given.next()) {
-        (Some(id), None) if is_sane_request_id(id.as_bytes()) => {
-            HeaderValue::from_bytes(id.as_bytes()).unwrap_or_else(|_| new_request_id())
+        (Some(id), None) if is_sane_request_id(id) => {
+            HeaderValue::from_bytes(id).unwrap_or_else(|_| new_request_id())
         }
         _ => new_request_id(),
     }
@@ -292,7 +294,7 @@ fn scan_request(headers: &HeaderMap) -> Found {
     };
     for name in headers.keys() {
         found.hop_by_hop |= is_hop_by_hop(name);
-        found.forged |= is_forged(name.as_str());
+        found.forged |= is_forged(name.as_str().as_bytes());
     }
     found
 }
@@ -304,8 +306,7 @@ fn scan_request(headers: &HeaderMap) -> Found {
 /// with `_` read as `-`, because WSGI, CGI and their kin turn both into the same variable
 /// (`X_Auth_Subject` and `X-Auth-Subject` are both `HTTP_X_AUTH_SUBJECT`). The `-` spellings
 /// of `X-Forwarded-*` are not forged: they are appended to or overwritten instead.
-pub fn is_forged(name: &str) -> bool {
-    let name = name.as_bytes();
+pub fn is_forged(name: &[u8]) -> bool {
     // The common case ends here: few header names start with either letter.
     if !matches!(name.first(), Some(b'x' | b'X' | b'f' | b'F')) {
         return false;
@@ -340,7 +341,7 @@ fn same_name(name: &[u8], canonical: &[u8]) -> bool {
 fn remove_forged(headers: &mut HeaderMap) {
     let forged: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| is_forged(n.as_str()))
+        .filter(|n| is_forged(n.as_str().as_bytes()))
         .cloned()
         .collect();
     for name in forged {

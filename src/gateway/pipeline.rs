@@ -23,7 +23,7 @@
 
 use super::error::{GatewayError, UpstreamCause};
 use super::framing::FramingError;
-use super::headers::{self, ForwardedFor};
+use super::headers::{self, ForwardedFor, HeaderView};
 use super::upstream::Target;
 use super::{authority::AuthorityError, guard, Gateway, Route, Routed};
 use crate::access_log::{Entry, Notes};
@@ -97,7 +97,7 @@ impl Gateway {
     pub fn begin_entry(
         &self,
         (method, version, path): (&Method, Version, &str),
-        headers: &HeaderMap,
+        headers: &impl HeaderView,
         peer: IpAddr,
         request_id: &HeaderValue,
     ) -> Option<Entry> {
@@ -155,7 +155,7 @@ impl<'g> Exchange<'g> {
     pub async fn authenticate(
         &mut self,
         route: &Route,
-        headers: &HeaderMap,
+        headers: &impl HeaderView,
         target: guard::Target<'_>,
     ) -> Result<(), GatewayError> {
         if route.config.auth == AuthMode::None {
@@ -261,7 +261,7 @@ impl Rewrite<'_> {
 
     /// Writes the upstream's header lines for the client's `headers` (what [`Self::apply`]
     /// would leave in them) to `out`.
-    pub fn encode(&self, headers: &HeaderMap, out: &mut Vec<u8>) {
+    pub fn encode(&self, headers: &impl HeaderView, out: &mut Vec<u8>) {
         let identity = self.principal.as_deref().map(|p| &p.headers);
         headers::encode_prepared_request(headers, &self.forwarded, identity, self.upgrade, out);
     }
@@ -302,7 +302,7 @@ impl Gateway {
     async fn verified(
         &self,
         route: &Route,
-        headers: &HeaderMap,
+        headers: &impl HeaderView,
         target: guard::Target<'_>,
     ) -> Result<Arc<Principal>, GatewayError> {
         let challenges = &route.challenges;

@@ -1,4 +1,5 @@
 use super::*;
+use http::HeaderMap;
 
 fn hosts(values: &[&str]) -> HeaderMap {
     let mut map = HeaderMap::new();

@@ -12,16 +12,16 @@ pub mod chunked;
 pub use chunked::ChunkScanner;
 
 use super::super::framing::{self, FramingError, HeadFacts};
-use super::super::headers::{connection_tokens, response_drops, BodyFraming};
+use super::super::headers::{
+    connection_tokens, response_drops, BodyFraming, HeaderView, RawHeaders,
+};
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, StatusCode};
 
 /// Most headers a head may carry (hyper's default limit too).
 pub const MAX_HEADERS: usize = 100;
-/// Headers the gateway's rewrite may add to a request.
-const REWRITE_ADDS: usize = 6;
 pub use super::super::framing::MAX_RESPONSE_HEAD;
 
 /// A request head the fast lane takes.
@@ -31,7 +31,8 @@ pub struct RequestHead {
     pub len: usize,
     pub method: Method,
     pub target: PathAndQuery,
-    pub headers: HeaderMap,
+    /// The header lines where they lie in the buffer (no map is built).
+    pub headers: RawHeaders,
 }
 
 /// What the front of a client's buffer holds.
@@ -45,7 +46,9 @@ pub enum ParsedRequest {
 }
 
 /// Parses a request head and decides whether the fast lane may take it. The target and
-/// header values share `buf`'s memory.
+/// header lines share `buf`'s memory. A line is taken only when a `HeaderMap` would take it
+/// (httparse's names are tokens; values are checked here), so both engines read the same
+/// headers (the fuzz target `request_head_vs_hyper` compares them).
 pub fn parse_request(buf: &Bytes) -> ParsedRequest {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
@@ -71,19 +74,15 @@ pub fn parse_request(buf: &Bytes) -> ParsedRequest {
         }
         _ => return ParsedRequest::Decline,
     };
-    // Room for what the rewrite adds (forwarded and identity headers) without a regrow.
-    let mut headers = HeaderMap::with_capacity(req.headers.len() + REWRITE_ADDS);
+    let mut headers = RawHeaders::with_capacity(buf.clone(), req.headers.len());
     for h in req.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-            return ParsedRequest::Decline;
-        };
-        let Ok(value) = HeaderValue::from_maybe_shared(buf.slice_ref(h.value)) else {
-            return ParsedRequest::Decline;
-        };
-        if declines_request_header(&name, &value) {
+        let (name, value) = (h.name.as_bytes(), h.value);
+        if !value.iter().copied().all(is_value_byte)
+            || declines_request_header(name, value)
+            || !headers.push(name, value)
+        {
             return ParsedRequest::Decline;
         }
-        headers.append(name, value);
     }
     ParsedRequest::Complete(RequestHead {
         len,
@@ -95,20 +94,26 @@ pub fn parse_request(buf: &Bytes) -> ParsedRequest {
 
 /// Headers that mean a body, a protocol switch, an interim response or the end of the
 /// connection: hyper handles those.
-fn declines_request_header(name: &HeaderName, value: &HeaderValue) -> bool {
-    if name == header::CONTENT_LENGTH
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == header::EXPECT
-    {
+fn declines_request_header(name: &[u8], value: &[u8]) -> bool {
+    const DECLINED: [&[u8]; 4] = [
+        b"content-length",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+    ];
+    if DECLINED.iter().any(|d| name.eq_ignore_ascii_case(d)) {
         return true;
     }
-    if name == header::CONNECTION {
+    if name.eq_ignore_ascii_case(b"connection") {
         // Only `keep-alive` (the HTTP/1.1 default anyway) stays on the fast lane.
-        return !connection_tokens([value.as_bytes()])
-            .all(|t| t.eq_ignore_ascii_case(b"keep-alive"));
+        return !connection_tokens([value]).all(|t| t.eq_ignore_ascii_case(b"keep-alive"));
     }
     false
+}
+
+/// A byte a `HeaderValue` may hold: visible ASCII, space, tab and obs-text (not DEL).
+fn is_value_byte(b: u8) -> bool {
+    b == b'\t' || (b >= 0x20 && b != 0x7f)
 }
 
 /// How the body of a response is delimited.
@@ -323,7 +328,7 @@ pub fn encode_request(
     method: &Method,
     path_and_query: &str,
     host: &str,
-    headers: &HeaderMap,
+    headers: &impl HeaderView,
     out: &mut Vec<u8>,
 ) {
     encode_request_with(
@@ -355,11 +360,11 @@ pub fn encode_request_with(
     out.extend_from_slice(b"\r\n");
 }
 
-fn encode_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
+fn encode_headers(headers: &impl HeaderView, out: &mut Vec<u8>) {
+    for (name, value) in headers.lines() {
+        out.extend_from_slice(name);
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
 }

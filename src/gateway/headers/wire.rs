@@ -8,17 +8,15 @@
 //! The property test `wire_rewrite_matches_header_map_rewrite` holds the two to the same
 //! result for any header list.
 
-use super::{
-    connection_tokens, is_forged, is_hop_by_hop, ForwardedFor, X_AUTH_CLIENT_ID, X_AUTH_SCOPE,
-    X_AUTH_SUBJECT, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
-};
+use super::{connection_tokens, is_forged, ForwardedFor, HeaderView, HOP_BY_HOP};
 use crate::verify::IdentityHeaders;
-use http::header::{self, HeaderMap, HeaderName};
+use http::header;
 
-/// Writes the upstream's view of the client's `headers` (each as `name: value\r\n`), as
-/// [`prepare_request`](super::prepare_request) with the same arguments would leave them.
+/// Writes the upstream's view of the client's `headers` (each as `name: value\r\n`, names
+/// as the client spelt them), as [`prepare_request`](super::prepare_request) with the same
+/// arguments would leave them.
 pub fn encode_prepared_request(
-    headers: &HeaderMap,
+    headers: &impl HeaderView,
     forwarded: &ForwardedFor<'_>,
     identity: Option<&IdentityHeaders>,
     upgrade: bool,
@@ -26,33 +24,24 @@ pub fn encode_prepared_request(
 ) {
     // Only a request with a `Connection` header names more headers to drop (rare on the
     // fast lane, which takes `Connection: keep-alive` alone).
-    let named: Vec<&[u8]> = match headers.contains_key(header::CONNECTION) {
-        true => connection_tokens(
-            headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .map(|v| v.as_bytes()),
-        )
-        .collect(),
-        false => Vec::new(),
-    };
+    let named: Vec<&[u8]> = connection_tokens(headers.values(header::CONNECTION)).collect();
     // The client's own `X-Forwarded-For` values, joined, go before the peer's address on
     // the gateway's one line.
     let mut prior_for: Option<Vec<u8>> = None;
-    for (name, value) in headers {
+    for (name, value) in headers.lines() {
         if removed(name, &named, upgrade) {
             continue;
         }
-        if *name == X_FORWARDED_FOR {
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             let joined = prior_for.get_or_insert_with(Vec::new);
-            joined.extend_from_slice(value.as_bytes());
+            joined.extend_from_slice(value);
             joined.extend_from_slice(b", ");
             continue;
         }
-        if replaced(name) {
+        if REPLACED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
             continue;
         }
-        line(out, name.as_str().as_bytes(), value.as_bytes());
+        line(out, name, value);
     }
     if upgrade {
         line(out, b"connection", b"upgrade");
@@ -60,13 +49,9 @@ pub fn encode_prepared_request(
     match prior_for {
         Some(mut joined) => {
             joined.extend_from_slice(forwarded.client_ip.as_bytes());
-            line(out, X_FORWARDED_FOR.as_str().as_bytes(), &joined);
+            line(out, b"x-forwarded-for", &joined);
         }
-        None => line(
-            out,
-            X_FORWARDED_FOR.as_str().as_bytes(),
-            forwarded.client_ip.as_bytes(),
-        ),
+        None => line(out, b"x-forwarded-for", forwarded.client_ip.as_bytes()),
     }
     for (name, value) in added(forwarded, identity) {
         line(out, name.as_bytes(), value);
@@ -76,30 +61,31 @@ pub fn encode_prepared_request(
 /// The client's header goes for good: `Host` (the upstream's comes from its URL), a
 /// hop-by-hop header or one `Connection` names (but `Upgrade` on a WebSocket switch), or a
 /// forged one ([`is_forged`]).
-fn removed(name: &HeaderName, named: &[&[u8]], upgrade: bool) -> bool {
-    if *name == header::HOST {
+fn removed(name: &[u8], named: &[&[u8]], upgrade: bool) -> bool {
+    if name.eq_ignore_ascii_case(b"host") {
         return true;
     }
-    let passed_upgrade = upgrade && *name == header::UPGRADE;
-    if passed_upgrade {
+    let is_upgrade = name.eq_ignore_ascii_case(b"upgrade");
+    if upgrade && is_upgrade {
         return false;
     }
-    is_hop_by_hop(name)
-        || named
+    is_upgrade
+        || HOP_BY_HOP
             .iter()
-            .any(|t| name.as_str().as_bytes().eq_ignore_ascii_case(t))
-        || is_forged(name.as_str())
+            .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+        || named.iter().any(|t| name.eq_ignore_ascii_case(t))
+        || is_forged(name)
 }
 
-/// The client's header gives way to the gateway's value of it.
-fn replaced(name: &HeaderName) -> bool {
-    *name == X_FORWARDED_PROTO
-        || *name == X_FORWARDED_HOST
-        || *name == X_REQUEST_ID
-        || *name == X_AUTH_SUBJECT
-        || *name == X_AUTH_CLIENT_ID
-        || *name == X_AUTH_SCOPE
-}
+/// The client's headers that give way to the gateway's value of them ([`added`]).
+const REPLACED: [&[u8]; 6] = [
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-request-id",
+    b"x-auth-subject",
+    b"x-auth-client-id",
+    b"x-auth-scope",
+];
 
 /// The headers the gateway sets after `X-Forwarded-For`, in the order they are written
 /// (the names of [`X_FORWARDED_PROTO`], [`X_FORWARDED_HOST`], [`X_REQUEST_ID`] and the

@@ -38,7 +38,13 @@ impl Head {
             method: head.method.as_str().to_string(),
             target: head.target.as_str().to_string(),
             version: Version::HTTP_11,
-            headers: header_list(&head.headers),
+            // As a map, so duplicates group as in hyper's; a name `HeaderName` refuses shows
+            // as none at all, which no hyper parse matches.
+            headers: head
+                .headers
+                .to_map()
+                .map(|map| header_list(&map))
+                .unwrap_or_default(),
         }
     }
 }
