@@ -331,9 +331,10 @@ impl Handler for PublicService {
                 .handle(req, conn, &request_id, &mut notes)
                 .await
         };
-        response
-            .headers_mut()
-            .insert(crate::gateway::headers::X_REQUEST_ID, request_id);
+        response.headers_mut().insert(
+            crate::gateway::headers::X_REQUEST_ID,
+            crate::gateway::headers::unindexed(request_id),
+        );
         let Some(mut entry) = entry else {
             return response;
         };

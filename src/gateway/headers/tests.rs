@@ -311,6 +311,15 @@ fn new_request_ids_differ() {
 }
 
 #[test]
+fn an_unindexed_value_is_marked_for_http2_and_keeps_its_bytes() {
+    let id = new_request_id();
+    let sent = unindexed(id.clone());
+    assert!(sent.is_sensitive(), "never indexed by HPACK");
+    assert!(!id.is_sensitive());
+    assert_eq!(sent.as_bytes(), id.as_bytes());
+}
+
+#[test]
 fn connection_tokens_are_trimmed_and_empty_elements_skipped() {
     let values: [&[u8]; 3] = [b" Keep-Alive ,x-hop", b",,", b"close,\t Upgrade"];
     let tokens: Vec<&[u8]> = connection_tokens(values).collect();
