@@ -128,9 +128,16 @@ impl RawHeaders {
 
 impl HeaderView for RawHeaders {
     fn values(&self, name: HeaderName) -> impl Iterator<Item = &[u8]> {
-        self.lines().filter_map(move |(n, v)| {
-            n.eq_ignore_ascii_case(name.as_str().as_bytes())
-                .then_some(v)
+        // Lengths first: most lines are not the one asked for, and that costs no slicing.
+        let len = name.as_str().len();
+        self.lines.iter().filter_map(move |line| {
+            if line.name.1 as usize != len {
+                return None;
+            }
+            let line_name = self.slice(line.name);
+            line_name
+                .eq_ignore_ascii_case(name.as_str().as_bytes())
+                .then(|| self.slice(line.value))
         })
     }
 

@@ -237,3 +237,23 @@ fn request_heads_carry_the_upstream_host_first() {
         "GET /v1/a?b HTTP/1.1\r\nhost: api:3000\r\nx-forwarded-for: 1.2.3.4\r\n\r\n"
     );
 }
+
+/// httparse refuses control bytes and DEL in values (the fast lane relies on it, as hyper
+/// does); obs-text and tabs are values a `HeaderMap` takes too.
+#[test]
+fn control_bytes_in_values_are_left_to_hyper() {
+    for bad in ["a\u{1}b", "a\u{7f}b", "a\u{0}b"] {
+        let raw = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Odd: {bad}\r\n\r\n");
+        assert!(
+            matches!(request(&raw), ParsedRequest::Decline),
+            "{bad:?} declined"
+        );
+    }
+    let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Odd: a\tb \xe9\r\n\r\n".to_vec();
+    let ParsedRequest::Complete(head) = parse_request(&Bytes::from(std::mem::take(&mut raw)))
+    else {
+        panic!("tab and obs-text are taken");
+    };
+    let map = head.headers.to_map().expect("a HeaderMap takes them too");
+    assert_eq!(map["x-odd"].as_bytes(), b"a\tb \xe9");
+}
