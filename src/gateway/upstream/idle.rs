@@ -344,7 +344,7 @@ mod tests {
             .await
             .expect("connect");
         let (theirs, _) = listener.accept().await.expect("accept");
-        (UpstreamStream::Plain(ours), theirs)
+        (UpstreamStream::Plain(Box::new(ours)), theirs)
     }
 
     fn port(stream: &UpstreamStream) -> u16 {
