@@ -57,6 +57,10 @@ pub struct ServerConfig {
     pub trusted_proxies: TrustedProxies,
     /// `[server] upstream_max_idle` and `upstream_idle_timeout`.
     pub upstream_pool: PoolBudget,
+    /// `[server] upstream_ca`: the CA certificates (read from the PEM file when the config
+    /// is loaded, each checked to be a usable trust anchor) that `https://` upstreams'
+    /// certificates may chain to besides the webpki roots. Empty when not set.
+    pub upstream_ca: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// The budget of each upstream origin's pool of idle keep-alive connections

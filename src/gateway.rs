@@ -3,7 +3,7 @@
 //!
 //! A request's way through it is [`pipeline`]: route → authenticate → prepare → forward →
 //! finish, written once. Two engines call those phases: [`hyper_path`] (anything hyper
-//! serves: TLS, HTTP/2, bodies, upgrades) and [`fast`] (body-less HTTP/1.1 on plain TCP).
+//! serves: HTTP/2, bodies, upgrades) and [`fast`] (body-less HTTP/1.1, plain or TLS).
 //! Errors become responses in one place, [`error`]. The gateway never imports the
 //! authorization server: it reaches tokens only through the [`VerifyCache`] in front of a
 //! `TokenVerifier`.
@@ -32,7 +32,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use upstream::idle::Pools;
-use upstream::{UpstreamClient, UpstreamPool};
+use upstream::tls::UpstreamTls;
+use upstream::UpstreamPool;
 
 /// One configured route with everything its requests need, resolved at start-up.
 pub struct Route {
@@ -40,8 +41,6 @@ pub struct Route {
     /// The route's name for the access log.
     name: Arc<str>,
     pool: UpstreamPool,
-    /// Its requests may take the fast lane: every target is plain `http://`.
-    fast_lane: bool,
     metrics: RouteMetrics,
     /// Its `WWW-Authenticate` values, made once.
     challenges: guard::Challenges,
@@ -51,12 +50,10 @@ pub struct Route {
 pub struct Gateway {
     table: RouteTable,
     routes: Vec<Route>,
-    /// For `https://` targets; `http://` ones draw on `pools`.
-    client: UpstreamClient,
+    /// TLS to `https://` targets (webpki roots and `[server] upstream_ca`).
+    tls: Arc<UpstreamTls>,
     /// Every upstream origin's idle connections, carried over by a reload.
     pools: Pools,
-    /// `[server] upstream_max_idle` and `upstream_idle_timeout`.
-    budget: PoolBudget,
     verifier: Arc<VerifyCache>,
     no_route_metrics: RouteMetrics,
     /// `[server].request_body_timeout`: the longest pause in a proxied request body.
@@ -75,15 +72,6 @@ pub struct Routed<'a> {
     /// The request's one authority ([`authority`]), routed on and forwarded as
     /// `X-Forwarded-Host`.
     authority: Option<HeaderValue>,
-}
-
-// === impl Route ===
-
-impl Route {
-    /// Its requests may take the fast lane: every target is plain `http://`.
-    pub fn fast_lane(&self) -> bool {
-        self.fast_lane
-    }
 }
 
 // === impl Routed ===
@@ -115,6 +103,9 @@ pub struct GatewaySettings<'a> {
     pub trusted_proxies: TrustedProxies,
     /// `[server] upstream_max_idle` and `upstream_idle_timeout`.
     pub pool_budget: PoolBudget,
+    /// `[server] upstream_ca`: CA certificates trusted for `https://` upstreams besides the
+    /// webpki roots.
+    pub upstream_ca: &'a [rustls::pki_types::CertificateDer<'static>],
 }
 
 impl<'a> GatewaySettings<'a> {
@@ -125,6 +116,7 @@ impl<'a> GatewaySettings<'a> {
             body_timeout: config.server.limits.request_body_timeout,
             trusted_proxies: config.server.trusted_proxies.clone(),
             pool_budget: config.server.upstream_pool,
+            upstream_ca: &config.server.upstream_ca,
         }
     }
 }
@@ -137,14 +129,15 @@ impl Gateway {
         metrics: &Metrics,
         log: AccessLog,
     ) -> Self {
-        let client = upstream::client(settings.pool_budget);
-        Self::build(settings, verifier, (client, Pools::default()), metrics, log)
+        let tls = UpstreamTls::with_extra(settings.upstream_ca);
+        Self::build(settings, verifier, (tls, Pools::default()), metrics, log)
     }
 
     /// A gateway for reloaded settings that keeps this one's upstream connections (the
-    /// pools of the origins it still names, and the client for `https://` ones unless the
-    /// pool budget changed), so keep-alive connections survive a reload, and writes to its
-    /// access log.
+    /// pools of the origins it still names, under the new budget), so keep-alive
+    /// connections survive a reload, and writes to its access log. New TLS connections
+    /// trust the reloaded `upstream_ca`; the TLS configuration (and its session cache) is
+    /// kept when that names the same certificates.
     pub fn reconfigured(
         &self,
         settings: GatewaySettings<'_>,
@@ -157,23 +150,17 @@ impl Gateway {
             .flat_map(|r| r.upstreams.iter().filter_map(upstream::origin))
             .collect();
         let pools = self.pools.carry_over(&origins, metrics);
-        let client = match settings.pool_budget == self.budget {
-            true => self.client.clone(),
-            false => upstream::client(settings.pool_budget),
+        let tls = match self.tls.extra() == settings.upstream_ca {
+            true => self.tls.clone(),
+            false => UpstreamTls::with_extra(settings.upstream_ca),
         };
-        Self::build(
-            settings,
-            verifier,
-            (client, pools),
-            metrics,
-            self.log.clone(),
-        )
+        Self::build(settings, verifier, (tls, pools), metrics, self.log.clone())
     }
 
     fn build(
         settings: GatewaySettings<'_>,
         verifier: Arc<VerifyCache>,
-        (client, pools): (UpstreamClient, Pools),
+        (tls, pools): (Arc<UpstreamTls>, Pools),
         metrics: &Metrics,
         log: AccessLog,
     ) -> Self {
@@ -183,6 +170,7 @@ impl Gateway {
             body_timeout,
             trusted_proxies,
             pool_budget,
+            upstream_ca: _,
         } = settings;
         let table = RouteTable::new(
             routes
@@ -192,10 +180,10 @@ impl Gateway {
         let routes = routes
             .iter()
             .map(|r| {
-                let pool = UpstreamPool::drawing_on(&r.upstreams, &pools, pool_budget, metrics);
+                let links = (&*tls, metrics);
+                let pool = UpstreamPool::drawing_on(&r.upstreams, &pools, pool_budget, links);
                 Route {
                     name: Arc::from(r.name.as_str()),
-                    fast_lane: pool.all_plain_http(),
                     pool,
                     metrics: metrics.route(
                         &r.name,
@@ -215,9 +203,8 @@ impl Gateway {
         Self {
             table,
             routes,
-            client,
+            tls,
             pools,
-            budget: pool_budget,
             verifier,
             no_route_metrics: metrics.route(NO_ROUTE, RouteKind::Pseudo),
             body_timeout,
@@ -246,11 +233,6 @@ impl Gateway {
         notes: &mut crate::access_log::Notes,
     ) -> http::Response<crate::body::Body> {
         hyper_path::handle(self, req, conn, request_id, notes).await
-    }
-
-    /// The pooled client the hyper path forwards through.
-    pub fn upstream_client(&self) -> &UpstreamClient {
-        &self.client
     }
 
     /// `[server] request_body_timeout`: the longest pause in a proxied request body.

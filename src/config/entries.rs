@@ -157,6 +157,10 @@ pub(super) fn routes(ck: &mut Checker, raw: Vec<RawRoute>, default_body: u64) ->
                     format!("{key}.upstream"),
                     format!("{shown:?} has credentials (user:password@): not allowed here"),
                 ),
+                Some(uri) if !has_tls_name(&uri) => ck.problem(
+                    format!("{key}.upstream"),
+                    format!("{shown:?}: the host is not a name a TLS certificate can carry"),
+                ),
                 Some(uri) => upstreams.push(uri),
                 None => ck.problem(
                     format!("{key}.upstream"),
@@ -265,6 +269,19 @@ fn normalise_prefix(p: &str) -> String {
     } else {
         trimmed.to_string()
     }
+}
+
+/// An `https://` upstream's host is a DNS name or an IP address rustls can check its
+/// certificate against (an `http://` one needs none).
+fn has_tls_name(uri: &http::Uri) -> bool {
+    let Some(host) = uri.host().filter(|_| uri.scheme_str() == Some("https")) else {
+        return true;
+    };
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    rustls::pki_types::ServerName::try_from(bare).is_ok()
 }
 
 fn parse_upstream(u: &str) -> Option<http::Uri> {

@@ -31,6 +31,9 @@ pub struct RawServer {
     pub upstream_max_idle: Option<u64>,
     /// A duration; default `"90s"`.
     pub upstream_idle_timeout: Option<String>,
+    /// A PEM file of CA certificates trusted for `https://` upstreams besides the webpki
+    /// roots; default none.
+    pub upstream_ca: Option<String>,
     /// IPs or CIDRs whose `X-Forwarded-For` is believed for the client address; default none.
     pub trusted_proxies: Option<Vec<String>>,
     /// Optional HTTPS listener.

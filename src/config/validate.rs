@@ -91,6 +91,10 @@ fn server(ck: &mut Checker, raw: RawServer) -> ServerConfig {
     );
     let limits = limits(ck, &raw);
     let upstream_pool = upstream_pool(ck, &raw);
+    let upstream_ca = match raw.upstream_ca.as_deref() {
+        Some(file) => upstream_ca(ck, file),
+        None => Vec::new(),
+    };
     let tls = raw.tls.map(|t| TlsConfig {
         listen: ck.socket_addr("[server.tls].listen", &t.listen),
         cert: ck.path(&t.cert),
@@ -105,7 +109,44 @@ fn server(ck: &mut Checker, raw: RawServer) -> ServerConfig {
         limits,
         trusted_proxies,
         upstream_pool,
+        upstream_ca,
     }
+}
+
+/// `[server] upstream_ca`: a readable PEM file of one or more certificates, each one rustls
+/// takes as a trust anchor.
+fn upstream_ca(ck: &mut Checker, file: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    const KEY: &str = "[server].upstream_ca";
+    let pem = match std::fs::read(ck.path(file)) {
+        Ok(pem) => pem,
+        Err(e) => {
+            ck.problem(KEY, format!("cannot read {file:?}: {e}"));
+            return Vec::new();
+        }
+    };
+    let certs = match rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) => certs,
+        Err(e) => {
+            ck.problem(KEY, format!("{file:?} is not valid PEM: {e}"));
+            return Vec::new();
+        }
+    };
+    if certs.is_empty() {
+        ck.problem(KEY, format!("{file:?} holds no PEM certificate"));
+    }
+    for (i, cert) in certs.iter().enumerate() {
+        let mut roots = rustls::RootCertStore::empty();
+        if let Err(e) = roots.add(cert.clone()) {
+            ck.problem(
+                KEY,
+                format!(
+                    "certificate {} in {file:?} is not a usable CA certificate: {e}",
+                    i + 1
+                ),
+            );
+        }
+    }
+    certs
 }
 
 /// Most idle connections `[server] upstream_max_idle` may keep per upstream origin (each

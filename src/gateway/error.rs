@@ -29,13 +29,10 @@ pub enum ErrorSource {
 /// log's cause chain is the engine's own error.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamCause {
-    /// The hyper path's pooled client (`https://` targets).
-    #[error(transparent)]
-    Client(#[from] hyper_util::client::legacy::Error),
-    /// The hyper path's HTTP/1.1 connection from the shared pool (`http://` targets).
+    /// The hyper path's HTTP/1.1 connection from the shared pool.
     #[error(transparent)]
     Connection(#[from] hyper::Error),
-    /// The fast lane's own upstream socket.
+    /// Connecting (TCP, the TLS handshake), or the fast lane's own upstream connection.
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The fast lane could not read the upstream's answer as HTTP/1.1.

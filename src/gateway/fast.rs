@@ -1,15 +1,15 @@
 //! The HTTP/1.1 fast lane: body-less GET and HEAD requests on HTTP/1.1 connections (plain
-//! TCP, or TLS when ALPN chose `http/1.1` or nothing), proxied to plain-HTTP upstreams by the
-//! connection's own task, over keep-alive upstream connections from the origin's pool
-//! (shared with the hyper path).
+//! TCP, or TLS when ALPN chose `http/1.1` or nothing), proxied by the connection's own task
+//! over keep-alive upstream connections (plain or TLS) from the origin's pool (shared with
+//! the hyper path).
 //!
 //! Why it exists: through hyper's server and pooled client, a proxied request crossed tasks
 //! and channels four times and cost ~1.4x nginx's CPU per request in the shared harness;
 //! a loop that reads a head, writes it upstream and relays the answer does what nginx does.
 //! Why it is safe: it takes only requests that [`wire::parse_request`] accepts (no body, no
-//! upgrade, HTTP/1.1, origin-form) and routes whose targets are all `http://`; everything
-//! else, including a head that has not fully arrived, is handed to hyper with the bytes
-//! already read, so hyper stays the only parser of anything unusual. Every phase of the
+//! upgrade, HTTP/1.1, origin-form); everything else, including a head that has not fully
+//! arrived, is handed to hyper with the bytes already read, so hyper stays the only parser
+//! of anything unusual. Every phase of the
 //! gateway (routing, the guard, the rewrite, the retry and timeout policy, error
 //! classification and bodies, metrics, the access log) is [`super::pipeline`]'s, shared
 //! with the hyper path; the response's hop-by-hop and framing rules are
@@ -56,8 +56,6 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 enum Next {
     KeepAlive,
     Close,
-    /// Not for the fast lane after all (decided before any effect).
-    Decline,
 }
 
 /// A client connection on the fast lane. Its buffers are empty, and hold no memory, while
@@ -152,7 +150,6 @@ pub async fn serve(
         match Box::pin(lane.serve_one(&gateway, head)).await {
             Next::KeepAlive => {}
             Next::Close => return lane.close().await,
-            Next::Decline => return hand_off(data),
         }
         // Pipelined requests behind this one (rare) go back into the buffer.
         if data.len() > len {
@@ -185,7 +182,6 @@ impl<'c> Lane<'c> {
         // All the fast lane takes is origin-form HTTP/1.1, whose authority is its Host.
         let authority = authority::request_authority(Version::HTTP_11, None, &head.headers);
         let result = match exchange.route(head.target.path(), authority) {
-            Ok(routed) if !routed.route().fast_lane() => return Next::Decline,
             Ok(routed) => {
                 let pause = routed.route().config.timeout;
                 let target = super::guard::Target {
@@ -343,11 +339,12 @@ impl<'c> Lane<'c> {
             reuse(&mut self.response);
             let mut up = match reused.take() {
                 Some(up) => up,
-                None => UpstreamConn::connect(&target.idle, target.connect_addr())
+                None => target
+                    .connect()
                     .await
                     .map_err(|e| AttemptError::Connect(e.into()))?,
             };
-            if let Err(e) = up.stream.write_all(&self.out).await {
+            if let Err(e) = send_request(&mut up, &self.out).await {
                 if fresh {
                     return Err(AttemptError::Failed(e.into()));
                 }
@@ -415,7 +412,6 @@ impl Upstream for Outgoing<'_, '_> {
     async fn attempt(
         &mut self,
         target: &Target,
-        _again: bool,
     ) -> Result<(UpstreamConn, ResponseHead), AttemptError> {
         let lane = &mut *self.lane;
         // Released while the connection was idle: room for the head at once, not by growth.
@@ -432,6 +428,12 @@ impl Upstream for Outgoing<'_, '_> {
         lane.exchange_heads(target, head_request, self.request_id)
             .await
     }
+}
+
+/// Writes a request head upstream; a TLS connection holds its records back until the flush.
+async fn send_request(up: &mut UpstreamConn, head: &[u8]) -> std::io::Result<()> {
+    up.stream.write_all(head).await?;
+    up.stream.flush().await
 }
 
 /// Space for the next read: an emptied buffer is reused from its start, a full one grows.

@@ -1,9 +1,8 @@
 //! The hyper engine: every request the fast lane does not take (TLS, HTTP/2, a body, an
 //! upgrade, anything unusual), served through the gateway's phases ([`super::pipeline`]).
-//! It reaches an `http://` target over a connection from the origin's pool, the fast
-//! lane's too ([`super::upstream::idle`]), with hyper's HTTP/1.1 client connection run in
-//! the request's own task ([`pooled`]); an `https://` target through hyper's pooled client
-//! ([`super::upstream::client`]).
+//! It reaches a target (`http://` or `https://`) over a connection from the origin's pool,
+//! the fast lane's too ([`super::upstream::idle`]), with hyper's HTTP/1.1 client connection
+//! run in the request's own task ([`pooled`]).
 //!
 //! Its own part: a request body held to the route's size and pause limits, the attempts
 //! (`Pooled`), hyper's framing of the answer
@@ -12,10 +11,8 @@
 mod pooled;
 
 use super::error::{GatewayError, UpstreamCause};
-use super::framing::{self, HeadFacts};
 use super::pipeline::{AttemptError, Exchange, Upstream};
-use super::upstream::idle::UpstreamConn;
-use super::upstream::{Target, UpstreamClient};
+use super::upstream::Target;
 use super::{authority, headers, Gateway, Route, Routed};
 use crate::access_log::Notes;
 use crate::body::limited::LimitedBody;
@@ -24,7 +21,6 @@ use crate::server::ConnInfo;
 use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::TokioIo;
 use pooled::{Forwarded, SendError};
 use std::borrow::Cow;
@@ -80,7 +76,6 @@ async fn serve(
     parts.version = Version::HTTP_11;
     let body = limit_body(route, body, gateway.body_timeout())?;
     let mut pooled = Pooled {
-        client: gateway.upstream_client(),
         bodyless: http_body::Body::is_end_stream(&body),
         original: parts.uri.path_and_query().cloned(),
         parts: Some(parts),
@@ -116,17 +111,15 @@ fn limit_body(route: &Route, body: Incoming, pause: Duration) -> Result<Body, Ga
     Ok(Body::Limited(LimitedBody::new(body, limit, pause)))
 }
 
-/// A prepared request on its way to a target: over a connection from the origin's shared
-/// pool ([`pooled`]) for `http://`, through hyper's pooled client for `https://`.
+/// A prepared request on its way to a target, over a connection from the origin's shared
+/// pool ([`pooled`]).
 struct Pooled<'a> {
-    client: &'a UpstreamClient,
     /// The request's head, its URI still the client's; the attempt that sends it takes it
     /// (one that cannot connect leaves it for the next).
     parts: Option<http::request::Parts>,
     /// The client's path and query, which each target's URI is made from.
     original: Option<PathAndQuery>,
-    /// Taken with `parts`; a retry after hyper's client took both sends an empty one
-    /// (body-less requests only).
+    /// Taken with `parts`.
     body: Option<Body>,
     bodyless: bool,
     /// The normalised (maybe stripped) path the upstream gets.
@@ -142,21 +135,19 @@ impl Upstream for Pooled<'_> {
         self.bodyless
     }
 
-    async fn attempt(&mut self, target: &Target, again: bool) -> Result<Forwarded, AttemptError> {
-        if !target.is_plain_http() {
-            return self.through_client(target, again).await;
-        }
+    async fn attempt(&mut self, target: &Target) -> Result<Forwarded, AttemptError> {
         // A connection first: one that cannot be made leaves the request for another target.
         let mut reused = target.idle.take();
         loop {
             let fresh = reused.is_none();
             let up = match reused.take() {
                 Some(up) => up,
-                None => UpstreamConn::connect(&target.idle, target.connect_addr())
+                None => target
+                    .connect()
                     .await
                     .map_err(|e| AttemptError::Connect(e.into()))?,
             };
-            let req = match self.request(target, true) {
+            let req = match self.request(target) {
                 Ok(req) => req,
                 Err(e) => {
                     up.park();
@@ -177,13 +168,8 @@ impl Upstream for Pooled<'_> {
 }
 
 impl Pooled<'_> {
-    /// The request for `target`: origin-form with the target's `Host` over a pooled
-    /// connection (`origin_form`), else the absolute URI hyper's client wants.
-    fn request(
-        &mut self,
-        target: &Target,
-        origin_form: bool,
-    ) -> Result<Request<Body>, AttemptError> {
+    /// The request for `target`: origin-form, with the target's `Host`.
+    fn request(&mut self, target: &Target) -> Result<Request<Body>, AttemptError> {
         // Every attempt after one that took the head follows a connect failure, which left it.
         let mut parts = self
             .parts
@@ -191,13 +177,11 @@ impl Pooled<'_> {
             .ok_or(AttemptError::Failed(UpstreamCause::Protocol(
                 "the request was sent already",
             )))?;
-        parts.uri = upstream_uri(target, self.original.as_ref(), self.path, origin_form)
+        parts.uri = upstream_uri(target, self.original.as_ref(), self.path)
             .map_err(AttemptError::Request)?;
-        if origin_form {
-            parts
-                .headers
-                .insert(header::HOST, target.host_value().clone());
-        }
+        parts
+            .headers
+            .insert(header::HOST, target.host_value().clone());
         let body = self.body.take().unwrap_or_else(Body::empty);
         Ok(Request::from_parts(parts, body))
     }
@@ -207,40 +191,6 @@ impl Pooled<'_> {
         let (parts, body) = req.into_parts();
         self.parts = Some(parts);
         self.body = Some(body);
-    }
-
-    /// An `https://` target, through hyper's pooled client; `again`: another attempt may
-    /// follow, so the head is kept.
-    async fn through_client(
-        &mut self,
-        target: &Target,
-        again: bool,
-    ) -> Result<Forwarded, AttemptError> {
-        let kept = match (again, &self.parts) {
-            (true, Some(parts)) => Some(clone_parts(parts)),
-            _ => None,
-        };
-        let req = self.request(target, false);
-        self.parts = kept;
-        let mut req = req?;
-        // hyper's pool takes a connection back once the body is read off it, which a small
-        // body already is when the head arrives: a refused answer must poison it.
-        let connection = capture_connection(&mut req);
-        let response = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| send_error(e.into()))?;
-        let facts = HeadFacts::of(response.version(), response.headers());
-        match framing::check(response.status(), facts, self.websocket) {
-            Ok(()) => Ok((response, None)),
-            Err(fault) => {
-                if let Some(connected) = connection.connection_metadata().as_ref() {
-                    connected.poison();
-                }
-                Err(AttemptError::Refused(fault))
-            }
-        }
     }
 }
 
@@ -253,22 +203,17 @@ fn send_error(source: UpstreamCause) -> AttemptError {
             timeout_ms: *timeout_ms,
         },
         Some(BodyError::Peer(_)) => GatewayError::RequestBodyBroken { source },
-        None if matches!(&source, UpstreamCause::Client(e) if e.is_connect()) => {
-            return AttemptError::Connect(source)
-        }
         None => return AttemptError::Failed(source),
     };
     AttemptError::Request(client_fault)
 }
 
-/// The upstream URI: the request's own path-and-query when nothing changed, else rebuilt;
-/// only that (origin-form) for a pooled connection, else with the target's scheme and
-/// authority.
+/// The upstream URI (origin-form): the request's own path-and-query when nothing changed,
+/// else rebuilt.
 fn upstream_uri(
     target: &Target,
     original: Option<&PathAndQuery>,
     path: &str,
-    origin_form: bool,
 ) -> Result<http::Uri, GatewayError> {
     let pq = match original {
         // The same rule as the fast lane's: reuse the original when routing changed nothing.
@@ -282,25 +227,8 @@ fn upstream_uri(
                 .into_owned(),
         ),
     };
-    let uri = pq
-        .map_err(http::Error::from)
-        .and_then(|pq| match origin_form {
-            true => Ok(http::Uri::from(pq)),
-            false => target.uri_with(pq),
-        });
-    uri.map_err(GatewayError::BadUpstreamRequest)
-}
-
-fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
-    let mut builder = Request::builder()
-        .method(parts.method.clone())
-        .uri(parts.uri.clone())
-        .version(parts.version);
-    if let Some(h) = builder.headers_mut() {
-        *h = parts.headers.clone();
-    }
-    let (parts, ()) = builder.body(()).unwrap_or_default().into_parts();
-    parts
+    pq.map(http::Uri::from)
+        .map_err(|e| GatewayError::BadUpstreamRequest(e.into()))
 }
 
 /// Copies bytes both ways between an upgraded client and upstream connection.

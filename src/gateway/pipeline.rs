@@ -46,12 +46,11 @@ pub trait Upstream {
     /// The request has no body, so it can be sent again after a connect failure.
     fn bodyless(&self) -> bool;
 
-    /// One try at `target`; `again`: another may follow if this one cannot connect. The
-    /// pipeline bounds it by the route's timeout.
+    /// One try at `target` (another may follow if this one cannot connect: it must leave
+    /// the request to be sent again). The pipeline bounds it by the route's timeout.
     fn attempt(
         &mut self,
         target: &Target,
-        again: bool,
     ) -> impl Future<Output = Result<Self::Response, AttemptError>> + Send;
 }
 
@@ -205,8 +204,7 @@ impl<'g> Exchange<'g> {
             let target = route.pool.pick().ok_or(GatewayError::NoRoute)?;
             let again = attempt < attempts;
             let started = Instant::now();
-            let result =
-                tokio::time::timeout(route.config.timeout, upstream.attempt(target, again)).await;
+            let result = tokio::time::timeout(route.config.timeout, upstream.attempt(target)).await;
             let took = started.elapsed();
             route.metrics.observe_upstream(took.as_secs_f64());
             self.notes.upstream = Some(target.label.clone());

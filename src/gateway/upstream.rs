@@ -1,21 +1,17 @@
 //! Upstream targets of a route: round-robin choice, skipping targets that recently
 //! refused connections. Their connections come from [`idle`], the one pool of raw HTTP/1.1
-//! keep-alive connections per origin that both engines use for `http://` targets; an
-//! `https://` target is reached through hyper's pooled client ([`client`]).
+//! keep-alive connections per origin that both engines use, for `http://` and `https://`
+//! targets alike ([`stream`]: plain TCP or TLS, [`tls`]: the TLS client configuration).
 
 pub mod idle;
+pub mod stream;
+pub mod tls;
 
-use super::framing::MAX_RESPONSE_HEAD;
-use crate::body::Body;
 use crate::config::PoolBudget;
 use crate::metrics::Metrics;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use idle::IdleConns;
+use idle::{IdleConns, UpstreamConn};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -24,32 +20,9 @@ use std::time::{Duration, Instant};
 /// How long a target that refused a connection is skipped.
 pub const DOWN_FOR: Duration = Duration::from_secs(10);
 
-/// How long either engine waits for a connection to a target (TCP, and TLS here).
+/// How long either engine waits for a new connection to a target: TCP, and the TLS
+/// handshake for an `https://` one.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The client the hyper path reaches `https://` targets through: keep-alive, pooled per
-/// upstream authority (under the same budget as [`idle`]'s pools).
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
-
-/// Builds the client for `https://` upstreams (HTTP/1.1, TLS with the webpki roots).
-pub fn client(budget: PoolBudget) -> UpstreamClient {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        // The read buffer bounds a response head: the fast lane's limit on this path too.
-        .http1_max_buf_size(MAX_RESPONSE_HEAD)
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(budget.idle_timeout)
-        .pool_max_idle_per_host(budget.max_idle)
-        .build(https)
-}
 
 /// One upstream base URL.
 #[derive(Debug)]
@@ -57,6 +30,8 @@ pub struct Target {
     /// The idle connections to this target's origin, shared by every client connection,
     /// route and engine (closed when a reload retires the origin).
     pub idle: Arc<IdleConns>,
+    /// The TLS configuration and server name of an `https://` target; `None` for `http://`.
+    tls: Option<tls::TlsTarget>,
     scheme: Scheme,
     authority: Authority,
     /// Path of the upstream URL without a trailing slash; empty for `/`.
@@ -83,12 +58,7 @@ pub struct UpstreamPool {
 // === impl Target ===
 
 impl Target {
-    fn new(
-        uri: &Uri,
-        pools: &idle::Pools,
-        budget: PoolBudget,
-        metrics: Option<&Metrics>,
-    ) -> Option<Self> {
+    fn new(uri: &Uri, pools: &idle::Pools, budget: PoolBudget, links: Links<'_>) -> Option<Self> {
         let scheme = uri.scheme()?.clone();
         let authority = uri.authority()?.clone();
         let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
@@ -99,12 +69,14 @@ impl Target {
             format!("{}:{port}", authority.host())
         };
         let host_value = HeaderValue::from_str(&host_header).ok()?;
-        // Only plain-HTTP origins are counted: an `https://` one's connections are hyper's
-        // pooled client's, not this pool's.
-        let counted = metrics.filter(|_| scheme == Scheme::HTTP);
-        let idle = pools.get_or_make(&origin(uri)?, budget, counted);
+        let tls = match scheme == Scheme::HTTPS {
+            true => Some(links.tls.target(authority.host())?),
+            false => None,
+        };
+        let idle = pools.get_or_make(&origin(uri)?, budget, links.metrics);
         Some(Self {
             idle,
+            tls,
             connect_addr: format!("{}:{port}", authority.host()),
             host_header,
             host_value,
@@ -136,8 +108,8 @@ impl Target {
         pq
     }
 
-    /// The upstream URI reusing the request's own path and query (the common, cheap case).
-    pub fn uri_with(&self, pq: PathAndQuery) -> Result<Uri, http::Error> {
+    /// The upstream URI with `pq` as its path and query.
+    fn uri_with(&self, pq: PathAndQuery) -> Result<Uri, http::Error> {
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -155,9 +127,10 @@ impl Target {
         Cow::Owned(self.join(path, original.query()))
     }
 
-    /// Plain `http://`: the fast lane can speak to it over a bare TCP connection.
-    pub fn is_plain_http(&self) -> bool {
-        self.scheme == Scheme::HTTP
+    /// A new connection to this target, counted active in its origin's pool (TCP, and TLS
+    /// for `https://`, within [`CONNECT_TIMEOUT`]).
+    pub(crate) async fn connect(&self) -> std::io::Result<UpstreamConn> {
+        UpstreamConn::connect(&self.idle, &self.connect_addr, self.tls.as_ref()).await
     }
 
     /// `host:port` to connect to, with the scheme's default port filled in.
@@ -166,7 +139,7 @@ impl Target {
     }
 
     /// The `Host` header the upstream receives: its host, and its port unless it is the
-    /// scheme's default (what hyper's client sends on the other path).
+    /// scheme's default (RFC 9110 §7.2).
     pub fn host_header(&self) -> &str {
         &self.host_header
     }
@@ -189,41 +162,42 @@ impl Target {
 // === impl UpstreamPool ===
 
 impl UpstreamPool {
-    /// Targets with pools of their own under the default budget, counted nowhere (for
-    /// tests and fuzzing: a gateway's routes use [`UpstreamPool::drawing_on`]).
+    /// Targets with pools of their own under the default budget, counted nowhere, over TLS
+    /// trusting the webpki roots (for tests and fuzzing: a gateway's routes use
+    /// [`UpstreamPool::drawing_on`]).
     pub fn new(uris: &[Uri]) -> Self {
-        Self::build(uris, &idle::Pools::default(), PoolBudget::default(), None)
+        let tls = tls::UpstreamTls::with_extra(&[]);
+        let links = Links {
+            tls: &tls,
+            metrics: None,
+        };
+        Self::build(uris, &idle::Pools::default(), PoolBudget::default(), links)
     }
 
     /// A route's targets, their connections drawn from `pools` (made there under `budget`,
-    /// and counted in `metrics`, for an origin it does not have yet).
+    /// and counted in `metrics`, for an origin it does not have yet), `https://` ones over
+    /// TLS configured by `tls`.
     pub fn drawing_on(
         uris: &[Uri],
         pools: &idle::Pools,
         budget: PoolBudget,
-        metrics: &Metrics,
+        (tls, metrics): (&tls::UpstreamTls, &Metrics),
     ) -> Self {
-        Self::build(uris, pools, budget, Some(metrics))
+        let links = Links {
+            tls,
+            metrics: Some(metrics),
+        };
+        Self::build(uris, pools, budget, links)
     }
 
-    fn build(
-        uris: &[Uri],
-        pools: &idle::Pools,
-        budget: PoolBudget,
-        metrics: Option<&Metrics>,
-    ) -> Self {
+    fn build(uris: &[Uri], pools: &idle::Pools, budget: PoolBudget, links: Links<'_>) -> Self {
         Self {
             targets: uris
                 .iter()
-                .filter_map(|uri| Target::new(uri, pools, budget, metrics))
+                .filter_map(|uri| Target::new(uri, pools, budget, links))
                 .collect(),
             next: AtomicUsize::new(0),
         }
-    }
-
-    /// Every target is plain `http://` (the fast lane's condition).
-    pub fn all_plain_http(&self) -> bool {
-        self.targets.iter().all(Target::is_plain_http)
     }
 
     pub fn len(&self) -> usize {
@@ -248,6 +222,14 @@ impl UpstreamPool {
             .find(|t| !t.is_down(now))
             .or_else(|| self.targets.get(start % n.max(1)))
     }
+}
+
+/// What targets are made with besides their pool: the TLS configuration for `https://`
+/// ones, and where a new pool is counted (if anywhere).
+#[derive(Clone, Copy)]
+struct Links<'a> {
+    tls: &'a tls::UpstreamTls,
+    metrics: Option<&'a Metrics>,
 }
 
 /// `scheme://host:port` (host in lower case, the scheme's port filled in): what one pool
@@ -320,32 +302,33 @@ mod tests {
     fn routes_naming_one_origin_share_its_pool() {
         let pools = idle::Pools::default();
         let (budget, metrics) = (PoolBudget::default(), Metrics::new());
+        let tls = tls::UpstreamTls::with_extra(&[]);
+        let links = (&*tls, &metrics);
         let uris = |urls: &[&str]| -> Vec<Uri> {
             urls.iter().map(|u| u.parse().expect("test URL")).collect()
         };
-        let a =
-            UpstreamPool::drawing_on(&uris(&["http://API.internal/v1"]), &pools, budget, &metrics);
-        let b = UpstreamPool::drawing_on(
-            &uris(&["http://api.internal:80/v2"]),
-            &pools,
-            budget,
-            &metrics,
-        );
-        let c =
-            UpstreamPool::drawing_on(&uris(&["http://api.internal:81"]), &pools, budget, &metrics);
+        let a = UpstreamPool::drawing_on(&uris(&["http://API.internal/v1"]), &pools, budget, links);
+        let b =
+            UpstreamPool::drawing_on(&uris(&["http://api.internal:80/v2"]), &pools, budget, links);
+        let c = UpstreamPool::drawing_on(&uris(&["http://api.internal:81"]), &pools, budget, links);
+        let d =
+            UpstreamPool::drawing_on(&uris(&["https://api.internal:81"]), &pools, budget, links);
         let idle = |p: &UpstreamPool| p.pick().expect("target").idle.clone();
         assert!(Arc::ptr_eq(&idle(&a), &idle(&b)), "same origin, one pool");
         assert!(
             !Arc::ptr_eq(&idle(&a), &idle(&c)),
             "another port, another pool"
         );
-        let text = metrics.render();
         assert!(
-            text.contains(
-                r#"tollgate_upstream_connections{state="idle",upstream="http://api.internal:80"} 0"#
-            ),
-            "{text}"
+            !Arc::ptr_eq(&idle(&c), &idle(&d)),
+            "another scheme, another pool"
         );
+        let text = metrics.render();
+        for origin in ["http://api.internal:80", "https://api.internal:81"] {
+            let series =
+                format!(r#"tollgate_upstream_connections{{state="idle",upstream="{origin}"}} 0"#);
+            assert!(text.contains(&series), "{origin}: {text}");
+        }
     }
 
     #[test]

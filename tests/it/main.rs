@@ -40,4 +40,5 @@ mod tls_lane;
 mod trusted_proxies;
 mod upstream_framing;
 mod upstream_pool;
+mod upstream_tls;
 mod verify_claims;

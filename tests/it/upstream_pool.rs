@@ -1,22 +1,23 @@
 //! The one upstream connection pool: per upstream origin, shared by both engines, so a
 //! short-lived client finds a warm connection whichever engine serves it; its budget from
-//! `[server]`; its connections counted in `tollgate_upstream_connections`.
+//! `[server]`; its connections counted in `tollgate_upstream_connections`. The same for
+//! `https://` upstreams: `upstream_tls.rs` (with these helpers).
 
 use crate::common::engines::{Engine, Engines, ALL_ENGINES};
 use crate::common::scripted::{Scripted, Step};
 use crate::common::{self, route, tls, TestGateway};
 use std::time::{Duration, Instant};
 
-const GAUGE: &str = "tollgate_upstream_connections";
+pub(crate) const GAUGE: &str = "tollgate_upstream_connections";
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 /// One chunk of `/big`'s chunked body: 32 KiB.
-static CHUNK: [u8; 0x8000] = [b'x'; 0x8000];
+pub(crate) static CHUNK: [u8; 0x8000] = [b'x'; 0x8000];
 /// Chunks in `/big`'s body.
-const CHUNKS: usize = 8;
+pub(crate) const CHUNKS: usize = 8;
 /// A request body larger than one read of any buffer on the way.
-const UPLOAD: usize = 256 * 1024;
+pub(crate) const UPLOAD: usize = 256 * 1024;
 
-fn script(path: &str, _served: usize) -> Vec<Step> {
+pub(crate) fn script(path: &str, _served: usize) -> Vec<Step> {
     match path {
         // A HEAD's answer: the length a GET would have, no body.
         "/head" => vec![Step::Write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")],
@@ -41,7 +42,7 @@ fn script(path: &str, _served: usize) -> Vec<Step> {
 
 /// tollgate (plain and TLS listeners, `server_extra` in `[server]`) with one open route
 /// to a scripted upstream; the certificate its TLS clients trust.
-async fn gateway(up: &Scripted, server_extra: &str) -> (TestGateway, String) {
+pub(crate) async fn gateway(up: &Scripted, server_extra: &str) -> (TestGateway, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let cert = tls::write_self_signed(dir.path());
     let routes = route("up", "/", &up.url, "auth = \"none\"");
@@ -51,7 +52,7 @@ async fn gateway(up: &Scripted, server_extra: &str) -> (TestGateway, String) {
 
 /// The configuration: listeners on port 0 (TLS with the test's certificate),
 /// `server_extra` in `[server]`, then `routes`.
-fn config(server_extra: &str, routes: &str) -> String {
+pub(crate) fn config(server_extra: &str, routes: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n{server_extra}\n\n\
          [server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n{routes}\n\
@@ -60,7 +61,7 @@ fn config(server_extra: &str, routes: &str) -> String {
 }
 
 /// Rewrites the running gateway's `gateway.toml` to `text` and reloads it.
-async fn reload(gw: &TestGateway, text: &str) {
+pub(crate) async fn reload(gw: &TestGateway, text: &str) {
     std::fs::write(gw.dir.path().join("gateway.toml"), text).expect("write config");
     let running = gw.running.as_ref().expect("the gateway runs");
     if let Err(e) = running.reload().await {
@@ -69,13 +70,13 @@ async fn reload(gw: &TestGateway, text: &str) {
 }
 
 /// The pool's (idle, active) gauges for `up`'s origin.
-fn gauges(metrics: &str, up: &Scripted) -> (Option<f64>, Option<f64>) {
+pub(crate) fn gauges(metrics: &str, up: &Scripted) -> (Option<f64>, Option<f64>) {
     let series = |state| common::sample(metrics, GAUGE, &[("upstream", &up.url), ("state", state)]);
     (series("idle"), series("active"))
 }
 
 /// Waits (at most 5 s) until `up`'s origin has `idle` idle connections and none active.
-async fn wait_for_idle(gw: &TestGateway, up: &Scripted, idle: f64) {
+pub(crate) async fn wait_for_idle(gw: &TestGateway, up: &Scripted, idle: f64) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let metrics = gw.metrics().await;
@@ -93,7 +94,7 @@ async fn wait_for_idle(gw: &TestGateway, up: &Scripted, idle: f64) {
 
 /// How a short-lived client reaches the gateway: a client of its own, one request.
 #[derive(Debug, Clone, Copy)]
-enum Way {
+pub(crate) enum Way {
     /// A GET on the plain listener: the fast lane.
     FastLane,
     /// A GET over TLS in HTTP/2: hyper.
@@ -102,10 +103,10 @@ enum Way {
     Post,
 }
 
-const WAYS: [Way; 3] = [Way::FastLane, Way::Http2, Way::Post];
+pub(crate) const WAYS: [Way; 3] = [Way::FastLane, Way::Http2, Way::Post];
 
 /// `path` requested the `way` a fresh client does; the response, read whole.
-async fn once(gw: &TestGateway, cert: &str, way: Way, path: &str) -> (u16, Vec<u8>) {
+pub(crate) async fn once(gw: &TestGateway, cert: &str, way: Way, path: &str) -> (u16, Vec<u8>) {
     let request = match way {
         Way::FastLane => common::client().get(gw.url(path)),
         Way::Http2 => tls::client(cert, gw, false)

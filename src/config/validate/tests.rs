@@ -844,3 +844,80 @@ fn the_upstream_pool_budget_has_its_defaults_and_refuses_bad_values_naming_the_k
         assert!(p.iter().any(|l| l.contains(want)), "{line}: {p:?}");
     }
 }
+
+#[test]
+fn upstream_ca_is_read_at_load_and_refused_naming_the_key_unless_it_holds_ca_certificates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("CA certificate")
+    };
+    let files = [
+        ("ca.pem", ca.pem()),
+        ("empty.pem", "no PEM here\n".to_string()),
+        (
+            "broken.pem",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_string(),
+        ),
+    ];
+    for (name, text) in &files {
+        std::fs::write(dir.path().join(name), text).expect("write");
+    }
+    let at = |file: &str| {
+        let text = format!("[server]\nupstream_ca = \"{file}\"\n{MINIMAL_ROUTE}");
+        Config::from_str(&text, &dir.path().join("gateway.toml"))
+    };
+    let c = at("ca.pem").expect("valid");
+    assert_eq!(c.server.upstream_ca, vec![ca.der().clone()]);
+    assert!(parse_str(MINIMAL_ROUTE)
+        .expect("valid")
+        .server
+        .upstream_ca
+        .is_empty());
+    let cases = [
+        (
+            "missing.pem",
+            "[server].upstream_ca: cannot read \"missing.pem\"",
+        ),
+        (
+            "empty.pem",
+            "[server].upstream_ca: \"empty.pem\" holds no PEM certificate",
+        ),
+        (
+            "broken.pem",
+            "[server].upstream_ca: certificate 1 in \"broken.pem\" is not a usable CA certificate",
+        ),
+    ];
+    for (file, want) in cases {
+        let p = match at(file) {
+            Ok(_) => panic!("{file}: expected the config to be refused"),
+            Err(e) => e.to_string(),
+        };
+        assert!(p.contains(want), "{file}: {p}");
+    }
+}
+
+#[test]
+fn an_https_upstream_needs_a_host_a_certificate_can_name() {
+    let route = |url: &str| {
+        format!("[[routes]]\nname = \"r\"\npath_prefix = \"/r\"\nupstream = \"{url}\"\n")
+    };
+    for ok in [
+        "https://api.example.com",
+        "https://127.0.0.1:8443",
+        "https://[::1]:8443",
+    ] {
+        assert!(parse_str(&route(ok)).is_ok(), "{ok}");
+    }
+    let p = problems(&route("https://-bad-.example")).join("\n");
+    assert!(
+        p.contains("the host is not a name a TLS certificate can carry"),
+        "{p}"
+    );
+    assert!(
+        parse_str(&route("http://-bad-.example")).is_ok(),
+        "plain HTTP needs no name"
+    );
+}

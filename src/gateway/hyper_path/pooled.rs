@@ -1,5 +1,5 @@
-//! The hyper path's way to a plain-HTTP target: hyper's HTTP/1.1 client connection over a
-//! connection lent from the origin's pool ([`crate::gateway::upstream::idle`], the one the
+//! The hyper path's way to a target: hyper's HTTP/1.1 client connection over a (plain or
+//! TLS) connection lent from the origin's pool ([`crate::gateway::upstream::idle`], the one the
 //! fast lane uses too), written and read in the request's own task: no connection task,
 //! no channel hop to one. The connection goes back to the pool when its response has been
 //! read: at once when the head arrives with the whole body, else when the body's reader
@@ -14,6 +14,7 @@ use crate::body::Body;
 use crate::gateway::framing::{self, FramingError, HeadFacts, MAX_RESPONSE_HEAD};
 use crate::gateway::headers::connection_tokens;
 use crate::gateway::upstream::idle::{Lease, UpstreamConn};
+use crate::gateway::upstream::stream::UpstreamStream;
 use http::header::CONNECTION;
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -21,7 +22,6 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::task::{Context, Poll};
-use tokio::net::TcpStream;
 
 /// A response whose head has arrived, with its connection while the body still needs it.
 pub(super) type Forwarded = (Response<Incoming>, Option<Box<dyn Driver>>);
@@ -38,7 +38,7 @@ pub(super) enum SendError {
     Refused(FramingError),
 }
 
-type Conn = http1::Connection<TokioIo<TcpStream>, Body>;
+type Conn = http1::Connection<TokioIo<UpstreamStream>, Body>;
 
 /// Sends `req` (origin-form, its `Host` set) on `up` and waits for the response head.
 pub(super) async fn send(

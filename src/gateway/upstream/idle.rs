@@ -1,7 +1,8 @@
 //! The one pool of upstream connections: raw HTTP/1.1 keep-alive connections per upstream
-//! origin (`scheme://host:port`), shared by every route that names it, by both engines (the
-//! fast lane writes and reads them itself; the hyper path runs hyper's HTTP/1.1 client
-//! connection over them in the request's own task) and across reloads.
+//! origin (`scheme://host:port`; plain TCP or TLS, [`super::stream`]), shared by every route
+//! that names it, by both engines (the fast lane writes and reads them itself; the hyper
+//! path runs hyper's HTTP/1.1 client connection over them in the request's own task) and
+//! across reloads.
 //!
 //! The idle connections are the origin's, not a client connection's: a keep-alive client
 //! that goes quiet holds no upstream connection, and a short-lived client finds a warm one.
@@ -12,6 +13,8 @@
 //! `tollgate_upstream_connections{upstream, state}` counts each pool's idle connections and
 //! those lent to a request (active).
 
+use super::stream::UpstreamStream;
+use super::tls::TlsTarget;
 use crate::config::PoolBudget;
 use crate::gateway::upstream::CONNECT_TIMEOUT;
 use crate::metrics::{Metrics, PoolGauges};
@@ -20,13 +23,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// One keep-alive connection to an origin, lent to one request, with the bytes read from it
 /// and not yet relayed (the fast lane's; the hyper path reads through hyper's own buffer).
 pub(crate) struct UpstreamConn {
-    pub stream: TcpStream,
+    pub stream: UpstreamStream,
     pub buf: BytesMut,
     /// Counts it as active until it is parked or dropped.
     lease: Lease,
@@ -52,7 +54,7 @@ pub struct IdleConns {
 }
 
 struct Parked {
-    stream: TcpStream,
+    stream: UpstreamStream,
     since: Instant,
 }
 
@@ -67,14 +69,19 @@ pub struct Pools {
 // === impl UpstreamConn ===
 
 impl UpstreamConn {
-    /// A new connection to `addr` (`host:port`) for `home`'s origin.
-    pub async fn connect(home: &Arc<IdleConns>, addr: &str) -> std::io::Result<UpstreamConn> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    /// A new connection to `addr` (`host:port`) for `home`'s origin, over TLS to `tls`'s
+    /// name for an `https://` one; TCP and the TLS handshake together within
+    /// [`CONNECT_TIMEOUT`].
+    pub async fn connect(
+        home: &Arc<IdleConns>,
+        addr: &str,
+        tls: Option<&TlsTarget>,
+    ) -> std::io::Result<UpstreamConn> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, UpstreamStream::connect(addr, tls))
             .await
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
             })??;
-        stream.set_nodelay(true)?;
         Ok(UpstreamConn {
             stream,
             buf: BytesMut::new(),
@@ -89,7 +96,7 @@ impl UpstreamConn {
     }
 
     /// The stream alone, and its lease (for an engine that reads through its own buffer).
-    pub fn into_parts(self) -> (TcpStream, Lease) {
+    pub fn into_parts(self) -> (UpstreamStream, Lease) {
         (self.stream, self.lease)
     }
 }
@@ -103,7 +110,7 @@ impl Lease {
     }
 
     /// Puts `stream` back in the pool it was lent from.
-    pub fn park(self, stream: TcpStream) {
+    pub fn park(self, stream: UpstreamStream) {
         self.home.put(stream);
     }
 }
@@ -112,17 +119,6 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.home.gauges.active.dec();
     }
-}
-
-/// Nothing has arrived while idle: no close, and no stray bytes (an upstream's `408`,
-/// say) that would be taken for the next response. Costs no system call when the socket's
-/// readiness says there is nothing to read.
-fn is_quiet(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(
-        stream.try_read(&mut probe),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-    )
 }
 
 // === impl IdleConns ===
@@ -161,13 +157,13 @@ impl IdleConns {
     fn take_at(self: &Arc<Self>, now: Instant) -> Option<UpstreamConn> {
         let timeout = self.idle_timeout();
         loop {
-            let parked = {
+            let mut parked = {
                 let mut conns = self.lock();
                 let parked = conns.pop_back();
                 self.gauges.idle.set(conns.len() as i64);
                 parked?
             };
-            if now.duration_since(parked.since) < timeout && is_quiet(&parked.stream) {
+            if now.duration_since(parked.since) < timeout && parked.stream.is_quiet() {
                 return Some(UpstreamConn {
                     stream: parked.stream,
                     buf: BytesMut::new(),
@@ -179,12 +175,12 @@ impl IdleConns {
 
     /// Keeps `stream` within the limit (else it closes), and closes the oldest idle one
     /// if it has aged out: the pool sheds what a busier moment left as requests go on.
-    fn put(self: &Arc<Self>, stream: TcpStream) {
+    fn put(self: &Arc<Self>, stream: UpstreamStream) {
         self.put_at(stream, Instant::now());
         self.reap_later();
     }
 
-    fn put_at(&self, stream: TcpStream, now: Instant) {
+    fn put_at(&self, stream: UpstreamStream, now: Instant) {
         let (timeout, max) = (self.idle_timeout(), self.max_idle.load(Ordering::Relaxed));
         let (stale, refused) = {
             let mut conns = self.lock();
@@ -340,19 +336,19 @@ mod tests {
         Arc::new(IdleConns::new(budget, PoolGauges::detached()))
     }
     use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     /// A connected pair on loopback: (ours, the upstream's end).
-    async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+    async fn pair(listener: &TcpListener) -> (UpstreamStream, TcpStream) {
         let ours = TcpStream::connect(listener.local_addr().expect("bound"))
             .await
             .expect("connect");
         let (theirs, _) = listener.accept().await.expect("accept");
-        (ours, theirs)
+        (UpstreamStream::Plain(Box::new(ours)), theirs)
     }
 
-    fn port(stream: &TcpStream) -> u16 {
-        stream.local_addr().expect("bound").port()
+    fn port(stream: &UpstreamStream) -> u16 {
+        stream.tcp().local_addr().expect("bound").port()
     }
 
     #[tokio::test]
@@ -397,7 +393,11 @@ mod tests {
         let addr = listener.local_addr().expect("bound").to_string();
         let (mut lent, mut peers) = (Vec::new(), Vec::new());
         for _ in 0..3 {
-            lent.push(UpstreamConn::connect(&pool, &addr).await.expect("connect"));
+            lent.push(
+                UpstreamConn::connect(&pool, &addr, None)
+                    .await
+                    .expect("connect"),
+            );
             peers.push(listener.accept().await.expect("accept"));
         }
         let gauges = &pool.gauges;

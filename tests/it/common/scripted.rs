@@ -1,12 +1,13 @@
-//! A scripted upstream on raw TCP: each request head is answered by byte-exact steps chosen
-//! by its path, for answers no server library would send (malformed framing, closes and
-//! resets at chosen moments, stalls). It counts connections and notices a gateway that
-//! sends another request on a connection it should have given up.
+//! A scripted upstream on raw TCP, or TLS over it ([`Scripted::spawn_tls`]): each request
+//! head is answered by byte-exact steps chosen by its path, for answers no server library
+//! would send (malformed framing, closes and resets at chosen moments, stalls). It counts
+//! connections (over TLS: completed handshakes) and notices a gateway that sends another
+//! request on a connection it should have given up.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
@@ -17,12 +18,16 @@ pub enum Step {
     Write(&'static [u8]),
     /// Waits this long.
     Sleep(Duration),
-    /// Closes the connection (FIN).
+    /// Closes the connection (FIN; over TLS `close_notify` first).
     Close,
+    /// Closes the TCP connection (FIN) without TLS's `close_notify`.
+    CloseBare,
     /// Aborts the connection (RST).
     Reset,
     /// Never goes on; the connection stays open until the upstream is dropped.
     Hang,
+    /// Goes on once the test says so.
+    WaitFor(&'static tokio::sync::Notify),
     /// The answer so far is one a gateway must not reuse the connection after; a request
     /// that still arrives on it is counted ([`Scripted::reused_after_taint`]).
     Taint,
@@ -35,8 +40,32 @@ pub type Script = fn(path: &str, served: usize) -> Vec<Step>;
 pub struct Scripted {
     pub url: String,
     connections: Arc<AtomicUsize>,
+    /// Connections whose script has ended (closed by the upstream, or by the gateway).
+    ended: Arc<AtomicUsize>,
     tainted_reuse: Arc<AtomicUsize>,
+    /// Over TLS: the server name (SNI) and ALPN protocol of the last handshake.
+    last_hello: Arc<Mutex<Option<Hello>>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What a TLS client asked for: (SNI, ALPN protocol agreed).
+pub type Hello = (Option<String>, Option<Vec<u8>>);
+
+/// A connection the script is played on.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Conn for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
 }
 
 impl Drop for Scripted {
@@ -46,21 +75,67 @@ impl Drop for Scripted {
 }
 
 impl Scripted {
+    /// Plain HTTP at `http://127.0.0.1:PORT`.
     pub async fn spawn(script: Script) -> Scripted {
+        Self::spawn_with(script, None).await
+    }
+
+    /// HTTPS at `https://localhost:PORT` (listening on 127.0.0.1), with `tls`'s certificate.
+    pub async fn spawn_tls(script: Script, tls: Arc<rustls::ServerConfig>) -> Scripted {
+        Self::spawn_with(script, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn spawn_with(script: Script, tls: Option<tokio_rustls::TlsAcceptor>) -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let port = listener.local_addr().expect("addr").port();
+        let url = match tls {
+            None => format!("http://127.0.0.1:{port}"),
+            Some(_) => format!("https://localhost:{port}"),
+        };
         let connections = Arc::new(AtomicUsize::new(0));
         let tainted_reuse = Arc::new(AtomicUsize::new(0));
-        let (counter, tainted) = (connections.clone(), tainted_reuse.clone());
+        let last_hello = Arc::new(Mutex::new(None));
+        let ended = Arc::new(AtomicUsize::new(0));
+        let shared = (
+            connections.clone(),
+            tainted_reuse.clone(),
+            last_hello.clone(),
+        );
+        let ends = ended.clone();
         let task = tokio::spawn(async move {
+            let (counter, tainted, hello) = shared;
             // Connections live in this set, so dropping the upstream ends them too.
             let mut served = JoinSet::new();
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        served.spawn(serve(stream, script, tainted.clone()));
+                        // Each write goes out at once (after a TLS handshake's session
+                        // tickets too), not held back until the gateway's ACK.
+                        let _ = stream.set_nodelay(true);
+                        let (counter, tainted, ends) = (counter.clone(), tainted.clone(), ends.clone());
+                        let Some(tls) = tls.clone() else {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            served.spawn(async move {
+                                serve(stream, script, tainted).await;
+                                ends.fetch_add(1, Ordering::SeqCst);
+                            });
+                            continue;
+                        };
+                        let hello = hello.clone();
+                        served.spawn(async move {
+                            // A failed handshake (an untrusting client) is no connection.
+                            let Ok(stream) = tls.accept(stream).await else { return };
+                            let session = stream.get_ref().1;
+                            let seen = (
+                                session.server_name().map(str::to_string),
+                                session.alpn_protocol().map(<[u8]>::to_vec),
+                            );
+                            *hello.lock().expect("not poisoned") = Some(seen);
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            serve(stream, script, tainted).await;
+                            ends.fetch_add(1, Ordering::SeqCst);
+                        });
                     }
                     Some(_) = served.join_next(), if !served.is_empty() => {}
                 }
@@ -69,14 +144,26 @@ impl Scripted {
         Scripted {
             url,
             connections,
+            ended,
             tainted_reuse,
+            last_hello,
             task,
         }
+    }
+
+    /// Over TLS: the SNI and ALPN protocol of the last completed handshake.
+    pub fn last_hello(&self) -> Option<Hello> {
+        self.last_hello.lock().expect("not poisoned").clone()
     }
 
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections whose script has ended (the upstream's close has been sent).
+    pub fn ended(&self) -> usize {
+        self.ended.load(Ordering::SeqCst)
     }
 
     /// Requests that arrived on a connection after a [`Step::Taint`].
@@ -85,7 +172,7 @@ impl Scripted {
     }
 }
 
-async fn serve(mut stream: TcpStream, script: Script, tainted_reuse: Arc<AtomicUsize>) {
+async fn serve(mut stream: impl Conn, script: Script, tainted_reuse: Arc<AtomicUsize>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let mut served = 0;
@@ -127,12 +214,17 @@ async fn serve(mut stream: TcpStream, script: Script, tainted_reuse: Arc<AtomicU
                     let _ = stream.flush().await;
                 }
                 Step::Sleep(pause) => tokio::time::sleep(pause).await,
-                Step::Close => return,
+                Step::Close => {
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+                Step::CloseBare => return,
                 Step::Reset => {
-                    let _ = stream.set_zero_linger();
+                    let _ = stream.tcp().set_zero_linger();
                     return;
                 }
                 Step::Hang => std::future::pending::<()>().await,
+                Step::WaitFor(go) => go.notified().await,
                 Step::Taint => tainted = true,
             }
         }

@@ -103,3 +103,52 @@ pub async fn connect_raw_alpn(
         .await
         .expect("TLS handshake")
 }
+
+/// A certificate authority made at run time, its certificate in `ca.pem` in a directory of
+/// its own (for `[server] upstream_ca`), and the server certificates it issues.
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().expect("a CA key");
+        let cert = params.self_signed(&key).expect("a CA certificate");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("ca.pem"), cert.pem()).expect("write ca.pem");
+        TestCa { cert, key, dir }
+    }
+
+    /// The CA certificate's PEM file.
+    pub fn pem_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A rustls server configuration presenting a certificate this CA issued for `names`
+    /// (DNS names or IP addresses), offering ALPN `http/1.1` only.
+    pub fn server_config(&self, names: &[&str]) -> std::sync::Arc<rustls::ServerConfig> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let params = rcgen::CertificateParams::new(names).expect("leaf params");
+        let key = rcgen::KeyPair::generate().expect("a leaf key");
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("a leaf certificate");
+        let der_key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("default versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], der_key)
+            .expect("a server configuration");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        std::sync::Arc::new(config)
+    }
+}
