@@ -449,3 +449,44 @@ async fn two_stores_on_one_file_batch_inserts_side_by_side() {
         );
     }
 }
+
+// === lookups (lookups.rs) ===
+
+#[tokio::test]
+async fn lookups_answer_alike_inline_on_the_thread_and_with_every_inline_connection_busy() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("t.db")).expect("opens");
+    let records = numbered("t", 50, &[]);
+    assert!(insert_all(&store, &records).await.iter().all(Result::is_ok));
+    let check = |got: Vec<StoreResult<Option<Record>>>, how: &str| {
+        for ((token, rec), got) in records.iter().zip(got) {
+            assert_eq!(got.expect(how).as_ref(), Some(rec), "{token} {how}");
+        }
+    };
+    let all =
+        || futures_util::future::join_all(records.iter().map(|(t, _)| store.get(token_hash(t))));
+    check(all().await, "inline");
+    assert_eq!(
+        store.get(token_hash("unknown")).await.expect("inline"),
+        None
+    );
+    {
+        let _busy = store.lookups.hold_inline();
+        check(all().await, "inline connections busy");
+    }
+    store.lookups.inline_off(true);
+    check(all().await, "inline off");
+    // A revocation committed just before is seen by the next lookup either way.
+    let (token, _) = &records[0];
+    store.revoke(token_hash(token)).await.expect("revoke");
+    let revoked = |r: Option<Record>| r.map(|r| r.state);
+    assert_eq!(
+        revoked(store.get(token_hash(token)).await.expect("thread")),
+        Some(RecordState::Revoked)
+    );
+    store.lookups.inline_off(false);
+    assert_eq!(
+        revoked(store.get(token_hash(token)).await.expect("inline")),
+        Some(RecordState::Revoked)
+    );
+}
