@@ -45,9 +45,11 @@
 //!   sends the lookup to the thread, which has the whole [`LOCK_WAIT`];
 //! - the work is one primary-key probe: a B-tree descent of a few pages, from the
 //!   connection's page cache or the OS's, a few µs;
-//! - a lookup that took longer than [`INLINE_SLOW`] anyway (pages read from a disk, a
-//!   machine under memory pressure) turns inline lookups off for [`INLINE_BACKOFF`]: for that
-//!   long every lookup goes to the thread, as before.
+//! - [`INLINE_SLOW_RUN`] lookups in a row that took longer than [`INLINE_SLOW`] anyway
+//!   (pages read from a disk, a machine under memory pressure) turn inline lookups off for
+//!   [`INLINE_BACKOFF`]: for that long every lookup goes to the thread, as before. In a row,
+//!   because one slow lookup is more often the worker preempted in the middle of it (a busy
+//!   machine) than a disk, and a thread would not read faster then.
 //!
 //! An inline lookup reads in autocommit mode, so it sees every commit made before it started.
 
@@ -56,7 +58,7 @@ use super::{read, LOCK_WAIT};
 use crate::store::{Record, StoreError, StoreResult, TokenHash};
 use futures_util::future::BoxFuture;
 use rusqlite::Connection;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -65,8 +67,11 @@ use tokio::sync::oneshot;
 /// one per worker thread that may be looking up at once.
 pub(super) const INLINE: usize = 4;
 
-/// An inline lookup slower than this turns them off for [`INLINE_BACKOFF`].
+/// An inline lookup slower than this counts towards [`INLINE_SLOW_RUN`].
 const INLINE_SLOW: Duration = Duration::from_micros(200);
+
+/// Slow inline lookups in a row that turn them off for [`INLINE_BACKOFF`].
+const INLINE_SLOW_RUN: u32 = 4;
 
 /// How long inline lookups stay off after a slow one.
 const INLINE_BACKOFF: Duration = Duration::from_secs(1);
@@ -96,6 +101,8 @@ pub(super) struct Lookups {
     inline: Box<[Mutex<Connection>]>,
     /// Inline lookups are off until this many µs after [`EPOCH`].
     inline_off_until: AtomicU64,
+    /// Slow inline lookups since the last fast one.
+    slow_in_a_row: AtomicU32,
 }
 
 impl Lookups {
@@ -121,6 +128,7 @@ impl Lookups {
             thread,
             inline: inline.into_iter().map(Mutex::new).collect(),
             inline_off_until: AtomicU64::new(0),
+            slow_in_a_row: AtomicU32::new(0),
         })
     }
 
@@ -148,7 +156,10 @@ impl Lookups {
         let started = Instant::now();
         let answer = read(&conn, hash);
         drop(conn);
-        if started.elapsed() > INLINE_SLOW {
+        if started.elapsed() <= INLINE_SLOW {
+            self.slow_in_a_row.store(0, Ordering::Relaxed);
+        } else if self.slow_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= INLINE_SLOW_RUN {
+            self.slow_in_a_row.store(0, Ordering::Relaxed);
             let until = micros_since_epoch().saturating_add(INLINE_BACKOFF.as_micros() as u64);
             self.inline_off_until.store(until, Ordering::Relaxed);
         }
