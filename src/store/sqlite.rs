@@ -3,12 +3,11 @@
 //! Schema migrations are embedded and applied at open (tracked in `PRAGMA user_version`).
 //! Every call runs on tokio's blocking pool so SQLite's file IO never stalls the async
 //! workers, except inserts, which one writer thread commits in batches (group commit, see
-//! [`batch`]), and plain lookups (below); one connection behind a mutex keeps `consume` atomic within this process, and
+//! [`batch`]); one connection behind a mutex keeps `consume` atomic within this process, and
 //! its transaction takes the write lock at `BEGIN` (see [`write_tx`]) so it stays atomic
 //! across processes.
-//! Plain lookups (`get`, the guard's path) use read-only connections: first one of a few on
-//! the caller's thread, when that is cheap and bounded, else one on a thread of its own (see
-//! [`lookups`], which says why a lookup may run on an async worker): in WAL mode
+//! Plain lookups (`get`, the guard's path) use a second, read-only connection on a thread
+//! of its own (see [`lookups`]): in WAL mode
 //! they read the last commit even while a write waits for a lock, so the guard keeps
 //! verifying while the file is locked by another process or cannot be written.
 //!
@@ -141,10 +140,6 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
         migrate(&mut conn)?;
         let reader = open_reader(path)?;
-        let inline = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let inline = (0..inline.min(lookups::INLINE))
-            .map(|_| open_reader(path))
-            .collect::<StoreResult<Vec<_>>>()?;
         let poller_reader = open_reader(path)?;
         // Read from the newest row now: nothing revoked after `open` returns is missed.
         let last = revocations::newest(&conn)?;
@@ -152,7 +147,7 @@ impl SqliteStore {
         let store = Self {
             writer: batch::Writer::start(conn.clone())?,
             conn,
-            lookups: lookups::Lookups::start(reader, inline)?,
+            lookups: lookups::Lookups::start(reader)?,
             feed: Arc::new(LocalFeed::default()),
             origin: revocations::new_origin(),
         };

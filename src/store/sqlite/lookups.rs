@@ -29,55 +29,15 @@
 //! A lookup keeps the caller's [`LOCK_WAIT`] budget from the moment it was queued; one that
 //! has spent it waiting answers [`StoreError::Busy`]. Dropping [`Lookups`] closes the queue;
 //! the thread answers what is queued and ends.
-//!
-//! ## On the caller's thread first
-//!
-//! Even batched, handing a lookup to this thread and its answer back cost more CPU than the
-//! lookup: on the cold path (every request a token never seen, one worker) a lookup is
-//! ~3.6 µs of SQLite, and the hand-off ~8 µs more (unparking the threads, and where they
-//! share a CPU two context switches; benches/README.md "Cold path"). So a lookup is first
-//! tried where it is asked, on the async worker, on one of a few connections of its own
-//! ([`INLINE`]), and only goes to the thread when that cannot be cheap. That blocks the
-//! worker, which is acceptable only because it is bounded:
-//! - it never waits for a lock: the inline connections have no busy timeout (a lock held
-//!   elsewhere, rare in WAL mode where readers do not wait for writers, is `SQLITE_BUSY` at
-//!   once) and are taken with `try_lock` (never waiting for another worker); any error
-//!   sends the lookup to the thread, which has the whole [`LOCK_WAIT`];
-//! - the work is one primary-key probe: a B-tree descent of a few pages, from the
-//!   connection's page cache or the OS's, a few µs;
-//! - [`INLINE_SLOW_RUN`] lookups in a row that took longer than [`INLINE_SLOW`] anyway
-//!   (pages read from a disk, a machine under memory pressure) turn inline lookups off for
-//!   [`INLINE_BACKOFF`]: for that long every lookup goes to the thread, as before. In a row,
-//!   because one slow lookup is more often the worker preempted in the middle of it (a busy
-//!   machine) than a disk, and a thread would not read faster then.
-//!
-//! An inline lookup reads in autocommit mode, so it sees every commit made before it started.
 
 use super::job_thread::JobThread;
 use super::{read, LOCK_WAIT};
 use crate::store::{Record, StoreError, StoreResult, TokenHash};
 use futures_util::future::BoxFuture;
 use rusqlite::Connection;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{mpsc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Instant;
 use tokio::sync::oneshot;
-
-/// Most connections for lookups on the caller's thread (fewer on a machine with fewer CPUs):
-/// one per worker thread that may be looking up at once.
-pub(super) const INLINE: usize = 4;
-
-/// An inline lookup slower than this counts towards [`INLINE_SLOW_RUN`].
-const INLINE_SLOW: Duration = Duration::from_micros(200);
-
-/// Slow inline lookups in a row that turn them off for [`INLINE_BACKOFF`].
-const INLINE_SLOW_RUN: u32 = 4;
-
-/// How long inline lookups stay off after a slow one.
-const INLINE_BACKOFF: Duration = Duration::from_secs(1);
-
-/// The instant inline lookups' back-off is counted from.
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// Where one lookup's answer goes.
 type Done = oneshot::Sender<StoreResult<Option<Record>>>;
@@ -93,25 +53,12 @@ struct Job {
     done: Done,
 }
 
-/// The inline connections and the queue in front of the lookup thread; see the module
-/// comment.
-pub(super) struct Lookups {
-    thread: JobThread<Job>,
-    /// `query_only` connections without a busy timeout, for lookups on the caller's thread.
-    inline: Box<[Mutex<Connection>]>,
-    /// Inline lookups are off until this many µs after [`EPOCH`].
-    inline_off_until: AtomicU64,
-    /// Slow inline lookups since the last fast one.
-    slow_in_a_row: AtomicU32,
-}
+/// The queue in front of the lookup thread; see the module comment.
+pub(super) struct Lookups(JobThread<Job>);
 
 impl Lookups {
-    /// Starts the lookup thread, which owns `conn` (a `query_only` connection); `inline`
-    /// (`query_only` connections too) serve lookups on the caller's thread.
-    pub(super) fn start(conn: Connection, inline: Vec<Connection>) -> StoreResult<Self> {
-        for c in &inline {
-            c.busy_timeout(Duration::ZERO)?;
-        }
+    /// Starts the lookup thread, which owns `conn` (a `query_only` connection).
+    pub(super) fn start(conn: Connection) -> StoreResult<Self> {
         let answers = tokio::runtime::Handle::try_current().ok().map(|runtime| {
             let (answers, mut batches) = tokio::sync::mpsc::unbounded_channel::<Answers>();
             runtime.spawn(async move {
@@ -121,71 +68,20 @@ impl Lookups {
             });
             answers
         });
-        let thread = JobThread::start("tollgate-sqlite-reader", move |queue| {
+        JobThread::start("tollgate-sqlite-reader", move |queue| {
             run(&conn, &queue, answers.as_ref());
-        })?;
-        Ok(Self {
-            thread,
-            inline: inline.into_iter().map(Mutex::new).collect(),
-            inline_off_until: AtomicU64::new(0),
-            slow_in_a_row: AtomicU32::new(0),
         })
+        .map(Self)
     }
 
-    /// The record stored under `hash`, if any: read here when that is cheap, else by the
-    /// lookup thread (see the module comment).
+    /// The record stored under `hash`, if any.
     pub(super) fn get(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
-        if let Some(answer) = self.inline(&hash) {
-            return Box::pin(std::future::ready(Ok(answer)));
-        }
-        Box::pin(self.thread.ask(move |done| Job {
+        Box::pin(self.0.ask(move |done| Job {
             hash,
             deadline: Instant::now() + LOCK_WAIT,
             done,
         }))
     }
-
-    /// The lookup on the caller's thread, or `None` when it should go to the lookup thread:
-    /// inline lookups are off, every inline connection is in use, or the read failed.
-    fn inline(&self, hash: &TokenHash) -> Option<Option<Record>> {
-        let now = micros_since_epoch();
-        if now < self.inline_off_until.load(Ordering::Relaxed) {
-            return None;
-        }
-        let conn = self.inline.iter().find_map(|c| c.try_lock().ok())?;
-        let started = Instant::now();
-        let answer = read(&conn, hash);
-        drop(conn);
-        if started.elapsed() <= INLINE_SLOW {
-            self.slow_in_a_row.store(0, Ordering::Relaxed);
-        } else if self.slow_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= INLINE_SLOW_RUN {
-            self.slow_in_a_row.store(0, Ordering::Relaxed);
-            let until = micros_since_epoch().saturating_add(INLINE_BACKOFF.as_micros() as u64);
-            self.inline_off_until.store(until, Ordering::Relaxed);
-        }
-        answer.ok()
-    }
-}
-
-#[cfg(test)]
-impl Lookups {
-    /// Turns inline lookups off (as a slow one does) or back on.
-    pub(super) fn inline_off(&self, off: bool) {
-        let until = if off { u64::MAX } else { 0 };
-        self.inline_off_until.store(until, Ordering::Relaxed);
-    }
-
-    /// Holds every inline connection, as busy workers would.
-    pub(super) fn hold_inline(&self) -> Vec<std::sync::MutexGuard<'_, Connection>> {
-        self.inline
-            .iter()
-            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()))
-            .collect()
-    }
-}
-
-fn micros_since_epoch() -> u64 {
-    u64::try_from(EPOCH.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Most lookups answered in one read transaction.
