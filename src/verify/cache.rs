@@ -11,7 +11,9 @@
 //!
 //! The cache subscribes to the token store's revocation feed (`store::feed`): a revoked
 //! token's entry is dropped before the revoking call returns, or, for a revocation made by
-//! another instance, when it arrives over the feed's shared channel.
+//! another instance, when it arrives over the feed's shared channel. A verifier call in
+//! flight for the token then (it may have read the store before the revocation) still
+//! answers its callers, but its answer is not cached.
 //!
 //! In front of the local verifier, two more rules make answers age (see [`Staleness`]):
 //! - when the shared channel has been silent longer than `[verify] max_stale`, a revocation

@@ -353,9 +353,10 @@ impl Table {
         }
     }
 
-    /// Puts the entry in `shard` (an expired one only removes what is there). True when the table is over its bound and this shard had
-    /// nothing to evict: the caller then evicts from another shard (after unlocking this
-    /// one, so no two shard locks are ever held together).
+    /// Puts the entry in `shard` (an expired one only removes what is there). True when the
+    /// table is over its bound and this shard had nothing to evict: the caller then evicts
+    /// from another shard (after unlocking this one, so no two shard locks are ever held
+    /// together).
     fn put(
         &self,
         shard: &mut Shard,
