@@ -1,14 +1,16 @@
 //! What the verification cache costs in memory: the process's RSS before and after the real
 //! [`VerifyCache`] has cached `CACHE_MEMORY_TOKENS` (1,000,000) active answers, each put there
-//! through `VerifyCache::verify` as the guard does it (SHA-256 key, moka entry with its
-//! per-entry expiry, the verifier's `Principal`). Issue 12's target: at most 256 MiB of RSS
-//! with a million cached tokens. See `benches/README.md` ("Verification cache memory").
+//! through `VerifyCache::verify` as the guard does it (SHA-256 key, the table's 64-byte slot
+//! with its expiry, the principal's identity shared through the cache's interner). Issue 12's
+//! target: at most 256 MiB of RSS with a million cached tokens. See `benches/README.md`
+//! ("Verification cache memory").
 //!
 //! The verifier builds a fresh `Principal` per token as the local verifier does from a store
 //! record, half of them shaped like `client_credentials` tokens (`sub` = client id, one
-//! scope, the issuer as audience) and half like a user's (its own `sub` and `username`,
-//! three scopes, a route's URL as audience). `CACHE_MEMORY_SHARED=1` hands out one shared
-//! `Principal` instead, which leaves the cache's own share (key, entry, moka's bookkeeping).
+//! scope, the issuer as audience) and half like a user's (one of 100,000 users: its own `sub`
+//! and `username`, three scopes, a route's URL as audience); the cache keeps one identity per
+//! client or user. `CACHE_MEMORY_SHARED=1` hands out one shared `Principal` instead, which
+//! leaves the cache's own share (key, slot, index).
 //!
 //! `cargo bench --bench cache_memory`; knobs `CACHE_MEMORY_TOKENS`, `CACHE_MEMORY_SHARED`.
 //! Under `cargo test --all-targets` (no `--bench`) it is a smoke test with 20,000 tokens that
@@ -31,7 +33,7 @@ use tollgate::verify::{Principal, TokenVerifier, Verdict, VerifyError};
 struct RecordShaped {
     exp: u64,
     /// `CACHE_MEMORY_SHARED=1`: this one principal for every token.
-    shared: Option<Arc<Principal>>,
+    shared: Option<Principal>,
 }
 
 impl RecordShaped {
@@ -69,7 +71,7 @@ impl TokenVerifier for RecordShaped {
     ) -> Pin<Box<dyn Future<Output = Result<Verdict, VerifyError>> + Send + 'a>> {
         let principal = match &self.shared {
             Some(p) => p.clone(),
-            None => Arc::new(self.principal(token)),
+            None => self.principal(token),
         };
         Box::pin(async move { Ok(Verdict::Active(principal)) })
     }
@@ -115,7 +117,7 @@ fn main() {
         + 3600;
     let mut verifier = RecordShaped { exp, shared: None };
     if shared {
-        verifier.shared = Some(Arc::new(verifier.principal(&token(0))));
+        verifier.shared = Some(verifier.principal(&token(0)));
     }
     // The capacity the README tells a deployment with a million live tokens to set.
     let cfg = VerifyConfig {
@@ -147,7 +149,7 @@ fn main() {
                 .expect("the verifier always answers");
             active += u64::from(matches!(verdict, Verdict::Active(_)));
         }
-        (active, cache.entry_count().await)
+        (active, cache.entry_count())
     });
     let took = started.elapsed();
     let after = rss_kib();
@@ -167,8 +169,9 @@ fn main() {
         delta as f64 * 1024.0 / tokens.max(1) as f64
     );
     println!(
-        "size_of: Principal {} bytes (in an Arc: +16), Verdict {} bytes",
+        "size_of: Principal {} bytes, its Identity {} bytes (in an Arc: +16), Verdict {} bytes",
         std::mem::size_of::<Principal>(),
+        std::mem::size_of::<tollgate::verify::Identity>(),
         std::mem::size_of::<Verdict>()
     );
     assert_eq!(active, tokens, "every token must be answered active");

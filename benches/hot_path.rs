@@ -53,7 +53,7 @@ const HOST: &str = "API.example.com:8080";
 
 // === a verifier that always says "active" ===
 
-struct AlwaysActive(Arc<Principal>);
+struct AlwaysActive(Principal);
 
 impl TokenVerifier for AlwaysActive {
     fn verify<'a>(
@@ -97,7 +97,7 @@ fn warm_cache(rt: &tokio::runtime::Runtime) -> VerifyCache {
     };
     let cache = VerifyCache::new(
         &cfg,
-        Arc::new(AlwaysActive(Arc::new(principal()))),
+        Arc::new(AlwaysActive(principal())),
         Arc::new(SystemClock),
         Arc::new(Metrics::new()),
     );
@@ -190,7 +190,7 @@ fn bench_verify_cache_hit(c: &mut Criterion) {
 fn bench_headers(c: &mut Criterion) {
     let template = request_headers();
     let client_ip = HeaderValue::from_static("198.51.100.23");
-    let identity = principal().headers;
+    let identity = principal().headers.clone();
     // The header map is a per-request input: each iteration gets a fresh copy, made outside
     // the timing and still in cache, as a just-parsed request's map is. (Large batches of
     // copies would be cache-cold and add ~50% here; one timer read pair per iteration,
@@ -299,7 +299,7 @@ fn bench_access_log(c: &mut Criterion) {
     // What the phases hand over: shared, so a request clones them.
     let (route, upstream): (Arc<str>, Arc<str>) =
         (Arc::from("mail"), Arc::from("http://127.0.0.1:3000/"));
-    let principal = Arc::new(principal());
+    let principal = principal();
     let build = || {
         let mut entry = Entry::begin(
             &http::Method::GET,

@@ -63,7 +63,7 @@ pub struct Entry {
     /// The route's name, or `_oauth`, `_none`.
     pub route: Option<Arc<str>>,
     /// The verified token's identity on a guarded route.
-    pub principal: Option<Arc<Principal>>,
+    pub principal: Option<Principal>,
     /// The upstream target last tried (its URL, credentials redacted).
     pub upstream: Option<Arc<str>>,
     /// How long that upstream took to send its response head.
@@ -79,7 +79,7 @@ pub struct Entry {
 #[derive(Debug, Default)]
 pub struct Notes {
     pub route: Option<Arc<str>>,
-    pub principal: Option<Arc<Principal>>,
+    pub principal: Option<Principal>,
     pub upstream: Option<Arc<str>>,
     pub upstream_time: Option<Duration>,
 }

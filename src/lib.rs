@@ -51,7 +51,8 @@
 //!   LDAP), with brute-force throttling in [`oauth`] counted in the store.
 //! - [`verify`] is the `TokenVerifier` seam between the guard and whoever issued the token
 //!   (local store, [`verify::own_jwt`], remote RFC 7662, [`verify::jwks`]);
-//!   [`verify::cache`] puts a moka cache with call coalescing in front of it.
+//!   [`verify::cache`] puts a cache of its own in front of it (sharded, CLOCK-evicted,
+//!   identities shared among tokens, concurrent misses for one token coalesced).
 //! - [`jwt`] holds RFC 9068 access tokens without IO: keys, the compact JWS, claim checks
 //!   (used by the token endpoint to sign and by [`verify::own_jwt`] and [`verify::jwks`]);
 //!   [`dpop`] checks RFC 9449 proofs (token endpoint and guard) and remembers spent ones.

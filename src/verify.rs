@@ -21,15 +21,27 @@ use std::sync::Arc;
 pub use local::LocalVerifier;
 pub use remote::{verdict_from_answer, RemoteVerifier};
 
-/// The identity behind an active token, as introspection reports it.
+/// The identity behind an active token, as introspection reports it: who it is
+/// ([`Identity`], shared) and until when the token lives (`exp`, the token's own).
+///
+/// The identity sits behind an `Arc` so that the verification cache keeps one copy per
+/// identity, not per token: the tokens one client or user holds differ in `exp` only (see
+/// `verify::cache`). Cloning a principal is a reference-count increment. Its fields read as
+/// the identity's through `Deref`.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    pub identity: Arc<Identity>,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: Option<u64>,
+}
+
+/// Everything a principal says of a token except its `exp`.
+#[derive(Debug, Clone)]
+pub struct Identity {
     pub sub: String,
     pub client_id: String,
     pub username: Option<String>,
     pub scopes: Vec<String>,
-    /// Expiry, seconds since the Unix epoch.
-    pub exp: Option<u64>,
     /// The token's `aud` (RFC 7519 §4.1.3, RFC 8707): whom it is meant for. Empty when the
     /// verifier reported none; a route with an `audience` then refuses the token.
     pub audiences: Vec<String>,
@@ -51,7 +63,7 @@ pub struct IdentityHeaders {
 /// What a verifier says of a token.
 #[derive(Debug, Clone)]
 pub enum Verdict {
-    Active(Arc<Principal>),
+    Active(Principal),
     Inactive,
 }
 
@@ -108,30 +120,46 @@ impl Principal {
             client_id: HeaderValue::from_str(&client_id).ok()?,
             scope: HeaderValue::from_str(&scopes.join(" ")).ok()?,
         };
-        Some(Self {
+        let identity = Identity {
             sub,
             client_id,
             username,
             scopes,
-            exp,
             audiences: Vec::new(),
             jkt: None,
             headers,
+        };
+        Some(Self {
+            identity: Arc::new(identity),
+            exp,
         })
     }
 
     /// The same principal with the token's audiences.
     pub fn with_audiences(mut self, audiences: Vec<String>) -> Self {
-        self.audiences = audiences;
+        // Unshared right after `new`, so this copies nothing.
+        Arc::make_mut(&mut self.identity).audiences = audiences;
         self
     }
 
     /// The same principal bound to the DPoP key `jkt`.
     pub fn with_jkt(mut self, jkt: Option<String>) -> Self {
-        self.jkt = jkt;
+        Arc::make_mut(&mut self.identity).jkt = jkt;
         self
     }
+}
 
+impl std::ops::Deref for Principal {
+    type Target = Identity;
+
+    fn deref(&self) -> &Identity {
+        &self.identity
+    }
+}
+
+// === impl Identity ===
+
+impl Identity {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
@@ -139,5 +167,15 @@ impl Principal {
     /// True when the token's `aud` names `audience` (compared exactly).
     pub fn has_audience(&self, audience: &str) -> bool {
         self.audiences.iter().any(|a| a == audience)
+    }
+
+    /// True when `other` says the same of its token (the headers follow from the fields).
+    pub fn same_as(&self, other: &Identity) -> bool {
+        self.sub == other.sub
+            && self.client_id == other.client_id
+            && self.username == other.username
+            && self.scopes == other.scopes
+            && self.audiences == other.audiences
+            && self.jkt == other.jkt
     }
 }

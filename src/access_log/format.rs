@@ -310,7 +310,7 @@ fn clf_time(time: SystemTime, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::{IdentityHeaders, Principal};
+    use crate::verify::{Identity, IdentityHeaders, Principal};
     use bytes::Bytes;
     use http::{HeaderValue, Method, Version};
     use std::sync::Arc;
@@ -328,20 +328,22 @@ mod tests {
             request_id: header("abc123"),
             user_agent: Some(Bytes::from_static(b"curl/8.5 \"quoted\"")),
             route: Some(Arc::from("mail")),
-            principal: Some(Arc::new(Principal {
-                sub: "alice".to_string(),
-                client_id: "mail-app".to_string(),
-                username: Some("alice".to_string()),
-                scopes: vec!["email".to_string()],
+            principal: Some(Principal {
+                identity: Arc::new(Identity {
+                    sub: "alice".to_string(),
+                    client_id: "mail-app".to_string(),
+                    username: Some("alice".to_string()),
+                    scopes: vec!["email".to_string()],
+                    audiences: Vec::new(),
+                    jkt: None,
+                    headers: IdentityHeaders {
+                        subject: header("alice"),
+                        client_id: header("mail-app"),
+                        scope: header("email"),
+                    },
+                }),
                 exp: None,
-                audiences: Vec::new(),
-                jkt: None,
-                headers: IdentityHeaders {
-                    subject: header("alice"),
-                    client_id: header("mail-app"),
-                    scope: header("email"),
-                },
-            })),
+            }),
             upstream: Some(Arc::from("http://127.0.0.1:3000/")),
             upstream_time: Some(Duration::from_micros(1500)),
             status: 200,

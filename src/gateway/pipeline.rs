@@ -35,7 +35,6 @@ use crate::verify::{Principal, Verdict};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// How an engine sends a prepared request to one target (the forward phase's own part).
@@ -302,7 +301,7 @@ impl Gateway {
         route: &Route,
         headers: &impl HeaderView,
         target: guard::Target<'_>,
-    ) -> Result<Arc<Principal>, GatewayError> {
+    ) -> Result<Principal, GatewayError> {
         let challenges = &route.challenges;
         let (token, dpop) = match guard::extract(headers) {
             guard::Credential::Missing => {

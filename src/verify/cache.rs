@@ -3,12 +3,17 @@
 //! Keyed by the SHA-256 of the token (the raw token is never kept), an active result is
 //! used for `min(cache_ttl, exp − now)`, with now rounded up to the next second, so a cached
 //! entry never outlives its token; an inactive one for `negative_cache_ttl`. Concurrent
-//! misses for one token share a single call to the verifier (moka's entry API runs one
-//! initializer per key). Errors are not cached: the next request asks again.
+//! misses for one token share a single call to the verifier, and its error if it fails.
+//! Errors are not cached: the next request asks again. The table ([`table`]: sharded, CLOCK
+//! eviction within `cache_capacity`, expiry checked on read) and the sharing of identities
+//! among entries ([`interner`]) are this module's own, for memory and the cold path's cost
+//! (issue 12; benches/README.md "Verification cache memory").
 //!
 //! The cache subscribes to the token store's revocation feed (`store::feed`): a revoked
 //! token's entry is dropped before the revoking call returns, or, for a revocation made by
-//! another instance, when it arrives over the feed's shared channel.
+//! another instance, when it arrives over the feed's shared channel. A verifier call in
+//! flight for the token then (it may have read the store before the revocation) still
+//! answers its callers, but its answer is not cached.
 //!
 //! In front of the local verifier, two more rules make answers age (see [`Staleness`]):
 //! - when the shared channel has been silent longer than `[verify] max_stale`, a revocation
@@ -18,17 +23,20 @@
 //!   be reached a route with `when_store_down = "serve_cached"` keeps serving tokens it
 //!   verified at most `stale_grace` ago; `"deny"` answers 503 instead.
 
-use super::{TokenVerifier, Verdict, VerifyError};
+mod interner;
+mod table;
+
+use super::{Principal, TokenVerifier, Verdict, VerifyError};
 use crate::clock::Clock;
 use crate::config::{VerifyConfig, WhenStoreDown};
 use crate::store::{token_hash, RevocationFeed, RevocationSink, Revoked, TokenHash};
 use futures_util::future::BoxFuture;
-use moka::future::Cache;
-use moka::Expiry;
+use interner::Interner;
 use prometheus::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
+use table::{Cached, Flight, Lookup, Outcome, Table};
 
 /// After the store failed a re-check, stale answers skip it for this long (the outage is
 /// answered by `when_store_down` at once instead of by one failed call per request).
@@ -36,7 +44,10 @@ const STORE_DOWN_BACKOFF: Duration = Duration::from_millis(250);
 
 /// A verifier with a cache and call coalescing in front.
 pub struct VerifyCache {
-    cache: Cache<TokenHash, Entry>,
+    table: Table,
+    interner: Interner,
+    /// Per-entry lifetimes.
+    expiry: VerdictExpiry,
     verifier: Arc<dyn TokenVerifier>,
     metrics: Arc<crate::metrics::Metrics>,
     introspection: Histogram,
@@ -62,13 +73,6 @@ pub struct Staleness {
 /// The instant the backoff times are counted from.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
-/// One cached answer and when it was had from the verifier.
-#[derive(Clone)]
-struct Entry {
-    verdict: Verdict,
-    checked: Instant,
-}
-
 /// Per-entry lifetimes, see the module comment.
 struct VerdictExpiry {
     /// How long an active answer is kept: `cache_ttl`, plus `stale_grace` when stale
@@ -93,17 +97,6 @@ impl VerdictExpiry {
             },
             Verdict::Inactive => self.negative_ttl,
         }
-    }
-}
-
-impl Expiry<TokenHash, Entry> for VerdictExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &TokenHash,
-        value: &Entry,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(self.lifetime(&value.verdict))
     }
 }
 
@@ -180,13 +173,11 @@ impl VerifyCache {
             negative_ttl: cfg.negative_cache_ttl,
             clock: clock.clone(),
         };
-        let cache = Cache::builder()
-            .max_capacity(cfg.cache_capacity)
-            .expire_after(expiry)
-            .build();
         let introspection = metrics.introspection(verifier.kind());
         Self {
-            cache,
+            table: Table::new(cfg.cache_capacity),
+            interner: Interner::new(),
+            expiry,
             verifier,
             metrics,
             introspection,
@@ -223,45 +214,117 @@ impl VerifyCache {
         when_down: WhenStoreDown,
     ) -> Result<Verdict, Arc<VerifyError>> {
         let key = token_hash(token);
-        if let Some(entry) = self.cache.get(&key).await {
-            match (&entry.verdict, &self.staleness) {
-                (Verdict::Inactive, _) => {
-                    self.metrics.cache.negative_hit.inc();
-                    return Ok(entry.verdict);
-                }
-                (Verdict::Active(_), None) => {
-                    self.metrics.cache.hit.inc();
-                    return Ok(entry.verdict);
-                }
-                (Verdict::Active(_), Some(staleness)) => {
-                    let age = entry.checked.elapsed();
-                    if staleness.current(age, self.ttl) {
-                        self.metrics.cache.hit.inc();
-                        return Ok(entry.verdict);
-                    }
-                    return self.recheck(token, key, entry, staleness, when_down).await;
-                }
+        let now = self.table.now();
+        let flight = match self.table.lookup(&key, now) {
+            Lookup::Hit(cached) => return self.hit(token, key, cached, now, when_down).await,
+            Lookup::Miss(flight) => flight,
+        };
+        // Leaves the flight however this call ends (dropped mid-way included).
+        let _leave = Leave {
+            table: &self.table,
+            key: &key,
+            flight: &flight,
+        };
+        let mut ran = false;
+        let outcome = flight
+            .outcome
+            .get_or_init(|| {
+                ran = true;
+                self.fetch(token, &key, &flight)
+            })
+            .await
+            .clone();
+        // An error counts as neither (the verifier's own metrics count it).
+        match (&outcome, ran) {
+            (Err(_), _) => {}
+            (Ok(_), true) => self.metrics.cache.miss.inc(),
+            (Ok(_), false) => self.metrics.cache.coalesced.inc(),
+        }
+        outcome
+    }
+
+    /// A cached answer: used as it is, or (an active one from the local verifier that is no
+    /// longer current) re-checked.
+    async fn hit(
+        &self,
+        token: &str,
+        key: TokenHash,
+        cached: Cached,
+        now: u64,
+        when_down: WhenStoreDown,
+    ) -> Result<Verdict, Arc<VerifyError>> {
+        let Some(identity) = cached.identity.clone() else {
+            self.metrics.cache.negative_hit.inc();
+            return Ok(Verdict::Inactive);
+        };
+        let verdict = Verdict::Active(Principal {
+            identity,
+            exp: cached.exp,
+        });
+        if let Some(staleness) = &self.staleness {
+            if !staleness.current(age(cached.checked, now), self.ttl) {
+                return self
+                    .recheck(token, key, verdict, cached.checked, staleness, when_down)
+                    .await;
             }
         }
-        let entry = self
-            .cache
-            .entry(key)
-            .or_try_insert_with(async {
-                let started = Instant::now();
-                let result = self.verifier.verify(token).await;
-                self.introspection.observe(started.elapsed().as_secs_f64());
-                result.map(|verdict| Entry {
-                    verdict,
-                    checked: Instant::now(),
-                })
-            })
-            .await?;
-        if entry.is_fresh() {
-            self.metrics.cache.miss.inc();
-        } else {
-            self.metrics.cache.coalesced.inc();
+        self.metrics.cache.hit.inc();
+        Ok(verdict)
+    }
+
+    /// The verifier's answer for a miss (run by one caller of the flight), cached unless it
+    /// is an error.
+    async fn fetch(&self, token: &str, key: &TokenHash, flight: &Arc<Flight>) -> Outcome {
+        let started = Instant::now();
+        let result = self.verifier.verify(token).await;
+        self.introspection.observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(verdict) => {
+                let (verdict, cached) = self.keep(verdict);
+                let expires = cached.checked.saturating_add(self.lifetime_us(&verdict));
+                self.table.land(key, flight, Some((cached, expires)));
+                Ok(verdict)
+            }
+            Err(e) => {
+                self.table.land(key, flight, None);
+                Err(Arc::new(e))
+            }
         }
-        Ok(entry.into_value().verdict)
+    }
+
+    /// The verdict with its identity shared ([`interner`]), and what the table keeps of it.
+    fn keep(&self, verdict: Verdict) -> (Verdict, Cached) {
+        let checked = self.table.now();
+        match verdict {
+            Verdict::Active(p) => {
+                let identity = self.interner.intern(p.identity);
+                let cached = Cached {
+                    identity: Some(identity.clone()),
+                    exp: p.exp,
+                    checked,
+                };
+                (
+                    Verdict::Active(Principal {
+                        identity,
+                        exp: p.exp,
+                    }),
+                    cached,
+                )
+            }
+            Verdict::Inactive => (
+                Verdict::Inactive,
+                Cached {
+                    identity: None,
+                    exp: None,
+                    checked,
+                },
+            ),
+        }
+    }
+
+    /// How long `verdict` is kept, in µs.
+    fn lifetime_us(&self, verdict: &Verdict) -> u64 {
+        u64::try_from(self.expiry.lifetime(verdict).as_micros()).unwrap_or(u64::MAX >> 1)
     }
 
     /// Asks the store again about a cached active answer that is no longer current; when it
@@ -270,7 +333,8 @@ impl VerifyCache {
         &self,
         token: &str,
         key: TokenHash,
-        cached: Entry,
+        cached: Verdict,
+        checked: u64,
         staleness: &Staleness,
         when_down: WhenStoreDown,
     ) -> Result<Verdict, Arc<VerifyError>> {
@@ -283,11 +347,9 @@ impl VerifyCache {
             match result {
                 Ok(verdict) => {
                     self.metrics.cache.stale_revalidated.inc();
-                    let entry = Entry {
-                        verdict: verdict.clone(),
-                        checked: Instant::now(),
-                    };
-                    self.cache.insert(key, entry).await;
+                    let (verdict, entry) = self.keep(verdict);
+                    let expires = entry.checked.saturating_add(self.lifetime_us(&verdict));
+                    self.table.insert(&key, entry, expires, self.table.now());
                     return Ok(verdict);
                 }
                 Err(e) => {
@@ -296,25 +358,47 @@ impl VerifyCache {
                 }
             }
         };
-        let within_grace = cached.checked.elapsed() <= staleness.grace;
+        let within_grace = age(checked, self.table.now()) <= staleness.grace;
         if when_down == WhenStoreDown::ServeCached && within_grace {
             self.metrics.cache.stale_served.inc();
-            return Ok(cached.verdict);
+            return Ok(cached);
         }
         self.metrics.cache.stale_refused.inc();
         Err(Arc::new(error.unwrap_or(VerifyError::StoreDown)))
     }
 
-    /// How many answers are cached, once the cache's pending bookkeeping (inserts and
-    /// evictions it applies in batches) is done. For the memory bench and tests.
-    pub async fn entry_count(&self) -> u64 {
-        self.cache.run_pending_tasks().await;
-        self.cache.entry_count()
+    /// How many answers are cached and not expired. For the memory bench and tests.
+    pub fn entry_count(&self) -> u64 {
+        self.table.live(self.table.now())
     }
 
-    /// Drops whatever is cached for this token hash.
-    pub async fn forget(&self, hash: &TokenHash) {
-        self.cache.invalidate(hash).await;
+    /// Drops whatever is cached for this token hash (and lets no verifier call already in
+    /// flight for it cache its answer).
+    pub fn forget(&self, hash: &TokenHash) {
+        self.table.remove(hash);
+    }
+
+    /// Drops everything cached.
+    pub fn forget_all(&self) {
+        self.table.clear();
+    }
+}
+
+/// How long ago `checked` was at `now` (both µs since the table's epoch).
+fn age(checked: u64, now: u64) -> Duration {
+    Duration::from_micros(now.saturating_sub(checked))
+}
+
+/// Leaves a flight when its caller is done or dropped (see `Table::leave`).
+struct Leave<'a> {
+    table: &'a Table,
+    key: &'a TokenHash,
+    flight: &'a Arc<Flight>,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.table.leave(self.key, self.flight);
     }
 }
 
@@ -324,8 +408,8 @@ impl RevocationSink for VerifyCache {
             // The verifier first: once the entry is gone, the next request asks it again.
             self.verifier.revoked(&event);
             match event {
-                Revoked::Token(hash) => self.forget(&hash).await,
-                Revoked::Everything => self.cache.invalidate_all(),
+                Revoked::Token(hash) => self.forget(&hash),
+                Revoked::Everything => self.forget_all(),
             }
         })
     }
@@ -335,7 +419,6 @@ impl RevocationSink for VerifyCache {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::verify::Principal;
 
     fn expiry(now: u64) -> VerdictExpiry {
         VerdictExpiry {
@@ -347,7 +430,7 @@ mod tests {
 
     fn active(exp: Option<u64>) -> Verdict {
         let p = Principal::new("a".into(), "c".into(), None, vec![], exp).expect("plain ASCII");
-        Verdict::Active(Arc::new(p))
+        Verdict::Active(p)
     }
 
     #[test]
@@ -418,6 +501,230 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A verifier that answers each token after `gate` lets it through: active with an
+    /// identity per client (`client:n` → client id `client`, exp `n`), inactive for
+    /// `inactive`, an error for `fail`. Counts its calls.
+    struct Gated {
+        calls: std::sync::atomic::AtomicUsize,
+        gate: tokio::sync::Semaphore,
+    }
+
+    impl Gated {
+        fn new(open: bool) -> Arc<Self> {
+            Arc::new(Self {
+                calls: 0.into(),
+                gate: tokio::sync::Semaphore::new(if open { 1 << 20 } else { 0 }),
+            })
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    impl TokenVerifier for Gated {
+        fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Verdict, VerifyError>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                let _ = self.gate.acquire().await.map(|p| p.forget());
+                match token.split_once(':') {
+                    _ if token == "fail" => Err(VerifyError::StoreDown),
+                    Some((client, exp)) => {
+                        let exp = exp.parse().ok();
+                        let p = Principal::new(
+                            client.into(),
+                            client.into(),
+                            None,
+                            vec!["read".into()],
+                            exp,
+                        );
+                        Ok(p.map_or(Verdict::Inactive, Verdict::Active))
+                    }
+                    None => Ok(Verdict::Inactive),
+                }
+            })
+        }
+
+        fn kind(&self) -> &'static str {
+            "local"
+        }
+    }
+
+    fn cache_with(
+        verifier: Arc<Gated>,
+        capacity: u64,
+    ) -> (VerifyCache, Arc<crate::metrics::Metrics>) {
+        let cfg = VerifyConfig {
+            source: crate::config::VerifySource::Local,
+            cache_ttl: Duration::from_secs(30),
+            negative_cache_ttl: Duration::from_secs(5),
+            cache_capacity: capacity,
+            max_stale: Duration::from_secs(1),
+            stale_grace: Duration::from_secs(300),
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let clock = Arc::new(ManualClock::new(1_000));
+        (
+            VerifyCache::new(&cfg, verifier, clock, metrics.clone()),
+            metrics,
+        )
+    }
+
+    const LATER: &str = "app:100000";
+
+    #[tokio::test]
+    async fn concurrent_misses_for_one_token_make_one_verifier_call() {
+        let verifier = Gated::new(false);
+        let (cache, metrics) = cache_with(verifier.clone(), 100);
+        let calls = (0..20).map(|_| cache.verify(LATER, WhenStoreDown::Deny));
+        let release = async {
+            tokio::task::yield_now().await;
+            verifier.gate.add_permits(1 << 20);
+        };
+        let (answers, ()) = tokio::join!(futures_util::future::join_all(calls), release);
+        assert_eq!(verifier.calls(), 1);
+        assert!(answers
+            .iter()
+            .all(|a| matches!(a, Ok(Verdict::Active(p)) if p.exp == Some(100_000))));
+        assert_eq!(metrics.cache.miss.get(), 1);
+        assert_eq!(metrics.cache.coalesced.get(), 19);
+        // Cached now.
+        assert!(cache.verify(LATER, WhenStoreDown::Deny).await.is_ok());
+        assert_eq!((verifier.calls(), metrics.cache.hit.get()), (1, 1));
+        assert_eq!(cache.entry_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn coalesced_misses_share_an_error_which_is_not_cached() {
+        let verifier = Gated::new(false);
+        let (cache, _) = cache_with(verifier.clone(), 100);
+        let calls = (0..5).map(|_| cache.verify("fail", WhenStoreDown::Deny));
+        let release = async {
+            tokio::task::yield_now().await;
+            verifier.gate.add_permits(1 << 20);
+        };
+        let (answers, ()) = tokio::join!(futures_util::future::join_all(calls), release);
+        assert!(answers.iter().all(Result::is_err));
+        assert_eq!(verifier.calls(), 1);
+        assert!(cache.verify("fail", WhenStoreDown::Deny).await.is_err());
+        assert_eq!(verifier.calls(), 2, "errors are not cached");
+        assert_eq!(cache.entry_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_first_caller_hands_the_call_to_one_that_waits() {
+        use futures_util::FutureExt;
+        let verifier = Gated::new(false);
+        let (cache, _) = cache_with(verifier.clone(), 100);
+        let mut first = Box::pin(cache.verify(LATER, WhenStoreDown::Deny));
+        let mut second = Box::pin(cache.verify(LATER, WhenStoreDown::Deny));
+        assert!((&mut first).now_or_never().is_none());
+        assert!((&mut second).now_or_never().is_none());
+        drop(first);
+        verifier.gate.add_permits(1 << 20);
+        assert!(matches!(second.await, Ok(Verdict::Active(_))));
+        assert_eq!(verifier.calls(), 2);
+        assert_eq!(cache.entry_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn forget_and_forget_all_make_the_next_request_ask_again() {
+        let verifier = Gated::new(true);
+        let (cache, _) = cache_with(verifier.clone(), 100);
+        for token in [LATER, "other:100000", "unknown"] {
+            cache
+                .verify(token, WhenStoreDown::Deny)
+                .await
+                .expect("answered");
+        }
+        assert_eq!((verifier.calls(), cache.entry_count()), (3, 3));
+        cache.revoked(Revoked::Token(token_hash(LATER))).await;
+        assert_eq!(cache.entry_count(), 2);
+        cache
+            .verify(LATER, WhenStoreDown::Deny)
+            .await
+            .expect("answered");
+        cache
+            .verify("other:100000", WhenStoreDown::Deny)
+            .await
+            .expect("answered");
+        assert_eq!(verifier.calls(), 4, "only the forgotten token asked again");
+        cache.revoked(Revoked::Everything).await;
+        assert_eq!(cache.entry_count(), 0);
+        for token in [LATER, "other:100000", "unknown"] {
+            cache
+                .verify(token, WhenStoreDown::Deny)
+                .await
+                .expect("answered");
+        }
+        assert_eq!(verifier.calls(), 7);
+    }
+
+    #[tokio::test]
+    async fn tokens_of_one_identity_share_it_and_keep_their_own_exp() {
+        let verifier = Gated::new(true);
+        let (cache, _) = cache_with(verifier.clone(), 100);
+        let mut principals = Vec::new();
+        for token in ["app:100001", "app:100002", "app:100001", "other:100001"] {
+            match cache.verify(token, WhenStoreDown::Deny).await {
+                Ok(Verdict::Active(p)) => principals.push(p),
+                other => panic!("{token}: {other:?}"),
+            }
+        }
+        assert!(Arc::ptr_eq(
+            &principals[0].identity,
+            &principals[1].identity
+        ));
+        assert!(Arc::ptr_eq(
+            &principals[0].identity,
+            &principals[2].identity
+        ));
+        assert!(!Arc::ptr_eq(
+            &principals[0].identity,
+            &principals[3].identity
+        ));
+        let exps: Vec<_> = principals.iter().map(|p| p.exp).collect();
+        assert_eq!(
+            exps,
+            [Some(100_001), Some(100_002), Some(100_001), Some(100_001)]
+        );
+        assert_eq!(principals[3].client_id, "other");
+    }
+
+    #[tokio::test]
+    async fn the_capacity_bounds_what_is_cached() {
+        let verifier = Gated::new(true);
+        let (cache, _) = cache_with(verifier.clone(), 10);
+        for n in 0..100 {
+            let token = format!("app{n}:100000");
+            cache
+                .verify(&token, WhenStoreDown::Deny)
+                .await
+                .expect("answered");
+            assert!(cache.entry_count() <= 10);
+        }
+        assert_eq!(cache.entry_count(), 10);
+    }
+
+    #[test]
+    fn the_interner_keeps_one_copy_per_identity_and_forgets_dead_ones() {
+        let interner = Interner::new();
+        let make = |client: &str| {
+            Principal::new(client.into(), client.into(), None, vec![], Some(1))
+                .expect("ASCII")
+                .identity
+        };
+        let a = interner.intern(make("a"));
+        assert!(Arc::ptr_eq(&a, &interner.intern(make("a"))));
+        assert!(!Arc::ptr_eq(&a, &interner.intern(make("b"))));
+        // Thousands of identities that die at once: the sweeps keep the map small.
+        for n in 0..20_000 {
+            interner.intern(make(&format!("client{n}")));
+        }
+        assert!(interner.held() < 10_000, "held {}", interner.held());
+        assert!(Arc::ptr_eq(&a, &interner.intern(make("a"))));
     }
 
     #[test]

@@ -165,9 +165,7 @@ impl JwksVerifier {
             Some(checked.exp),
         );
         Ok(match principal {
-            Some(p) => Verdict::Active(Arc::new(
-                p.with_audiences(checked.audiences).with_jkt(checked.jkt),
-            )),
+            Some(p) => Verdict::Active(p.with_audiences(checked.audiences).with_jkt(checked.jkt)),
             None => Verdict::Inactive,
         })
     }

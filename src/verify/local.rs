@@ -61,7 +61,7 @@ impl LocalVerifier {
                     } else {
                         r.audiences
                     };
-                    Verdict::Active(Arc::new(p.with_audiences(audiences)))
+                    Verdict::Active(p.with_audiences(audiences))
                 }
                 None => Verdict::Inactive,
             },
@@ -91,7 +91,7 @@ impl LocalVerifier {
             Opened::Revoked => return Ok(Verdict::Inactive),
         };
         Ok(match own_jwt::principal(checked) {
-            Some(p) => Verdict::Active(Arc::new(p)),
+            Some(p) => Verdict::Active(p),
             None => Verdict::Inactive,
         })
     }

@@ -137,7 +137,7 @@ pub fn verdict_from_answer(
 ) -> Result<Verdict, serde_json::Error> {
     let answer: IntrospectionAnswer = serde_json::from_slice(body)?;
     Ok(match answer.into_principal(now, issuer) {
-        Ok(p) => Verdict::Active(Arc::new(p)),
+        Ok(p) => Verdict::Active(p),
         Err(reason) => {
             tracing::debug!(
                 ?reason,
