@@ -245,7 +245,7 @@ impl<'g> Exchange<'g> {
 pub struct Rewrite<'a> {
     forwarded: ForwardedFor<'a>,
     /// Whose identity headers the upstream gets (none on an open route).
-    principal: Option<Arc<Principal>>,
+    principal: Option<Principal>,
     upgrade: bool,
 }
 
