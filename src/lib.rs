@@ -5,8 +5,8 @@
 //! [`server`] (accept, TLS, limits; generic over its [`server::Handler`]) → [`app`]'s public
 //! service, which sends `/oauth/*` and the `/.well-known/` documents to the authorization
 //! server ([`oauth`]) and the rest to the gateway → one of the gateway's two engines,
-//! [`gateway::fast`] (the HTTP/1.1 fast lane, which the server runs first on a plain-TCP
-//! connection, for body-less GET/HEAD) or [`gateway::hyper_path`] (everything else) →
+//! [`gateway::fast`] (the HTTP/1.1 fast lane, which the server runs first on an HTTP/1.1
+//! connection, plain or TLS, for body-less GET/HEAD) or [`gateway::hyper_path`] (everything else) →
 //! [`gateway::pipeline`], the phases both engines call: route, authenticate, prepare,
 //! forward (retry, timeout), filter the response, finish (metrics, access log). An
 //! authorization-server request is read (its form body bounded) and dispatched by
@@ -25,7 +25,9 @@
 //! - [`gateway`] is the proxy: [`gateway::pipeline`] (its phases, once),
 //!   [`gateway::authority`] (the one host a request is for), [`gateway::route`] (pure
 //!   matching), [`gateway::guard`] (RFC 6750), [`gateway::headers`] (pure rewriting, the one
-//!   `Connection` parser and response hop-by-hop rule), [`gateway::framing`] (pure rules for
+//!   `Connection` parser and response hop-by-hop rule; request headers read through
+//!   [`gateway::headers::HeaderView`], hyper's map or the fast lane's raw lines, and the
+//!   rewrite applied to a map or written straight into the fast lane's upstream head), [`gateway::framing`] (pure rules for
 //!   upstream response heads), [`gateway::upstream`] (targets, and
 //!   [`gateway::upstream::idle`], the one pool of upstream connections per origin that
 //!   both engines draw on), [`gateway::error`] (every
