@@ -1,11 +1,11 @@
-//! [`prepare_request`]'s rewrite written straight into an HTTP/1.1 head: the client's
-//! headers that survive it, then the ones the gateway sets, with no header map changed on
-//! the way. The fast lane sends its requests this way; a header map costs it eight hashed
+//! [`super::prepare_request`]'s rewrite written straight into an HTTP/1.1 head: the
+//! client's headers that survive it, then the ones the gateway sets, with no header map
+//! changed on the way. The fast lane sends its requests this way; a header map costs it eight hashed
 //! inserts and removals a request, about a tenth of the lane's instructions.
 //!
-//! The rule is [`prepare_request`]'s: a header goes when that function would remove or
-//! replace it ([`replaced_or_removed`]), and the gateway's own follow in [`added`]'s order.
-//! The property test `wire_rewrite_matches_header_map_rewrite` holds the two to the same
+//! The rule is `prepare_request`'s: a client's header goes when that function would remove
+//! it ([`removed`]) or replace it ([`REPLACED`]), and the gateway's own follow in [`added`]'s
+//! order. The property test `wire_rewrite_matches_header_map_rewrite` holds the two to the same
 //! result for any header list.
 
 use super::{connection_tokens, is_forged, ForwardedFor, HeaderView, HOP_BY_HOP};
@@ -88,8 +88,8 @@ const REPLACED: [&[u8]; 6] = [
 ];
 
 /// The headers the gateway sets after `X-Forwarded-For`, in the order they are written
-/// (the names of [`X_FORWARDED_PROTO`], [`X_FORWARDED_HOST`], [`X_REQUEST_ID`] and the
-/// identity headers, spelt out: a `HeaderName` constant cannot be borrowed for longer than
+/// (the names of [`super::X_FORWARDED_PROTO`], [`super::X_FORWARDED_HOST`],
+/// [`super::X_REQUEST_ID`] and the identity headers, spelt out: a `HeaderName` constant cannot be borrowed for longer than
 /// a statement).
 fn added<'a>(
     forwarded: &'a ForwardedFor<'_>,
