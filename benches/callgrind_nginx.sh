@@ -27,26 +27,12 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # self_signed_cert, upstream_nginx_conf
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-  -subj /CN=localhost -keyout "$RUN/key.pem" -out "$RUN/cert.pem" 2>/dev/null
+self_signed_cert "$RUN"
 mkdir -p "$RUN/up" "$RUN/proxy"
-cat > "$RUN/up/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid nginx.pid;
-error_log error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    default_type application/json;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$UP_PORT;
-        location / { return 200 '{"ok":true}'; }
-    }
-}
-EOF
+upstream_nginx_conf "$UP_PORT" > "$RUN/up/nginx.conf"
 cat > "$RUN/proxy/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;

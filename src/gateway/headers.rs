@@ -196,11 +196,7 @@ pub fn response_drops(name: &[u8], connection: &[&[u8]], framing: BodyFraming) -
     if kept_framing {
         return false;
     }
-    name.eq_ignore_ascii_case(b"upgrade")
-        || HOP_BY_HOP
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n.as_str().as_bytes()))
-        || connection.iter().any(|t| name.eq_ignore_ascii_case(t))
+    is_hop_by_hop_name(name) || connection.iter().any(|t| name.eq_ignore_ascii_case(t))
 }
 
 /// Rewrites an upstream's response headers for a client whose body hyper frames anew
@@ -261,6 +257,14 @@ pub fn is_upgrade_request(method: &Method, version: Version, headers: &HeaderMap
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::UPGRADE || HOP_BY_HOP.contains(name)
+}
+
+/// [`is_hop_by_hop`] for a name as it came on the wire, in any case.
+fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"upgrade")
+        || HOP_BY_HOP
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_str().as_bytes()))
 }
 
 /// Drops a request's hop-by-hop headers and those the `Connection` header names. On an

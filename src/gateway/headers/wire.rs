@@ -8,7 +8,7 @@
 //! order. The property test `wire_rewrite_matches_header_map_rewrite` holds the two to the same
 //! result for any header list.
 
-use super::{connection_tokens, is_forged, ForwardedFor, HeaderView, HOP_BY_HOP};
+use super::{connection_tokens, is_forged, is_hop_by_hop_name, ForwardedFor, HeaderView};
 use crate::verify::IdentityHeaders;
 use http::header;
 
@@ -65,14 +65,10 @@ fn removed(name: &[u8], named: &[&[u8]], upgrade: bool) -> bool {
     if name.eq_ignore_ascii_case(b"host") {
         return true;
     }
-    let is_upgrade = name.eq_ignore_ascii_case(b"upgrade");
-    if upgrade && is_upgrade {
+    if upgrade && name.eq_ignore_ascii_case(b"upgrade") {
         return false;
     }
-    is_upgrade
-        || HOP_BY_HOP
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+    is_hop_by_hop_name(name)
         || named.iter().any(|t| name.eq_ignore_ascii_case(t))
         || is_forged(name)
 }
