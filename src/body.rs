@@ -25,6 +25,19 @@ pub enum Body {
     Limited(LimitedBody),
     /// A response body that writes its access-log entry when done with.
     Logged(Box<LoggedBody>),
+    /// An upstream's response body read by the gateway itself (the hyper path's body-less
+    /// requests), under the pause limit.
+    Relayed(RelayedBody),
+}
+
+/// A body the gateway reads from an upstream connection itself; boxed, as what it holds
+/// (the connection, its framing) is the gateway's business.
+pub struct RelayedBody(pub Pin<Box<dyn http_body::Body<Data = Bytes, Error = BodyError> + Send>>);
+
+impl std::fmt::Debug for RelayedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayedBody").finish_non_exhaustive()
+    }
 }
 
 /// Why a body stopped before its end.
@@ -36,6 +49,8 @@ pub enum BodyError {
     TooLarge { limit: u64 },
     #[error("the body paused for longer than {timeout_ms} ms")]
     Stalled { timeout_ms: u128 },
+    #[error("the upstream's body broke off: {0}")]
+    Cut(&'static str),
 }
 
 impl BodyError {
@@ -99,6 +114,7 @@ impl http_body::Body for Body {
             Body::Stream(incoming) => Pin::new(incoming).poll_frame(cx).map_err(BodyError::Peer),
             Body::Limited(limited) => Pin::new(limited).poll_frame(cx),
             Body::Logged(logged) => Pin::new(logged.as_mut()).poll_frame(cx),
+            Body::Relayed(relayed) => relayed.0.as_mut().poll_frame(cx),
         }
     }
 
@@ -108,6 +124,7 @@ impl http_body::Body for Body {
             Body::Stream(incoming) => incoming.is_end_stream(),
             Body::Limited(limited) => limited.is_end_stream(),
             Body::Logged(logged) => logged.is_end_stream(),
+            Body::Relayed(relayed) => relayed.0.is_end_stream(),
         }
     }
 
@@ -117,6 +134,7 @@ impl http_body::Body for Body {
             Body::Stream(incoming) => incoming.size_hint(),
             Body::Limited(limited) => limited.size_hint(),
             Body::Logged(logged) => logged.size_hint(),
+            Body::Relayed(relayed) => relayed.0.size_hint(),
         }
     }
 }

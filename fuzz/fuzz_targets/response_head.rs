@@ -2,13 +2,39 @@
 //! bit says "the request was HEAD", then the upstream's bytes. Never panics; the head it
 //! writes for the client is one complete HTTP/1.1 head with the same status, free of
 //! hop-by-hop headers, never carrying both a transfer coding and a length, and framing the
-//! body as it was read; re-parsing that head gives the same head again.
+//! body as it was read; re-parsing that head gives the same head again. The hyper path's
+//! parser (`wire::parse_response_map`) gives the same answer, takes exactly the head off
+//! the buffer, and keeps no hop-by-hop header.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tollgate::gateway::fast::wire::{
-    parse_response, Framing, ParsedResponse, ResponseHead, MAX_HEADERS, MAX_RESPONSE_HEAD,
+    parse_response, parse_response_map, Framing, ParsedResponse, ResponseHead, MAX_HEADERS,
+    MAX_RESPONSE_HEAD,
 };
+
+/// `parse_response_map` agrees with `parse_response` on `buf`'s head.
+fn check_map_parser(buf: &[u8], head_request: bool, parsed: &ParsedResponse) {
+    let mut bytes = bytes::BytesMut::from(buf);
+    let mapped = parse_response_map(&mut bytes, head_request);
+    match (parsed, &mapped) {
+        (ParsedResponse::Complete(head), ParsedResponse::Complete((second, map))) => {
+            assert_eq!(second.len, head.len);
+            assert_eq!(second.status, head.status);
+            assert_eq!(second.framing, head.framing);
+            assert_eq!(second.reusable, head.reusable);
+            assert_eq!(bytes.len(), buf.len() - head.len, "exactly the head is taken");
+            for name in ["connection", "keep-alive", "transfer-encoding", "upgrade", "te"] {
+                assert!(!map.contains_key(name), "{name} kept");
+            }
+        }
+        (ParsedResponse::Interim(a), ParsedResponse::Interim(b)) => assert_eq!(a, b),
+        (ParsedResponse::Partial, ParsedResponse::Partial)
+        | (ParsedResponse::Invalid(_), ParsedResponse::Invalid(_))
+        | (ParsedResponse::Refused(_), ParsedResponse::Refused(_)) => {}
+        (a, b) => panic!("parse_response: {a:?}, parse_response_map: {b:?}"),
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, buf)) = data.split_first() else {
@@ -16,7 +42,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let head_request = flags & 1 == 1;
     let mut out = Vec::new();
-    match parse_response(buf, head_request, &mut out) {
+    let parsed = parse_response(buf, head_request, &mut out);
+    check_map_parser(buf, head_request, &parsed);
+    match parsed {
         ParsedResponse::Complete(head) => {
             assert!(head.len <= buf.len());
             let headers = check_client_head(&head, head_request, &out);

@@ -39,10 +39,7 @@ pub struct LimitedBody {
     /// Bytes passed on so far.
     read: u64,
     stall_timeout: Duration,
-    /// Armed while waiting for the client; made on the first wait (body-less requests
-    /// never need one).
-    stall: Option<Pin<Box<Sleep>>>,
-    waiting: bool,
+    pause: PauseClock,
     /// The connection the body arrives over, while it needs polling.
     driver: Option<Box<dyn Driver>>,
     /// An upstream's failure waits for one turn of the runtime before it is passed on (see
@@ -69,8 +66,7 @@ impl LimitedBody {
             limit,
             read: 0,
             stall_timeout,
-            stall: None,
-            waiting: false,
+            pause: PauseClock::default(),
             driver: None,
             held_error: None,
             yielded: true,
@@ -100,23 +96,38 @@ impl LimitedBody {
             ..Self::new(inner, u64::MAX, pause)
         }
     }
+}
 
-    /// Starts the pause clock if it is not running, and says whether it has run out.
-    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = Instant::now() + self.stall_timeout;
+/// The clock of a body's pauses: it runs while the body waits for its peer, from the first
+/// `Pending` of a wait, and is stopped by anything that arrives.
+#[derive(Debug, Default)]
+pub struct PauseClock {
+    /// Made on the first wait (bodies that never wait never need one).
+    stall: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+}
+
+impl PauseClock {
+    /// Starts the clock if it is not running, and says whether `limit` has run out since.
+    pub fn stalled(&mut self, limit: Duration, cx: &mut Context<'_>) -> bool {
         let stall = match &mut self.stall {
             Some(stall) => {
                 if !self.waiting {
-                    stall.as_mut().reset(deadline);
+                    stall.as_mut().reset(Instant::now() + limit);
                 }
                 stall
             }
             None => self
                 .stall
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                .insert(Box::pin(tokio::time::sleep_until(Instant::now() + limit))),
         };
         self.waiting = true;
         stall.as_mut().poll(cx).is_ready()
+    }
+
+    /// Something arrived: the next wait starts the clock afresh.
+    pub fn progressed(&mut self) {
+        self.waiting = false;
     }
 }
 
@@ -136,14 +147,14 @@ impl Body for LimitedBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => {
                 this.yielded = true;
-                if this.stalled(cx) {
+                if this.pause.stalled(this.stall_timeout, cx) {
                     let timeout_ms = this.stall_timeout.as_millis();
                     return Poll::Ready(Some(Err(BodyError::Stalled { timeout_ms })));
                 }
                 Poll::Pending
             }
             Poll::Ready(Some(Ok(frame))) => {
-                this.waiting = false;
+                this.pause.progressed();
                 if let Some(data) = frame.data_ref() {
                     this.read += data.len() as u64;
                     if this.read > this.limit {

@@ -276,7 +276,7 @@ impl<'c> Lane<'c> {
     ) -> Next {
         let mut response = response.map(|body| match body {
             Body::Full(bytes) => bytes.unwrap_or_default(),
-            Body::Stream(_) | Body::Limited(_) | Body::Logged(_) => Bytes::new(),
+            Body::Stream(_) | Body::Limited(_) | Body::Logged(_) | Body::Relayed(_) => Bytes::new(),
         });
         response
             .headers_mut()
@@ -321,69 +321,6 @@ impl<'c> Lane<'c> {
         };
         exchange.forward(routed.route(), &mut outgoing).await
     }
-
-    /// Sends the encoded request (in `out`) and reads the response head; on return
-    /// `response` holds the client's version of that head. An idle connection is reused
-    /// only if nothing arrived on it while idle; one that turns out closed anyway is
-    /// replaced by a fresh one once (the fast lane's requests are idempotent).
-    async fn exchange_heads(
-        &mut self,
-        target: &Target,
-        head_request: bool,
-        request_id: &HeaderValue,
-    ) -> Result<(UpstreamConn, ResponseHead), AttemptError> {
-        let set = [(&headers::X_REQUEST_ID, request_id)];
-        let mut reused = target.idle.take();
-        loop {
-            let fresh = reused.is_none();
-            reuse(&mut self.response);
-            let mut up = match reused.take() {
-                Some(up) => up,
-                None => target
-                    .connect()
-                    .await
-                    .map_err(|e| AttemptError::Connect(e.into()))?,
-            };
-            if let Err(e) = send_request(&mut up, &self.out).await {
-                if fresh {
-                    return Err(AttemptError::Failed(e.into()));
-                }
-                continue;
-            }
-            let mut received = false;
-            loop {
-                self.response.clear();
-                match wire::parse_response_with(&up.buf, head_request, &set, &mut self.response) {
-                    ParsedResponse::Complete(head) => {
-                        up.buf.advance(head.len);
-                        return Ok((up, head));
-                    }
-                    ParsedResponse::Interim(len) => {
-                        up.buf.advance(len);
-                        continue;
-                    }
-                    // The connection is dropped with the error: never reused.
-                    ParsedResponse::Invalid(why) => {
-                        return Err(AttemptError::Failed(UpstreamCause::Protocol(why)))
-                    }
-                    ParsedResponse::Refused(fault) => return Err(AttemptError::Refused(fault)),
-                    ParsedResponse::Partial => {}
-                }
-                make_room(&mut up.buf);
-                match up.stream.read_buf(&mut up.buf).await {
-                    Ok(n) if n > 0 => received = true,
-                    Ok(_) | Err(_) if !fresh && !received => break,
-                    Ok(_) => {
-                        return Err(AttemptError::Failed(UpstreamCause::Protocol(
-                            "upstream closed the connection before responding",
-                        )))
-                    }
-                    Err(e) => return Err(AttemptError::Failed(e.into())),
-                }
-            }
-            // The reused connection had been closed by the upstream: once more, afresh.
-        }
-    }
 }
 
 /// A prepared request, encoded afresh for each target tried, on the lane's own upstream
@@ -416,28 +353,111 @@ impl Upstream for Outgoing<'_, '_> {
         let lane = &mut *self.lane;
         // Released while the connection was idle: room for the head at once, not by growth.
         reuse(&mut lane.out);
-        let (headers, rewrite) = (self.headers, self.rewrite);
-        wire::encode_request_with(
-            self.method,
-            &target.path_and_query(self.original, self.path),
-            target.host_header(),
-            |out| rewrite.encode(headers, out),
-            &mut lane.out,
-        );
+        let request = (self.method, self.original, self.path);
+        encode_upstream_head(target, request, self.headers, self.rewrite, &mut lane.out);
         let head_request = *self.method == Method::HEAD;
-        lane.exchange_heads(target, head_request, self.request_id)
-            .await
+        let set = [(&headers::X_REQUEST_ID, self.request_id)];
+        let response = &mut lane.response;
+        // The fast lane takes GET and HEAD alone.
+        exchange_heads(target, &lane.out, true, |buf| {
+            reuse(response);
+            let parsed = wire::parse_response_with(buf, head_request, &set, response);
+            if let ParsedResponse::Complete(head) = &parsed {
+                buf.advance(head.len);
+            }
+            parsed
+        })
+        .await
+    }
+}
+
+/// The head `target` gets for a body-less request (`method`, the client's path and query,
+/// the routed path) with the client's `headers` and the gateway's `rewrite` of them: both
+/// engines' way to write it.
+pub(super) fn encode_upstream_head(
+    target: &Target,
+    (method, original, path): (&Method, &PathAndQuery, &str),
+    headers: &impl headers::HeaderView,
+    rewrite: &Rewrite<'_>,
+    out: &mut Vec<u8>,
+) {
+    wire::encode_request_with(
+        method,
+        &target.path_and_query(original, path),
+        target.host_header(),
+        |out| rewrite.encode(headers, out),
+        out,
+    );
+}
+
+/// Sends a request head (`head`, encoded) to `target` and reads the response head with
+/// `parse`, which takes a complete head off the front of the connection's buffer: the way
+/// both engines send a body-less request. An idle connection is reused only if nothing
+/// arrived on it while idle; one that turns out closed anyway is replaced by a fresh one
+/// once: when writing to it failed, or (an `idempotent` request only, RFC 9110 §9.2.2) when
+/// it closed without a byte of answer, which may come after the upstream acted on it.
+pub(super) async fn exchange_heads<H>(
+    target: &Target,
+    head: &[u8],
+    idempotent: bool,
+    mut parse: impl FnMut(&mut BytesMut) -> ParsedResponse<H>,
+) -> Result<(UpstreamConn, H), AttemptError> {
+    let mut reused = target.idle.take();
+    loop {
+        let fresh = reused.is_none();
+        let mut up = match reused.take() {
+            Some(up) => up,
+            None => target
+                .connect()
+                .await
+                .map_err(|e| AttemptError::Connect(e.into()))?,
+        };
+        if let Err(e) = send_request(&mut up, head).await {
+            if fresh {
+                return Err(AttemptError::Failed(e.into()));
+            }
+            continue;
+        }
+        let mut received = false;
+        loop {
+            match parse(&mut up.buf) {
+                ParsedResponse::Complete(head) => return Ok((up, head)),
+                ParsedResponse::Interim(len) => {
+                    up.buf.advance(len);
+                    continue;
+                }
+                // The connection is dropped with the error: never reused.
+                ParsedResponse::Invalid(why) => {
+                    return Err(AttemptError::Failed(UpstreamCause::Protocol(why)))
+                }
+                ParsedResponse::Refused(fault) => return Err(AttemptError::Refused(fault)),
+                ParsedResponse::Partial => {}
+            }
+            make_room(&mut up.buf);
+            match up.stream.read_buf(&mut up.buf).await {
+                Ok(n) if n > 0 => received = true,
+                Ok(_) | Err(_) if idempotent && !fresh && !received => break,
+                Ok(_) => {
+                    return Err(AttemptError::Failed(UpstreamCause::Protocol(
+                        "upstream closed the connection before responding",
+                    )))
+                }
+                Err(e) => return Err(AttemptError::Failed(e.into())),
+            }
+        }
+        // The reused connection had been closed by the upstream: once more, afresh.
     }
 }
 
 /// Writes a request head upstream; a TLS connection holds its records back until the flush.
+#[inline]
 async fn send_request(up: &mut UpstreamConn, head: &[u8]) -> std::io::Result<()> {
     up.stream.write_all(head).await?;
     up.stream.flush().await
 }
 
 /// Space for the next read: an emptied buffer is reused from its start, a full one grows.
-fn make_room(buf: &mut BytesMut) {
+pub(super) fn make_room(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(BUFFER);
     }

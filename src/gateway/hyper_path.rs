@@ -1,13 +1,17 @@
 //! The hyper engine: every request the fast lane does not take (TLS, HTTP/2, a body, an
 //! upgrade, anything unusual), served through the gateway's phases ([`super::pipeline`]).
 //! It reaches a target (`http://` or `https://`) over a connection from the origin's pool,
-//! the fast lane's too ([`super::upstream::idle`]), with hyper's HTTP/1.1 client connection
-//! run in the request's own task ([`pooled`]).
+//! the fast lane's too ([`super::upstream::idle`]): a body-less request with the fast
+//! lane's wire code ([`direct`]: its head written from the header map, the answer's head
+//! parsed into one, the body read off the connection), a request with a body or a
+//! WebSocket handshake with hyper's HTTP/1.1 client connection run in the request's own
+//! task ([`pooled`]).
 //!
 //! Its own part: a request body held to the route's size and pause limits, the attempts
-//! (`Pooled`), hyper's framing of the answer
+//! (`Pooled`, `direct::Direct`), hyper's framing of the answer
 //! ([`BodyFraming::Reframed`](super::headers::BodyFraming)) and the WebSocket splice.
 
+mod direct;
 mod pooled;
 
 use super::error::{GatewayError, UpstreamCause};
@@ -68,6 +72,22 @@ async fn serve(
     // `is_upgrade_request` takes only a WebSocket handshake: the one switch an upstream
     // may answer with (checked in `Pooled::attempt`).
     let websocket = headers::is_upgrade_request(req.method(), req.version(), req.headers());
+    let pause = route.config.timeout;
+    if !websocket && http_body::Body::is_end_stream(req.body()) {
+        if let Some(original) = req.uri().path_and_query() {
+            let rewrite = exchange.prepare(routed, (conn, request_id), false);
+            let mut direct = direct::Direct {
+                method: req.method(),
+                original,
+                path: routed.path(),
+                headers: req.headers(),
+                rewrite: &rewrite,
+                pause,
+                out: Vec::new(),
+            };
+            return exchange.forward(route, &mut direct).await;
+        }
+    }
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     exchange
@@ -96,7 +116,6 @@ async fn serve(
             splice_upgraded(client_upgrade, upstream_upgrade, closing).await;
         });
     }
-    let pause = route.config.timeout;
     Ok(response.map(|body| Body::Limited(LimitedBody::paced(body, pause).driven_by(driver))))
 }
 
@@ -203,7 +222,8 @@ fn send_error(source: UpstreamCause) -> AttemptError {
             timeout_ms: *timeout_ms,
         },
         Some(BodyError::Peer(_)) => GatewayError::RequestBodyBroken { source },
-        None => return AttemptError::Failed(source),
+        // Only a response body is cut off by an upstream.
+        Some(BodyError::Cut(_)) | None => return AttemptError::Failed(source),
     };
     AttemptError::Request(client_fault)
 }

@@ -12,6 +12,7 @@ use crate::common::engines::{
 use crate::common::raw::{self, Outcome};
 use crate::common::route;
 use crate::common::scripted::{Scripted, Step};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// A response head of `N` bytes with an empty body.
@@ -174,6 +175,113 @@ fn script(path: &str, _served: usize) -> Vec<Step> {
     vec![Step::Write(answer)]
 }
 
+/// Whole answers whose bodies arrive in pieces, for the HTTP/2 client's way through the
+/// hyper path (hyper_path::direct reads them off the upstream connection itself).
+fn pieces(path: &str, _served: usize) -> Vec<Step> {
+    const PAUSE: Step = Step::Sleep(Duration::from_millis(30));
+    match path {
+        "/length-in-pieces" => vec![
+            Step::Write(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello"),
+            PAUSE,
+            Step::Write(b" world"),
+        ],
+        "/chunked-in-pieces" => vec![
+            Step::Write(CHUNKED_HEAD.as_bytes()),
+            Step::Write(b"5\r\nhel"),
+            PAUSE,
+            Step::Write(b"lo\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n"),
+            PAUSE,
+            Step::Write(b"\r\n"),
+        ],
+        "/stalled-body" => vec![
+            Step::Write(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello"),
+            Step::Hang,
+        ],
+        _ => script(path, _served),
+    }
+}
+
+/// What an HTTP/2 client sees of one request: the stream's reset (before or after the
+/// head) is `Aborted`.
+async fn http2_outcome(both: &Engines, path: &str) -> Outcome {
+    let Ok(response) = both.request(Engine::Http2, path).send().await else {
+        return Outcome::Aborted;
+    };
+    let status = response.status().as_u16();
+    match response.text().await {
+        Ok(body) => Outcome::Answered(status, body),
+        Err(_) => Outcome::Aborted,
+    }
+}
+
+/// The table again for an HTTP/2 client, whose body-less requests the hyper path sends and
+/// reads with the fast lane's wire code: the same 502s, a reset stream where an HTTP/1.1
+/// connection is aborted, and the connection to the gateway still serving afterwards.
+#[tokio::test]
+async fn malformed_upstream_responses_get_the_same_answer_over_http2() {
+    let up = Scripted::spawn(script).await;
+    let both = Engines::spawn(&route(
+        "api",
+        "/",
+        &up.url,
+        "auth = \"none\"\ntimeout = \"5s\"",
+    ))
+    .await;
+    let mut mismatches = Vec::new();
+    // An HTTP/2 client bounds the header list it takes (hyper's, under reqwest, to 16 KiB):
+    // a 48 KiB head cannot reach it whichever way the gateway read it.
+    for (path, _, expect) in CASES.iter().filter(|(path, ..)| *path != "/big-head") {
+        let what = format!("Http2 {path}");
+        let outcome = http2_outcome(&both, path).await;
+        mismatches.extend(check_outcome(&outcome, *expect, &what).err());
+        let next = http2_outcome(&both, "/ok").await;
+        if next != Outcome::Answered(200, "ok".into()) {
+            mismatches.push(format!("{what}: the next request got {next:?}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+    assert_eq!(
+        up.reused_after_taint(),
+        0,
+        "no upstream connection is reused after a refused or broken answer"
+    );
+}
+
+/// Bodies that arrive in pieces reach an HTTP/2 client whole (a chunked one de-chunked), the
+/// upstream connection goes back to the pool after each, and a body that stalls for longer
+/// than the route's `timeout` resets the stream.
+#[tokio::test]
+async fn an_http2_client_gets_bodies_in_pieces_whole_over_one_upstream_connection() {
+    let up = Scripted::spawn(pieces).await;
+    let both = Engines::spawn(&route(
+        "api",
+        "/",
+        &up.url,
+        "auth = \"none\"\ntimeout = \"500ms\"",
+    ))
+    .await;
+    for round in 0..3 {
+        for path in ["/length-in-pieces", "/chunked-in-pieces", "/ok"] {
+            let outcome = http2_outcome(&both, path).await;
+            let body = if path == "/ok" { "ok" } else { "hello world" };
+            assert_eq!(
+                outcome,
+                Outcome::Answered(200, body.into()),
+                "{path}, round {round}"
+            );
+        }
+    }
+    assert_eq!(up.connections(), 1, "each answer's connection was reused");
+    assert_eq!(
+        http2_outcome(&both, "/stalled-body").await,
+        Outcome::Aborted
+    );
+    assert_eq!(
+        http2_outcome(&both, "/ok").await,
+        Outcome::Answered(200, "ok".into())
+    );
+}
+
 #[tokio::test]
 async fn malformed_upstream_responses_get_the_same_answer_on_both_engines() {
     let up = Scripted::spawn(script).await;
@@ -244,4 +352,38 @@ async fn a_switch_is_relayed_only_to_websocket_in_answer_to_a_websocket_upgrade(
     let (head, _) = raw::read_head(&mut conn).await;
     assert_eq!(head.status, 101, "{}", head.head);
     assert_eq!(head.header("upgrade"), Some("websocket"));
+}
+
+/// Every connection's first request is answered; a second one is met with a close.
+fn closes_second(_path: &str, served: usize) -> Vec<Step> {
+    if served >= 2 {
+        return vec![Step::Close];
+    }
+    vec![Step::Write(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    )]
+}
+
+/// A pooled upstream connection that closes without a byte of answer after the request was
+/// written is tried again on a fresh one only for an idempotent request (RFC 9110 §9.2.2:
+/// the upstream may have acted on it). Over HTTP/2, where a body-less request of any method
+/// is sent with the wire code the fast lane uses.
+#[tokio::test]
+async fn a_silent_close_is_retried_for_an_idempotent_request_only() {
+    let up = Scripted::spawn(closes_second).await;
+    let both = Engines::spawn(&route("api", "/", &up.url, "auth = \"none\"")).await;
+    let send = |method: reqwest::Method| {
+        let request = both
+            .http2()
+            .request(method, both.tls_url("/x"))
+            .version(reqwest::Version::HTTP_2);
+        async move { request.send().await.expect("an answer").status().as_u16() }
+    };
+    assert_eq!(send(reqwest::Method::GET).await, 200);
+    assert_eq!(up.connections(), 1);
+    assert_eq!(send(reqwest::Method::GET).await, 200, "sent again, afresh");
+    assert_eq!(up.connections(), 2);
+    // A POST without a body is not idempotent, and takes the same path as the GETs.
+    assert_eq!(send(reqwest::Method::POST).await, 502, "not sent again");
+    assert_eq!(up.connections(), 2);
 }

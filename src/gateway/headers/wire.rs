@@ -61,6 +61,7 @@ pub fn encode_prepared_request(
 /// The client's header goes for good: `Host` (the upstream's comes from its URL), a
 /// hop-by-hop header or one `Connection` names (but `Upgrade` on a WebSocket switch), or a
 /// forged one ([`is_forged`]).
+#[inline(always)]
 fn removed(name: &[u8], named: &[&[u8]], upgrade: bool) -> bool {
     if name.eq_ignore_ascii_case(b"host") {
         return true;

@@ -1,8 +1,9 @@
 //! The one pool of upstream connections: raw HTTP/1.1 keep-alive connections per upstream
 //! origin (`scheme://host:port`; plain TCP or TLS, [`super::stream`]), shared by every route
-//! that names it, by both engines (the fast lane writes and reads them itself; the hyper
-//! path runs hyper's HTTP/1.1 client connection over them in the request's own task) and
-//! across reloads.
+//! that names it, by both engines (the fast lane, and the hyper path's body-less requests,
+//! write and read them with the fast lane's wire code; the hyper path's requests with a body
+//! run hyper's HTTP/1.1 client connection over them in the request's own task) and across
+//! reloads.
 //!
 //! The idle connections are the origin's, not a client connection's: a keep-alive client
 //! that goes quiet holds no upstream connection, and a short-lived client finds a warm one.
@@ -26,7 +27,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// One keep-alive connection to an origin, lent to one request, with the bytes read from it
-/// and not yet relayed (the fast lane's; the hyper path reads through hyper's own buffer).
+/// and not yet relayed (hyper's client, on the hyper path's requests with a body, reads
+/// through its own buffer instead).
 pub(crate) struct UpstreamConn {
     pub stream: UpstreamStream,
     pub buf: BytesMut,

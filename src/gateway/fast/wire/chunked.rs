@@ -1,6 +1,8 @@
 //! Where a chunked body (RFC 9112 §7.1) ends, found as its bytes stream past: the fast lane
 //! relays them unchanged and only needs to know when the last chunk and the trailers have
-//! gone by. Size lines are parsed by httparse; sizes, lines and trailers are bounded.
+//! gone by; the hyper path, which frames the body anew for its client, also takes where
+//! each chunk's data lies and the trailer fields ([`ChunkScanner::advance_with`]). Size
+//! lines are parsed by httparse; sizes, lines and trailers are bounded.
 //!
 //! Every line must end in CRLF, as hyper's decoder requires on the other path: the bytes go
 //! to the client verbatim, and a client that took a bare LF for a line end (RFC 9112 §2.2
@@ -20,6 +22,8 @@ pub struct ChunkScanner {
     /// The part of a size line or trailer line seen so far.
     line: Vec<u8>,
     trailer_bytes: usize,
+    /// The trailer fields seen so far (each line with its CRLF), when they are kept.
+    trailers: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -38,15 +42,33 @@ enum ChunkState {
 pub struct ChunkError(pub &'static str);
 
 impl ChunkScanner {
+    /// A scanner that keeps the trailer fields ([`Self::take_trailers`]).
+    pub fn keeping_trailers() -> Self {
+        ChunkScanner {
+            trailers: Some(Vec::new()),
+            ..Self::default()
+        }
+    }
+
     /// Looks at the next bytes of the body; returns how many belong to it (fewer than
     /// `buf.len()` only when the body ended inside `buf`).
     pub fn advance(&mut self, buf: &[u8]) -> Result<usize, ChunkError> {
+        self.advance_with(buf, |_| {})
+    }
+
+    /// [`Self::advance`], telling `data` where in `buf` each run of chunk data lies.
+    pub fn advance_with(
+        &mut self,
+        buf: &[u8],
+        mut data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<usize, ChunkError> {
         let mut i = 0;
         while i < buf.len() {
             match self.state {
                 ChunkState::Done => return Ok(i),
                 ChunkState::Data(left) => {
                     let take = (buf.len() - i).min(usize::try_from(left).unwrap_or(usize::MAX));
+                    data(i..i + take);
                     i += take;
                     let left = left - take as u64;
                     self.state = if left == 0 {
@@ -85,6 +107,9 @@ impl ChunkScanner {
                     if line_done {
                         if trailer_line(&mut self.line)? {
                             self.state = ChunkState::Done;
+                        } else if let Some(trailers) = &mut self.trailers {
+                            // `trailer_line` left the line with a second CRLF after it.
+                            trailers.extend_from_slice(&self.line[..self.line.len() - 2]);
                         }
                         self.line.clear();
                     }
@@ -97,6 +122,32 @@ impl ChunkScanner {
     /// The last chunk and the trailer section have gone past.
     pub fn is_done(&self) -> bool {
         self.state == ChunkState::Done
+    }
+
+    /// The trailer fields, once the body is done, if it had any and they were kept.
+    pub fn take_trailers(&mut self) -> Option<http::HeaderMap> {
+        let raw = self
+            .trailers
+            .take()
+            .filter(|t| !t.is_empty() && self.is_done())?;
+        let mut slots = [httparse::EMPTY_HEADER; super::MAX_HEADERS];
+        let mut section = raw;
+        section.extend_from_slice(b"\r\n");
+        let Ok(httparse::Status::Complete((_, fields))) =
+            httparse::parse_headers(&section, &mut slots)
+        else {
+            return None;
+        };
+        let mut map = http::HeaderMap::with_capacity(fields.len());
+        for field in fields.iter() {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(field.name.as_bytes()),
+                http::HeaderValue::from_bytes(field.value),
+            ) {
+                map.append(name, value);
+            }
+        }
+        Some(map)
     }
 
     /// Adds bytes up to and including the next LF to `line`; says how many it took and
@@ -166,6 +217,32 @@ mod tests {
             assert!(scanner.is_done(), "split at {split}");
             assert_eq!(first + second, end, "split at {split}");
         }
+    }
+
+    #[test]
+    fn chunk_scanner_gives_the_data_and_trailers_across_any_split() {
+        let body = b"5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\nX-Two: 2\r\n\r\nNEXT";
+        for split in 0..=body.len() {
+            let mut scanner = ChunkScanner::keeping_trailers();
+            let mut data = Vec::new();
+            let first = scanner
+                .advance_with(&body[..split], |r| data.extend_from_slice(&body[r]))
+                .expect("valid");
+            let rest = &body[first..];
+            scanner
+                .advance_with(rest, |r| data.extend_from_slice(&rest[r]))
+                .expect("valid");
+            assert_eq!(data, b"helloabc", "split at {split}");
+            let trailers = scanner.take_trailers().expect("trailers");
+            assert_eq!(
+                trailers.get("x-trailer").map(|v| v.as_bytes()),
+                Some(&b"t"[..])
+            );
+            assert_eq!(trailers.get("x-two").map(|v| v.as_bytes()), Some(&b"2"[..]));
+        }
+        let mut plain = ChunkScanner::keeping_trailers();
+        plain.advance(b"2\r\nok\r\n0\r\n\r\n").expect("valid");
+        assert!(plain.is_done() && plain.take_trailers().is_none());
     }
 
     #[test]
