@@ -48,7 +48,7 @@ use wire::{ParsedRequest, ParsedResponse, RequestHead, ResponseHead};
 /// Read buffer size for either side; a request head that does not fit goes to hyper.
 const BUFFER: usize = 8 * 1024;
 /// First size of the encoding buffers (a request head, a response head): most heads fit.
-const HEAD_BUFFER: usize = 1024;
+pub(super) const HEAD_BUFFER: usize = 1024;
 /// How long a closing connection may take to send its TLS `close_notify`.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 

@@ -83,7 +83,8 @@ async fn serve(
                 headers: req.headers(),
                 rewrite: &rewrite,
                 pause,
-                out: Vec::new(),
+                // Room for a typical head at once, not by growth.
+                out: Vec::with_capacity(super::fast::HEAD_BUFFER),
             };
             return exchange.forward(route, &mut direct).await;
         }
