@@ -31,7 +31,7 @@
 //! the thread answers what is queued and ends.
 
 use super::job_thread::JobThread;
-use super::{read, LOCK_WAIT};
+use super::{read_with, select_sql, LOCK_WAIT};
 use crate::store::{Record, StoreError, StoreResult, TokenHash};
 use futures_util::future::BoxFuture;
 use rusqlite::Connection;
@@ -120,13 +120,23 @@ fn run(
 fn look_up(conn: &Connection, batch: &mut Vec<Job>) -> Answers {
     // Without the transaction (a single job, or BEGIN failed) each lookup is its own.
     let in_txn = batch.len() > 1 && execute(conn, "BEGIN").is_ok();
-    let answered = batch
-        .drain(..)
-        .map(|job| {
-            let answer = lookup(conn, &job);
-            (job.done, answer)
-        })
-        .collect();
+    let answered = {
+        // Prepared once for the batch; reset after each lookup, so the transaction can end.
+        let mut select = conn.prepare_cached(select_sql());
+        batch
+            .drain(..)
+            .map(|job| {
+                let answer = match &mut select {
+                    Ok(select) => lookup(conn, select, &job),
+                    Err(_) => conn
+                        .prepare_cached(select_sql())
+                        .map_err(StoreError::from)
+                        .and_then(|mut select| lookup(conn, &mut select, &job)),
+                };
+                (job.done, answer)
+            })
+            .collect()
+    };
     if in_txn && execute(conn, "COMMIT").is_err() && !conn.is_autocommit() {
         // A read-only transaction has nothing to lose; never leave it holding the snapshot.
         let _ = execute(conn, "ROLLBACK");
@@ -142,13 +152,17 @@ fn deliver(answers: Answers) {
 }
 
 /// One lookup within what is left of its [`LOCK_WAIT`].
-fn lookup(conn: &Connection, job: &Job) -> StoreResult<Option<Record>> {
+fn lookup(
+    conn: &Connection,
+    select: &mut rusqlite::Statement<'_>,
+    job: &Job,
+) -> StoreResult<Option<Record>> {
     let left = job.deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(StoreError::Busy { waited: LOCK_WAIT });
     }
     conn.busy_timeout(left)?;
-    read(conn, &job.hash)
+    read_with(select, &job.hash)
 }
 
 fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
