@@ -290,14 +290,23 @@ fn parse_state(s: &str) -> StoreResult<RecordState> {
 }
 
 fn read(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<Record>> {
-    // Kind and state stay text until the row is out, so a corrupt value is our error type.
-    let row = conn
-        .prepare_cached(select_sql())?
+    let mut select = conn.prepare_cached(select_sql())?;
+    read_with(&mut select, hash)
+}
+
+/// [`read`] with the prepared [`select_sql`] statement (the lookup thread holds one for a
+/// whole batch instead of finding it in the statement cache per lookup).
+fn read_with(
+    select: &mut rusqlite::Statement<'_>,
+    hash: &TokenHash,
+) -> StoreResult<Option<Record>> {
+    // Text columns that are parsed (kind, state, the space-separated lists) are borrowed from
+    // the row, not copied out first. Kind and state stay unparsed until the row is out, so a
+    // corrupt value is our error type.
+    let row = select
         .query_row(params![&hash[..]], |r| {
-            let kind: String = r.get(0)?;
-            let state: String = r.get(1)?;
-            let scope: String = r.get(6)?;
-            let audiences: String = r.get(16)?;
+            let kind = parse_kind(r.get_ref(0)?.as_str()?);
+            let state = parse_state(r.get_ref(1)?.as_str()?);
             let record = Record {
                 kind: RecordKind::Code,
                 state: RecordState::Active,
@@ -305,11 +314,7 @@ fn read(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<Record>> {
                 client_id: r.get(3)?,
                 sub: r.get(4)?,
                 username: r.get(5)?,
-                scopes: scope
-                    .split(' ')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect(),
+                scopes: words(r.get_ref(6)?.as_str()?),
                 issued_at: r.get::<_, i64>(7)? as u64,
                 expires_at: r.get::<_, i64>(8)? as u64,
                 redirect_uri: r.get(9)?,
@@ -319,11 +324,7 @@ fn read(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<Record>> {
                 csrf: r.get(13)?,
                 grant_expires_at: r.get::<_, i64>(14)? as u64,
                 browser: r.get(15)?,
-                audiences: audiences
-                    .split(' ')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect(),
+                audiences: words(r.get_ref(16)?.as_str()?),
                 jkt: r.get(17)?,
             };
             Ok((kind, state, record))
@@ -333,10 +334,18 @@ fn read(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<Record>> {
         return Ok(None);
     };
     Ok(Some(Record {
-        kind: parse_kind(&kind)?,
-        state: parse_state(&state)?,
+        kind: kind?,
+        state: state?,
         ..record
     }))
+}
+
+/// The words of a space-separated column (scopes, audiences).
+fn words(s: &str) -> Vec<String> {
+    s.split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// `SELECT` of a record's columns by hash; built once, then found in each connection's

@@ -26,17 +26,42 @@
 //! queues the rest of the burst instead of being preempted for every job. On a CPU of its own
 //! the yield returns at once.
 //!
+//! While the file does not change, the connection reads it through a memory map of up to
+//! [`MMAP_BYTES`] (SQLite's `mmap_size`). A lookup reads one leaf page of the records B-tree,
+//! and once the file is larger than the page cache (16 MiB; 400,000 tokens take ~135 MB) most
+//! of them were a `pread` into the page cache plus the cache's own bookkeeping: about a third
+//! of this thread's CPU per lookup (benches/README.md "Cold path", session 7). Through the
+//! map, a page the OS already caches costs a memory access. But SQLite drops the map (as it
+//! drops its page cache) at every read transaction that finds a commit made since the last
+//! one, and then faults the pages in again: with tokens being issued meanwhile that cost more
+//! than the `pread`s it saves (session 7's mixed run). So each batch reads `PRAGMA
+//! data_version` (changed by other connections' commits) in its transaction, and [`Map`]
+//! stops mapping at the first change and maps again once the file has been unchanged for
+//! [`MAP_AFTER_QUIET`]. What the map changes, and what it does not:
+//! - a lookup reads the same snapshot either way: a page that is newer in the WAL is read from
+//!   the WAL (through the page cache), only the file's own pages come from the map;
+//! - the map is read-only and this connection only reads; every write goes through the
+//!   writer's connection with `write()`. A file past [`MMAP_BYTES`] reads the rest with
+//!   `pread`;
+//! - memory: the mapped pages count in the process's RSS as file-backed (`RssFile`: shared
+//!   with the OS page cache, reclaimable under pressure), and this connection's page cache
+//!   (anonymous memory) no longer fills with the file's pages, so `RssAnon` is lower;
+//! - an I/O error while reading a mapped page is a `SIGBUS` instead of an error answer
+//!   (SQLite's documented trade-off, sqlite.org/mmap.html): the store is a local file, whose
+//!   read errors mean a failing disk either way.
+//!
 //! A lookup keeps the caller's [`LOCK_WAIT`] budget from the moment it was queued; one that
 //! has spent it waiting answers [`StoreError::Busy`]. Dropping [`Lookups`] closes the queue;
 //! the thread answers what is queued and ends.
 
 use super::job_thread::JobThread;
-use super::{read, LOCK_WAIT};
+use super::{read_with, select_sql, LOCK_WAIT};
 use crate::store::{Record, StoreError, StoreResult, TokenHash};
 use futures_util::future::BoxFuture;
 use rusqlite::Connection;
-use std::sync::mpsc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Where one lookup's answer goes.
@@ -54,7 +79,12 @@ struct Job {
 }
 
 /// The queue in front of the lookup thread; see the module comment.
-pub(super) struct Lookups(JobThread<Job>);
+pub(super) struct Lookups(
+    JobThread<Job>,
+    /// Whether the lookups map the file now; read by the tests ([`Lookups::mapped`]).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Arc<AtomicBool>,
+);
 
 impl Lookups {
     /// Starts the lookup thread, which owns `conn` (a `query_only` connection).
@@ -68,10 +98,18 @@ impl Lookups {
             });
             answers
         });
+        let mapped = Arc::new(AtomicBool::new(false));
+        let map = Map::new(mapped.clone());
         JobThread::start("tollgate-sqlite-reader", move |queue| {
-            run(&conn, &queue, answers.as_ref());
+            run(&conn, &queue, answers.as_ref(), map);
         })
-        .map(Self)
+        .map(|thread| Self(thread, mapped))
+    }
+
+    /// True while the lookups read the file through the map (see the module comment).
+    #[cfg(test)]
+    pub(super) fn mapped(&self) -> bool {
+        self.1.load(Ordering::Relaxed)
     }
 
     /// The record stored under `hash`, if any.
@@ -84,6 +122,60 @@ impl Lookups {
     }
 }
 
+/// Most of the file the lookup connection reads through a memory map, in bytes (see the
+/// module comment). Address space, not memory: only pages read count, as file-backed pages.
+const MMAP_BYTES: i64 = 1 << 30;
+
+/// How long the file must stay unchanged before the lookups map it (see the module comment).
+pub(super) const MAP_AFTER_QUIET: Duration = Duration::from_secs(1);
+
+/// Whether the lookup connection maps the file, from what the batches saw; see the module
+/// comment.
+struct Map {
+    on: bool,
+    /// `on`, where [`Lookups::mapped`] reads it.
+    shown: Arc<AtomicBool>,
+    /// `PRAGMA data_version` in the last batch that read it.
+    version: Option<i64>,
+    /// When a batch last saw the file changed (or the thread started).
+    changed_at: Instant,
+}
+
+impl Map {
+    fn new(shown: Arc<AtomicBool>) -> Self {
+        Self {
+            on: false,
+            shown,
+            version: None,
+            changed_at: Instant::now(),
+        }
+    }
+
+    /// After a batch that read `version` (outside its transaction): stops mapping when the
+    /// file changed, maps once it has been unchanged for [`MAP_AFTER_QUIET`].
+    fn after_batch(&mut self, conn: &Connection, version: Option<i64>) {
+        let Some(version) = version else { return };
+        if self.version != Some(version) {
+            self.version = Some(version);
+            self.changed_at = Instant::now();
+            if self.on {
+                self.set(conn, false);
+            }
+        } else if !self.on && self.changed_at.elapsed() >= MAP_AFTER_QUIET {
+            self.set(conn, true);
+        }
+    }
+
+    fn set(&mut self, conn: &Connection, on: bool) {
+        let bytes = if on { MMAP_BYTES } else { 0 };
+        // A failure leaves the map as it was; the next batch tries again.
+        if conn.pragma_update(None, "mmap_size", bytes).is_ok() {
+            self.on = on;
+            self.shown.store(on, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Most lookups answered in one read transaction.
 const BATCH: usize = 64;
 
@@ -93,6 +185,7 @@ fn run(
     conn: &Connection,
     queue: &mpsc::Receiver<Job>,
     answers: Option<&tokio::sync::mpsc::UnboundedSender<Answers>>,
+    mut map: Map,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Ok(first) = queue.recv() {
@@ -104,7 +197,7 @@ fn run(
                 Err(_) => break,
             }
         }
-        let answered = look_up(conn, &mut batch);
+        let answered = look_up(conn, &mut batch, &mut map);
         match answers {
             Some(runtime) => {
                 if let Err(unsent) = runtime.send(answered) {
@@ -116,21 +209,38 @@ fn run(
     }
 }
 
-/// Looks up every job of `batch` (emptying it) in one read transaction.
-fn look_up(conn: &Connection, batch: &mut Vec<Job>) -> Answers {
+/// Looks up every job of `batch` (emptying it) in one read transaction, then lets `map`
+/// decide whether the next batches read through the map.
+fn look_up(conn: &Connection, batch: &mut Vec<Job>, map: &mut Map) -> Answers {
     // Without the transaction (a single job, or BEGIN failed) each lookup is its own.
     let in_txn = batch.len() > 1 && execute(conn, "BEGIN").is_ok();
-    let answered = batch
-        .drain(..)
-        .map(|job| {
-            let answer = lookup(conn, &job);
-            (job.done, answer)
-        })
-        .collect();
+    // In the transaction, this starts its snapshot: the version the lookups read at.
+    let version = conn
+        .prepare_cached("PRAGMA data_version")
+        .and_then(|mut version| version.query_row([], |r| r.get::<_, i64>(0)))
+        .ok();
+    let answered = {
+        // Prepared once for the batch; reset after each lookup, so the transaction can end.
+        let mut select = conn.prepare_cached(select_sql());
+        batch
+            .drain(..)
+            .map(|job| {
+                let answer = match &mut select {
+                    Ok(select) => lookup(conn, select, &job),
+                    Err(_) => conn
+                        .prepare_cached(select_sql())
+                        .map_err(StoreError::from)
+                        .and_then(|mut select| lookup(conn, &mut select, &job)),
+                };
+                (job.done, answer)
+            })
+            .collect()
+    };
     if in_txn && execute(conn, "COMMIT").is_err() && !conn.is_autocommit() {
         // A read-only transaction has nothing to lose; never leave it holding the snapshot.
         let _ = execute(conn, "ROLLBACK");
     }
+    map.after_batch(conn, version);
     answered
 }
 
@@ -142,13 +252,17 @@ fn deliver(answers: Answers) {
 }
 
 /// One lookup within what is left of its [`LOCK_WAIT`].
-fn lookup(conn: &Connection, job: &Job) -> StoreResult<Option<Record>> {
+fn lookup(
+    conn: &Connection,
+    select: &mut rusqlite::Statement<'_>,
+    job: &Job,
+) -> StoreResult<Option<Record>> {
     let left = job.deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(StoreError::Busy { waited: LOCK_WAIT });
     }
     conn.busy_timeout(left)?;
-    read(conn, &job.hash)
+    read_with(select, &job.hash)
 }
 
 fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {

@@ -449,3 +449,37 @@ async fn two_stores_on_one_file_batch_inserts_side_by_side() {
         );
     }
 }
+
+#[tokio::test]
+async fn lookups_through_the_map_see_what_another_store_commits_and_stop_mapping() {
+    // Two stores on one file: the other's commits are what the lookups' map must not hide.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    let (store, other) = (
+        SqliteStore::open(&path).expect("opens"),
+        SqliteStore::open(&path).expect("opens again"),
+    );
+    let rec = conformance::record(RecordKind::Access, "g", 9_999_999_999);
+    other
+        .insert(token_hash("a"), rec.clone())
+        .await
+        .expect("insert");
+    // Unchanged for longer than MAP_AFTER_QUIET: the lookups map the file.
+    for _ in 0..2 {
+        assert!(store.get(token_hash("a")).await.expect("get").is_some());
+        tokio::time::sleep(lookups::MAP_AFTER_QUIET + Duration::from_millis(100)).await;
+    }
+    assert!(store.get(token_hash("a")).await.expect("get").is_some());
+    let mapped = store.lookups.mapped();
+    for n in 0..50 {
+        let hash = token_hash(&format!("b{n}"));
+        other.insert(hash, rec.clone()).await.expect("insert");
+        assert_eq!(
+            store.get(hash).await.expect("get"),
+            Some(rec.clone()),
+            "b{n}"
+        );
+    }
+    assert!(mapped, "mapped after a quiet second");
+    assert!(!store.lookups.mapped(), "not mapped while the file changes");
+}
