@@ -16,7 +16,9 @@
 //! [`super::headers::response_drops`] and [`super::framing::check`], applied by [`wire`].
 //!
 //! Here: the connection loop, and one request's way through the pipeline with this lane's
-//! [`Upstream`] (the targets' pooled upstream connections). [`wire`] parses and encodes
+//! [`Upstream`] (the targets' pooled upstream connections); [`encode_upstream_head`] and
+//! [`exchange_heads`] are also how the hyper path sends its body-less requests
+//! (`hyper_path::direct`). [`wire`] parses and encodes
 //! heads, [`super::upstream::idle`] keeps the origins' idle upstream connections (shared
 //! with the hyper path), `relay` moves bodies,
 //! [`ClientIo`] is what the lane needs of a client stream.
