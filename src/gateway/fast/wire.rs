@@ -147,11 +147,14 @@ pub enum ParsedResponse<H = ResponseHead> {
     Refused(FramingError),
 }
 
-impl ParsedResponse {
-    /// Anything but a complete head, for a parser whose complete head is another type.
+/// What a buffer holds that is not a final head ([`read_response`]'s other answers).
+type NotFinal = ParsedResponse<std::convert::Infallible>;
+
+impl NotFinal {
+    /// The same answer, for a parser whose complete head is `H`.
     fn map_head<H>(self) -> ParsedResponse<H> {
         match self {
-            ParsedResponse::Complete(_) => ParsedResponse::Invalid("unexpected head"),
+            ParsedResponse::Complete(never) => match never {},
             ParsedResponse::Interim(len) => ParsedResponse::Interim(len),
             ParsedResponse::Partial => ParsedResponse::Partial,
             ParsedResponse::Invalid(why) => ParsedResponse::Invalid(why),
@@ -182,7 +185,7 @@ pub fn parse_response_with(
         named,
     } = match read_response(buf, head_request, &mut slots) {
         Ok(read) => read,
-        Err(other) => return other,
+        Err(other) => return other.map_head(),
     };
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(head.status.as_str().as_bytes());
@@ -286,7 +289,7 @@ fn read_response<'h, 'b>(
     buf: &'b [u8],
     head_request: bool,
     slots: &'h mut [httparse::Header<'b>; MAX_HEADERS],
-) -> Result<Read<'h, 'b>, ParsedResponse> {
+) -> Result<Read<'h, 'b>, NotFinal> {
     let mut res = httparse::Response::new(slots);
     let len = match res.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
