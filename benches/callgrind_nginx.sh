@@ -28,42 +28,12 @@ cleanup() {
 }
 trap cleanup EXIT
 # shellcheck source=benches/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # self_signed_cert, upstream_nginx_conf
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # self_signed_cert, upstream_nginx_conf, nginx_proxy_conf
 
 self_signed_cert "$RUN"
 mkdir -p "$RUN/up" "$RUN/proxy"
 upstream_nginx_conf "$UP_PORT" > "$RUN/up/nginx.conf"
-cat > "$RUN/proxy/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process off;
-pid nginx.pid;
-error_log error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-    server_tokens off;
-    upstream api {
-        server 127.0.0.1:$UP_PORT;
-        keepalive 128;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen 127.0.0.1:$PLAIN_PORT;
-        listen 127.0.0.1:$TLS_PORT ssl http2;
-        ssl_certificate     $RUN/cert.pem;
-        ssl_certificate_key $RUN/key.pem;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        location / {
-            proxy_pass http://api;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
+nginx_proxy_conf "$UP_PORT" "$RUN" "$PLAIN_PORT" "$TLS_PORT ssl http2" > "$RUN/proxy/nginx.conf"
 nginx -p "$RUN/up/" -c "$RUN/up/nginx.conf" -e "$RUN/up/error.log" &
 UP_PID=$!
 valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.out" --dump-instr=no \

@@ -42,7 +42,7 @@ cleanup() {
 }
 trap cleanup EXIT
 # shellcheck source=benches/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # self_signed_cert, upstream_nginx_conf
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # self_signed_cert, upstream_nginx_conf, nginx_proxy_conf, gateway_head
 
 mkdir -p "$RUN/nginx"
 upstream_nginx_conf "$UP_PORT" > "$RUN/nginx/nginx.conf"
@@ -50,19 +50,9 @@ nginx -p "$RUN/nginx/" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/error.log" &
 UP_PID=$!
 
 self_signed_cert "$RUN"
-cat > "$RUN/gateway.toml" <<EOF
-[server]
-listen = "127.0.0.1:$GW_PORT"
-internal_listen = "127.0.0.1:$IN_PORT"
-
-[server.tls]
-listen = "127.0.0.1:$TLS_PORT"
-cert = "cert.pem"
-key = "key.pem"
-
-[oauth]
-issuer = "http://127.0.0.1:$GW_PORT"
-store = "memory"
+{
+  gateway_head "$GW_PORT" "$IN_PORT" "$TLS_PORT"
+  cat <<EOF
 
 [oauth.scopes]
 bench = "Benchmark"
@@ -91,6 +81,7 @@ auth = "bearer"
 scopes = ["bench"]
 strip_prefix = true
 EOF
+} > "$RUN/gateway.toml"
 head -c 64 /dev/zero | tr '\0' 'b' > "$RUN/body"
 
 (cd "$RUN" && TOKIO_WORKER_THREADS=1 RUST_LOG=warn exec valgrind --tool=callgrind \

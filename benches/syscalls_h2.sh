@@ -32,55 +32,16 @@ cleanup() {
 }
 trap cleanup EXIT
 # shellcheck source=benches/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # self_signed_cert, upstream_nginx_conf
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # self_signed_cert, upstream_nginx_conf, nginx_proxy_conf, gateway_head
 
 self_signed_cert "$RUN"
 
 mkdir -p "$RUN/up" "$RUN/ngx"
 upstream_nginx_conf "$UP_PORT" > "$RUN/up/nginx.conf"
-cat > "$RUN/ngx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process off;
-pid nginx.pid;
-error_log error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-    server_tokens off;
-    upstream api {
-        server 127.0.0.1:$UP_PORT;
-        keepalive 128;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen 127.0.0.1:$NGX_PORT ssl http2;
-        ssl_certificate     $RUN/cert.pem;
-        ssl_certificate_key $RUN/key.pem;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        location / {
-            proxy_pass http://api;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
-cat > "$RUN/gateway.toml" <<EOF
-[server]
-listen = "127.0.0.1:$GW_PORT"
-internal_listen = "127.0.0.1:$IN_PORT"
-
-[server.tls]
-listen = "127.0.0.1:$TLS_PORT"
-cert = "cert.pem"
-key = "key.pem"
-
-[oauth]
-issuer = "http://127.0.0.1:$GW_PORT"
-store = "memory"
+nginx_proxy_conf "$UP_PORT" "$RUN" "$NGX_PORT ssl http2" > "$RUN/ngx/nginx.conf"
+{
+  gateway_head "$GW_PORT" "$IN_PORT" "$TLS_PORT"
+  cat <<EOF
 
 [log]
 access = "off"
@@ -91,6 +52,7 @@ path_prefix = "/"
 upstream = "http://127.0.0.1:$UP_PORT"
 auth = "none"
 EOF
+} > "$RUN/gateway.toml"
 
 nginx -p "$RUN/up/" -c "$RUN/up/nginx.conf" -e "$RUN/up/error.log" &
 PIDS+=($!)

@@ -32,7 +32,7 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 use writer::{Order, Sink, Writer};
@@ -96,6 +96,10 @@ struct Inner {
     /// `None` wakes the writer to look at its orders.
     lines: SyncSender<writer::Message>,
     orders: mpsc::Sender<Order>,
+    /// The writer, not yet running, while the log has been off since the start: no thread
+    /// until a reload turns it on (a thread in a process is not free: with a second one,
+    /// every system call on a socket takes the file table's shared path).
+    parked: Mutex<Option<Writer>>,
     dropped: IntCounter,
 }
 
@@ -153,21 +157,27 @@ impl Entry {
 // === impl AccessLog ===
 
 impl AccessLog {
-    /// Opens the target (a file must be writable now) and starts the writer thread.
+    /// Opens the target (a file must be writable now) and starts the writer thread, or
+    /// keeps it parked while `access = "off"`.
     /// `dropped` counts entries refused because the writer was `QUEUE` (8192) entries behind.
     pub fn start(config: &LogConfig, dropped: IntCounter) -> io::Result<AccessLog> {
         let sink = Sink::open(&config.access)?;
         let (lines, lines_rx) = mpsc::sync_channel(QUEUE);
         let (orders, orders_rx) = mpsc::channel();
         let writer = Writer::new(sink, config.format, lines_rx, orders_rx);
-        std::thread::Builder::new()
-            .name("access-log".to_string())
-            .spawn(move || writer.run())?;
+        let on = config.access != AccessTarget::Off;
+        let parked = if on {
+            run_writer(writer)?;
+            None
+        } else {
+            Some(writer)
+        };
         Ok(AccessLog {
             inner: Arc::new(Inner {
-                enabled: AtomicBool::new(config.access != AccessTarget::Off),
+                enabled: AtomicBool::new(on),
                 lines,
                 orders,
+                parked: Mutex::new(parked),
                 dropped,
             }),
         })
@@ -191,6 +201,7 @@ impl AccessLog {
                 enabled: AtomicBool::new(true),
                 lines,
                 orders,
+                parked: Mutex::new(None),
                 dropped,
             }),
         };
@@ -224,6 +235,9 @@ impl AccessLog {
     /// Switches to a reloaded `[log]`: lines of requests that finish from now on go to its
     /// target in its format (a file is opened, so this also reopens).
     pub async fn apply(&self, config: &LogConfig) -> io::Result<()> {
+        if config.access != AccessTarget::Off {
+            self.unpark()?;
+        }
         let target = config.access.clone();
         let format = config.format;
         let result = self
@@ -256,6 +270,11 @@ impl AccessLog {
         &self,
         make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Order,
     ) -> io::Result<()> {
+        if self.parked().is_some() {
+            // Never on: nothing was written, so there is nothing to flush, reopen or stop
+            // (and `apply` to "off" changes nothing).
+            return Ok(());
+        }
         let closed = || io::Error::other("the access log writer has stopped");
         let (done, answer) = oneshot::channel();
         self.inner.orders.send(make(done)).map_err(|_| closed())?;
@@ -263,6 +282,34 @@ impl AccessLog {
         let _ = self.inner.lines.try_send(None);
         answer.await.map_err(|_| closed())?
     }
+}
+
+impl AccessLog {
+    /// The parked writer, if it never started.
+    fn parked(&self) -> std::sync::MutexGuard<'_, Option<Writer>> {
+        // The guarded value is a plain `Option`: a panic elsewhere cannot leave it half-made.
+        self.inner
+            .parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the parked writer's thread (a no-op once running).
+    fn unpark(&self) -> io::Result<()> {
+        let mut parked = self.parked();
+        match parked.take() {
+            Some(writer) => run_writer(writer),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs `writer` on a thread of its own.
+fn run_writer(writer: Writer) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("access-log".to_string())
+        .spawn(move || writer.run())
+        .map(drop)
 }
 
 #[cfg(test)]
@@ -351,6 +398,36 @@ mod tests {
             assert!(Instant::now() < deadline, "not flushed within 3 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_log_off_from_the_start_runs_no_writer_until_a_reload_turns_it_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("access.log");
+        let dropped = IntCounter::new("dropped", "test").expect("valid");
+        let off = LogConfig {
+            access: AccessTarget::Off,
+            format: LogFormat::Json,
+        };
+        let log = AccessLog::start(&off, dropped.clone()).expect("starts");
+        assert!(log.parked().is_some(), "no writer thread while off");
+        log.record(entry("/off"));
+        log.flush().await.expect("nothing to flush");
+        log.reopen().await.expect("nothing to reopen");
+        log.apply(&off).await.expect("still off");
+        assert!(log.parked().is_some());
+        let on = LogConfig {
+            access: AccessTarget::File(path.clone()),
+            format: LogFormat::Json,
+        };
+        log.apply(&on).await.expect("turned on");
+        assert!(log.parked().is_none(), "the writer runs");
+        log.record(entry("/on"));
+        log.close().await.expect("closed");
+        let text = std::fs::read_to_string(&path).expect("log file");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("\"/on\""), "{text}");
+        assert_eq!(dropped.get(), 0);
     }
 
     #[tokio::test]

@@ -381,6 +381,13 @@ fn check_refuses_everything_run_refuses_with_the_same_one_line() {
             "{}: check said\n{stderr}\nwanted a line starting {want}",
             case.what
         );
+        let parts: Vec<&str> = lines[0].split(": ").collect();
+        assert!(
+            parts.windows(2).all(|w| w[0] != w[1]),
+            "{}: a cause said twice\n{}",
+            case.what,
+            lines[0]
+        );
         assert!(out.stdout.is_empty(), "{}: no route table", case.what);
 
         let (code, run_stderr) = run_refused(&path);

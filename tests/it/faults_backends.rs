@@ -7,8 +7,8 @@
 use crate::common::engines::{Engine, Engines, GET_ENGINES};
 use crate::common::slapd::Slapd;
 use crate::common::{
-    self, refused_url, remote_verify, route, Fault, Introspector, TestGateway, Upstream,
-    INTROSPECT_ID, INTROSPECT_SECRET,
+    self, remote_verify, route, Fault, Introspector, TestGateway, Upstream, INTROSPECT_ID,
+    INTROSPECT_SECRET,
 };
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -95,10 +95,8 @@ fn verify_at(addr: SocketAddr) -> String {
 
 #[tokio::test]
 async fn a_verifier_that_never_answers_or_refuses_is_503_until_it_is_back_on_its_port() {
-    let addr: SocketAddr = refused_url()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("an address");
+    // A port this test binds itself later, so not one `refused_url` keeps bound.
+    let addr: SocketAddr = common::process::free_addr();
     let up = Upstream::echo().await;
     let gw = Engines::spawn(&format!(
         "{}{}",

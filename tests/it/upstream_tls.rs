@@ -109,6 +109,39 @@ async fn https_connections_are_counted_and_kept_within_the_budget() {
     }
 }
 
+/// A TLS connection the pool lets go ends in order: the upstream reads tollgate's
+/// `close_notify` before the FIN, not a truncation to log, whether the connection had no
+/// room in the pool (a budget of 0) or aged out of it (`upstream_idle_timeout`).
+#[tokio::test]
+async fn tls_connections_the_pool_lets_go_end_with_close_notify() {
+    let ca = TestCa::new("upstream test CA");
+    for budget in ["upstream_max_idle = 0", "upstream_idle_timeout = \"100ms\""] {
+        let up = tls_upstream(&ca).await;
+        let extra = format!("{}\n{budget}", trusting(&ca));
+        let (gw, cert) = gateway(&up, &extra).await;
+        for way in WAYS {
+            let (status, _) = bounded(&gw, &cert, way, "/ok").await;
+            assert_eq!(status, 200, "{budget}, {way:?}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while up.ended() < up.connections() {
+            assert!(
+                Instant::now() < deadline,
+                "{budget}: {} of {} connections still open",
+                up.connections() - up.ended(),
+                up.connections()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(up.connections() >= 1, "{budget}");
+        assert_eq!(
+            up.closed_in_order(),
+            up.connections(),
+            "{budget}: every connection ended with close_notify"
+        );
+    }
+}
+
 /// An upstream certificate from a CA the gateway does not trust, or one issued for another
 /// name, is a 502 on every engine, at once, with no TLS connection made; the gateway's other
 /// answers are unaffected.

@@ -134,3 +134,18 @@ impl AsyncWrite for UpstreamStream {
         }
     }
 }
+
+impl Drop for UpstreamStream {
+    /// A TLS connection ends with the client's `close_notify` (RFC 8446 §6.1), as a TLS
+    /// client should: an upstream then sees an orderly close, not a truncation to log, when
+    /// the pool lets an idle connection go or a request gives one up. Best effort, and
+    /// never a wait: one attempt to write the alert and shut the sending side, with no one
+    /// to wake (a socket with no room for it, rare for a connection so closed, is closed
+    /// without it).
+    fn drop(&mut self) {
+        if let UpstreamStream::Tls(tls) = self {
+            let mut cx = Context::from_waker(Waker::noop());
+            let _ = Pin::new(tls.as_mut()).poll_shutdown(&mut cx);
+        }
+    }
+}

@@ -585,10 +585,18 @@ pub fn route(name: &str, prefix: &str, upstream: &str, extra: &str) -> String {
 }
 
 /// An `http://127.0.0.1:PORT` URL on which nothing listens (connections are refused).
+///
+/// The port stays bound, without listening, for the rest of the test process: a port
+/// bound and let go at once could be taken by another test's listener running alongside,
+/// and the "refused" target would then answer.
 pub fn refused_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let port = listener.local_addr().expect("bound").port();
-    drop(listener);
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("bind loopback");
+    let port = socket.local_addr().expect("bound").port();
+    // Never closed: a handful per test process.
+    std::mem::forget(socket);
     format!("http://127.0.0.1:{port}")
 }
 

@@ -42,6 +42,9 @@ pub struct Scripted {
     connections: Arc<AtomicUsize>,
     /// Connections whose script has ended (closed by the upstream, or by the gateway).
     ended: Arc<AtomicUsize>,
+    /// Connections the gateway ended in order while idle: a FIN, over TLS after its
+    /// `close_notify` (a bare FIN is a truncation to rustls, and not counted).
+    closed_in_order: Arc<AtomicUsize>,
     tainted_reuse: Arc<AtomicUsize>,
     /// Over TLS: the server name (SNI) and ALPN protocol of the last handshake.
     last_hello: Arc<Mutex<Option<Hello>>>,
@@ -96,14 +99,16 @@ impl Scripted {
         let tainted_reuse = Arc::new(AtomicUsize::new(0));
         let last_hello = Arc::new(Mutex::new(None));
         let ended = Arc::new(AtomicUsize::new(0));
+        let closed_in_order = Arc::new(AtomicUsize::new(0));
         let shared = (
             connections.clone(),
             tainted_reuse.clone(),
             last_hello.clone(),
+            closed_in_order.clone(),
         );
         let ends = ended.clone();
         let task = tokio::spawn(async move {
-            let (counter, tainted, hello) = shared;
+            let (counter, tainted, hello, in_order) = shared;
             // Connections live in this set, so dropping the upstream ends them too.
             let mut served = JoinSet::new();
             loop {
@@ -114,10 +119,11 @@ impl Scripted {
                         // tickets too), not held back until the gateway's ACK.
                         let _ = stream.set_nodelay(true);
                         let (counter, tainted, ends) = (counter.clone(), tainted.clone(), ends.clone());
+                        let counters = (tainted, in_order.clone());
                         let Some(tls) = tls.clone() else {
                             counter.fetch_add(1, Ordering::SeqCst);
                             served.spawn(async move {
-                                serve(stream, script, tainted).await;
+                                serve(stream, script, counters).await;
                                 ends.fetch_add(1, Ordering::SeqCst);
                             });
                             continue;
@@ -133,7 +139,7 @@ impl Scripted {
                             );
                             *hello.lock().expect("not poisoned") = Some(seen);
                             counter.fetch_add(1, Ordering::SeqCst);
-                            serve(stream, script, tainted).await;
+                            serve(stream, script, counters).await;
                             ends.fetch_add(1, Ordering::SeqCst);
                         });
                     }
@@ -145,6 +151,7 @@ impl Scripted {
             url,
             connections,
             ended,
+            closed_in_order,
             tainted_reuse,
             last_hello,
             task,
@@ -166,13 +173,23 @@ impl Scripted {
         self.ended.load(Ordering::SeqCst)
     }
 
+    /// Connections the gateway closed in order while idle (over TLS: with `close_notify`).
+    pub fn closed_in_order(&self) -> usize {
+        self.closed_in_order.load(Ordering::SeqCst)
+    }
+
     /// Requests that arrived on a connection after a [`Step::Taint`].
     pub fn reused_after_taint(&self) -> usize {
         self.tainted_reuse.load(Ordering::SeqCst)
     }
 }
 
-async fn serve(mut stream: impl Conn, script: Script, tainted_reuse: Arc<AtomicUsize>) {
+/// `counters`: requests after a taint, and connections the gateway closed in order.
+async fn serve(
+    mut stream: impl Conn,
+    script: Script,
+    (tainted_reuse, in_order): (Arc<AtomicUsize>, Arc<AtomicUsize>),
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let mut served = 0;
@@ -181,6 +198,11 @@ async fn serve(mut stream: impl Conn, script: Script, tainted_reuse: Arc<AtomicU
         let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
             match stream.read(&mut chunk).await {
                 Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                // tokio-rustls reads a FIN without `close_notify` as an error.
+                Ok(_) if buf.is_empty() => {
+                    in_order.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
                 _ => return,
             }
             continue;
