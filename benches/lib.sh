@@ -102,3 +102,20 @@ issuer = "http://127.0.0.1:$1"
 store = "memory"
 CONF
 }
+
+# gateway_open_conf GW_PORT IN_PORT TLS_PORT UP_PORT: on stdout, a whole gateway.toml: gateway_head,
+# the access log off, and one open route `/` to 127.0.0.1:UP_PORT.
+gateway_open_conf() {
+  gateway_head "$1" "$2" "$3"
+  cat <<CONF
+
+[log]
+access = "off"
+
+[[routes]]
+name = "up"
+path_prefix = "/"
+upstream = "http://127.0.0.1:$4"
+auth = "none"
+CONF
+}

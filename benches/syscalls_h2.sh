@@ -32,27 +32,14 @@ cleanup() {
 }
 trap cleanup EXIT
 # shellcheck source=benches/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # self_signed_cert, upstream_nginx_conf, nginx_proxy_conf, gateway_head
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # self_signed_cert, upstream_nginx_conf, nginx_proxy_conf, gateway_open_conf
 
 self_signed_cert "$RUN"
 
 mkdir -p "$RUN/up" "$RUN/ngx"
 upstream_nginx_conf "$UP_PORT" > "$RUN/up/nginx.conf"
 nginx_proxy_conf "$UP_PORT" "$RUN" "$NGX_PORT ssl http2" > "$RUN/ngx/nginx.conf"
-{
-  gateway_head "$GW_PORT" "$IN_PORT" "$TLS_PORT"
-  cat <<EOF
-
-[log]
-access = "off"
-
-[[routes]]
-name = "up"
-path_prefix = "/"
-upstream = "http://127.0.0.1:$UP_PORT"
-auth = "none"
-EOF
-} > "$RUN/gateway.toml"
+gateway_open_conf "$GW_PORT" "$IN_PORT" "$TLS_PORT" "$UP_PORT" > "$RUN/gateway.toml"
 
 nginx -p "$RUN/up/" -c "$RUN/up/nginx.conf" -e "$RUN/up/error.log" &
 PIDS+=($!)
