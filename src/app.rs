@@ -316,7 +316,6 @@ impl Handler for PublicService {
         // stores meanwhile.
         let live = self.live.load_full();
         let request_id = crate::gateway::headers::request_id(req.headers());
-        let client_addr = live.gateway.client_addr(conn.peer, req.headers());
         let log = live.gateway.access_log();
         let request_line = (req.method(), req.version(), req.uri().path());
         let entry = live
@@ -325,13 +324,14 @@ impl Handler for PublicService {
         let mut notes = Notes::default();
         let mut response = if OAuthServer::owns(req.uri().path()) {
             notes.route = Some(self.oauth_route.clone());
+            let client_addr = live.gateway.client_addr(conn.peer, req.headers());
             // Boxed: the state of one branch of a future is not laid over the other's, and
             // every proxied request's future would carry room for this one too (3.4 KB,
             // copied whenever the request's future is moved: benches/README.md).
             Box::pin(self.oauth(&live.oauth, req, conn, client_addr)).await
         } else {
             live.gateway
-                .handle(req, conn, &request_id, &mut notes)
+                .handle(req, conn, (&request_id, started), &mut notes)
                 .await
         };
         response.headers_mut().insert(

@@ -180,7 +180,7 @@ impl<'c> Lane<'c> {
         // A declined request is logged by hyper instead.
         let request_line = (&head.method, Version::HTTP_11, head.target.path());
         let entry = gateway.begin_entry(request_line, &head.headers, self.conn.peer, &request_id);
-        let mut exchange = gateway.begin();
+        let mut exchange = gateway.begin(started);
         // All the fast lane takes is origin-form HTTP/1.1, whose authority is its Host.
         let authority = authority::request_authority(Version::HTTP_11, None, &head.headers);
         let result = match exchange.route(head.target.path(), authority) {
@@ -458,9 +458,14 @@ async fn send_request(up: &mut UpstreamConn, head: &[u8]) -> std::io::Result<()>
     up.stream.flush().await
 }
 
-/// Space for the next read: an emptied buffer is reused from its start, a full one grows.
+/// Space for the next read: a buffer released while idle (or never used) is made at its
+/// size at once, an emptied one is reused from its start, a full one grows.
 pub(super) fn make_room(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < 1024 {
+    if buf.capacity() == 0 {
+        // Not `reserve`: growing an empty buffer goes through its shared-or-not checks and
+        // the vector's growth policy before the same allocation.
+        *buf = BytesMut::with_capacity(BUFFER);
+    } else if buf.capacity() - buf.len() < 1024 {
         buf.reserve(BUFFER);
     }
 }

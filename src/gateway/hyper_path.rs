@@ -30,17 +30,17 @@ use pooled::{Forwarded, SendError};
 use std::borrow::Cow;
 use std::time::Duration;
 
-/// Serves one request end to end; never fails (errors become responses in
-/// [`Exchange::fail`]). What it learns on the way (route, identity, upstream) goes into
-/// `notes`.
+/// Serves one request (its `X-Request-Id`, and when its head was taken) end to end; never
+/// fails (errors become responses in [`Exchange::fail`]). What it learns on the way (route,
+/// identity, upstream) goes into `notes`.
 pub async fn handle(
     gateway: &Gateway,
     req: Request<Incoming>,
     conn: &ConnInfo,
-    request_id: &HeaderValue,
+    (request_id, started): (&HeaderValue, std::time::Instant),
     notes: &mut Notes,
 ) -> Response<Body> {
-    let mut exchange = gateway.begin();
+    let mut exchange = gateway.begin(started);
     let authority = authority::of_request(&req);
     let response = match exchange.route(req.uri().path(), authority) {
         Ok(routed) => {

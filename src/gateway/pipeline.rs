@@ -81,11 +81,11 @@ pub struct Exchange<'g> {
 // === impl Gateway ===
 
 impl Gateway {
-    /// A request begins its way through the phases.
-    pub fn begin(&self) -> Exchange<'_> {
+    /// A request, whose head was taken at `started`, begins its way through the phases.
+    pub fn begin(&self, started: Instant) -> Exchange<'_> {
         Exchange {
             gateway: self,
-            started: Instant::now(),
+            started,
             metrics: &self.no_route_metrics,
             notes: Notes::default(),
         }
