@@ -229,10 +229,10 @@ impl Gateway {
         &self,
         req: http::Request<hyper::body::Incoming>,
         conn: &crate::server::ConnInfo,
-        request: (&HeaderValue, std::time::Instant),
+        (request_id, started): (&HeaderValue, std::time::Instant),
         notes: &mut crate::access_log::Notes,
     ) -> http::Response<crate::body::Body> {
-        hyper_path::handle(self, req, conn, request, notes).await
+        hyper_path::handle(self, req, conn, (request_id, started), notes).await
     }
 
     /// `[server] request_body_timeout`: the longest pause in a proxied request body.
