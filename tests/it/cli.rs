@@ -27,10 +27,12 @@ pub(crate) fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-/// A loopback address that was free a moment ago (the OS picked it).
-pub(crate) fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("bound")
+/// `N` different loopback addresses that were free a moment ago (the OS picked them): all
+/// held while it picks, so that none is picked twice, as separate picks now and then are.
+pub(crate) fn free_addrs<const N: usize>() -> [SocketAddr; N] {
+    let held: [TcpListener; N] =
+        std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").expect("bind loopback"));
+    held.map(|listener| listener.local_addr().expect("bound"))
 }
 
 /// A config with two open routes that needs no verifier, listening on the given ports;
@@ -197,7 +199,8 @@ auth = "none"
 #[test]
 fn check_refuses_credentials_in_upstream_urls_without_printing_them() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = valid_config(free_addr(), free_addr(), "http://u:p@127.0.0.1:1");
+    let [listen, internal] = free_addrs();
+    let config = valid_config(listen, internal, "http://u:p@127.0.0.1:1");
     let path = write(dir.path(), "gateway.toml", &config);
     let out = tollgate(&["check", "-c", path.to_str().expect("UTF-8 path")]);
     let stderr = text(&out.stderr);
@@ -333,12 +336,13 @@ fn write_case(dir: &Path, case: &StartFailure) -> PathBuf {
     for (name, body) in case.files {
         write(dir, name, body);
     }
+    let [listen, internal, tls] = free_addrs();
     let config = case
         .config
         .replace("{HEAD}", HEAD)
-        .replace("{L}", &free_addr().to_string())
-        .replace("{I}", &free_addr().to_string())
-        .replace("{T}", &free_addr().to_string());
+        .replace("{L}", &listen.to_string())
+        .replace("{I}", &internal.to_string())
+        .replace("{T}", &tls.to_string());
     write(dir, "gateway.toml", &config)
 }
 
@@ -408,14 +412,15 @@ fn check_accepts_what_run_accepts_beside_the_refused_cases() {
     crate::common::tls::write_self_signed(dir.path());
     write(dir.path(), "secret", "s3cret\n");
     write(dir.path(), "users.toml", "");
+    let [listen, internal, tls] = free_addrs();
     let config = format!(
         "{}[server.tls]\nlisten = \"{}\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
          [users]\nfile = \"users.toml\"\n[verify]\nsource = \"remote\"\n\
          url = \"http://127.0.0.1:1/verify\"\nclient_id = \"gw\"\nclient_secret_file = \"secret\"\n",
-        HEAD.replace("{L}", &free_addr().to_string())
-            .replace("{I}", &free_addr().to_string())
+        HEAD.replace("{L}", &listen.to_string())
+            .replace("{I}", &internal.to_string())
             .replace("store = \"memory\"", "store = \"sqlite:data/tollgate.db\""),
-        free_addr()
+        tls
     );
     let path = write(dir.path(), "gateway.toml", &config);
     let out = tollgate(&["check", "-c", path.to_str().expect("UTF-8 path")]);
@@ -429,7 +434,8 @@ fn check_accepts_what_run_accepts_beside_the_refused_cases() {
 #[test]
 fn check_prints_the_route_table_of_a_valid_config_and_exits_0() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = valid_config(free_addr(), free_addr(), "http://127.0.0.1:3000");
+    let [listen, internal] = free_addrs();
+    let config = valid_config(listen, internal, "http://127.0.0.1:3000");
     let path = write(dir.path(), "gateway.toml", &config);
     let out = tollgate(&["check", "-c", path.to_str().expect("UTF-8 path")]);
     let stdout = text(&out.stdout);
@@ -646,7 +652,7 @@ fn without_a_subcommand_tollgate_runs_gateway_toml_in_the_current_directory() {
 #[test]
 fn sigterm_stops_a_running_gateway_with_exit_code_0() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (listen, internal) = (free_addr(), free_addr());
+    let [listen, internal] = free_addrs();
     let path = write(
         dir.path(),
         "gateway.toml",
@@ -665,7 +671,7 @@ fn sigterm_stops_a_running_gateway_with_exit_code_0() {
 async fn sigterm_lets_the_in_flight_request_finish_before_exiting_0() {
     let up = Upstream::echo().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let (listen, internal) = (free_addr(), free_addr());
+    let [listen, internal] = free_addrs();
     let path = write(
         dir.path(),
         "gateway.toml",

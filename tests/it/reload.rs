@@ -458,10 +458,10 @@ async fn reload_rereads_the_certificate_even_when_gateway_toml_is_unchanged() {
 /// with the file, line, column and key in the log, and warns of keys that need a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_running_binary() {
-    use crate::cli::{free_addr, valid_config, write, Running};
+    use crate::cli::{free_addrs, valid_config, write, Running};
     let up = Upstream::echo().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let (listen, internal) = (free_addr(), free_addr());
+    let [listen, internal] = free_addrs();
     let good = valid_config(listen, internal, &up.url());
     let path = write(dir.path(), "gateway.toml", &good);
     let mut running = Running::start(&path);
@@ -531,7 +531,8 @@ async fn sighup_reloads_the_running_binary() {
         "{stderr}"
     );
 
-    let moved = added.replace(&listen.to_string(), &free_addr().to_string());
+    let [elsewhere] = free_addrs();
+    let moved = added.replace(&listen.to_string(), &elsewhere.to_string());
     write(dir.path(), "gateway.toml", &moved);
     running.signal("HUP");
     wait_for(&metrics, |m| reloads(m, "success") == 2, &running).await;
