@@ -483,3 +483,91 @@ async fn lookups_through_the_map_see_what_another_store_commits_and_stop_mapping
     assert!(mapped, "mapped after a quiet second");
     assert!(!store.lookups.mapped(), "not mapped while the file changes");
 }
+
+/// The most pages the WAL of the database at `path` ever held: its file is reused from the
+/// start once the WAL starts over, so its length says how far it grew.
+fn wal_extent(path: &Path) -> u64 {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let len = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+    // A 32-byte header, then frames of a 24-byte header and a 4 KiB page.
+    len.saturating_sub(32) / (24 + 4096)
+}
+
+/// Inserts `n` records, each its own commit (awaited in turn), named from `round`.
+async fn fill(store: &SqliteStore, round: usize, n: usize) {
+    for i in 0..n {
+        let rec = conformance::record(RecordKind::Access, &format!("g{round}-{i}"), 9_999_999_999);
+        let hash = token_hash(&format!("t{round}-{i}"));
+        store.insert(hash, rec).await.expect("insert");
+    }
+}
+
+#[tokio::test]
+async fn the_checkpoint_thread_copies_the_wal_back_so_that_it_starts_over() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    // The thread is nudged from 40 pages; the writer never checkpoints itself.
+    let limits = checkpoint::Thresholds {
+        nudge: 40,
+        writer: i32::MAX,
+    };
+    let store = SqliteStore::open_with(&path, limits).expect("opens");
+    let rounds = 12;
+    let mut first = 0;
+    for round in 0..rounds {
+        fill(&store, round, 40).await;
+        if round == 0 {
+            first = wal_extent(&path);
+            assert!(
+                first >= 40,
+                "a round fills the WAL past the nudge: {first} pages"
+            );
+        }
+        // A pass that began after the round's last commit copies all of it (while commits
+        // keep coming, none can: then only the writer's bound starts the WAL over).
+        let start = Instant::now();
+        while !store.checkpointer.caught_up() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "no checkpoint in round {round}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert!(store.checkpointer.passes() >= rounds as u64);
+    // Without checkpoints the WAL would hold every round's pages.
+    let extent = wal_extent(&path);
+    assert!(
+        extent <= 3 * first,
+        "the WAL grew to {extent} pages; a round writes {first}"
+    );
+    for i in [0, 39] {
+        let hash = token_hash(&format!("t{}-{i}", rounds - 1));
+        assert!(
+            store.get(hash).await.expect("get").is_some(),
+            "t-{i} is there"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_writer_bounds_the_wal_itself_when_the_thread_does_not_copy_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("t.db");
+    // The thread is never nudged; the writer checkpoints from 40 pages.
+    let limits = checkpoint::Thresholds {
+        nudge: i32::MAX,
+        writer: 40,
+    };
+    let store = SqliteStore::open_with(&path, limits).expect("opens");
+    for round in 0..12 {
+        fill(&store, round, 40).await;
+    }
+    let extent = wal_extent(&path);
+    // 40 pages and the few one commit adds past them (12 rounds unchecked: hundreds).
+    assert!(extent <= 60, "the WAL grew to {extent} pages");
+    assert_eq!(store.checkpointer.passes(), 0);
+    let hash = token_hash("t11-39");
+    assert!(store.get(hash).await.expect("get").is_some());
+}
