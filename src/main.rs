@@ -4,7 +4,11 @@
 use clap::{Parser, Subcommand};
 
 /// mimalloc: the proxy allocates and frees many small buffers per request (headers, bodies,
-/// futures); a thread-caching allocator spends less time there than glibc's.
+/// futures); a thread-caching allocator spends less time there than glibc's. Its 2.x line
+/// (the crate's `v2` feature), not 3.x: Rust asks for every block with its alignment, and
+/// 3.x serves an aligned request over 1 KiB whose size class is not a power of two by
+/// over-allocating, and returned the empty page of such blocks to its arena after every
+/// request with a body (benches/README.md, "The allocator").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
