@@ -4,7 +4,7 @@
 //! SQLite's automatic checkpoint runs in the connection that commits, right after the
 //! commit that takes the WAL past its threshold: with the group-commit writer ([`super::batch`])
 //! that meant every insert queued behind that commit waited for thousands of pages to be
-//! copied (the token endpoint's p99 was that copy, ~24 ms under load). Instead the writing
+//! copied (the token endpoint's p99 was that copy, 24–34 ms under load). Instead the writing
 //! connection gets a WAL hook (`sqlite3_wal_hook`, which replaces the automatic checkpoint
 //! on that connection) that, after a commit leaving [`Thresholds::nudge`] pages or more in
 //! the WAL, nudges this thread; it runs a `PASSIVE` checkpoint, which never waits for the
