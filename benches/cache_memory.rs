@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tollgate::clock::SystemClock;
 use tollgate::config::{VerifyConfig, VerifySource, WhenStoreDown};
 use tollgate::metrics::Metrics;
+use tollgate::store::TokenHash;
 use tollgate::verify::cache::VerifyCache;
 use tollgate::verify::{Principal, TokenVerifier, Verdict, VerifyError};
 
@@ -68,6 +69,7 @@ impl TokenVerifier for RecordShaped {
     fn verify<'a>(
         &'a self,
         token: &'a str,
+        _hash: &'a TokenHash,
     ) -> Pin<Box<dyn Future<Output = Result<Verdict, VerifyError>> + Send + 'a>> {
         let principal = match &self.shared {
             Some(p) => p.clone(),

@@ -33,6 +33,8 @@
 #   CONNS      wrk connections                            64
 #   THREADS    wrk threads                                1
 #   TOKENS     tokens issued before the local rows        400000 (at least; issued in ISSUE_CHUNK s runs)
+#   TOKENS_FROM  run directory of an earlier local run: its store and tokens are copied
+#              instead of issuing new ones (A/B runs of two binaries on the same file)
 #   ISSUE_CHUNK  seconds of each issuing run              5
 #   CACHE_CAPACITY  [verify] cache_capacity (local)       tollgate's default
 #   CACHE_TTL  [verify] cache_ttl (local)                 30s
@@ -54,6 +56,7 @@ ROUNDS=${ROUNDS:-$r}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-1}
 TOKENS=${TOKENS:-400000}
+TOKENS_FROM=${TOKENS_FROM:-}
 ISSUE_CHUNK=${ISSUE_CHUNK:-5}
 CACHE_CAPACITY=${CACHE_CAPACITY:-}
 CACHE_TTL=${CACHE_TTL:-30s}
@@ -343,6 +346,11 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); run directory $OUT"
 
 if [[ $MODE == local ]]; then
   # --- local: SQLite store, TOKENS tokens, then cold and warm ------------------------------
+  if [[ -n $TOKENS_FROM ]]; then
+    [[ -f $TOKENS_FROM/tokens.db && -f $TOKENS_FROM/tokens ]] || die "no tokens.db and tokens in $TOKENS_FROM"
+    for f in "$TOKENS_FROM"/tokens.db*; do cp "$f" "$OUT/"; done
+    cp "$TOKENS_FROM/tokens" "$OUT/tokens"
+  fi
   write_tollgate tollgate "$TG_PORT" "sqlite:$OUT/tokens.db" "[verify]
 source = \"local\"
 cache_ttl = \"$CACHE_TTL\"
@@ -352,11 +360,12 @@ ${CACHE_CAPACITY:+cache_capacity = $CACHE_CAPACITY}"
   PROXY[cold]=tollgate PROXY[warm]=tollgate
   INTERNAL[cold]=$((TG_PORT + 1)) INTERNAL[warm]=$((TG_PORT + 1))
 
-  note "issuing $TOKENS tokens"
+  [[ -z $TOKENS_FROM ]] && note "issuing $TOKENS tokens"
   # wrk always runs its whole duration: issue in chunks of ISSUE_CHUNK seconds until there
   # are enough (at most TOKENS/200 chunks: 1,000 tokens a second would be very slow).
   basic=$(printf '%s:%s' "$CLIENT_ID" "$CLIENT_SECRET" | base64 -w0)
   t0=$(date +%s%N) issued=0
+  [[ -n $TOKENS_FROM ]] && issued=$(wc -l <"$OUT/tokens") TOKENS=0
   for ((chunk = 0; issued < TOKENS && chunk < TOKENS / 200 / ISSUE_CHUNK + 1; chunk++)); do
     "${CPU1[@]}" wrk -t"$THREADS" -c32 -d"${ISSUE_CHUNK}s" -s benches/issue_tokens.lua \
       "http://127.0.0.1:$TG_PORT/oauth/token" -- "$OUT/issued" "$basic" >"$OUT/raw/issue-$chunk.txt" 2>&1 ||
@@ -364,10 +373,14 @@ ${CACHE_CAPACITY:+cache_capacity = $CACHE_CAPACITY}"
     issued=$(cat "$OUT"/issued.* | wc -l)
   done
   t1=$(date +%s%N)
-  cat "$OUT"/issued.* >"$OUT/tokens"
+  [[ -n $TOKENS_FROM ]] || cat "$OUT"/issued.* >"$OUT/tokens"
   ((issued >= TOKENS)) || die "only $issued tokens were issued (see $OUT/raw/issue-*.txt, $OUT/tollgate.log)"
-  echo "issued:       $issued tokens in $(awk -v n="$((t1 - t0))" 'BEGIN { printf "%.1f", n / 1e9 }') s" \
-    "(client_credentials, wrk -c32 on CPU 1); store $(du -ch "$OUT/tokens.db"* | tail -n1 | cut -f1) on disk"
+  if [[ -n $TOKENS_FROM ]]; then
+    echo "tokens:       $issued copied from $TOKENS_FROM; store $(du -ch "$OUT/tokens.db"* | tail -n1 | cut -f1) on disk"
+  else
+    echo "issued:       $issued tokens in $(awk -v n="$((t1 - t0))" 'BEGIN { printf "%.1f", n / 1e9 }') s" \
+      "(client_credentials, wrk -c32 on CPU 1); store $(du -ch "$OUT/tokens.db"* | tail -n1 | cut -f1) on disk"
+  fi
   sleep 2
   first=$(head -n1 "$OUT/tokens")
   ok=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $first" "${URL[warm]}")

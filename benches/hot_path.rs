@@ -17,8 +17,10 @@ use tollgate::gateway::headers::{self as gw_headers, ForwardedFor};
 use tollgate::gateway::{guard, route};
 use tollgate::metrics::Metrics;
 use tollgate::server::PROTO_HTTP;
+use tollgate::store::memory::MemoryStore;
+use tollgate::store::{token_hash, Record, RecordKind, RecordState, TokenHash, TokenStore};
 use tollgate::verify::cache::VerifyCache;
-use tollgate::verify::{Principal, TokenVerifier, Verdict, VerifyError};
+use tollgate::verify::{LocalVerifier, Principal, TokenVerifier, Verdict, VerifyError};
 
 /// A 256-bit URL-safe token, shaped like the ones tollgate issues.
 const TOKEN: &str = "q5Xv0n3Jd8kZ1wYhR2bTgM7cLpE4sVaU9oNiKfHxWjQ";
@@ -59,6 +61,7 @@ impl TokenVerifier for AlwaysActive {
     fn verify<'a>(
         &'a self,
         _token: &'a str,
+        _hash: &'a TokenHash,
     ) -> Pin<Box<dyn Future<Output = Result<Verdict, VerifyError>> + Send + 'a>> {
         let principal = self.0.clone();
         Box::pin(async move { Ok(Verdict::Active(principal)) })
@@ -183,6 +186,86 @@ fn bench_verify_cache_hit(c: &mut Criterion) {
                     .await
                     .expect("cached"),
             )
+        })
+    });
+}
+
+/// Distinct tokens the miss benchmark cycles through, against a cache of a tenth of that: a
+/// token comes round again only after ten times the cache's capacity of others, so under
+/// CLOCK every verification is a miss.
+const MISS_TOKENS: usize = 100_000;
+
+/// The cold path's work on the runtime's worker, without the SQLite lookup thread (the
+/// memory store answers at once): a cache miss, the local verifier turning the record into
+/// an answer (its identity shared by every token, as a client's tokens are), the insert
+/// with its eviction. `benches/cold_path.sh` measures the whole cold path, SQLite included.
+fn bench_verify_cache_miss_local(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let store = Arc::new(MemoryStore::default());
+    let tokens: Vec<String> = (0..MISS_TOKENS)
+        .map(|n| format!("cold-token-{n:08}-q5Xv0n3Jd8kZ1wYhR2bT"))
+        .collect();
+    rt.block_on(async {
+        for token in &tokens {
+            let record = Record {
+                kind: RecordKind::Access,
+                state: RecordState::Active,
+                grant_id: format!("grant-{token}"),
+                client_id: "reports".into(),
+                sub: "reports".into(),
+                username: None,
+                scopes: vec!["email".into(), "email.send".into()],
+                issued_at: now,
+                expires_at: now + 3600,
+                grant_expires_at: now + 3600,
+                redirect_uri: None,
+                code_challenge: None,
+                name: None,
+                email: None,
+                csrf: None,
+                browser: None,
+                audiences: Vec::new(),
+                jkt: None,
+            };
+            store
+                .insert(token_hash(token), record)
+                .await
+                .expect("memory store");
+        }
+    });
+    let cfg = VerifyConfig {
+        source: VerifySource::Local,
+        cache_ttl: Duration::from_secs(300),
+        negative_cache_ttl: Duration::from_secs(5),
+        cache_capacity: (MISS_TOKENS / 10) as u64,
+        max_stale: Duration::from_secs(1),
+        stale_grace: Duration::from_secs(300),
+    };
+    let verifier = LocalVerifier::new(store, Arc::new(SystemClock), "https://auth.example".into());
+    let cache = VerifyCache::new(
+        &cfg,
+        Arc::new(verifier),
+        Arc::new(SystemClock),
+        Arc::new(Metrics::new()),
+    );
+    let mut next = 0;
+    c.bench_function("verify_cache/miss_local", |b| {
+        b.to_async(&rt).iter(|| {
+            let token = &tokens[next % MISS_TOKENS];
+            next += 1;
+            let cache = &cache;
+            async move {
+                black_box(
+                    cache
+                        .verify(black_box(token), WhenStoreDown::ServeCached)
+                        .await
+                        .expect("stored"),
+                )
+            }
         })
     });
 }
@@ -340,7 +423,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_route, bench_verify_cache_hit, bench_headers, bench_together,
+    targets = bench_route, bench_verify_cache_hit, bench_verify_cache_miss_local, bench_headers, bench_together,
         bench_fast_lane_wire, bench_access_log
 }
 criterion_main!(benches);

@@ -7,13 +7,19 @@
 //! interchangeable.
 //! A verifier that cannot answer returns an error, which the guard turns into 503: an
 //! outage must never look like "token inactive", nor let a request through.
+//!
+//! The tokens of one client or user share one [`Identity`] ([`interner`]): the cache interns
+//! every answer it keeps, and the local verifier asks its own interner with the fields of the
+//! record it read before building anything.
 
 pub mod cache;
+mod interner;
 pub mod jwks;
 pub mod local;
 pub mod own_jwt;
 mod remote;
 
+use crate::store::TokenHash;
 use futures_util::future::BoxFuture;
 use http::HeaderValue;
 use std::sync::Arc;
@@ -92,8 +98,14 @@ pub enum VerifyError {
 
 /// Checks a bearer token. Implementations must be cheap to share across tasks.
 pub trait TokenVerifier: Send + Sync + 'static {
-    /// Looks the token up. `Ok(Inactive)` only when the source positively says so.
-    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Verdict, VerifyError>>;
+    /// Looks the token up. `Ok(Inactive)` only when the source positively says so. `hash`
+    /// is the token's [`token_hash`](crate::store::token_hash), which the cache in front has
+    /// already computed (the store is keyed by it).
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        hash: &'a TokenHash,
+    ) -> BoxFuture<'a, Result<Verdict, VerifyError>>;
 
     /// The `verifier` metric label: `local`, `remote` or `jwks`.
     fn kind(&self) -> &'static str;
@@ -115,22 +127,8 @@ impl Principal {
         scopes: Vec<String>,
         exp: Option<u64>,
     ) -> Option<Self> {
-        let headers = IdentityHeaders {
-            subject: HeaderValue::from_str(&sub).ok()?,
-            client_id: HeaderValue::from_str(&client_id).ok()?,
-            scope: HeaderValue::from_str(&scopes.join(" ")).ok()?,
-        };
-        let identity = Identity {
-            sub,
-            client_id,
-            username,
-            scopes,
-            audiences: Vec::new(),
-            jkt: None,
-            headers,
-        };
         Some(Self {
-            identity: Arc::new(identity),
+            identity: Arc::new(Identity::new(sub, client_id, username, scopes)?),
             exp,
         })
     }
@@ -160,6 +158,30 @@ impl std::ops::Deref for Principal {
 // === impl Identity ===
 
 impl Identity {
+    /// An identity with no audiences and no DPoP key, or `None` if a field cannot travel in
+    /// an HTTP header.
+    pub fn new(
+        sub: String,
+        client_id: String,
+        username: Option<String>,
+        scopes: Vec<String>,
+    ) -> Option<Self> {
+        let headers = IdentityHeaders {
+            subject: HeaderValue::from_str(&sub).ok()?,
+            client_id: HeaderValue::from_str(&client_id).ok()?,
+            scope: HeaderValue::from_str(&scopes.join(" ")).ok()?,
+        };
+        Some(Self {
+            sub,
+            client_id,
+            username,
+            scopes,
+            audiences: Vec::new(),
+            jkt: None,
+            headers,
+        })
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
@@ -167,15 +189,5 @@ impl Identity {
     /// True when the token's `aud` names `audience` (compared exactly).
     pub fn has_audience(&self, audience: &str) -> bool {
         self.audiences.iter().any(|a| a == audience)
-    }
-
-    /// True when `other` says the same of its token (the headers follow from the fields).
-    pub fn same_as(&self, other: &Identity) -> bool {
-        self.sub == other.sub
-            && self.client_id == other.client_id
-            && self.username == other.username
-            && self.scopes == other.scopes
-            && self.audiences == other.audiences
-            && self.jkt == other.jkt
     }
 }

@@ -6,7 +6,7 @@
 //! misses for one token share a single call to the verifier, and its error if it fails.
 //! Errors are not cached: the next request asks again. The table ([`table`]: sharded, CLOCK
 //! eviction within `cache_capacity`, expiry checked on read) and the sharing of identities
-//! among entries ([`interner`]) are this module's own, for memory and the cold path's cost
+//! among entries ([`Interner`]) are this module's own, for memory and the cold path's cost
 //! (issue 12; benches/README.md "Verification cache memory").
 //!
 //! The cache subscribes to the token store's revocation feed (`store::feed`): a revoked
@@ -23,15 +23,14 @@
 //!   be reached a route with `when_store_down = "serve_cached"` keeps serving tokens it
 //!   verified at most `stale_grace` ago; `"deny"` answers 503 instead.
 
-mod interner;
 mod table;
 
+use super::interner::Interner;
 use super::{Principal, TokenVerifier, Verdict, VerifyError};
 use crate::clock::Clock;
 use crate::config::{VerifyConfig, WhenStoreDown};
 use crate::store::{token_hash, RevocationFeed, RevocationSink, Revoked, TokenHash};
 use futures_util::future::BoxFuture;
-use interner::Interner;
 use prometheus::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -276,25 +275,34 @@ impl VerifyCache {
     /// is an error.
     async fn fetch(&self, token: &str, key: &TokenHash, flight: &Arc<Flight>) -> Outcome {
         let started = Instant::now();
-        let result = self.verifier.verify(token).await;
-        self.introspection.observe(started.elapsed().as_secs_f64());
+        let result = self.verifier.verify(token, key).await;
+        let now = self.answered(started);
         match result {
             Ok(verdict) => {
-                let (verdict, cached) = self.keep(verdict);
+                let (verdict, cached) = self.keep(verdict, now);
                 let expires = cached.checked.saturating_add(self.lifetime_us(&verdict));
-                self.table.land(key, flight, Some((cached, expires)));
+                self.table.land(key, flight, Some((cached, expires)), now);
                 Ok(verdict)
             }
             Err(e) => {
-                self.table.land(key, flight, None);
+                self.table.land(key, flight, None, now);
                 Err(Arc::new(e))
             }
         }
     }
 
-    /// The verdict with its identity shared ([`interner`]), and what the table keeps of it.
-    fn keep(&self, verdict: Verdict) -> (Verdict, Cached) {
-        let checked = self.table.now();
+    /// Observes how long the verifier call begun at `started` took, and returns when it
+    /// ended by the table's clock (one clock read for both).
+    fn answered(&self, started: Instant) -> u64 {
+        let ended = Instant::now();
+        self.introspection
+            .observe(ended.saturating_duration_since(started).as_secs_f64());
+        self.table.at(ended)
+    }
+
+    /// The verdict with its identity shared ([`Interner`]), and what the table keeps of it,
+    /// checked at `checked`.
+    fn keep(&self, verdict: Verdict, checked: u64) -> (Verdict, Cached) {
         match verdict {
             Verdict::Active(p) => {
                 let identity = self.interner.intern(p.identity);
@@ -342,14 +350,14 @@ impl VerifyCache {
             None
         } else {
             let started = Instant::now();
-            let result = self.verifier.verify(token).await;
-            self.introspection.observe(started.elapsed().as_secs_f64());
+            let result = self.verifier.verify(token, &key).await;
+            let now = self.answered(started);
             match result {
                 Ok(verdict) => {
                     self.metrics.cache.stale_revalidated.inc();
-                    let (verdict, entry) = self.keep(verdict);
+                    let (verdict, entry) = self.keep(verdict, now);
                     let expires = entry.checked.saturating_add(self.lifetime_us(&verdict));
-                    self.table.insert(&key, entry, expires, self.table.now());
+                    self.table.insert(&key, entry, expires, now);
                     return Ok(verdict);
                 }
                 Err(e) => {
@@ -525,7 +533,11 @@ mod tests {
     }
 
     impl TokenVerifier for Gated {
-        fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Verdict, VerifyError>> {
+        fn verify<'a>(
+            &'a self,
+            token: &'a str,
+            _hash: &'a TokenHash,
+        ) -> BoxFuture<'a, Result<Verdict, VerifyError>> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             Box::pin(async move {
                 let _ = self.gate.acquire().await.map(|p| p.forget());
@@ -706,25 +718,6 @@ mod tests {
             assert!(cache.entry_count() <= 10);
         }
         assert_eq!(cache.entry_count(), 10);
-    }
-
-    #[test]
-    fn the_interner_keeps_one_copy_per_identity_and_forgets_dead_ones() {
-        let interner = Interner::new();
-        let make = |client: &str| {
-            Principal::new(client.into(), client.into(), None, vec![], Some(1))
-                .expect("ASCII")
-                .identity
-        };
-        let a = interner.intern(make("a"));
-        assert!(Arc::ptr_eq(&a, &interner.intern(make("a"))));
-        assert!(!Arc::ptr_eq(&a, &interner.intern(make("b"))));
-        // Thousands of identities that die at once: the sweeps keep the map small.
-        for n in 0..20_000 {
-            interner.intern(make(&format!("client{n}")));
-        }
-        assert!(interner.held() < 10_000, "held {}", interner.held());
-        assert!(Arc::ptr_eq(&a, &interner.intern(make("a"))));
     }
 
     #[test]

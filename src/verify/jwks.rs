@@ -23,6 +23,7 @@ use crate::config::JwksVerifyConfig;
 use crate::jwt::claims::{self, Checked};
 use crate::jwt::compact::Header;
 use crate::jwt::{Alg, ClaimRules, PublicKey, Refusal};
+use crate::store::TokenHash;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use std::sync::{Arc, RwLock};
@@ -312,7 +313,11 @@ impl JwksVerifier {
 }
 
 impl TokenVerifier for JwksVerifier {
-    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Verdict, VerifyError>> {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        _hash: &'a TokenHash,
+    ) -> BoxFuture<'a, Result<Verdict, VerifyError>> {
         Box::pin(self.check(token))
     }
 

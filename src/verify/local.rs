@@ -8,11 +8,12 @@
 //! An opaque token's audiences are the RFC 8707 resources it was issued for, or the
 //! `[oauth] issuer` when it named none (as `/verify` reports it); a JWT's is its `aud` claim.
 
+use super::interner::{IdentityKey, Interner};
 use super::own_jwt::{self, Opened, OwnJwt};
 use super::{Principal, TokenVerifier, Verdict, VerifyError};
 use crate::clock::Clock;
 use crate::jwt::compact::looks_like_jws;
-use crate::store::{token_hash, RecordKind, Revoked, TokenHash, TokenStore};
+use crate::store::{RecordKind, Revoked, TokenHash, TokenStore};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 
@@ -24,6 +25,9 @@ pub struct LocalVerifier {
     issuer: String,
     /// Set when access tokens are JWTs.
     jwt: Option<OwnJwt>,
+    /// The identities of answers in use: a record of a known client or user is answered
+    /// with the shared copy, not a new one (the cache in front would only drop it).
+    identities: Interner,
 }
 
 impl LocalVerifier {
@@ -33,6 +37,7 @@ impl LocalVerifier {
             clock,
             issuer,
             jwt: None,
+            identities: Interner::new(),
         }
     }
 
@@ -42,8 +47,7 @@ impl LocalVerifier {
         self
     }
 
-    async fn lookup(&self, token: &str) -> Result<Verdict, VerifyError> {
-        let hash = token_hash(token);
+    async fn lookup(&self, token: &str, hash: TokenHash) -> Result<Verdict, VerifyError> {
         if let Some(jwt) = self.jwt.as_ref().filter(|_| looks_like_jws(token)) {
             return self.lookup_jwt(jwt, token, hash).await;
         }
@@ -52,20 +56,25 @@ impl LocalVerifier {
         let Some(r) = record.filter(|r| r.kind == RecordKind::Access && r.is_live(now)) else {
             return Ok(Verdict::Inactive);
         };
-        Ok(
-            match Principal::new(r.sub, r.client_id, r.username, r.scopes, Some(r.expires_at)) {
-                Some(p) => {
-                    let p = p.with_jkt(r.jkt);
-                    let audiences = if r.audiences.is_empty() {
-                        vec![self.issuer.clone()]
-                    } else {
-                        r.audiences
-                    };
-                    Verdict::Active(p.with_audiences(audiences))
-                }
-                None => Verdict::Inactive,
+        let key = IdentityKey {
+            sub: &r.sub,
+            client_id: &r.client_id,
+            username: r.username.as_deref(),
+            scopes: &r.scopes,
+            audiences: if r.audiences.is_empty() {
+                std::slice::from_ref(&self.issuer)
+            } else {
+                &r.audiences
             },
-        )
+            jkt: r.jkt.as_deref(),
+        };
+        Ok(match self.identities.share(&key) {
+            Some(identity) => Verdict::Active(Principal {
+                identity,
+                exp: Some(r.expires_at),
+            }),
+            None => Verdict::Inactive,
+        })
     }
 
     async fn lookup_jwt(
@@ -104,8 +113,12 @@ impl LocalVerifier {
 }
 
 impl TokenVerifier for LocalVerifier {
-    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Verdict, VerifyError>> {
-        Box::pin(self.lookup(token))
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        hash: &'a TokenHash,
+    ) -> BoxFuture<'a, Result<Verdict, VerifyError>> {
+        Box::pin(self.lookup(token, *hash))
     }
 
     fn kind(&self) -> &'static str {
@@ -115,6 +128,112 @@ impl TokenVerifier for LocalVerifier {
     fn revoked(&self, event: &Revoked) {
         if let Some(jwt) = &self.jwt {
             jwt.revoked(event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::conformance::record;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{token_hash, Record};
+
+    const NOW: u64 = 1_000;
+    const ISSUER: &str = "https://auth.example";
+
+    async fn verifier_with(records: &[(&str, Record)]) -> LocalVerifier {
+        let store = Arc::new(MemoryStore::default());
+        for (token, record) in records {
+            store
+                .insert(token_hash(token), record.clone())
+                .await
+                .expect("memory store");
+        }
+        LocalVerifier::new(store, Arc::new(ManualClock::new(NOW)), ISSUER.into())
+    }
+
+    async fn verdict(verifier: &LocalVerifier, token: &str) -> Verdict {
+        verifier
+            .verify(token, &token_hash(token))
+            .await
+            .expect("memory store answers")
+    }
+
+    fn active(verdict: Verdict) -> Principal {
+        match verdict {
+            Verdict::Active(p) => p,
+            Verdict::Inactive => panic!("inactive"),
+        }
+    }
+
+    fn access(sub: &str, expires_at: u64) -> Record {
+        Record {
+            sub: sub.into(),
+            username: Some(sub.into()),
+            ..record(RecordKind::Access, &format!("grant-{sub}"), expires_at)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_tokens_of_one_identity_share_it_and_keep_their_own_expiry() {
+        let v = verifier_with(&[
+            ("alice-1", access("alice", 5_000)),
+            ("alice-2", access("alice", 6_000)),
+            ("bob-1", access("bob", 5_000)),
+        ])
+        .await;
+        let first = active(verdict(&v, "alice-1").await);
+        let second = active(verdict(&v, "alice-2").await);
+        assert!(Arc::ptr_eq(&first.identity, &second.identity));
+        assert_eq!((first.exp, second.exp), (Some(5_000), Some(6_000)));
+        assert_eq!(first.sub, "alice");
+        assert_eq!(first.headers.subject, "alice");
+        assert_eq!(first.headers.scope, "email email.send");
+        assert_eq!(first.audiences, ["https://api.example/mail", "reports"]);
+        assert_eq!(
+            first.jkt.as_deref(),
+            Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
+        );
+        let bob = active(verdict(&v, "bob-1").await);
+        assert!(!Arc::ptr_eq(&first.identity, &bob.identity));
+        assert_eq!(bob.sub, "bob");
+    }
+
+    #[tokio::test]
+    async fn a_token_issued_for_no_resource_is_for_the_issuer() {
+        let v = verifier_with(&[(
+            "t",
+            Record {
+                audiences: Vec::new(),
+                ..access("alice", 5_000)
+            },
+        )])
+        .await;
+        assert_eq!(active(verdict(&v, "t").await).audiences, [ISSUER]);
+    }
+
+    #[tokio::test]
+    async fn only_a_live_access_token_whose_fields_fit_in_headers_is_active() {
+        let v = verifier_with(&[
+            ("code", record(RecordKind::Code, "g", 5_000)),
+            ("expired", access("alice", NOW)),
+            (
+                "revoked",
+                Record {
+                    state: crate::store::RecordState::Revoked,
+                    ..access("alice", 5_000)
+                },
+            ),
+            ("unsendable", access("ali\nce", 5_000)),
+        ])
+        .await;
+        for token in ["code", "expired", "revoked", "unsendable", "unknown"] {
+            assert!(
+                matches!(verdict(&v, token).await, Verdict::Inactive),
+                "{token}"
+            );
         }
     }
 }

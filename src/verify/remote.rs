@@ -15,6 +15,7 @@
 use super::{Principal, TokenVerifier, Verdict, VerifyError};
 use crate::clock::Clock;
 use crate::config::RemoteVerifyConfig;
+use crate::store::TokenHash;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -244,7 +245,11 @@ impl IntrospectionAnswer {
 }
 
 impl TokenVerifier for RemoteVerifier {
-    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Verdict, VerifyError>> {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+        _hash: &'a TokenHash,
+    ) -> BoxFuture<'a, Result<Verdict, VerifyError>> {
         Box::pin(self.introspect(token))
     }
 

@@ -219,7 +219,7 @@ async fn the_local_verifier_accepts_a_jwt_it_has_no_record_of_without_asking_the
     let verifier = LocalVerifier::new(store.clone(), clock.clone(), ISSUER.to_string())
         .with_jwt(own(&clock, &current, &[], false));
     let token = sign(&current, &claims(json!({"aud": ["https://api.example"]})));
-    let Ok(Verdict::Active(p)) = verifier.verify(&token).await else {
+    let Ok(Verdict::Active(p)) = verifier.verify(&token, &token_hash(&token)).await else {
         panic!("not active");
     };
     assert_eq!(p.sub, "alice");
@@ -227,7 +227,7 @@ async fn the_local_verifier_accepts_a_jwt_it_has_no_record_of_without_asking_the
     assert_eq!(p.exp, Some(NOW + TTL));
     verifier.revoked(&Revoked::Token(token_hash(&token)));
     assert!(matches!(
-        verifier.verify(&token).await,
+        verifier.verify(&token, &token_hash(&token)).await,
         Ok(Verdict::Inactive)
     ));
     // With the store asked (start window), the missing record makes it inactive.
@@ -239,7 +239,7 @@ async fn the_local_verifier_accepts_a_jwt_it_has_no_record_of_without_asking_the
     ));
     let other = sign(&current, &claims(json!({"jti": "k"})));
     assert!(matches!(
-        checking.verify(&other).await,
+        checking.verify(&other, &token_hash(&other)).await,
         Ok(Verdict::Inactive)
     ));
 }

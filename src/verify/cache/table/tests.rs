@@ -133,7 +133,7 @@ fn misses_for_one_key_share_a_flight_until_it_lands() {
         panic!("empty table");
     };
     assert!(!Arc::ptr_eq(&first, &other));
-    t.land(&key(1), &first, Some((value(3), u64::MAX >> 2)));
+    t.land(&key(1), &first, Some((value(3), u64::MAX >> 2)), 2);
     assert_eq!(get(&t, &key(1), 2), Some(3));
 }
 
@@ -149,11 +149,11 @@ fn an_answer_fetched_across_an_invalidation_is_not_cached() {
         panic!("nothing cached");
     };
     assert!(!Arc::ptr_eq(&flight, &after));
-    t.land(&key(1), &flight, Some((value(3), u64::MAX >> 2)));
+    t.land(&key(1), &flight, Some((value(3), u64::MAX >> 2)), 2);
     assert_eq!(t.held(), 0);
     // Nor across an invalidation of everything.
     t.clear();
-    t.land(&key(1), &after, Some((value(4), u64::MAX >> 2)));
+    t.land(&key(1), &after, Some((value(4), u64::MAX >> 2)), 2);
     assert_eq!(t.held(), 0);
 }
 
