@@ -34,7 +34,8 @@
 #   THREADS    wrk threads                                1
 #   TOKENS     tokens issued before the local rows        400000 (at least; issued in ISSUE_CHUNK s runs)
 #   TOKENS_FROM  run directory of an earlier local run: its store and tokens are copied
-#              instead of issuing new ones (A/B runs of two binaries on the same file)
+#              instead of issuing new ones (A/B runs of two binaries on the same file);
+#              its tokens live 24 h (access_token_ttl below) from when they were issued
 #   ISSUE_CHUNK  seconds of each issuing run              5
 #   CACHE_CAPACITY  [verify] cache_capacity (local)       tollgate's default
 #   CACHE_TTL  [verify] cache_ttl (local)                 30s
@@ -170,7 +171,7 @@ access = "off"
 [oauth]
 issuer = "http://127.0.0.1:$2"
 store = "$3"
-access_token_ttl = "1h"
+access_token_ttl = "24h"
 
 [oauth.scopes]
 bench = "Benchmark"
@@ -385,7 +386,8 @@ ${CACHE_CAPACITY:+cache_capacity = $CACHE_CAPACITY}"
   first=$(head -n1 "$OUT/tokens")
   ok=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $first" "${URL[warm]}")
   none=$(curl -s -o /dev/null -w '%{http_code}' "${URL[warm]}")
-  [[ $ok == 200 && $none == 401 ]] || die "sanity: an issued token got $ok (want 200), none got $none (want 401)"
+  [[ $ok == 200 && $none == 401 ]] ||
+    die "sanity: an issued token got $ok (want 200), none got $none (want 401)${TOKENS_FROM:+; tokens copied from $TOKENS_FROM may have expired (24 h)}"
   echo "sanity:       issued token 200, no token 401"
   rss0=$(rss_kb tollgate)
   run_rounds cold warm

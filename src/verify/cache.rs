@@ -5,9 +5,9 @@
 //! entry never outlives its token; an inactive one for `negative_cache_ttl`. Concurrent
 //! misses for one token share a single call to the verifier, and its error if it fails.
 //! Errors are not cached: the next request asks again. The table ([`table`]: sharded, CLOCK
-//! eviction within `cache_capacity`, expiry checked on read) and the sharing of identities
-//! among entries ([`Interner`]) are this module's own, for memory and the cold path's cost
-//! (issue 12; benches/README.md "Verification cache memory").
+//! eviction within `cache_capacity`, expiry checked on read) is this module's own, and the
+//! entries share their identities ([`Interner`], `verify::interner`), for memory and the
+//! cold path's cost (issue 12; benches/README.md "Verification cache memory").
 //!
 //! The cache subscribes to the token store's revocation feed (`store::feed`): a revoked
 //! token's entry is dropped before the revoking call returns, or, for a revocation made by
