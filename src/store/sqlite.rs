@@ -1,17 +1,17 @@
 //! The embedded default store: one SQLite file in WAL mode.
 //!
 //! Schema migrations are embedded and applied at open (tracked in `PRAGMA user_version`).
-//! Every call runs on tokio's blocking pool so SQLite's file IO never stalls the async
-//! workers, except inserts, which one writer thread commits in batches (group commit, see
-//! [`batch`]); one connection behind a mutex keeps `consume` atomic within this process, and
-//! its transaction takes the write lock at `BEGIN` (see [`write_tx`]) so it stays atomic
-//! across processes.
-//! Plain lookups (`get`, the guard's path) use a second, read-only connection on a thread
-//! of its own (see [`lookups`]): in WAL mode
-//! they read the last commit even while a write waits for a lock, so the guard keeps
-//! verifying while the file is locked by another process or cannot be written. A third
-//! connection, on a thread of its own, copies the WAL back into the file so that commits
-//! do not wait for it (see [`checkpoint`]).
+//! Every call but a plain lookup runs on tokio's blocking pool so that SQLite's file IO and
+//! lock waits never stall the async workers, except inserts, which one writer thread commits
+//! in batches (group commit, see [`batch`]); one connection behind a mutex keeps `consume`
+//! atomic within this process, and its transaction takes the write lock at `BEGIN` (see
+//! [`write_tx`]) so it stays atomic across processes.
+//! Plain lookups (`get`, the guard's path) use read-only connections of their own, one
+//! answering on the runtime's worker and one on a thread for what the worker must not wait
+//! for (see [`lookups`]): in WAL mode they read the last commit even while a write waits for
+//! a lock, so the guard keeps verifying while the file is locked by another process or
+//! cannot be written. Another connection, on a thread of its own, copies the WAL back into
+//! the file so that commits do not wait for it (see [`checkpoint`]).
 //!
 //! A call gives up after [`LOCK_WAIT`] in all (queueing behind this process's other calls
 //! plus waiting out another process's lock), so an outage is a prompt error (503 upstream
@@ -166,7 +166,7 @@ impl SqliteStore {
         let store = Self {
             writer: batch::Writer::start(conn.clone())?,
             conn,
-            lookups: lookups::Lookups::start(reader)?,
+            lookups: lookups::Lookups::start(reader, open_reader(path)?)?,
             feed: Arc::new(LocalFeed::default()),
             origin: revocations::new_origin(),
             checkpointer,

@@ -32,6 +32,18 @@ impl<J: Send + 'static> JobThread<J> {
         })
     }
 
+    /// Queues `job`, whose answer the caller awaits through the sender it carries.
+    pub fn send(&self, job: J) -> StoreResult<()> {
+        let queue = self.jobs.as_ref().ok_or(StoreError::ThreadStopped)?;
+        queue.send(job).map_err(|_| StoreError::ThreadStopped)
+    }
+
+    /// A second handle on the queue, for a part that hands jobs over. The thread only ends
+    /// once every handle is gone, so whoever holds one must drop it before this is dropped.
+    pub fn queue(&self) -> Option<mpsc::Sender<J>> {
+        self.jobs.clone()
+    }
+
     /// Queues the job `make` builds around the answer's sender, and waits for the answer.
     pub async fn ask<T>(
         &self,

@@ -1,5 +1,9 @@
-//! Plain lookups (`get`, the guard's and `/verify`'s path) on one thread of their own that
-//! owns the read-only connection.
+//! Plain lookups (`get`, the guard's and `/verify`'s path): answered on the runtime's worker
+//! at the end of its tick ([`on_worker`]), and on one thread of their own, which owns a
+//! read-only connection, for what the worker must not wait for (a locked file, a file read
+//! from disk) and where no runtime runs. Both answer in batches as described below for the
+//! thread (one read transaction each, the memory map), each on a connection of its own; the
+//! thread's connection maps the file only once it answers batches while it is unchanged.
 //!
 //! Before, each lookup was a task on tokio's blocking pool that then took the connection's
 //! mutex: with many lookups in flight the pool woke a thread per lookup and they queued on
@@ -54,6 +58,8 @@
 //! has spent it waiting answers [`StoreError::Busy`]. Dropping [`Lookups`] closes the queue;
 //! the thread answers what is queued and ends.
 
+mod on_worker;
+
 use super::job_thread::JobThread;
 use super::{read_with, select_sql, LOCK_WAIT};
 use crate::store::{Record, StoreError, StoreResult, TokenHash};
@@ -67,8 +73,8 @@ use tokio::sync::oneshot;
 /// Where one lookup's answer goes.
 type Done = oneshot::Sender<StoreResult<Option<Record>>>;
 
-/// A batch's answers on their way to the runtime.
-type Answers = Vec<(Done, StoreResult<Option<Record>>)>;
+/// A batch's lookups with their answers, on their way to the callers.
+type Answers = Vec<(Job, StoreResult<Option<Record>>)>;
 
 /// One queued lookup and where its answer goes.
 struct Job {
@@ -78,18 +84,23 @@ struct Job {
     done: Done,
 }
 
-/// The queue in front of the lookup thread; see the module comment.
-pub(super) struct Lookups(
-    JobThread<Job>,
+/// The lookups' two ways: the worker's and the thread's; see the module comment.
+pub(super) struct Lookups {
+    /// Answers lookups on the runtime's worker (none without a runtime at start). Declared
+    /// before `thread` so that it lets go of the thread's queue before the thread is joined.
+    on_worker: Option<on_worker::OnWorker>,
+    thread: JobThread<Job>,
     /// Whether the lookups map the file now; read by the tests ([`Lookups::mapped`]).
     #[cfg_attr(not(test), allow(dead_code))]
-    Arc<AtomicBool>,
-);
+    mapped: Arc<AtomicBool>,
+}
 
 impl Lookups {
-    /// Starts the lookup thread, which owns `conn` (a `query_only` connection).
-    pub(super) fn start(conn: Connection) -> StoreResult<Self> {
-        let answers = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+    /// Starts the lookup thread, which owns `conn`, and the worker's part with `on_worker`
+    /// when a runtime runs (both `query_only` connections).
+    pub(super) fn start(conn: Connection, on_worker: Connection) -> StoreResult<Self> {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let answers = runtime.as_ref().map(|runtime| {
             let (answers, mut batches) = tokio::sync::mpsc::unbounded_channel::<Answers>();
             runtime.spawn(async move {
                 while let Some(batch) = batches.recv().await {
@@ -100,25 +111,55 @@ impl Lookups {
         });
         let mapped = Arc::new(AtomicBool::new(false));
         let map = Map::new(mapped.clone());
-        JobThread::start("tollgate-sqlite-reader", move |queue| {
+        let thread = JobThread::start("tollgate-sqlite-reader", move |queue| {
             run(&conn, &queue, answers.as_ref(), map);
+        })?;
+        let on_worker = match (runtime, thread.queue()) {
+            (Some(runtime), Some(queue)) => Some(on_worker::OnWorker::start(
+                &runtime,
+                on_worker,
+                queue,
+                Map::new(mapped.clone()),
+            )?),
+            _ => None,
+        };
+        Ok(Self {
+            on_worker,
+            thread,
+            mapped,
         })
-        .map(|thread| Self(thread, mapped))
     }
 
     /// True while the lookups read the file through the map (see the module comment).
     #[cfg(test)]
     pub(super) fn mapped(&self) -> bool {
-        self.1.load(Ordering::Relaxed)
+        self.mapped.load(Ordering::Relaxed)
+    }
+
+    /// How many lookups the worker answered, and how many it handed to the thread.
+    #[cfg(test)]
+    pub(super) fn on_worker_counts(&self) -> (u64, u64) {
+        self.on_worker.as_ref().map_or((0, 0), |w| w.counts())
     }
 
     /// The record stored under `hash`, if any.
     pub(super) fn get(&self, hash: TokenHash) -> BoxFuture<'_, StoreResult<Option<Record>>> {
-        Box::pin(self.0.ask(move |done| Job {
-            hash,
-            deadline: Instant::now() + LOCK_WAIT,
-            done,
-        }))
+        Box::pin(async move {
+            let (done, answer) = oneshot::channel();
+            let job = Job {
+                hash,
+                deadline: Instant::now() + LOCK_WAIT,
+                done,
+            };
+            let for_thread = match &self.on_worker {
+                Some(worker) => worker.offer(job).err(),
+                None => Some(job),
+            };
+            if let Some(job) = for_thread {
+                self.thread.send(job)?;
+            }
+            answer.await.map_err(|_| StoreError::ThreadStopped)?
+        })
     }
 }
 
@@ -197,7 +238,7 @@ fn run(
                 Err(_) => break,
             }
         }
-        let answered = look_up(conn, &mut batch, &mut map);
+        let answered = look_up(conn, &mut batch, &mut map, Waits::ForLocks);
         match answers {
             Some(runtime) => {
                 if let Err(unsent) = runtime.send(answered) {
@@ -209,9 +250,17 @@ fn run(
     }
 }
 
+/// Whether a lookup waits for another connection's lock on the file (within its
+/// [`LOCK_WAIT`]), or answers [`SQLITE_BUSY`](is_busy) at once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Waits {
+    ForLocks,
+    Never,
+}
+
 /// Looks up every job of `batch` (emptying it) in one read transaction, then lets `map`
 /// decide whether the next batches read through the map.
-fn look_up(conn: &Connection, batch: &mut Vec<Job>, map: &mut Map) -> Answers {
+fn look_up(conn: &Connection, batch: &mut Vec<Job>, map: &mut Map, waits: Waits) -> Answers {
     // Without the transaction (a single job, or BEGIN failed) each lookup is its own.
     let in_txn = batch.len() > 1 && execute(conn, "BEGIN").is_ok();
     // In the transaction, this starts its snapshot: the version the lookups read at.
@@ -226,13 +275,13 @@ fn look_up(conn: &Connection, batch: &mut Vec<Job>, map: &mut Map) -> Answers {
             .drain(..)
             .map(|job| {
                 let answer = match &mut select {
-                    Ok(select) => lookup(conn, select, &job),
+                    Ok(select) => lookup(conn, select, &job, waits),
                     Err(_) => conn
                         .prepare_cached(select_sql())
                         .map_err(StoreError::from)
-                        .and_then(|mut select| lookup(conn, &mut select, &job)),
+                        .and_then(|mut select| lookup(conn, &mut select, &job, waits)),
                 };
-                (job.done, answer)
+                (job, answer)
             })
             .collect()
     };
@@ -246,22 +295,33 @@ fn look_up(conn: &Connection, batch: &mut Vec<Job>, map: &mut Map) -> Answers {
 
 /// Completes each caller's channel (a caller that gave up has dropped its end).
 fn deliver(answers: Answers) {
-    for (done, answer) in answers {
-        let _ = done.send(answer);
+    for (job, answer) in answers {
+        let _ = job.done.send(answer);
     }
 }
 
-/// One lookup within what is left of its [`LOCK_WAIT`].
+/// True for SQLite's answer that another connection holds a lock the lookup needs.
+fn is_busy(error: &StoreError) -> bool {
+    matches!(error, StoreError::Sqlite(e) if matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    ))
+}
+
+/// One lookup, waiting for locks (as `waits` says) within what is left of its [`LOCK_WAIT`].
 fn lookup(
     conn: &Connection,
     select: &mut rusqlite::Statement<'_>,
     job: &Job,
+    waits: Waits,
 ) -> StoreResult<Option<Record>> {
-    let left = job.deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(StoreError::Busy { waited: LOCK_WAIT });
+    if waits == Waits::ForLocks {
+        let left = job.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(StoreError::Busy { waited: LOCK_WAIT });
+        }
+        conn.busy_timeout(left)?;
     }
-    conn.busy_timeout(left)?;
     read_with(select, &job.hash)
 }
 

@@ -484,6 +484,63 @@ async fn lookups_through_the_map_see_what_another_store_commits_and_stop_mapping
     assert!(!store.lookups.mapped(), "not mapped while the file changes");
 }
 
+#[tokio::test]
+async fn lookups_are_answered_on_the_worker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("t.db")).expect("opens");
+    let rec = conformance::record(RecordKind::Access, "g", 9_999_999_999);
+    store
+        .insert(token_hash("a"), rec.clone())
+        .await
+        .expect("insert");
+    // Twenty lookups queued in one tick, one of them for a token nobody issued.
+    let hashes: Vec<_> = (0..20)
+        .map(|n| token_hash(if n == 7 { "nobody" } else { "a" }))
+        .collect();
+    let answers = futures_util::future::join_all(hashes.iter().map(|h| store.get(*h))).await;
+    for (n, answer) in answers.into_iter().enumerate() {
+        let want = (n != 7).then(|| rec.clone());
+        assert_eq!(answer.expect("get"), want, "lookup {n}");
+    }
+    assert_eq!(store.lookups.on_worker_counts(), (20, 0));
+}
+
+#[test]
+fn lookups_still_answer_once_the_runtime_the_store_was_opened_on_is_gone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    let rec = conformance::record(RecordKind::Access, "g", 9_999_999_999);
+    let first = runtime();
+    let store = first.block_on(async {
+        let store = SqliteStore::open(&dir.path().join("t.db")).expect("opens");
+        store
+            .insert(token_hash("a"), rec.clone())
+            .await
+            .expect("insert");
+        assert_eq!(
+            store.get(token_hash("a")).await.expect("get"),
+            Some(rec.clone())
+        );
+        store
+    });
+    assert_eq!(store.lookups.on_worker_counts(), (1, 0));
+    // The worker's task went with its runtime: the thread answers now.
+    drop(first);
+    let got = runtime().block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), store.get(token_hash("a"))).await
+    });
+    assert_eq!(
+        got.expect("answered, not left queued").expect("get"),
+        Some(rec)
+    );
+    assert_eq!(store.lookups.on_worker_counts(), (1, 0));
+}
+
 /// The most pages the WAL of the database at `path` ever held: its file is reused from the
 /// start once the WAL starts over, so its length says how far it grew.
 fn wal_extent(path: &Path) -> u64 {
