@@ -72,14 +72,22 @@ struct Queue {
     thread_until: Option<Instant>,
     /// Slow batches since the last one that was not.
     slow_in_a_row: u32,
-    /// Set when the store is dropped: the task answers what is queued and ends.
+    /// Set when the store is dropped (the task answers what is queued and ends) or the task
+    /// has ended (see [`Closing`]).
     closed: bool,
 }
 
 impl Queue {
-    /// True when a lookup made at `now` goes to the thread instead.
-    fn for_thread(&self, now: impl FnOnce() -> Instant) -> bool {
-        self.closed || self.thread_until.is_some_and(|until| now() < until)
+    /// True when a lookup made at `now` goes to the thread instead (the clock is read only
+    /// while lookups go there after slow batches).
+    fn for_thread(&mut self, now: impl FnOnce() -> Instant) -> bool {
+        if let Some(until) = self.thread_until {
+            if now() < until {
+                return true;
+            }
+            self.thread_until = None;
+        }
+        self.closed
     }
 
     /// After a batch that took `took`, ending at `now`: the last of [`SLOW_IN_A_ROW`] slow
@@ -279,6 +287,7 @@ mod tests {
             !queue.for_thread(|| now + THREAD_FOR),
             "back on the worker after a while"
         );
+        assert!(!queue.for_thread(|| now), "and the clock is no longer read");
     }
 
     fn shared(thread: mpsc::Sender<Job>) -> Shared {
@@ -366,7 +375,7 @@ mod tests {
 
     #[test]
     fn a_closed_queue_sends_lookups_to_the_thread() {
-        let queue = Queue {
+        let mut queue = Queue {
             closed: true,
             ..Queue::default()
         };
