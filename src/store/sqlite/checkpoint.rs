@@ -117,6 +117,12 @@ impl Checkpointer {
         Ok(())
     }
 
+    /// The WAL's pages after the last commit.
+    #[cfg(test)]
+    pub(super) fn wal_after_commit(&self) -> u64 {
+        self.progress.after_commit.load(Ordering::Relaxed)
+    }
+
     /// Checkpoints the thread has run so far.
     #[cfg(test)]
     pub(super) fn passes(&self) -> u64 {
