@@ -50,10 +50,7 @@ impl<J: Send + 'static> JobThread<J> {
         make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> J,
     ) -> StoreResult<T> {
         let (done, answer) = oneshot::channel();
-        let queue = self.jobs.as_ref().ok_or(StoreError::ThreadStopped)?;
-        queue
-            .send(make(done))
-            .map_err(|_| StoreError::ThreadStopped)?;
+        self.send(make(done))?;
         answer.await.map_err(|_| StoreError::ThreadStopped)?
     }
 }

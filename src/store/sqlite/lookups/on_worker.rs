@@ -64,6 +64,28 @@ struct Shared {
     handed_over: AtomicU64,
 }
 
+impl Shared {
+    fn new(thread: mpsc::Sender<Job>) -> Self {
+        Self {
+            queue: Mutex::new(Queue::default()),
+            flush: Notify::new(),
+            thread: Mutex::new(Some(thread)),
+            answered: AtomicU64::new(0),
+            handed_over: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `jobs` for the lookup thread (once the store is dropped, nowhere: their callers
+    /// find their channels dropped).
+    fn to_thread(&self, jobs: impl IntoIterator<Item = Job>) {
+        if let Some(thread) = lock(&self.thread).as_ref() {
+            for job in jobs {
+                let _ = thread.send(job);
+            }
+        }
+    }
+}
+
 /// The lookups waiting for the task, and whether it takes any.
 #[derive(Default)]
 struct Queue {
@@ -121,13 +143,7 @@ impl OnWorker {
         map: Map,
     ) -> StoreResult<Self> {
         conn.busy_timeout(Duration::ZERO)?;
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
-            flush: Notify::new(),
-            thread: Mutex::new(Some(thread)),
-            answered: AtomicU64::new(0),
-            handed_over: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new(thread));
         runtime.spawn(serve(shared.clone(), conn, map));
         Ok(Self { shared })
     }
@@ -212,12 +228,7 @@ impl Drop for Closing {
             queue.closed = true;
             std::mem::take(&mut queue.jobs)
         };
-        let thread = lock(&self.0.thread);
-        for job in left {
-            if let Some(thread) = thread.as_ref() {
-                let _ = thread.send(job);
-            }
-        }
+        self.0.to_thread(left);
     }
 }
 
@@ -239,12 +250,7 @@ fn hand_out(shared: &Shared, answered: Answers) {
     shared
         .handed_over
         .fetch_add(busy.len() as u64, Ordering::Relaxed);
-    let thread = lock(&shared.thread);
-    for (job, _) in busy {
-        if let Some(thread) = thread.as_ref() {
-            let _ = thread.send(job);
-        }
-    }
+    shared.to_thread(busy.into_iter().map(|(job, _)| job));
 }
 
 /// The mutex's data; a panic elsewhere while holding it leaves nothing half-done here.
@@ -290,16 +296,6 @@ mod tests {
         assert!(!queue.for_thread(|| now), "and the clock is no longer read");
     }
 
-    fn shared(thread: mpsc::Sender<Job>) -> Shared {
-        Shared {
-            queue: Mutex::new(Queue::default()),
-            flush: Notify::new(),
-            thread: Mutex::new(Some(thread)),
-            answered: AtomicU64::new(0),
-            handed_over: AtomicU64::new(0),
-        }
-    }
-
     fn job(
         token: &str,
     ) -> (
@@ -325,7 +321,7 @@ mod tests {
     #[test]
     fn a_lookup_that_found_the_file_locked_goes_to_the_thread_and_the_rest_are_answered() {
         let (to_thread, thread) = mpsc::channel();
-        let shared = shared(to_thread);
+        let shared = Shared::new(to_thread);
         let (locked, mut locked_answer) = job("locked");
         let (known, known_answer) = job("known");
         let (failed, failed_answer) = job("failed");
